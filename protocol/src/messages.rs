@@ -1,0 +1,491 @@
+//! The versioned messages exchanged between gateway and provider.
+//!
+//! Every top-level message has a `v` field equal to [`crate::PROTOCOL_VERSION`] and is declared
+//! with `deny_unknown_fields`: a field we do not know is an error, never ignored, because an
+//! ignored field in clinical data is data lost without anyone noticing. Identifiers are
+//! newtypes that validate their shape when deserialized, so a gateway id can never smuggle an
+//! MQTT wildcard into a topic.
+//!
+//! Nothing here identifies a patient: the gateway knows its own id, its devices and its
+//! readings. The provider maps the gateway to a session.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_ID_BYTES;
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident, $check:expr, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates and wraps an identifier.
+            pub fn new(s: impl Into<String>) -> Result<Self, InvalidId> {
+                let s = s.into();
+                let check: fn(&str) -> bool = $check;
+                if check(&s) {
+                    Ok(Self(s))
+                } else {
+                    Err(InvalidId { what: $what, value_len: s.len() })
+                }
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(s: String) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+/// An identifier that does not have the required shape. The value itself is not echoed: it may
+/// come from an attacker and end up in a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} ({value_len} bytes): expected 1-64 characters of a-z, 0-9 and '-'")]
+pub struct InvalidId {
+    /// Which identifier kind failed.
+    pub what: &'static str,
+    /// Length of the rejected value.
+    pub value_len: usize,
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_BYTES
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+id_newtype!(
+    /// A gateway's identity at the provider, assigned at enrollment. Safe to embed in topics.
+    GatewayId,
+    is_slug,
+    "gateway id"
+);
+id_newtype!(
+    /// One shipment of readings; doubles as the HTTP `Idempotency-Key`.
+    BatchId,
+    is_slug,
+    "batch id"
+);
+id_newtype!(
+    /// One remote command; the agent refuses a command id it has already executed.
+    CommandId,
+    is_slug,
+    "command id"
+);
+id_newtype!(
+    /// The deterministic identity of a reading: lowercase hex SHA-256 (see [`crate::reading_id`]).
+    ReadingId,
+    is_sha256_hex,
+    "reading id"
+);
+
+/// What a reading measures. The provider charts each kind with its own FHIR profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadingKind {
+    /// Weight scale (0x2A9D, Xiaomi adverts).
+    BodyWeight,
+    /// Body composition (0x2A9C, Mi Body Composition Scale 2).
+    BodyComposition,
+    /// Blood pressure (0x2A35).
+    BloodPressure,
+    /// Cuff pressure while measuring (0x2A36); informative only.
+    CuffPressure,
+    /// Body temperature (0x2A1C, 0x2A1E).
+    BodyTemperature,
+    /// Blood glucose (0x2A18).
+    Glucose,
+    /// Pulse oximetry (0x2A5E, 0x2A5F).
+    PulseOximetry,
+    /// Heart rate (0x2A37).
+    HeartRate,
+    /// Bytes the gateway could not decode. They are shipped anyway (raw payload kept) so that
+    /// nothing a device sent is lost; the provider stores them but never charts them.
+    Unrecognized,
+}
+
+/// One measured quantity: a LOINC code, a value and a UCUM unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// LOINC code, for example `8480-6` (systolic blood pressure).
+    pub code: String,
+    /// Value in `unit`.
+    pub value: f64,
+    /// UCUM unit, for example `mm[Hg]`.
+    pub unit: String,
+    /// The value as the device sent it, when it was converted (kPa to mm[Hg], lb to kg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Quantity>,
+}
+
+/// A value with its unit, as sent by the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantity {
+    /// The numeric value.
+    pub value: f64,
+    /// The unit as UCUM.
+    pub unit: String,
+}
+
+/// A component the device reported as a special value (NaN, NRes, +/-INF): no number, the
+/// reason kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingComponent {
+    /// LOINC code of the component that has no value.
+    pub code: String,
+    /// Why, for example `nan`, `nres`, `positive-infinity`.
+    pub reason: String,
+}
+
+/// How far the effective time of a reading can be trusted (ARCHITECTURE §3, Time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeQuality {
+    /// The device clock was read this connection and agreed with the gateway within tolerance.
+    DeviceSynced,
+    /// The device timestamp was corrected with the offset measured this connection.
+    CorrectedByOffset,
+    /// The device clock was unset; a live reading got the gateway's receive time.
+    DeviceUnsetReceiveTime,
+    /// The device clock was unset and the reading came from memory: its time is not known.
+    DeviceUnsetUntrusted,
+    /// The device sends no timestamp; the gateway's receive time is used.
+    NoDeviceTime,
+}
+
+/// What the gateway knows about the measuring device (Device Information Service and link).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfo {
+    /// Bluetooth address, upper-case `AA:BB:CC:DD:EE:FF`.
+    pub address: String,
+    /// DIS Manufacturer Name (0x2A29).
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    /// DIS Model Number (0x2A24).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// DIS Serial Number (0x2A25).
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// DIS Firmware Revision (0x2A26).
+    #[serde(default)]
+    pub firmware: Option<String>,
+    /// The catalog model the gateway matched, if any.
+    #[serde(default)]
+    pub catalog_model: Option<String>,
+}
+
+/// One measurement as the gateway captured it: normalized components plus everything needed to
+/// re-derive them (raw payload, characteristic, device timestamp).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    /// Deterministic identity (see [`crate::reading_id`]).
+    pub reading_id: ReadingId,
+    /// The measuring device.
+    pub device: DeviceInfo,
+    /// What was measured.
+    pub kind: ReadingKind,
+    /// The values, each with LOINC code and UCUM unit.
+    pub components: Vec<Component>,
+    /// Components the device reported without a number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingComponent>,
+    /// Named status flags (`irregular-pulse`, `cuff-fit-loose`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// The timestamp as the device sent it: local wall time, never corrected.
+    pub device_time: Option<NaiveDateTime>,
+    /// The corrected time of measurement with the gateway's UTC offset.
+    pub effective_time: DateTime<FixedOffset>,
+    /// When the gateway received the bytes.
+    pub received_at: DateTime<Utc>,
+    /// Device clock minus gateway clock, measured at connection, in milliseconds.
+    pub clock_offset_ms: Option<i64>,
+    /// How far `effective_time` can be trusted.
+    pub time_quality: TimeQuality,
+    /// Where the bytes came from: a 16-bit characteristic (`2A35`), `adv:<uuid>` or `mfr:<id>`.
+    pub characteristic: String,
+    /// The device's user slot, when it has several users.
+    pub user_slot: Option<u8>,
+    /// The device's record sequence number, when it numbers records.
+    pub sequence: Option<u32>,
+    /// The exact bytes the device sent.
+    #[serde(with = "b64")]
+    pub raw: Vec<u8>,
+    /// Battery level in percent, when known.
+    pub battery_pct: Option<u8>,
+    /// Signal strength in dBm, when known.
+    pub rssi_dbm: Option<i16>,
+}
+
+/// A shipment of readings from one gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingBatch {
+    /// Protocol version.
+    pub v: u16,
+    /// The sending gateway; must equal the frame's signer.
+    pub gateway_id: GatewayId,
+    /// This shipment; a retry re-uses it.
+    pub batch_id: BatchId,
+    /// When the batch was built.
+    pub created_at: DateTime<Utc>,
+    /// The readings, per device in capture order.
+    pub readings: Vec<Reading>,
+}
+
+/// The provider's answer to a batch, sent only after the readings are committed. A reading is
+/// settled on the gateway only when a receipt names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// Protocol version.
+    pub v: u16,
+    /// The batch this answers.
+    pub batch_id: BatchId,
+    /// Committed (now or earlier: a duplicate is accepted again, never stored twice).
+    pub accepted: Vec<ReadingId>,
+    /// Refused for good, each with the reason; the gateway keeps them visible, never retries.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A reading the provider refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// The refused reading.
+    pub reading_id: ReadingId,
+    /// Why, for the operator.
+    pub reason: String,
+}
+
+/// Backlog of readings not yet acknowledged by the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backlog {
+    /// Unacknowledged readings.
+    pub depth: u64,
+    /// Age of the oldest unacknowledged reading, in seconds.
+    pub oldest_age_s: Option<u64>,
+    /// Readings the provider rejected.
+    pub rejected: u64,
+}
+
+/// Health of one paired device as the gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceHealth {
+    /// Bluetooth address.
+    pub address: String,
+    /// Catalog model, when matched.
+    pub model: Option<String>,
+    /// Last time the device was heard (advertisement or connection).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Last reading captured from it.
+    pub last_reading: Option<DateTime<Utc>>,
+    /// Battery level in percent.
+    pub battery_pct: Option<u8>,
+    /// Last RSSI in dBm.
+    pub rssi_dbm: Option<i16>,
+}
+
+/// The gateway clock's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockState {
+    /// NTP-synchronized (systemd-timesyncd or chrony says so).
+    Synchronized,
+    /// Not synchronized: device clocks are not set, readings keep device time quality.
+    Unsynchronized,
+    /// Could not be determined.
+    Unknown,
+}
+
+/// Disk use of the gateway's outbox against its quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskUse {
+    /// Bytes used by the outbox.
+    pub used_bytes: u64,
+    /// The configured quota.
+    pub quota_bytes: u64,
+}
+
+/// Sent every minute (and as an MQTT retained status / last-will) so operations can see a
+/// gateway they never visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Protocol version.
+    pub v: u16,
+    /// The reporting gateway.
+    pub gateway_id: GatewayId,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+    /// Agent version.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// Unacknowledged readings.
+    pub backlog: Backlog,
+    /// Paired devices.
+    pub devices: Vec<DeviceHealth>,
+    /// Gateway clock.
+    pub clock: ClockState,
+    /// Outbox disk use.
+    pub disk: DiskUse,
+    /// Last error the operator should know about (no values, no patient data).
+    pub last_error: Option<String>,
+}
+
+/// What a remote command asks the agent to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CommandAction {
+    /// Ship the backlog now instead of waiting for the next backoff tick.
+    ResyncNow,
+    /// Change the agent's log filter until restart (`info`, `debug`, ...).
+    SetLogLevel {
+        /// A tracing filter directive.
+        level: String,
+    },
+    /// Reconnect to every paired device and fetch its stored records again.
+    RereadDevices,
+}
+
+/// A command from the provider to one gateway, signed with the provider's key. The agent
+/// refuses it when the signature fails, it is for another gateway, it has expired, or its id
+/// was seen before (replay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// Protocol version.
+    pub v: u16,
+    /// Unique id; executed at most once.
+    pub command_id: CommandId,
+    /// The gateway it is for.
+    pub gateway_id: GatewayId,
+    /// When the provider issued it.
+    pub issued_at: DateTime<Utc>,
+    /// After this instant the command is refused.
+    pub expires_at: DateTime<Utc>,
+    /// What to do.
+    pub action: CommandAction,
+}
+
+/// Sent by `tm-gateway enroll` with the one-time code the nurse read from the enrollment page.
+/// The frame carrying it is signed with the new key, proving possession.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentRequest {
+    /// Protocol version.
+    pub v: u16,
+    /// One-time enrollment code.
+    pub code: String,
+    /// The gateway's Ed25519 public key (32 bytes).
+    #[serde(with = "b64")]
+    pub public_key: Vec<u8>,
+    /// Agent version.
+    pub agent_version: String,
+}
+
+/// How the gateway ships readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// MQTT through a broker.
+    Mqtt,
+    /// HTTPS straight to the provider.
+    Https,
+}
+
+/// Sync settings handed to the gateway at enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Preferred transport.
+    pub transport: Transport,
+    /// Base URL of the provider's gateway API (HTTPS transport, command poll).
+    pub https_url: String,
+    /// Broker URL `mqtts://host:port` or `mqtt://host:port` (MQTT transport).
+    pub mqtt_url: Option<String>,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_s: u32,
+}
+
+/// The provider's answer to a valid enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentResponse {
+    /// Protocol version.
+    pub v: u16,
+    /// The gateway's id from now on.
+    pub gateway_id: GatewayId,
+    /// The provider's Ed25519 public key: receipts and commands are verified against it.
+    #[serde(with = "b64")]
+    pub provider_public_key: Vec<u8>,
+    /// How to sync.
+    pub sync: SyncSettings,
+}
+
+/// Base64 (standard alphabet, padded) for byte fields in JSON.
+pub mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes bytes as base64 text.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    /// Deserializes base64 text into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}

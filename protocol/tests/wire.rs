@@ -1,0 +1,372 @@
+//! The wire contract as a black box: every message round-trips, a tampered or foreign-signed
+//! frame never verifies, and decoding refuses other versions, unknown fields and oversized
+//! input with an error that names the problem.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use proptest::prelude::*;
+use tm_protocol::limits::*;
+use tm_protocol::*;
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_778_000_000 + s, 0).unwrap()
+}
+
+fn reading(n: u32) -> Reading {
+    let raw = vec![0x1e, 0x78, 0x00, 0x50, 0x00, 0x5a, 0x00, (n & 0xff) as u8];
+    let received_at = at(i64::from(n));
+    let id = reading_id(&ReadingIdInput {
+        device_address: "A4:C1:38:00:00:01",
+        characteristic: "2A35",
+        user_slot: Some(1),
+        raw: &raw,
+        has_device_time: true,
+        has_sequence: false,
+        received_at,
+    });
+    let tz = FixedOffset::east_opt(2 * 3600).unwrap();
+    Reading {
+        reading_id: id,
+        device: DeviceInfo {
+            address: "A4:C1:38:00:00:01".into(),
+            manufacturer: Some("A&D Medical".into()),
+            model: Some("UA-651BLE".into()),
+            serial: Some("5110231".into()),
+            firmware: None,
+            catalog_model: Some("and-ua-651ble".into()),
+        },
+        kind: ReadingKind::BloodPressure,
+        components: vec![
+            Component {
+                code: "8480-6".into(),
+                value: 120.0,
+                unit: "mm[Hg]".into(),
+                original: None,
+            },
+            Component {
+                code: "8462-4".into(),
+                value: 80.0,
+                unit: "mm[Hg]".into(),
+                original: Some(Quantity {
+                    value: 10.7,
+                    unit: "kPa".into(),
+                }),
+            },
+        ],
+        missing: vec![MissingComponent {
+            code: "8478-0".into(),
+            reason: "nres".into(),
+        }],
+        flags: vec!["irregular-pulse".into()],
+        device_time: Some(
+            NaiveDate::from_ymd_opt(2026, 5, 9)
+                .unwrap()
+                .and_hms_opt(7, 31, 30)
+                .unwrap(),
+        ),
+        effective_time: received_at.with_timezone(&tz),
+        received_at,
+        clock_offset_ms: Some(-1500),
+        time_quality: TimeQuality::CorrectedByOffset,
+        characteristic: "2A35".into(),
+        user_slot: Some(1),
+        sequence: None,
+        raw,
+        battery_pct: Some(80),
+        rssi_dbm: Some(-67),
+    }
+}
+
+fn batch(n: usize) -> ReadingBatch {
+    ReadingBatch {
+        v: PROTOCOL_VERSION,
+        gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+        batch_id: BatchId::new("b-0001").unwrap(),
+        created_at: at(0),
+        readings: (0..n).map(|i| reading(u32::try_from(i).unwrap())).collect(),
+    }
+}
+
+fn heartbeat() -> Heartbeat {
+    Heartbeat {
+        v: PROTOCOL_VERSION,
+        gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+        sent_at: at(60),
+        version: "0.1.0".into(),
+        uptime_s: 3600,
+        backlog: Backlog {
+            depth: 12,
+            oldest_age_s: Some(300),
+            rejected: 1,
+        },
+        devices: vec![DeviceHealth {
+            address: "A4:C1:38:00:00:01".into(),
+            model: Some("and-ua-651ble".into()),
+            last_seen: Some(at(10)),
+            last_reading: Some(at(5)),
+            battery_pct: Some(80),
+            rssi_dbm: Some(-70),
+        }],
+        clock: ClockState::Synchronized,
+        disk: DiskUse {
+            used_bytes: 1 << 20,
+            quota_bytes: 256 << 20,
+        },
+        last_error: None,
+    }
+}
+
+fn round_trip<M: codec::Message + PartialEq + std::fmt::Debug>(m: &M) {
+    let bytes = encode(m);
+    let back: M = decode(&bytes).unwrap();
+    assert_eq!(&back, m);
+    assert_eq!(encode(&back), bytes, "encoding is deterministic");
+}
+
+#[test]
+fn every_message_round_trips() {
+    round_trip(&batch(3));
+    round_trip(&Receipt {
+        v: PROTOCOL_VERSION,
+        batch_id: BatchId::new("b-0001").unwrap(),
+        accepted: vec![reading(1).reading_id],
+        rejected: vec![Rejection {
+            reading_id: reading(2).reading_id,
+            reason: "device not bound to this session".into(),
+        }],
+    });
+    round_trip(&heartbeat());
+    for action in [
+        CommandAction::ResyncNow,
+        CommandAction::SetLogLevel {
+            level: "debug".into(),
+        },
+        CommandAction::RereadDevices,
+    ] {
+        round_trip(&Command {
+            v: PROTOCOL_VERSION,
+            command_id: CommandId::new("c-1").unwrap(),
+            gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+            issued_at: at(0),
+            expires_at: at(600),
+            action,
+        });
+    }
+    let (key, _) = SigningKey::generate().unwrap();
+    round_trip(&EnrollmentRequest {
+        v: PROTOCOL_VERSION,
+        code: "K7P-2QX".into(),
+        public_key: key.verifying_key().as_bytes().to_vec(),
+        agent_version: "0.1.0".into(),
+    });
+    round_trip(&EnrollmentResponse {
+        v: PROTOCOL_VERSION,
+        gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+        provider_public_key: key.verifying_key().as_bytes().to_vec(),
+        sync: SyncSettings {
+            transport: Transport::Mqtt,
+            https_url: "https://provider.example/".into(),
+            mqtt_url: Some("mqtts://broker.example:8883".into()),
+            heartbeat_interval_s: 60,
+        },
+    });
+}
+
+#[test]
+fn wire_shape_is_readable_json() {
+    let json: serde_json::Value = serde_json::from_slice(&encode(&batch(1))).unwrap();
+    let r = &json["readings"][0];
+    assert_eq!(json["v"], 1);
+    assert_eq!(r["kind"], "blood-pressure");
+    assert_eq!(r["time_quality"], "corrected-by-offset");
+    assert_eq!(r["components"][0]["code"], "8480-6");
+    assert_eq!(r["components"][1]["original"]["unit"], "kPa");
+    assert_eq!(r["raw"], "HngAUABaAAA=");
+    assert_eq!(r["effective_time"], "2026-05-05T18:53:20+02:00");
+}
+
+#[test]
+fn unknown_version_is_refused_by_name() {
+    let mut json: serde_json::Value = serde_json::from_slice(&encode(&batch(1))).unwrap();
+    json["v"] = 2.into();
+    json["from_the_future"] = true.into();
+    let err = decode::<ReadingBatch>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(matches!(
+        err,
+        DecodeError::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "reading batch: unsupported protocol version 2 (this build speaks 1)"
+    );
+    json.as_object_mut().unwrap().remove("v");
+    let err = decode::<ReadingBatch>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(matches!(err, DecodeError::MissingVersion { .. }));
+}
+
+#[test]
+fn unknown_fields_are_refused_at_every_level() {
+    let base: serde_json::Value = serde_json::from_slice(&encode(&batch(1))).unwrap();
+    for pointer in [
+        "",
+        "/readings/0",
+        "/readings/0/device",
+        "/readings/0/components/0",
+    ] {
+        let mut json = base.clone();
+        json.pointer_mut(pointer).unwrap()["surprise"] = 1.into();
+        let err = decode::<ReadingBatch>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown field `surprise`"),
+            "{pointer}: {text}"
+        );
+    }
+    let mut hb: serde_json::Value = serde_json::from_slice(&encode(&heartbeat())).unwrap();
+    hb["backlog"]["extra"] = 0.into();
+    assert!(decode::<Heartbeat>(&serde_json::to_vec(&hb).unwrap()).is_err());
+}
+
+#[test]
+fn malformed_ids_are_refused() {
+    let mut json: serde_json::Value = serde_json::from_slice(&encode(&batch(1))).unwrap();
+    json["gateway_id"] = "gw/+/#".into();
+    let err = decode::<ReadingBatch>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("invalid gateway id"), "{err}");
+    let mut json: serde_json::Value = serde_json::from_slice(&encode(&batch(1))).unwrap();
+    json["readings"][0]["reading_id"] = "abc".into();
+    let err = decode::<ReadingBatch>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("invalid reading id"), "{err}");
+}
+
+#[test]
+fn size_limits_name_the_limit_hit() {
+    let too_many = batch(MAX_READINGS_PER_BATCH + 1);
+    let err = decode::<ReadingBatch>(&encode(&too_many)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("MAX_READINGS_PER_BATCH exceeded (1001 > 1000)"),
+        "{err}"
+    );
+
+    let mut big_raw = batch(1);
+    big_raw.readings[0].raw = vec![0; MAX_RAW_PAYLOAD_BYTES + 1];
+    let err = decode::<ReadingBatch>(&encode(&big_raw)).unwrap_err();
+    assert!(err.to_string().contains("MAX_RAW_PAYLOAD_BYTES"), "{err}");
+
+    let mut many_components = batch(1);
+    let c = many_components.readings[0].components[0].clone();
+    many_components.readings[0].components = vec![c; MAX_COMPONENTS_PER_READING + 1];
+    let err = decode::<ReadingBatch>(&encode(&many_components)).unwrap_err();
+    assert!(
+        err.to_string().contains("MAX_COMPONENTS_PER_READING"),
+        "{err}"
+    );
+
+    let mut long_text = heartbeat();
+    long_text.last_error = Some("x".repeat(MAX_TEXT_BYTES + 1));
+    let err = decode::<Heartbeat>(&encode(&long_text)).unwrap_err();
+    assert!(
+        err.to_string().contains("MAX_TEXT_BYTES (last error)"),
+        "{err}"
+    );
+
+    let huge = vec![b' '; MAX_FRAME_BYTES + 1];
+    let err = decode::<ReadingBatch>(&huge).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::Limit {
+                limit: "MAX_FRAME_BYTES",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_fit_a_full_batch_in_one_frame() {
+    // The gateway must be able to ship MAX_READINGS_PER_BATCH typical readings in one frame.
+    let full = encode(&batch(MAX_READINGS_PER_BATCH));
+    assert!(
+        full.len() < MAX_FRAME_BYTES,
+        "full batch is {} bytes",
+        full.len()
+    );
+}
+
+#[test]
+fn signed_batch_end_to_end() {
+    let (key, _) = SigningKey::generate().unwrap();
+    let b = batch(2);
+    let framed = seal(
+        MessageKind::ReadingBatch,
+        b.gateway_id.as_str(),
+        &encode(&b),
+        &key,
+    );
+    let frame = Frame::parse(&framed).unwrap();
+    assert_eq!(frame.signer(), "gw-7f3a");
+    let payload = frame
+        .verify(MessageKind::ReadingBatch, &key.verifying_key())
+        .unwrap();
+    assert_eq!(decode::<ReadingBatch>(payload).unwrap(), b);
+}
+
+fn verifies(bytes: &[u8], key: &VerifyingKey) -> bool {
+    Frame::parse(bytes)
+        .and_then(|f| f.verify(MessageKind::ReadingBatch, key))
+        .is_ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Flipping any single bit of a sealed frame (header, signer, signature or payload) makes
+    /// it fail to parse or fail to verify.
+    #[test]
+    fn any_flipped_bit_fails_verification(
+        payload in proptest::collection::vec(any::<u8>(), 0..512),
+        bit in any::<proptest::sample::Index>(),
+    ) {
+        let (key, _) = SigningKey::generate().unwrap();
+        let mut framed = seal(MessageKind::ReadingBatch, "gw-1", &payload, &key);
+        prop_assert!(verifies(&framed, &key.verifying_key()));
+        let i = bit.index(framed.len() * 8);
+        framed[i / 8] ^= 1 << (i % 8);
+        prop_assert!(!verifies(&framed, &key.verifying_key()));
+    }
+
+    /// A frame signed by one key never verifies under another.
+    #[test]
+    fn wrong_key_fails_verification(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let framed = seal(MessageKind::ReadingBatch, "gw-1", &payload, &key);
+        prop_assert!(!verifies(&framed, &other.verifying_key()));
+    }
+
+    /// Truncating a frame anywhere makes it fail.
+    #[test]
+    fn truncation_fails(payload in proptest::collection::vec(any::<u8>(), 1..256), cut in any::<proptest::sample::Index>()) {
+        let (key, _) = SigningKey::generate().unwrap();
+        let framed = seal(MessageKind::ReadingBatch, "gw-1", &payload, &key);
+        let n = cut.index(framed.len());
+        prop_assert!(!verifies(&framed[..n], &key.verifying_key()));
+    }
+
+    /// Arbitrary bytes never panic the frame parser or the decoders.
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = Frame::parse(&bytes);
+        let _ = decode::<ReadingBatch>(&bytes);
+        let _ = decode::<Receipt>(&bytes);
+        let _ = decode::<Heartbeat>(&bytes);
+        let _ = decode::<Command>(&bytes);
+        let _ = decode::<EnrollmentRequest>(&bytes);
+    }
+}

@@ -1,0 +1,44 @@
+//! The `tm-gateway` command line. Each subcommand lives in its own module and prints readable
+//! text, or JSON with `--json`. Exit status: 0 success, 1 runtime failure, 2 bad input.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod identity;
+
+/// Home-gateway agent for telemonitoring: reads BLE health devices and syncs to the provider.
+#[derive(Debug, Parser)]
+#[command(name = "tm-gateway", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "TM_GATEWAY_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the gateway's identity (creating its key on first use).
+    Identity(identity::Args),
+    /// Check the configuration file and print the effective settings.
+    CheckConfig,
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Identity(args) => identity::run(&cli.config, &args),
+        Command::CheckConfig => {
+            let config = crate::config::Config::load(&cli.config)?;
+            println!("configuration {} is valid", cli.config.display());
+            println!("state_dir = {}", config.state_dir.display());
+            println!("adapter   = {}", config.adapter);
+            println!("log_level = {}", config.log_level);
+            Ok(0)
+        }
+    }
+}

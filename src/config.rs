@@ -1,0 +1,212 @@
+//! The agent's configuration: a TOML file (`/etc/tm-gateway/gateway.toml` by default) in two
+//! layers. [`ConfigFile`] is the file's shape (unknown keys are errors, so a typo is caught at
+//! start, not discovered in the field); [`Config`] is the validated runtime value.
+//!
+//! Settings the provider hands over at enrollment (gateway id, sync transport and URLs) are not
+//! here: they live in the state directory, written by `tm-gateway enroll`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tm-gateway/gateway.toml";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("configuration {path} is invalid: {message}")]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The file's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Directory for the key, the outbox and the enrollment (systemd `StateDirectory`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Log filter (`info`, `debug`, `tm_gateway=debug`).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Bluetooth settings.
+    #[serde(default)]
+    pub ble: BleFile,
+}
+
+/// Bluetooth section of the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BleFile {
+    /// The BlueZ adapter to use, by name (`hci0`).
+    #[serde(default = "default_adapter")]
+    pub adapter: String,
+}
+
+impl Default for BleFile {
+    fn default() -> Self {
+        Self {
+            adapter: default_adapter(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tm-gateway")
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_adapter() -> String {
+    "hci0".into()
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State directory (key, outbox, enrollment).
+    pub state_dir: PathBuf,
+    /// Log filter.
+    pub log_level: String,
+    /// Adapter name.
+    pub adapter: String,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        Self::try_from(file)
+    }
+
+    /// The gateway key's path inside the state directory.
+    pub fn key_path(&self) -> PathBuf {
+        self.state_dir.join("gateway.key")
+    }
+}
+
+impl TryFrom<ConfigFile> for Config {
+    type Error = ConfigError;
+
+    fn try_from(f: ConfigFile) -> Result<Self, ConfigError> {
+        if !f.state_dir.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "state_dir must be an absolute path, got {}",
+                f.state_dir.display()
+            )));
+        }
+        let adapter_ok = f.adapter_name_ok();
+        if !adapter_ok {
+            return Err(ConfigError::Invalid(format!(
+                "ble.adapter must look like hci0, got {:?}",
+                f.ble.adapter
+            )));
+        }
+        tracing_subscriber::EnvFilter::try_new(&f.log_level).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "log_level {:?} is not a valid filter: {e}",
+                f.log_level
+            ))
+        })?;
+        Ok(Self {
+            state_dir: f.state_dir,
+            log_level: f.log_level,
+            adapter: f.ble.adapter,
+        })
+    }
+}
+
+impl ConfigFile {
+    fn adapter_name_ok(&self) -> bool {
+        let a = &self.ble.adapter;
+        !a.is_empty() && a.len() <= 16 && a.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_an_empty_file() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/tm-gateway"));
+        assert_eq!(c.adapter, "hci0");
+        assert_eq!(
+            c.key_path(),
+            PathBuf::from("/var/lib/tm-gateway/gateway.key")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::parse("stat_dir = \"/x\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `stat_dir`"),
+            "{err}"
+        );
+        let err = Config::parse("[ble]\nadaptor = \"hci0\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `adaptor`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_explained() {
+        let err = Config::parse("state_dir = \"relative\"").unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+        let err = Config::parse("[ble]\nadapter = \"hci0; rm\"").unwrap_err();
+        assert!(err.to_string().contains("ble.adapter"), "{err}");
+        let err = Config::parse("log_level = \"[[\"").unwrap_err();
+        assert!(err.to_string().contains("log_level"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("gateway") && name.ends_with(".toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no gateway example in config/");
+    }
+}

@@ -1,0 +1,16 @@
+//! # tm-gateway: the home-gateway agent
+//!
+//! Reads BLE health devices, keeps every reading in a local SQLite outbox until the provider
+//! has confirmed it, and ships signed batches over MQTT or HTTPS (ARCHITECTURE §3).
+//!
+//! Map of the crate (modules arrive with their features):
+//! - [`config`]: the agent's configuration file, validated at load.
+//! - [`identity`]: the gateway's Ed25519 key in its state directory.
+//! - [`cli`]: the command line (`tm-gateway <command>`).
+//!
+//! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
+//! `store/` (the SQLite outbox), `sync/` (MQTT, HTTPS, receipts), `health` (sd_notify, heartbeat).
+
+pub mod cli;
+pub mod config;
+pub mod identity;
