@@ -6,6 +6,7 @@
 //! Map of the crate (modules arrive with their features):
 //! - [`config`]: the agent's configuration file, validated at load.
 //! - [`identity`]: the gateway's Ed25519 key in its state directory.
+//! - [`enrollment`]: what `tm-gateway enroll` received (gateway id, provider key, sync settings).
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
 //! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
@@ -13,4 +14,5 @@
 
 pub mod cli;
 pub mod config;
+pub mod enrollment;
 pub mod identity;

@@ -1,0 +1,125 @@
+//! The provider's configuration (`provider.toml`): a file shape with `deny_unknown_fields`
+//! turned into a validated [`Config`]. Features add their own sections.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML of the expected shape.
+    #[error("configuration {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The file's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// The externally visible base URL (used in enrollment links and attachment URIs).
+    pub public_url: String,
+    /// SQLite database file.
+    pub database: PathBuf,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Public base URL, without a trailing slash.
+    pub public_url: String,
+    /// Database file.
+    pub database: PathBuf,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::try_from(file)
+    }
+}
+
+impl TryFrom<ConfigFile> for Config {
+    type Error = ConfigError;
+
+    fn try_from(f: ConfigFile) -> Result<Self, ConfigError> {
+        if !(f.public_url.starts_with("https://") || f.public_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "public_url must start with https:// (or http:// for local use), got {:?}",
+                f.public_url
+            )));
+        }
+        Ok(Self {
+            listen: f.listen,
+            public_url: f.public_url.trim_end_matches('/').to_owned(),
+            database: f.database,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("provider") && name.ends_with(".toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no provider example in config/");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_urls_are_errors() {
+        let err = toml::from_str::<ConfigFile>(
+            "listen='127.0.0.1:1'\npublic_url='x'\ndatabase='d'\nextra=1",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"));
+        let file: ConfigFile =
+            toml::from_str("listen='127.0.0.1:1'\npublic_url='ftp://x'\ndatabase='d'").unwrap();
+        assert!(
+            Config::try_from(file)
+                .unwrap_err()
+                .to_string()
+                .contains("public_url")
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The provider's SQLite store.
+//!
+//! One file, WAL mode, `synchronous=FULL` (a receipt is only sent after a commit that survives a
+//! power cut), `foreign_keys=ON`. Migrations run at open, in order, each exactly once, recorded
+//! in `schema_migrations`. A feature adds its tables by appending to [`MIGRATIONS`]; never edit
+//! a migration that has shipped.
+//!
+//! Concurrency: one writer connection behind a mutex, used only from blocking threads
+//! ([`Db::write`] runs the closure in `spawn_blocking`), so no async task ever holds the lock
+//! across an await. Readers get their own connection per call ([`Db::read`]); WAL lets them run
+//! beside the writer.
+//!
+//! The schema sticks to portable SQL (TEXT, INTEGER, BLOB, no SQLite-only types) so a PostgreSQL
+//! backend can serve a fleet that outgrows one machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Schema migrations, applied in order. Index + 1 is the migration's version.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: prescriptions/sessions and enrolled gateways (shared by portal, enrollment, ingest).
+    r#"
+    CREATE TABLE sessions (
+        telemonitoring_id TEXT PRIMARY KEY,
+        patient_id        TEXT NOT NULL,
+        prescriber_id     TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        carepath_id       TEXT,
+        carepath_version  TEXT,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
+    CREATE TABLE gateways (
+        gateway_id        TEXT PRIMARY KEY,
+        public_key        BLOB NOT NULL UNIQUE,
+        telemonitoring_id TEXT REFERENCES sessions(telemonitoring_id),
+        state             TEXT NOT NULL,
+        enrolled_at       TEXT NOT NULL,
+        revoked_at        TEXT
+    );
+    CREATE INDEX gateways_session ON gateways(telemonitoring_id);
+    "#,
+];
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if needed) the store at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let err = |source| DbError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        configure(&conn).map_err(err)?;
+        migrate(&mut conn).map_err(err)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the single writer connection on a blocking thread.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut conn).map_err(|source| DbError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` with a fresh read-only connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let err = |source| DbError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(err)?;
+            configure(&conn).map_err(err)?;
+            f(&conn).map_err(err)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )?;
+    let done: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        if version <= done {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            rusqlite::params![version, chrono::Utc::now().to_rfc3339()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provider.db");
+        let db = Db::open(&path).unwrap();
+        let n = db
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(usize::try_from(n).unwrap(), MIGRATIONS.len());
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        let mode = db
+            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)))
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

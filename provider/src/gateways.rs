@@ -1,0 +1,165 @@
+//! Enrolled gateways: the provider's registry of gateway public keys.
+//!
+//! Enrollment inserts a row (key, session binding); ingest looks a frame's signer up here and
+//! verifies the signature against the stored key. A gateway is `active` while bound to a
+//! session, `unbound` when its session ended (its frames are refused, its identity kept for
+//! audit) and `revoked` when operations withdrew it.
+
+use rusqlite::{OptionalExtension as _, params};
+use tm_protocol::{GatewayId, VerifyingKey};
+
+use crate::db::{Db, DbError};
+
+/// Lifecycle of a gateway at the provider. Stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayState {
+    /// Enrolled and bound to a session: its readings are accepted.
+    Active,
+    /// Its session ended: frames refused, identity kept.
+    Unbound,
+    /// Withdrawn by operations: frames refused.
+    Revoked,
+}
+
+impl GatewayState {
+    /// Stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Unbound => "unbound",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "unbound" => Self::Unbound,
+            // Anything unknown is treated as the safest state.
+            _ => Self::Revoked,
+        }
+    }
+}
+
+/// One enrolled gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// Its id.
+    pub gateway_id: GatewayId,
+    /// Its Ed25519 public key.
+    pub public_key: VerifyingKey,
+    /// The session it writes readings for, while active.
+    pub telemonitoring_id: Option<String>,
+    /// Lifecycle state.
+    pub state: GatewayState,
+}
+
+const INSERT: &str = "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, enrolled_at) \
+                      VALUES (?1, ?2, ?3, ?4, ?5)";
+const SELECT_ONE: &str =
+    "SELECT gateway_id, public_key, telemonitoring_id, state FROM gateways WHERE gateway_id = ?1";
+const SET_STATE: &str = "UPDATE gateways SET state = ?2, revoked_at = CASE WHEN ?2 = 'revoked' \
+                         THEN ?3 ELSE revoked_at END WHERE gateway_id = ?1";
+
+/// Registers a gateway bound to `telemonitoring_id` (which must exist in `sessions`).
+pub fn insert(
+    conn: &rusqlite::Connection,
+    gateway_id: &GatewayId,
+    key: &VerifyingKey,
+    telemonitoring_id: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        INSERT,
+        params![
+            gateway_id.as_str(),
+            key.as_bytes().as_slice(),
+            telemonitoring_id,
+            GatewayState::Active.as_str(),
+            chrono::Utc::now().to_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Looks a gateway up by id.
+pub fn find(conn: &rusqlite::Connection, gateway_id: &str) -> rusqlite::Result<Option<Gateway>> {
+    conn.query_row(SELECT_ONE, params![gateway_id], |r| {
+        let id: String = r.get(0)?;
+        let key: Vec<u8> = r.get(1)?;
+        let state: String = r.get(3)?;
+        Ok((id, key, r.get::<_, Option<String>>(2)?, state))
+    })
+    .optional()
+    .map(|row| {
+        row.and_then(|(id, key, session, state)| {
+            Some(Gateway {
+                gateway_id: GatewayId::new(id).ok()?,
+                public_key: VerifyingKey::from_bytes(&key).ok()?,
+                telemonitoring_id: session,
+                state: GatewayState::parse(&state),
+            })
+        })
+    })
+}
+
+/// Changes a gateway's state.
+pub fn set_state(
+    conn: &rusqlite::Connection,
+    gateway_id: &GatewayId,
+    state: GatewayState,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        SET_STATE,
+        params![
+            gateway_id.as_str(),
+            state.as_str(),
+            chrono::Utc::now().to_rfc3339()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Async convenience: looks a gateway up through the store.
+pub async fn lookup(db: &Db, gateway_id: &str) -> Result<Option<Gateway>, DbError> {
+    let id = gateway_id.to_owned();
+    db.read(move |c| find(c, &id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tm_protocol::SigningKey;
+
+    #[tokio::test]
+    async fn insert_find_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("p.db")).unwrap();
+        let (key, _) = SigningKey::generate().unwrap();
+        let public = key.verifying_key();
+        let gw = GatewayId::new("gw-1").unwrap();
+        let gw2 = gw.clone();
+        db.write(move |c| {
+            c.execute(
+                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
+                [],
+            )?;
+            insert(c, &gw2, &public, "tm-1")
+        })
+        .await
+        .unwrap();
+        let found = lookup(&db, "gw-1").await.unwrap().unwrap();
+        assert_eq!(found.public_key, public);
+        assert_eq!(found.state, GatewayState::Active);
+        assert!(lookup(&db, "gw-2").await.unwrap().is_none());
+        let gw3 = gw.clone();
+        assert!(
+            db.write(move |c| set_state(c, &gw3, GatewayState::Revoked))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            lookup(&db, "gw-1").await.unwrap().unwrap().state,
+            GatewayState::Revoked
+        );
+    }
+}

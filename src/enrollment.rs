@@ -1,0 +1,132 @@
+//! The gateway's enrollment: what `tm-gateway enroll` received from the provider, kept in the
+//! state directory as `enrollment.json` (mode 0600, written atomically). Its presence means the
+//! gateway is enrolled; the agent reads its gateway id, the provider's public key and the sync
+//! settings from it. It holds no patient data.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tm_protocol::{GatewayId, SyncSettings, VerifyingKey};
+
+/// File name inside the state directory.
+pub const FILE_NAME: &str = "enrollment.json";
+
+/// Why the enrollment file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    /// No enrollment yet.
+    #[error(
+        "this gateway is not enrolled ({path} missing): run `tm-gateway enroll --provider URL --code CODE`"
+    )]
+    NotEnrolled {
+        /// The expected file.
+        path: PathBuf,
+    },
+    /// Read or write failure.
+    #[error("enrollment file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid JSON of the expected shape.
+    #[error("enrollment file {path} is corrupt ({message}): enroll the gateway again")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// The stored enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// The gateway's id at the provider.
+    pub gateway_id: GatewayId,
+    /// The provider base URL the gateway enrolled with.
+    pub provider_url: String,
+    /// The provider's Ed25519 public key (receipts and commands are verified against it).
+    #[serde(with = "tm_protocol::messages::b64")]
+    pub provider_public_key: Vec<u8>,
+    /// How to sync.
+    pub sync: SyncSettings,
+    /// When the enrollment happened.
+    pub enrolled_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Enrollment {
+    /// The path of the enrollment file in `state_dir`.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Loads the enrollment from `state_dir`.
+    pub fn load(state_dir: &Path) -> Result<Self, EnrollmentError> {
+        let path = Self::path(state_dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EnrollmentError::NotEnrolled { path });
+            }
+            Err(source) => return Err(EnrollmentError::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| EnrollmentError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Saves atomically with mode 0600.
+    pub fn save(&self, state_dir: &Path) -> Result<(), EnrollmentError> {
+        let path = Self::path(state_dir);
+        let bytes = serde_json::to_vec_pretty(self).expect("enrollment always serializes");
+        tm_protocol::identity::write_private(&path, &bytes).map_err(|e| match e {
+            tm_protocol::IdentityError::Io { path, source } => EnrollmentError::Io { path, source },
+            other => EnrollmentError::Io {
+                path,
+                source: std::io::Error::other(other.to_string()),
+            },
+        })
+    }
+
+    /// The provider's verifying key.
+    pub fn provider_key(&self) -> Option<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.provider_public_key).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tm_protocol::Transport;
+
+    #[test]
+    fn save_load_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Enrollment::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("tm-gateway enroll"), "{err}");
+        let e = Enrollment {
+            gateway_id: GatewayId::new("gw-1").unwrap(),
+            provider_url: "https://provider.example".into(),
+            provider_public_key: vec![7; 32],
+            sync: SyncSettings {
+                transport: Transport::Https,
+                https_url: "https://provider.example".into(),
+                mqtt_url: None,
+                heartbeat_interval_s: 60,
+            },
+            enrolled_at: chrono::Utc::now(),
+        };
+        e.save(dir.path()).unwrap();
+        assert_eq!(Enrollment::load(dir.path()).unwrap(), e);
+        std::fs::write(Enrollment::path(dir.path()), b"{").unwrap();
+        assert!(matches!(
+            Enrollment::load(dir.path()),
+            Err(EnrollmentError::Corrupt { .. })
+        ));
+    }
+}
