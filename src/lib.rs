@@ -7,6 +7,7 @@
 //! - [`config`]: the agent's configuration file, validated at load.
 //! - [`identity`]: the gateway's Ed25519 key in its state directory.
 //! - [`enrollment`]: what `tm-gateway enroll` received (gateway id, provider key, sync settings).
+//! - [`stash`]: the seam between capture and the outbox (commit before acknowledge).
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
 //! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
@@ -16,3 +17,4 @@ pub mod cli;
 pub mod config;
 pub mod enrollment;
 pub mod identity;
+pub mod stash;
