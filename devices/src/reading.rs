@@ -73,8 +73,11 @@ pub mod codes {
     pub const RR_INTERVAL: &str = "x-rr-interval";
 }
 
-/// One normalized measurement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One normalized measurement. Its JSON form (the CLI's) is the wire shape of the issue:
+/// `kind`, `measured_at`, `user`, `components`, `status`, then only the fields that add
+/// something (`device_time` only when `measured_at` cannot say it: unknown or impossible date
+/// fields).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecodedReading {
     /// What was measured.
     pub kind: ReadingKind,
@@ -89,21 +92,54 @@ pub struct DecodedReading {
     pub status: Vec<String>,
     /// The time stamp fields exactly as sent (unknown fields `null`); absent when the payload
     /// carries no time.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_time: Option<DeviceTime>,
     /// Glucose: minutes to add to `device_time` to get the user-facing time.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_offset_minutes: Option<i16>,
     /// The record sequence number, when the protocol numbers records.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u32>,
     /// Components the device reported without a number, with the reason.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingComponent>,
     /// The device says, or its time stamp shows, that its clock is not set: the agent must not
     /// trust `device_time` (flag bits, year before 2015, unknown date fields).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clock_not_set: bool,
+}
+
+/// The serialized form of [`DecodedReading`].
+#[derive(Serialize)]
+struct ReadingView<'a> {
+    kind: ReadingKind,
+    measured_at: Option<NaiveDateTime>,
+    user: Option<u8>,
+    components: &'a [Component],
+    status: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_time: Option<&'a DeviceTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_offset_minutes: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<u32>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    missing: &'a [MissingComponent],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    clock_not_set: bool,
+}
+
+impl Serialize for DecodedReading {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ReadingView {
+            kind: self.kind,
+            measured_at: self.measured_at,
+            user: self.user,
+            components: &self.components,
+            status: &self.status,
+            device_time: self.device_time.as_ref().filter(|t| t.to_naive().is_none()),
+            time_offset_minutes: self.time_offset_minutes,
+            sequence: self.sequence,
+            missing: &self.missing,
+            clock_not_set: self.clock_not_set,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl DecodedReading {
