@@ -13,6 +13,7 @@
 //! - [`profiles`]: the SIG services (blood pressure, weight and body composition, thermometer,
 //!   glucose with its RACP, pulse oximetry, heart rate, battery).
 //! - [`adverts`]: Xiaomi scale service data, Omron manufacturer data.
+//! - [`omron_records`]: the 14-byte memory records of Omron's EEPROM-generation cuffs.
 //! - [`reading`]: the output ([`Decoded`], [`DecodedReading`], [`Info`]) and the codes.
 //! - [`catalog`]: the declarative catalog of device models (`devices/catalog/*.toml`, embedded),
 //!   which also selects the [`Quirks`] a model needs.
@@ -25,6 +26,7 @@ pub mod adverts;
 pub mod catalog;
 pub mod error;
 pub mod ieee11073;
+pub mod omron_records;
 pub mod profiles;
 pub mod quirks;
 mod reader;

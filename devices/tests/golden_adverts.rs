@@ -151,3 +151,47 @@ fn unknown_sources_are_typed_errors() {
     let err = decode(Source::Characteristic(0x2A00), &[1], &Quirks::NONE).unwrap_err();
     assert_eq!(err.to_string(), "0x2A00: no decoder for this source");
 }
+
+// §2.6 hass-omron tests/test_record_parsers.py: EEPROM records.
+#[test]
+fn omron_eeprom_records() {
+    use tm_devices::omron_records::{RecordLayout, decode_record};
+    let r = decode_record(
+        &common::hex("65 58 54 1A 33 1A DE 18 00 00 4C 00 BA 00"),
+        RecordLayout::ByteAligned,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(value(&r, codes::SYSTOLIC).0, 126.0);
+    assert_eq!(value(&r, codes::DIASTOLIC).0, 88.0);
+    assert_eq!(value(&r, codes::HEART_RATE).0, 84.0);
+    assert_eq!(at(&r).as_deref(), Some("2026-06-17 19:35:30"));
+
+    let r = decode_record(
+        &common::hex("64 57 43 1A 73 16 16 1C 00 00 46 00 19 00"),
+        RecordLayout::ByteAligned,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(value(&r, codes::SYSTOLIC).0, 125.0);
+    assert_eq!(value(&r, codes::DIASTOLIC).0, 87.0);
+    assert_eq!(value(&r, codes::HEART_RATE).0, 67.0);
+    assert_eq!(at(&r).as_deref(), Some("2026-05-19 19:48:22"));
+
+    let r = decode_record(
+        &common::hex("5B 78 1A 48 19 D7 1B 42 00 00 14 00 69 96"),
+        RecordLayout::BitPacked,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(value(&r, codes::SYSTOLIC).0, 145.0);
+    assert_eq!(value(&r, codes::DIASTOLIC).0, 91.0);
+    assert_eq!(value(&r, codes::HEART_RATE).0, 72.0);
+    assert_eq!(at(&r).as_deref(), Some("2026-06-14 23:45:02"));
+
+    for layout in [RecordLayout::ByteAligned, RecordLayout::BitPacked] {
+        assert_eq!(decode_record(&[0xFF; 14], layout), Ok(None));
+        assert_eq!(decode_record(&[0x00; 14], layout), Ok(None));
+        assert!(decode_record(&[0x00; 13], layout).is_err());
+    }
+}

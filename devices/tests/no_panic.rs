@@ -75,3 +75,19 @@ fn random_bytes_never_panic_racp_and_unknown_sources() {
     fuzz(Source::Characteristic(0xFFFF), &Quirks::NONE, 1);
     fuzz(Source::ManufacturerData(0x0001), &Quirks::NONE, 2);
 }
+
+#[test]
+fn random_bytes_never_panic_omron_records() {
+    use tm_devices::omron_records::{RECORD_LEN, RecordLayout, decode_record};
+    let mut rng = SplitMix64(0x0E0E);
+    for i in 0..CASES_PER_DECODER {
+        let len = if i % 8 == 0 {
+            rng.below(20)
+        } else {
+            RECORD_LEN
+        };
+        let buf: Vec<u8> = (0..len).map(|_| rng.next().to_le_bytes()[0]).collect();
+        let _ = decode_record(&buf, RecordLayout::ByteAligned);
+        let _ = decode_record(&buf, RecordLayout::BitPacked);
+    }
+}
