@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::portal::settings::{EnrollmentSection, HubSection, PortalSection};
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,6 +43,15 @@ pub struct ConfigFile {
     pub public_url: String,
     /// SQLite database file.
     pub database: PathBuf,
+    /// The Portal activation: headers, prescribers, patient fields.
+    #[serde(default)]
+    pub portal: PortalSection,
+    /// The HUB client; without it status updates wait in the outbox.
+    #[serde(default)]
+    pub hub: Option<HubSection>,
+    /// Enrollment codes and gateway sync settings.
+    #[serde(default)]
+    pub enrollment: EnrollmentSection,
 }
 
 /// The validated configuration.
@@ -52,6 +63,12 @@ pub struct Config {
     pub public_url: String,
     /// Database file.
     pub database: PathBuf,
+    /// `[portal]`.
+    pub portal: PortalSection,
+    /// `[hub]`.
+    pub hub: Option<HubSection>,
+    /// `[enrollment]`.
+    pub enrollment: EnrollmentSection,
 }
 
 impl Config {
@@ -79,10 +96,14 @@ impl TryFrom<ConfigFile> for Config {
                 f.public_url
             )));
         }
+        crate::portal::settings::validate(&f.portal, f.hub.as_ref(), &f.enrollment)?;
         Ok(Self {
             listen: f.listen,
             public_url: f.public_url.trim_end_matches('/').to_owned(),
             database: f.database,
+            portal: f.portal,
+            hub: f.hub,
+            enrollment: f.enrollment,
         })
     }
 }

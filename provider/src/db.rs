@@ -42,6 +42,35 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX gateways_session ON gateways(telemonitoring_id);
     "#,
+    // 2: Portal prescriptions (declared patient fields only), enrollment codes, HUB outbox.
+    r#"
+    CREATE TABLE prescriptions (
+        telemonitoring_id TEXT PRIMARY KEY REFERENCES sessions(telemonitoring_id),
+        patient_fields    TEXT NOT NULL,
+        page_token        TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE enrollment_codes (
+        code_digest       TEXT PRIMARY KEY,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        carepath_id       TEXT NOT NULL,
+        carepath_version  TEXT NOT NULL,
+        issued_at_ms      INTEGER NOT NULL,
+        expires_at_ms     INTEGER NOT NULL,
+        used_at_ms        INTEGER
+    );
+    CREATE INDEX enrollment_codes_session ON enrollment_codes(telemonitoring_id, issued_at_ms);
+    CREATE TABLE hub_outbox (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        telemonitoring_id TEXT NOT NULL,
+        body              TEXT NOT NULL,
+        state             INTEGER NOT NULL DEFAULT 0,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        created_at        TEXT NOT NULL,
+        done_at           TEXT
+    );
+    CREATE INDEX hub_outbox_pending ON hub_outbox(state, seq);
+    "#,
 ];
 
 /// Why the store cannot be used.

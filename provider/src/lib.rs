@@ -7,12 +7,27 @@
 //! - [`gateways`]: enrolled gateways and their public keys, shared by enrollment (which writes
 //!   them) and ingest (which verifies frames against them).
 //! - [`http`]: the HTTP server: one axum router assembled from each feature's routes.
+//! - [`portal`]: the Portal-facing endpoints (prescription URI, Action URI) and their settings.
+//! - [`enroll`]: the nurse's enrollment page, one-time codes, the gateway enrollment API.
+//! - [`sessions`]: session statuses; every change queues its HUB update in the same commit.
+//! - [`hub`]: our reading of the contract, the HUB client and its durable outbox.
+//! - [`app`]: wiring from a configuration to the running pieces.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
 //! and fleet operations.
 
+pub mod app;
 pub mod config;
 pub mod db;
+pub mod enroll;
 pub mod gateways;
 pub mod http;
+pub mod hub;
+pub mod portal;
+pub mod sessions;
+
+/// Installs ring as the process's rustls provider (never aws-lc); harmless when already done.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

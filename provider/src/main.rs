@@ -42,10 +42,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let config = tm_provider::config::Config::load(&cli.config)?;
-            let db = tm_provider::db::Db::open(&config.database)?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
+            let listen = config.listen;
+            let assembly = tm_provider::app::assemble(config)?;
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
+                .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(addr = %listener.local_addr()?, "listening");
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
@@ -53,8 +54,26 @@ async fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
                 on_signal.cancel();
             });
-            let router = tm_provider::http::router(tm_provider::http::AppState { db });
-            tm_provider::http::serve(listener, router, shutdown).await?;
+            let mut tasks = tokio::task::JoinSet::new();
+            if let Some(outbox) = assembly.outbox {
+                let stop = shutdown.clone();
+                tasks.spawn(async move { outbox.run(stop).await.map_err(anyhow::Error::from) });
+            }
+            let router = tm_provider::http::router(assembly.state);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                tm_provider::http::serve(listener, router, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+            // The first task to end (failure or shutdown) stops the others.
+            if let Some(first) = tasks.join_next().await {
+                shutdown.cancel();
+                first??;
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod enroll;
 mod identity;
 
 /// Home-gateway agent for telemonitoring: reads BLE health devices and syncs to the provider.
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the gateway's identity (creating its key on first use).
     Identity(identity::Args),
+    /// Enroll this gateway with the provider using the nurse's one-time code.
+    Enroll(enroll::Args),
     /// Check the configuration file and print the effective settings.
     CheckConfig,
     /// Decode one frame from a health device and print its readings as JSON.
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(args) => identity::run(&cli.config, &args),
         Command::Decode(args) => decode::run(&args),
+        Command::Enroll(args) => enroll::run(&cli.config, &args),
         Command::CheckConfig => {
             let config = crate::config::Config::load(&cli.config)?;
             println!("configuration {} is valid", cli.config.display());

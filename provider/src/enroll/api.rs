@@ -1,0 +1,161 @@
+//! `POST /api/v1/enroll`: the gateway's enrollment.
+//!
+//! The body is an `EnrollmentRequest` frame signed by the new gateway key; the key is inside
+//! the request, so the signature proves possession of it. In one transaction the code is
+//! consumed, the gateway registered and bound to the session, and the session moved to
+//! accepted with its carepath (which queues the HUB update). The answer is an
+//! `EnrollmentResponse` frame signed by the provider's key.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tm_protocol::routes::http::FRAME_CONTENT_TYPE;
+use tm_protocol::{
+    EnrollmentRequest, EnrollmentResponse, Frame, GatewayId, MessageKind, SyncSettings, Transport,
+    VerifyingKey,
+};
+
+use crate::gateways;
+use crate::http::AppState;
+use crate::hub::contract::Status;
+use crate::portal::read_body;
+use crate::portal::request::Refusal;
+use crate::sessions;
+
+/// The signer id of provider frames.
+pub const PROVIDER_SIGNER: &str = "provider";
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// The gateway id derived from its public key (stable, so a retried enrollment is detected).
+pub fn gateway_id_for(key: &VerifyingKey) -> GatewayId {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    GatewayId::new(format!("gw-{}", hex::encode(&d.as_ref()[..8]))).expect("a valid slug")
+}
+
+/// `POST /api/v1/enroll`.
+pub async fn enroll(State(app): State<AppState>, body: Body) -> Response {
+    match handle(&app, body).await {
+        Ok(frame) => ([(header::CONTENT_TYPE, FRAME_CONTENT_TYPE)], frame).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+enum Outcome {
+    Enrolled(GatewayId),
+    BadCode,
+    Refused(Refusal),
+}
+
+async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
+    let portal = &app.portal;
+    let limit = portal.config.enrollment.failed_attempts_per_minute;
+    if !portal
+        .enroll_failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .allows(limit)
+    {
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed enrollment attempts; wait a minute",
+        ));
+    }
+    let bytes = read_body(body, tm_protocol::limits::MAX_FRAME_BYTES).await?;
+    let frame = Frame::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+    let request: EnrollmentRequest =
+        tm_protocol::decode(frame.unverified_payload()).map_err(|e| bad(e.to_string()))?;
+    let key = VerifyingKey::from_bytes(&request.public_key).map_err(|e| bad(e.to_string()))?;
+    frame
+        .verify(MessageKind::EnrollmentRequest, &key)
+        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let gateway_id = gateway_id_for(&key);
+    let gw = gateway_id.clone();
+    let code = request.code.clone();
+    let outcome = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction()?;
+            let Some((session_id, carepath)) = super::codes::redeem(&tx, &code)? else {
+                return Ok(Outcome::BadCode);
+            };
+            if gateways::find(&tx, gw.as_str())?.is_some() {
+                return Ok(Outcome::Refused(Refusal::new(
+                    StatusCode::CONFLICT,
+                    "this gateway is already enrolled",
+                )));
+            }
+            match sessions::find(&tx, &session_id)? {
+                Some(s) if s.status == Status::Requested => {}
+                _ => {
+                    return Ok(Outcome::Refused(Refusal::new(
+                        StatusCode::CONFLICT,
+                        "the session is no longer waiting for enrollment",
+                    )));
+                }
+            }
+            gateways::insert(&tx, &gw, &key, &session_id)?;
+            if let Err(e) =
+                sessions::transition(&tx, &session_id, Status::Accepted, Some(carepath), None)?
+            {
+                return Ok(Outcome::Refused(Refusal::new(
+                    StatusCode::CONFLICT,
+                    e.to_string(),
+                )));
+            }
+            tx.commit()?;
+            Ok(Outcome::Enrolled(gw))
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(stage = "enroll", error = %e, "store failure");
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error, try again",
+            )
+        })?;
+    match outcome {
+        Outcome::BadCode => {
+            portal
+                .enroll_failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record_failure();
+            Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "the enrollment code is unknown, used or expired; issue a new one on the enrollment page",
+            ))
+        }
+        Outcome::Refused(r) => Err(r),
+        Outcome::Enrolled(gw) => {
+            portal.wake_outbox.notify_one();
+            tracing::info!(stage = "enroll", gateway = %gw, "gateway enrolled");
+            let settings = &portal.config.enrollment;
+            let response = EnrollmentResponse {
+                v: tm_protocol::PROTOCOL_VERSION,
+                gateway_id,
+                provider_public_key: portal.provider_key.verifying_key().as_bytes().to_vec(),
+                sync: SyncSettings {
+                    transport: if settings.transport == "mqtt" {
+                        Transport::Mqtt
+                    } else {
+                        Transport::Https
+                    },
+                    https_url: portal.config.public_url.clone(),
+                    mqtt_url: settings.mqtt_url.clone(),
+                    heartbeat_interval_s: settings.heartbeat_interval_s,
+                },
+            };
+            let payload = tm_protocol::encode(&response);
+            Ok(tm_protocol::seal(
+                MessageKind::EnrollmentResponse,
+                PROVIDER_SIGNER,
+                &payload,
+                &portal.provider_key,
+            ))
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! One-time enrollment codes: 8 characters from an alphabet without look-alikes (40 bits),
+//! stored only as a SHA-256 digest, expiring after `code_ttl_s`, single use, and at most
+//! `codes_per_session_per_hour` issued per session. Issuing a new code retires the older
+//! unused ones of the same session.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use crate::hub::contract::Carepath;
+
+/// The code alphabet: no 0/O, 1/I/L.
+const ALPHABET: &[u8; 32] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789#";
+const CODE_LEN: usize = 8;
+
+const COUNT_RECENT: &str =
+    "SELECT COUNT(*) FROM enrollment_codes WHERE telemonitoring_id = ?1 AND issued_at_ms > ?2";
+const RETIRE: &str = "UPDATE enrollment_codes SET expires_at_ms = ?2 WHERE telemonitoring_id = ?1 \
+                      AND used_at_ms IS NULL AND expires_at_ms > ?2";
+const INSERT: &str = "INSERT INTO enrollment_codes (code_digest, telemonitoring_id, carepath_id, \
+                      carepath_version, issued_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const FIND: &str = "SELECT telemonitoring_id, carepath_id, carepath_version, expires_at_ms, \
+                    used_at_ms FROM enrollment_codes WHERE code_digest = ?1";
+const USE: &str = "UPDATE enrollment_codes SET used_at_ms = ?2 WHERE code_digest = ?1";
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The stored digest of a code (case and separators do not matter to the nurse).
+pub fn digest(code: &str) -> String {
+    let normal: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        normal.as_bytes(),
+    ))
+}
+
+fn new_code() -> String {
+    let mut raw = [0u8; CODE_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .expect("system randomness");
+    // 31 symbols used ('#' excluded by the modulo); a tiny bias is irrelevant at 8 symbols
+    // with single use, expiry and rate limits.
+    raw.iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % 31]))
+        .collect()
+}
+
+/// Issues a code for a session, or says why not.
+pub fn issue(
+    conn: &rusqlite::Connection,
+    telemonitoring_id: &str,
+    carepath: &Carepath,
+    ttl_ms: i64,
+    per_hour: u32,
+) -> rusqlite::Result<Result<(String, i64), &'static str>> {
+    let now = now_ms();
+    let recent: i64 = conn.query_row(
+        COUNT_RECENT,
+        params![telemonitoring_id, now - 3_600_000],
+        |r| r.get(0),
+    )?;
+    if recent >= i64::from(per_hour) {
+        return Ok(Err(
+            "too many codes issued for this session in the last hour; use the last one or wait",
+        ));
+    }
+    conn.execute(RETIRE, params![telemonitoring_id, now])?;
+    let code = new_code();
+    let expires = now + ttl_ms;
+    conn.execute(
+        INSERT,
+        params![
+            digest(&code),
+            telemonitoring_id,
+            carepath.id,
+            carepath.version,
+            now,
+            expires
+        ],
+    )?;
+    Ok(Ok((code, expires)))
+}
+
+/// Consumes a code: the session and carepath it was issued for, if valid, unused, unexpired.
+pub fn redeem(
+    conn: &rusqlite::Connection,
+    code: &str,
+) -> rusqlite::Result<Option<(String, Carepath)>> {
+    let d = digest(code);
+    let row = conn
+        .query_row(FIND, params![d], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Carepath {
+                    id: r.get(1)?,
+                    version: r.get(2)?,
+                },
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })
+        .optional()?;
+    let now = now_ms();
+    match row {
+        Some((id, carepath, expires, None)) if expires > now => {
+            conn.execute(USE, params![d, now])?;
+            Ok(Some((id, carepath)))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ignores_case_and_separators() {
+        assert_eq!(digest("abcd-efgh"), digest("ABCDEFGH"));
+        let c = new_code();
+        assert_eq!(c.len(), CODE_LEN);
+        assert!(c.bytes().all(|b| ALPHABET[..31].contains(&b)));
+    }
+}

@@ -1,0 +1,7 @@
+//! The HUB side of the contract: our interpretation of it ([`contract`]), the client that
+//! authenticates and PUTs status updates ([`client`]), and the durable outbox those updates
+//! go through ([`outbox`]).
+
+pub mod client;
+pub mod contract;
+pub mod outbox;

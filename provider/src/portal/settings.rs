@@ -1,0 +1,197 @@
+//! Configuration sections of the Portal/HUB integration: `[portal]` (headers, prescribers,
+//! patient fields), `[hub]` (the HUB client) and `[enrollment]` (codes, sync settings). File
+//! shapes with `deny_unknown_fields`; every section has defaults so a provider without a Portal
+//! activation still starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::hub::contract::PRESCRIPTION_FIELDS;
+
+/// `[portal]`: what the provider declared to the Portal.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSection {
+    /// Fixed headers every Portal call carries (name -> value). Values are shared secrets:
+    /// never logged.
+    #[serde(default)]
+    pub fixed_headers: BTreeMap<String, String>,
+    /// The optional prescription fields we need (dotted paths of the contract's list). Only
+    /// these are stored.
+    #[serde(default)]
+    pub patient_fields: Vec<String>,
+    /// Hospitals that activated us.
+    #[serde(default)]
+    pub prescribers: Vec<Prescriber>,
+    /// Largest accepted request body.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+/// One prescriber (hospital) and its activation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prescriber {
+    /// The Portal's prescriber id.
+    pub id: String,
+    /// Whether the data-processing agreement is signed; without it every request is refused.
+    pub dpa_signed: bool,
+    /// Prescriber-specific headers the hospital configured at activation.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[hub]`: the HUB client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// Base URL of the HUB, e.g. `https://api.telemonitoring-prescription.com`.
+    pub url: String,
+    /// Our client id.
+    pub client_id: String,
+    /// File holding our client secret (never inline in the config).
+    pub client_secret_file: PathBuf,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// First retry delay; doubles up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest retry delay.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// A token is renewed this long before `expires_in` runs out (must be well below the
+    /// HUB's token lifetime).
+    #[serde(default = "default_token_margin_s")]
+    pub token_margin_s: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_retry_initial_ms() -> u64 {
+    500
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+fn default_token_margin_s() -> u64 {
+    60
+}
+
+impl HubSection {
+    /// Per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `[enrollment]`: codes and what enrolled gateways are told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentSection {
+    /// Lifetime of an enrollment code.
+    #[serde(default = "default_code_ttl_s")]
+    pub code_ttl_s: u64,
+    /// Codes a session may be issued per hour (the nurse's page).
+    #[serde(default = "default_codes_per_hour")]
+    pub codes_per_session_per_hour: u32,
+    /// Failed enrollment attempts accepted per minute, all gateways together; beyond, 429.
+    #[serde(default = "default_failures_per_minute")]
+    pub failed_attempts_per_minute: u32,
+    /// The provider's Ed25519 key (created with mode 0600 on first start). Default:
+    /// `provider.key` next to the database.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Transport the gateways use: "https" or "mqtt".
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Broker URL for the MQTT transport.
+    #[serde(default)]
+    pub mqtt_url: Option<String>,
+    /// Heartbeat interval told to gateways.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_interval_s: u32,
+}
+
+fn default_code_ttl_s() -> u64 {
+    900
+}
+fn default_codes_per_hour() -> u32 {
+    5
+}
+fn default_failures_per_minute() -> u32 {
+    10
+}
+fn default_transport() -> String {
+    "https".into()
+}
+fn default_heartbeat_s() -> u32 {
+    60
+}
+
+impl Default for EnrollmentSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// Checks the sections' values.
+pub fn validate(
+    portal: &PortalSection,
+    hub: Option<&HubSection>,
+    enrollment: &EnrollmentSection,
+) -> Result<(), ConfigError> {
+    for f in &portal.patient_fields {
+        if !PRESCRIPTION_FIELDS.contains(&f.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "portal.patient_fields: {f:?} is not a field of the Portal contract"
+            )));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &portal.prescribers {
+        if p.id.is_empty() || !seen.insert(&p.id) {
+            return Err(ConfigError::Invalid(format!(
+                "portal.prescribers: id {:?} is empty or repeated",
+                p.id
+            )));
+        }
+    }
+    if let Some(h) = hub {
+        if !(h.url.starts_with("https://") || h.url.starts_with("http://")) {
+            return Err(ConfigError::Invalid(
+                "hub.url must be an http(s) URL".into(),
+            ));
+        }
+        if h.retry_initial_ms == 0 || h.retry_initial_ms > h.retry_max_ms {
+            return Err(ConfigError::Invalid(
+                "hub.retry_initial_ms must be > 0 and <= hub.retry_max_ms".into(),
+            ));
+        }
+    }
+    if !matches!(enrollment.transport.as_str(), "https" | "mqtt") {
+        return Err(ConfigError::Invalid(
+            "enrollment.transport must be \"https\" or \"mqtt\"".into(),
+        ));
+    }
+    if enrollment.transport == "mqtt" && enrollment.mqtt_url.is_none() {
+        return Err(ConfigError::Invalid(
+            "enrollment.mqtt_url is required with transport = \"mqtt\"".into(),
+        ));
+    }
+    if enrollment.code_ttl_s == 0 {
+        return Err(ConfigError::Invalid(
+            "enrollment.code_ttl_s must be > 0".into(),
+        ));
+    }
+    Ok(())
+}

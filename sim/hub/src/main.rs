@@ -1,0 +1,90 @@
+//! `tm-sim-hub` binary: `tm-sim-hub serve --listen ADDR --client ID:SECRET ...`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// Emulator of the Telemonitoring Portal and HUB (tests and demo only).
+#[derive(Debug, Parser)]
+#[command(name = "tm-sim-hub", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HUB API and the control API.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// The provider's client credentials, `ID:SECRET`.
+        #[arg(long)]
+        client: String,
+        /// The provider's URI for prescription requests.
+        #[arg(long)]
+        provider_url: Option<String>,
+        /// The provider's Action URI.
+        #[arg(long)]
+        action_url: Option<String>,
+        /// A fixed header the provider declared, `"Name: value"` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Lifetime of issued tokens, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        token_ttl_s: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve {
+        listen,
+        client,
+        provider_url,
+        action_url,
+        headers,
+        token_ttl_s,
+    } = Cli::parse().command;
+    let (client_id, client_secret) = client
+        .split_once(':')
+        .context("--client must be ID:SECRET")?;
+    let fixed_headers = headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                .with_context(|| format!("--header {h:?} must be \"Name: value\""))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = tm_sim_hub::SimConfig {
+        client_id: client_id.to_owned(),
+        client_secret: client_secret.to_owned(),
+        provider_url,
+        action_url,
+        fixed_headers,
+        token_ttl: Duration::from_secs(token_ttl_s),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let handle = tm_sim_hub::spawn(listener, config)?;
+    tracing::info!(addr = %handle.addr, "tm-sim-hub listening");
+    let on_signal = handle.shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    handle.task.await??;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `tm-gateway enroll --provider URL --code CODE`: registers the gateway's public key with
+//! the provider using the one-time code the nurse's page shows, verifies the provider's signed
+//! answer, and saves the enrollment (gateway id, provider key, sync settings) in the state
+//! directory. Exit 2 when the provider refuses the code (bad input), 1 on other failures.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tm_protocol::routes::http::{ENROLL, FRAME_CONTENT_TYPE};
+use tm_protocol::{EnrollmentRequest, EnrollmentResponse, Frame, MessageKind, VerifyingKey};
+
+use crate::config::Config;
+use crate::enrollment::Enrollment;
+use crate::identity::Identity;
+
+/// The signer id of an enrollment request (the gateway has no id yet).
+const ENROLL_SIGNER: &str = "enroll";
+/// The signer id of the provider's frames.
+const PROVIDER_SIGNER: &str = "provider";
+
+/// Arguments of `tm-gateway enroll`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The provider's base URL, e.g. https://provider.example.org.
+    #[arg(long)]
+    provider: String,
+    /// The one-time code shown on the enrollment page.
+    #[arg(long)]
+    code: String,
+}
+
+pub(super) fn run(config_path: &Path, args: &Args) -> anyhow::Result<i32> {
+    let config = Config::load(config_path)?;
+    let identity = Identity::load_or_create(&config.key_path())?;
+    let request = EnrollmentRequest {
+        v: tm_protocol::PROTOCOL_VERSION,
+        code: args.code.trim().to_owned(),
+        public_key: identity.public_key().as_bytes().to_vec(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let frame = tm_protocol::seal(
+        MessageKind::EnrollmentRequest,
+        ENROLL_SIGNER,
+        &tm_protocol::encode(&request),
+        identity.signing_key(),
+    );
+    let base = args.provider.trim_end_matches('/').to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(post(&format!("{base}{ENROLL}"), frame))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        eprintln!("enrollment refused ({status}): {message}");
+        return Ok(if status.is_client_error() { 2 } else { 1 });
+    }
+    let frame = Frame::parse(&body).context("the provider's answer is not a frame")?;
+    anyhow::ensure!(
+        frame.signer() == PROVIDER_SIGNER,
+        "the answer is not signed by the provider"
+    );
+    let payload = frame.unverified_payload();
+    let response: EnrollmentResponse = tm_protocol::decode(payload)?;
+    let provider_key = VerifyingKey::from_bytes(&response.provider_public_key)?;
+    frame
+        .verify(MessageKind::EnrollmentResponse, &provider_key)
+        .context("the provider's answer does not verify")?;
+    let enrollment = Enrollment {
+        gateway_id: response.gateway_id.clone(),
+        provider_url: base,
+        provider_public_key: response.provider_public_key,
+        sync: response.sync,
+        enrolled_at: chrono::Utc::now(),
+    };
+    enrollment.save(&config.state_dir)?;
+    println!("enrolled as {}", response.gateway_id);
+    println!("provider key: {}", provider_key.fingerprint());
+    Ok(0)
+}
+
+async fn post(url: &str, frame: Vec<u8>) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let response = client
+        .post(url)
+        .header("content-type", FRAME_CONTENT_TYPE)
+        .body(frame)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the provider at {url}"))?;
+    let status = response.status();
+    Ok((status, response.bytes().await?.to_vec()))
+}
