@@ -126,4 +126,80 @@ mod tests {
         assert_eq!(c.len(), CODE_LEN);
         assert!(c.bytes().all(|b| ALPHABET[..31].contains(&b)));
     }
+
+    fn store() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for sql in crate::db::MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','requested',NULL,NULL,'t','t')",
+            [],
+        )
+        .unwrap();
+        conn
+    }
+
+    fn heart_failure() -> Carepath {
+        Carepath {
+            id: "hf".into(),
+            version: "1".into(),
+        }
+    }
+
+    #[test]
+    fn a_code_works_once() {
+        let conn = store();
+        let (code, _) = issue(&conn, "tm-1", &heart_failure(), 60_000, 5)
+            .unwrap()
+            .unwrap();
+        let (session, carepath) = redeem(&conn, &code.to_lowercase()).unwrap().unwrap();
+        assert_eq!((session.as_str(), carepath), ("tm-1", heart_failure()));
+        assert!(
+            redeem(&conn, &code).unwrap().is_none(),
+            "second use refused"
+        );
+        assert!(redeem(&conn, "NOTACODE").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_expired_code_is_refused() {
+        let conn = store();
+        let (code, expires) = issue(&conn, "tm-1", &heart_failure(), 60_000, 5)
+            .unwrap()
+            .unwrap();
+        // Move the expiry into the past, as if the nurse came back the next day.
+        conn.execute(
+            "UPDATE enrollment_codes SET expires_at_ms = ?1",
+            params![now_ms() - 1],
+        )
+        .unwrap();
+        assert!(expires > now_ms());
+        assert!(redeem(&conn, &code).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_new_code_retires_the_old_one() {
+        let conn = store();
+        let (old, _) = issue(&conn, "tm-1", &heart_failure(), 60_000, 5)
+            .unwrap()
+            .unwrap();
+        let (new, _) = issue(&conn, "tm-1", &heart_failure(), 60_000, 5)
+            .unwrap()
+            .unwrap();
+        assert!(redeem(&conn, &old).unwrap().is_none());
+        assert!(redeem(&conn, &new).unwrap().is_some());
+    }
+
+    #[test]
+    fn issuing_is_rate_limited_per_session() {
+        let conn = store();
+        for _ in 0..3 {
+            issue(&conn, "tm-1", &heart_failure(), 60_000, 3)
+                .unwrap()
+                .unwrap();
+        }
+        let refused = issue(&conn, "tm-1", &heart_failure(), 60_000, 3).unwrap();
+        assert!(refused.unwrap_err().contains("too many codes"));
+    }
 }
