@@ -395,3 +395,50 @@ async fn the_portal_sends_fields_and_headers() {
     assert_eq!(unknown.status(), 400);
     sim.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn the_timeline_is_readable_over_http() {
+    let (sim, http) = start(None).await;
+    let auth = format!("Bearer {}", token(&sim, &http).await);
+    seed(&sim, "tm-tl", "requested");
+    let ok = json!({"telemonitoringId": "tm-tl", "status": "accepted", "carepath": carepath()});
+    assert_eq!(put(&sim, &http, &auth, &ok).await.0, 200);
+    let bad = json!({"telemonitoringId": "tm-tl", "status": "requested", "carepath": carepath()});
+    assert!((400..500).contains(&put(&sim, &http, &auth, &bad).await.0));
+
+    let session: Value = http
+        .get(format!("{}/control/sessions/tm-tl", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["status"], "accepted");
+    let events: Vec<&str> = session["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"status-changed"), "{events:?}");
+    assert!(events.contains(&"violation"), "{events:?}");
+    let changed = session["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "status-changed")
+        .unwrap();
+    assert_eq!(
+        (changed["from"].as_str(), changed["to"].as_str()),
+        (Some("requested"), Some("accepted"))
+    );
+
+    let unknown = http
+        .get(format!("{}/control/sessions/nope", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    sim.shutdown.cancel();
+}
