@@ -7,6 +7,10 @@
 //! - [`gateways`]: enrolled gateways and their public keys, shared by enrollment (which writes
 //!   them) and ingest (which verifies frames against them).
 //! - [`http`]: the HTTP server: one axum router assembled from each feature's routes.
+//! - [`outputs`]: the clinical outputs of a session (FHIR Bundle, PDF report, dashboard page),
+//!   pure functions of a session context and its readings.
+//! - [`attachments`]: attachment metadata (id, length, MD5, ETag) and the signed,
+//!   prescriber-bound, time-limited URIs the EHR downloads them from.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
@@ -16,3 +20,4 @@ pub mod config;
 pub mod db;
 pub mod gateways;
 pub mod http;
+pub mod outputs;
