@@ -12,6 +12,9 @@
 //! with the configurable normal [`series::Ranges`] that mark out-of-range values.
 
 pub mod fhir;
+pub mod labels;
+pub mod pdf;
+pub mod series;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};

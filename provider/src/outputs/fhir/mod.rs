@@ -28,6 +28,7 @@
 
 mod ids;
 mod observation;
+pub use observation::decimal as observation_decimal;
 pub mod rules;
 
 use std::collections::BTreeMap;

@@ -38,7 +38,7 @@ pub(super) struct Common<'a> {
 }
 
 /// Rounds away binary noise (36.400000000000006) without touching clinical precision.
-pub(super) fn decimal(v: f64) -> f64 {
+pub fn decimal(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
