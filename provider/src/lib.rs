@@ -16,6 +16,7 @@
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
 //! and fleet operations.
 
+pub mod attachments;
 pub mod config;
 pub mod db;
 pub mod gateways;

@@ -11,6 +11,7 @@
 //! [`series`] turns readings into the per-measurement series the PDF and the dashboard chart,
 //! with the configurable normal [`series::Ranges`] that mark out-of-range values.
 
+pub mod dashboard;
 pub mod fhir;
 pub mod labels;
 pub mod pdf;
