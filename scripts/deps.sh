@@ -71,3 +71,23 @@ BASE_PACKAGES=(
     "cmd:dbus-daemon dbus-daemon"
     "cmd:mosquitto mosquitto"
 )
+
+# What the clinical-output tests of tm-provider run: node + npm for the independent FHIR
+# validator, poppler's pdftotext/pdftoppm to read and render the PDF report, and Debian's
+# chromium to load the dashboard headless.
+OUTPUT_PACKAGES=(
+    "cmd:node nodejs"
+    "cmd:npm npm"
+    "cmd:pdftotext poppler-utils"
+    "cmd:pdftoppm poppler-utils"
+    "cmd:chromium chromium"
+)
+
+# Installs the FHIR validator's pinned npm packages (provider/tests/fhir-validate, from its
+# package-lock.json) when they are missing.
+need_fhir_validator() {
+    local dir=provider/tests/fhir-validate
+    [ -d "$dir/node_modules/@medplum/core" ] && return 0
+    echo "==> npm ci in $dir (FHIR validator)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}

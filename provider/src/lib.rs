@@ -12,18 +12,24 @@
 //! - [`sessions`]: session statuses; every change queues its HUB update in the same commit.
 //! - [`hub`]: our reading of the contract, the HUB client and its durable outbox.
 //! - [`app`]: wiring from a configuration to the running pieces.
+//! - [`outputs`]: the clinical outputs of a session (FHIR Bundle, PDF report, dashboard page),
+//!   pure functions of a session context and its readings.
+//! - [`attachments`]: attachment metadata (id, length, MD5, ETag) and the signed,
+//!   prescriber-bound, time-limited URIs the EHR downloads them from.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
 //! and fleet operations.
 
 pub mod app;
+pub mod attachments;
 pub mod config;
 pub mod db;
 pub mod enroll;
 pub mod gateways;
 pub mod http;
 pub mod hub;
+pub mod outputs;
 pub mod portal;
 pub mod sessions;
 

@@ -1,0 +1,296 @@
+//! The FHIR attachment: golden Bundle, the IG examples' shapes, stability across updates, and
+//! the independent validator (Medplum, `tests/fhir-validate/`).
+
+mod fixtures;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tm_protocol::ReadingKind;
+use tm_provider::outputs::fhir::{
+    FhirExport, FhirOptions, NotChartedReason, export_bundle, rules::PATIENT_IDENTIFIER_SYSTEM,
+};
+
+fn options() -> FhirOptions {
+    FhirOptions::for_public_url("https://provider.example.org")
+}
+
+fn export() -> FhirExport {
+    export_bundle(
+        &fixtures::session(),
+        &fixtures::heart_failure_week(),
+        &options(),
+    )
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn resources(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect()
+}
+
+fn observations(bundle: &Value) -> Vec<&Value> {
+    resources(bundle)
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Observation")
+        .collect()
+}
+
+/// The bundle is byte-for-byte the reviewed golden file (`UPDATE_GOLDEN=1` rewrites it).
+#[test]
+fn bundle_matches_the_golden_file() {
+    let text = serde_json::to_string_pretty(&export().bundle).unwrap() + "\n";
+    let path = golden_dir().join("heart-failure-bundle.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text, golden,
+        "the Bundle differs from {path:?}; review and re-run with UPDATE_GOLDEN=1"
+    );
+}
+
+/// Reduces an Observation to what the IG fixes: drops identity, device and performer, and
+/// blanks the measured values, the time and the patient.
+fn shape(obs: &Value) -> Value {
+    let mut o = obs.clone();
+    let m = o.as_object_mut().unwrap();
+    for key in [
+        "id",
+        "identifier",
+        "device",
+        "contained",
+        "performer",
+        "text",
+    ] {
+        m.remove(key);
+    }
+    for key in ["effectiveDateTime", "effectivePeriod"] {
+        if m.remove(key).is_some() {
+            m.insert("effective".into(), json!("T"));
+        }
+    }
+    m["subject"]["identifier"]["value"] = json!("P");
+    if let Some(q) = m.get_mut("valueQuantity") {
+        q["value"] = json!(0);
+    }
+    if let Some(Value::Array(cs)) = m.get_mut("component") {
+        for c in cs {
+            c["valueQuantity"]["value"] = json!(0);
+        }
+    }
+    o
+}
+
+#[test]
+fn every_observation_has_the_shape_of_the_ig_example_of_its_profile() {
+    let export = export();
+    let ours = observations(&export.bundle);
+    let mut compared = 0;
+    for entry in std::fs::read_dir(golden_dir().join("ig")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let example: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let profile = &example["meta"]["profile"][0];
+        let mine: Vec<_> = ours
+            .iter()
+            .filter(|o| &o["meta"]["profile"][0] == profile)
+            .collect();
+        assert!(!mine.is_empty(), "no Observation on {profile}");
+        for obs in mine {
+            let mut got = shape(obs);
+            // The cuff's mean arterial pressure is an extra BP component the profile allows.
+            if let Some(Value::Array(cs)) = got.get_mut("component") {
+                let extra = cs.split_off(2);
+                assert!(
+                    extra
+                        .iter()
+                        .all(|c| c["code"]["coding"][0]["code"] == "8478-0")
+                );
+            }
+            assert_eq!(got, shape(&example), "{path:?}");
+            compared += 1;
+        }
+    }
+    // 8 BP panels, 8 weights, 16 heart rates (cuff + oximeter), 8 SpO2, 2 temperatures.
+    assert_eq!(compared, 42);
+}
+
+#[test]
+fn subject_time_device_and_identifiers() {
+    let export = export();
+    let bundle = &export.bundle;
+    assert_eq!(bundle["type"], "collection");
+    assert_eq!(bundle["timestamp"], "2026-05-08T05:36:03Z");
+    let full_urls: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fullUrl"].as_str().unwrap())
+        .collect();
+    let devices: Vec<_> = resources(bundle)
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Device")
+        .collect();
+    // Cuff, scale, oximeter, thermometer, glucose meter.
+    assert_eq!(devices.len(), 5);
+    let cuff = devices
+        .iter()
+        .find(|d| d["modelNumber"] == "BP7150")
+        .unwrap();
+    assert_eq!(cuff["manufacturer"], "OMRON HEALTHCARE");
+    assert_eq!(cuff["serialNumber"], "20260412-0042");
+    let obs = observations(bundle);
+    assert_eq!(obs.len(), 43, "42 vital signs and one glucose");
+    assert_eq!(export.observations, 43);
+    for o in &obs {
+        assert_eq!(o["status"], "final");
+        assert_eq!(
+            o["subject"],
+            json!({"identifier": {"system": PATIENT_IDENTIFIER_SYSTEM, "value": "EFD5E060-9522-48BE-9ECC-3BFA54EA3666"}})
+        );
+        let t = o["effectiveDateTime"].as_str().unwrap();
+        assert!(t.ends_with("+02:00"), "{t}");
+        let device = o["device"]["reference"].as_str().unwrap();
+        assert!(full_urls.contains(&device), "dangling device reference");
+        let ident = &o["identifier"][0];
+        assert_eq!(ident["system"], "https://provider.example.org/fhir/reading");
+        assert_eq!(
+            o["id"]
+                .as_str()
+                .map(|id| format!("urn:uuid:{id}"))
+                .as_deref(),
+            full_urls
+                .iter()
+                .copied()
+                .find(|u| u.ends_with(o["id"].as_str().unwrap()))
+        );
+    }
+    let glucose = obs
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "2339-0")
+        .unwrap();
+    assert_eq!(glucose["valueQuantity"]["value"], 92.0);
+    assert_eq!(glucose["valueQuantity"]["code"], "mg/dL");
+    assert_eq!(glucose["category"][0]["coding"][0]["code"], "laboratory");
+    assert_eq!(glucose["effectiveDateTime"], "2026-05-04T08:31:30+02:00");
+}
+
+#[test]
+fn what_is_not_charted_is_reported_with_its_reason() {
+    let export = export();
+    let reasons: Vec<_> = export.not_charted.iter().map(|n| &n.reason).collect();
+    assert_eq!(export.not_charted.len(), 3, "{:?}", export.not_charted);
+    assert!(reasons.contains(&&NotChartedReason::UntrustedTime));
+    assert!(reasons.contains(&&NotChartedReason::NotAMeasurement(
+        ReadingKind::CuffPressure
+    )));
+    assert!(reasons.contains(&&NotChartedReason::NotAMeasurement(
+        ReadingKind::Unrecognized
+    )));
+    let text = String::from_utf8(export.to_bytes()).unwrap();
+    let untrusted = export
+        .not_charted
+        .iter()
+        .find(|n| n.reason == NotChartedReason::UntrustedTime)
+        .unwrap();
+    assert!(!text.contains(untrusted.reading_id.as_str()));
+}
+
+#[test]
+fn ids_are_stable_across_updates_and_input_order() {
+    let ctx = fixtures::session();
+    let mut readings = fixtures::heart_failure_week();
+    let all = export_bundle(&ctx, &readings, &options());
+    readings.reverse();
+    assert_eq!(
+        export_bundle(&ctx, &readings, &options()).to_bytes(),
+        all.to_bytes(),
+        "input order must not change the bytes"
+    );
+    // An earlier update, with only the first three days: every Observation it had keeps its id,
+    // fullUrl and identifier in the later one.
+    readings.reverse();
+    let early: Vec<_> = readings
+        .iter()
+        .filter(|r| r.effective_time < fixtures::session().period.start + chrono::Duration::days(3))
+        .cloned()
+        .collect();
+    let before = export_bundle(&ctx, &early, &options());
+    let later: Vec<_> = all.bundle["entry"].as_array().unwrap().clone();
+    let earlier = before.bundle["entry"].as_array().unwrap();
+    assert!(earlier.len() > 5 && earlier.len() < later.len());
+    for e in earlier {
+        assert!(later.contains(e), "changed between updates: {e}");
+    }
+    assert_eq!(before.bundle["id"], all.bundle["id"]);
+}
+
+fn validator_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir-validate")
+}
+
+/// Runs the validator on `files`; returns (success, output).
+fn validate(files: &[PathBuf]) -> (bool, String) {
+    let dir = validator_dir();
+    if !dir.join("node_modules/@medplum/core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the FHIR validator (scripts/test installs it)");
+        assert!(status.success(), "npm ci in {dir:?} failed");
+    }
+    let out = Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .args(files)
+        .output()
+        .expect("node is needed for the FHIR validator (scripts/test installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_independent_validator_accepts_the_bundle_and_catches_a_broken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("bundle.json");
+    let export = export();
+    std::fs::write(&good, export.to_bytes()).unwrap();
+
+    // The same bundle with three faults the profiles forbid.
+    let mut bad = export.bundle.clone();
+    let entries = bad["entry"].as_array_mut().unwrap();
+    let weight = entries
+        .iter_mut()
+        .find(|e| e["resource"]["code"]["coding"][0]["code"] == "29463-7")
+        .unwrap();
+    weight["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("category");
+    weight["resource"]["valueQuantity"]["value"] = json!("78.4");
+    weight["resource"]["unexpected"] = json!(true);
+    let bad_path = tmp.path().join("broken.json");
+    std::fs::write(&bad_path, serde_json::to_vec(&bad).unwrap()).unwrap();
+
+    let (ok, output) = validate(std::slice::from_ref(&good));
+    assert!(ok, "validator rejected the bundle:\n{output}");
+    assert!(output.contains("\"errors\":0"), "{output}");
+    let (ok, output) = validate(&[bad_path]);
+    assert!(!ok, "validator accepted a broken bundle:\n{output}");
+    for fault in ["category", "expected number", "unexpected"] {
+        assert!(output.contains(fault), "{fault} not reported:\n{output}");
+    }
+}
