@@ -70,6 +70,7 @@ BASE_PACKAGES=(
     "pc:dbus-1 libdbus-1-dev"
     "cmd:dbus-daemon dbus-daemon"
     "cmd:mosquitto mosquitto"
+    "cmd:systemd-analyze systemd"
 )
 
 # What the clinical-output tests of tm-provider run: node + npm for the independent FHIR
