@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod decode;
 mod identity;
 
 /// Home-gateway agent for telemonitoring: reads BLE health devices and syncs to the provider.
@@ -26,12 +27,15 @@ pub enum Command {
     Identity(identity::Args),
     /// Check the configuration file and print the effective settings.
     CheckConfig,
+    /// Decode one frame from a health device and print its readings as JSON.
+    Decode(decode::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(args) => identity::run(&cli.config, &args),
+        Command::Decode(args) => decode::run(&args),
         Command::CheckConfig => {
             let config = crate::config::Config::load(&cli.config)?;
             println!("configuration {} is valid", cli.config.display());
