@@ -13,6 +13,7 @@
 //! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
 //! `store/` (the SQLite outbox), `sync/` (MQTT, HTTPS, receipts), `health` (sd_notify, heartbeat).
 
+pub mod ble;
 pub mod cli;
 pub mod config;
 pub mod enrollment;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod ble;
 mod decode;
 mod enroll;
 mod identity;
@@ -32,6 +33,14 @@ pub enum Command {
     CheckConfig,
     /// Decode one frame from a health device and print its readings as JSON.
     Decode(decode::Args),
+    /// List nearby health devices.
+    Scan(ble::ScanArgs),
+    /// Bond with a device, read its information, set its clock and record it.
+    Pair(ble::PairArgs),
+    /// Remove a device's bond and forget it.
+    Unpair(ble::AddressArgs),
+    /// List paired devices.
+    Devices(ble::JsonArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -40,6 +49,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Identity(args) => identity::run(&cli.config, &args),
         Command::Decode(args) => decode::run(&args),
         Command::Enroll(args) => enroll::run(&cli.config, &args),
+        Command::Scan(args) => ble::scan(&crate::config::Config::load(&cli.config)?, &args),
+        Command::Pair(args) => ble::pair(&crate::config::Config::load(&cli.config)?, &args),
+        Command::Unpair(args) => ble::unpair(&crate::config::Config::load(&cli.config)?, &args),
+        Command::Devices(args) => {
+            ble::devices(&crate::config::Config::load(&cli.config)?.state_dir, &args)
+        }
         Command::CheckConfig => {
             let config = crate::config::Config::load(&cli.config)?;
             println!("configuration {} is valid", cli.config.display());

@@ -1,0 +1,255 @@
+//! One task per paired device: the link state machine.
+//!
+//! ```text
+//!   Idle --advertised--> Connecting --ok--> Subscribed --link lost--> Idle
+//!                            |  ^                 
+//!                          error |                
+//!                            v  |                 
+//!                          Backoff (exponential, with jitter)
+//! ```
+//! Every notification is captured with its receive time and stashed at once; the stash
+//! resolves after the commit, and only then does the RACP high-water mark move. The task ends
+//! when its cancellation token fires or its event channel closes: nothing is leaked.
+
+use std::time::Duration;
+
+use btleplug::api::Peripheral as _;
+use btleplug::platform::Adapter;
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::capture::{Capture, to_stashables};
+use super::paired::{PairedDevice, PairedStore};
+use super::session::{self, Session};
+use super::{BleError, LinkEvent, short_uuid};
+use crate::stash::{StashHandle, Stashable};
+
+/// First backoff delay; doubles per failure up to [`BACKOFF_MAX`].
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest backoff delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Records arriving this soon after subscription come from the device's memory.
+pub const STORED_WINDOW: Duration = Duration::from_secs(1);
+
+/// The link's lifecycle.
+enum LinkState {
+    /// Waiting for the device to advertise.
+    Idle,
+    /// Connecting and preparing (attempt number, from 0).
+    Connecting(u32),
+    /// Connected and subscribed; notifications flow to the stash.
+    Subscribed(Box<Session>, tokio::time::Instant),
+    /// Waiting before the next attempt.
+    Backoff(u32),
+    /// Shutting down.
+    Stopped,
+}
+
+/// Everything one link task owns.
+pub struct Link {
+    pub device: PairedDevice,
+    pub model: Option<&'static tm_devices::Model>,
+    pub adapter: Adapter,
+    pub stash: StashHandle,
+    pub store: PairedStore,
+    pub events: mpsc::Receiver<LinkEvent>,
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("device", &self.device.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Backoff delay for `attempt` with up to 50 % jitter.
+pub fn backoff_delay(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(8))
+        .min(BACKOFF_MAX);
+    let nanos = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    );
+    let jitter = exp.mul_f64((nanos % 500) as f64 / 1000.0);
+    exp + jitter
+}
+
+impl Link {
+    /// Runs the state machine until cancelled.
+    pub async fn run(mut self) {
+        let mut state = LinkState::Idle;
+        loop {
+            state = match state {
+                LinkState::Idle => self.idle().await,
+                LinkState::Connecting(attempt) => self.connect(attempt).await,
+                LinkState::Subscribed(session, since) => self.subscribed(*session, since).await,
+                LinkState::Backoff(attempt) => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => LinkState::Stopped,
+                        _ = tokio::time::sleep(backoff_delay(attempt)) => LinkState::Connecting(attempt),
+                    }
+                }
+                LinkState::Stopped => return,
+            };
+        }
+    }
+
+    async fn idle(&mut self) -> LinkState {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return LinkState::Stopped,
+                ev = self.events.recv() => match ev {
+                    Some(LinkEvent::Advertised) => return LinkState::Connecting(0),
+                    Some(_) => {}
+                    None => return LinkState::Stopped,
+                },
+            }
+        }
+    }
+
+    async fn connect(&mut self, attempt: u32) -> LinkState {
+        let result = self.try_connect().await;
+        match result {
+            Ok(session) => {
+                tracing::info!(stage = "link", device = %self.device.address, "subscribed");
+                LinkState::Subscribed(Box::new(session), tokio::time::Instant::now())
+            }
+            Err(BleError::DeviceGone) => LinkState::Idle,
+            Err(e) => {
+                tracing::warn!(stage = "link", device = %self.device.address, attempt, error = %e, "connection failed");
+                // Drain adverts that queued up while connecting; the backoff decides the retry.
+                while self.events.try_recv().is_ok() {}
+                LinkState::Backoff(attempt + 1)
+            }
+        }
+    }
+
+    async fn try_connect(&mut self) -> Result<Session, BleError> {
+        let peripheral = super::find_peripheral(&self.adapter, &self.device.address)
+            .await?
+            .ok_or(BleError::DeviceGone)?;
+        let clock = self
+            .model
+            .map(|m| m.clock)
+            .unwrap_or(tm_devices::catalog::ClockSetting::Cts);
+        let racp_from = self.device.last_sequence.map(|s| s + 1);
+        let session = match session::open(peripheral.clone(), clock, racp_from).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = peripheral.disconnect().await;
+                return Err(e);
+            }
+        };
+        let dis = session.dis.clone();
+        let battery = session.battery_pct;
+        self.device.manufacturer = dis.manufacturer.or(self.device.manufacturer.take());
+        self.device.model = dis.model.or(self.device.model.take());
+        self.device.serial = dis.serial.or(self.device.serial.take());
+        self.device.firmware = dis.firmware.or(self.device.firmware.take());
+        self.device.battery_pct = battery.or(self.device.battery_pct);
+        self.device.last_seen = Some(chrono::Utc::now());
+        self.persist().await;
+        Ok(session)
+    }
+
+    async fn subscribed(&mut self, mut s: Session, since: tokio::time::Instant) -> LinkState {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    let _ = s.peripheral.disconnect().await;
+                    return LinkState::Stopped;
+                }
+                ev = self.events.recv() => match ev {
+                    Some(LinkEvent::Disconnected) | None => {
+                        tracing::info!(stage = "link", device = %self.device.address, "link lost");
+                        return if ev.is_none() { LinkState::Stopped } else { LinkState::Idle };
+                    }
+                    Some(LinkEvent::Advertised) => {}
+                },
+                n = s.notifications.next() => match n {
+                    Some(n) => {
+                        let ctx = (s.clock, s.battery_pct);
+                        self.capture(ctx, short_uuid(&n.uuid), n.value, since.elapsed() < STORED_WINDOW).await
+                    }
+                    None => return LinkState::Idle,
+                },
+            }
+        }
+    }
+
+    async fn capture(
+        &mut self,
+        ctx: (Option<super::capture::ClockObservation>, Option<u8>),
+        uuid: Option<u16>,
+        raw: Vec<u8>,
+        stored: bool,
+    ) {
+        let Some(uuid) = uuid else { return };
+        let capture = Capture {
+            device: super::device_info(&self.device),
+            source: tm_devices::Source::Characteristic(uuid),
+            raw,
+            received_at: chrono::Utc::now(),
+            clock: ctx.0,
+            stored,
+            battery_pct: ctx.1,
+            rssi_dbm: None,
+        };
+        let quirks = self
+            .model
+            .map(|m| m.decode_quirks())
+            .unwrap_or(tm_devices::Quirks::NONE);
+        let items = to_stashables(&capture, &quirks);
+        if items.is_empty() {
+            return;
+        }
+        let max_seq = items
+            .iter()
+            .filter_map(|i| match i {
+                Stashable::Reading(r) => r.sequence,
+                Stashable::Quarantined(_) => None,
+            })
+            .max();
+        // Clinical data: wait for the commit, retrying while the outbox refuses.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.stash.stash(items.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(stage = "stash", device = %self.device.address, error = %e, "outbox refused readings; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        self.device.last_reading_at = Some(capture.received_at);
+        if let Some(seq) = max_seq {
+            self.device.last_sequence = Some(self.device.last_sequence.map_or(seq, |s| s.max(seq)));
+        }
+        self.persist().await;
+    }
+
+    async fn persist(&self) {
+        let (store, device) = (self.store.clone(), self.device.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            store.update(&device.address.clone(), move |d| {
+                let paired_at = d.paired_at;
+                *d = device;
+                d.paired_at = paired_at;
+            })
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(stage = "link", error = %e, "cannot update the paired-devices file");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The BLE side of the agent, on btleplug (BlueZ over D-Bus) plus our own pairing agent.
+//!
+//! - [`central`]: opens the adapter named in the config, runs discovery with a watchdog, routes
+//!   advertisements and disconnects to the link tasks, reads advertisement-only devices.
+//! - [`link`]: one task per paired device, a state machine (idle, connecting, subscribed,
+//!   backoff).
+//! - [`session`]: what one connection does (DIS, battery, clock, subscribe, RACP).
+//! - [`capture`]: bytes to readings (tm-devices) with the time policy; pure.
+//! - [`pairing`]: our `org.bluez.Agent1` and the bond procedure; [`paired`]: the paired-devices file.
+
+pub mod capture;
+pub mod central;
+pub mod link;
+pub mod paired;
+pub mod pairing;
+pub mod session;
+
+use btleplug::api::{Central as _, Manager as _, Peripheral as _};
+use btleplug::platform::{Adapter, Manager, Peripheral};
+
+/// Errors of the BLE side, with what the operator should check.
+#[derive(Debug, thiserror::Error)]
+pub enum BleError {
+    #[error("Bluetooth: {0}")]
+    Btle(#[from] btleplug::Error),
+    #[error(
+        "no Bluetooth adapter named {0} (check ble.adapter in the config and `bluetoothctl list`)"
+    )]
+    NoAdapter(String),
+    #[error("timed out during {0}")]
+    Timeout(&'static str),
+    #[error("the device is not known to BlueZ (out of range or removed)")]
+    DeviceGone,
+    #[error("device catalog: {0}")]
+    Catalog(#[from] tm_devices::CatalogError),
+}
+
+/// What the central tells a link task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The device advertised (discovered, RSSI update, advertisement data).
+    Advertised,
+    /// BlueZ reports the link down.
+    Disconnected,
+}
+
+/// The 128-bit UUID of a 16-bit SIG UUID.
+pub fn uuid16(short: u16) -> uuid::Uuid {
+    btleplug::api::bleuuid::uuid_from_u16(short)
+}
+
+/// The 16-bit form of a SIG UUID, if it is one.
+pub fn short_uuid(u: &uuid::Uuid) -> Option<u16> {
+    let (hi, _, _, rest) = u.as_fields();
+    (rest == uuid16(0).as_fields().3 && hi >> 16 == 0).then(|| u16::try_from(hi).unwrap_or(0))
+}
+
+/// Health service UUIDs used as the discovery filter.
+pub const HEALTH_SERVICES: &[u16] = &[0x1810, 0x181D, 0x181B, 0x1822, 0x1809, 0x1808, 0x180D];
+
+/// Opens the adapter named `name` (`hci0`); the order of adapters is not stable, so never
+/// take the first one.
+pub async fn open_adapter(name: &str) -> Result<Adapter, BleError> {
+    let manager = Manager::new().await?;
+    for a in manager.adapters().await? {
+        let info = a.adapter_info().await?;
+        if info.split_whitespace().next() == Some(name) {
+            return Ok(a);
+        }
+    }
+    Err(BleError::NoAdapter(name.to_string()))
+}
+
+/// The peripheral with `address`, when BlueZ knows it.
+pub async fn find_peripheral(
+    adapter: &Adapter,
+    address: &str,
+) -> Result<Option<Peripheral>, BleError> {
+    Ok(adapter
+        .peripherals()
+        .await?
+        .into_iter()
+        .find(|p| p.address().to_string().eq_ignore_ascii_case(address)))
+}
+
+/// The device identity readings carry.
+pub fn device_info(d: &paired::PairedDevice) -> tm_protocol::DeviceInfo {
+    tm_protocol::DeviceInfo {
+        address: d.address.to_ascii_uppercase(),
+        manufacturer: d.manufacturer.clone(),
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        firmware: d.firmware.clone(),
+        catalog_model: d.model_id.clone(),
+    }
+}

@@ -1,0 +1,189 @@
+//! One connection to a device, from `connect()` to a subscribed link: discover, open the
+//! notification stream **before** subscribing (devices push stored records right after the
+//! CCCD write), read Device Information and battery, read the device clock, set it as the
+//! catalog says, subscribe, and ask a RACP device for the records after the last one seen.
+
+use std::time::Duration;
+
+use btleplug::api::{Characteristic, Peripheral as _, WriteType};
+use btleplug::platform::Peripheral;
+use chrono::{Datelike, Timelike, Utc};
+use futures::stream::BoxStream;
+use tm_devices::catalog::ClockSetting;
+
+use super::capture::ClockObservation;
+use super::{BleError, uuid16};
+
+/// Characteristics whose values are captured and stashed.
+pub const MEASUREMENTS: &[u16] = &[
+    0x2A9D, 0x2A9C, 0x2A35, 0x2A5E, 0x2A5F, 0x2A1C, 0x2A18, 0x2A34, 0x2A52,
+];
+
+/// Longest a connection attempt (connect + service discovery) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a connection learnt.
+pub struct Session {
+    pub peripheral: Peripheral,
+    pub notifications: BoxStream<'static, btleplug::api::ValueNotification>,
+    pub dis: Dis,
+    pub battery_pct: Option<u8>,
+    pub clock: Option<ClockObservation>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("dis", &self.dis)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Device Information strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dis {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub firmware: Option<String>,
+}
+
+fn find(chars: &[Characteristic], uuid: u16) -> Option<&Characteristic> {
+    chars.iter().find(|c| c.uuid == uuid16(uuid))
+}
+
+async fn read_string(p: &Peripheral, chars: &[Characteristic], uuid: u16) -> Option<String> {
+    let c = find(chars, uuid)?;
+    let v = p.read(c).await.ok()?;
+    Some(
+        String::from_utf8_lossy(&v)
+            .trim_end_matches('\0')
+            .to_string(),
+    )
+}
+
+/// Current Time 0x2A2B for `t` (local wall time), adjust reason "external reference".
+pub fn current_time_bytes(t: chrono::NaiveDateTime) -> Vec<u8> {
+    let mut v = date_time_bytes(t);
+    v.push(u8::try_from(t.weekday().number_from_monday()).unwrap_or(0));
+    v.push(0);
+    v.push(0x02);
+    v
+}
+
+/// Date Time 0x2A08 for `t`.
+pub fn date_time_bytes(t: chrono::NaiveDateTime) -> Vec<u8> {
+    let y = u16::try_from(t.year()).unwrap_or(0).to_le_bytes();
+    let b = |x: u32| u8::try_from(x).unwrap_or(0);
+    vec![
+        y[0],
+        y[1],
+        b(t.month()),
+        b(t.day()),
+        b(t.hour()),
+        b(t.minute()),
+        b(t.second()),
+    ]
+}
+
+/// Connects and prepares the link. `racp_from` is the first sequence number to fetch.
+pub async fn open(
+    p: Peripheral,
+    clock: ClockSetting,
+    racp_from: Option<u32>,
+) -> Result<Session, BleError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, p.connect())
+        .await
+        .map_err(|_| BleError::Timeout("connect"))??;
+    p.discover_services().await?;
+    let chars: Vec<Characteristic> = p.characteristics().into_iter().collect();
+    let notifications = p.notifications().await?;
+    let dis = Dis {
+        manufacturer: read_string(&p, &chars, 0x2A29).await,
+        model: read_string(&p, &chars, 0x2A24).await,
+        serial: read_string(&p, &chars, 0x2A25).await,
+        firmware: read_string(&p, &chars, 0x2A26).await,
+    };
+    let clock_obs = read_clock(&p, &chars).await;
+    set_clock(&p, &chars, clock).await?;
+    let battery_pct = match find(&chars, 0x2A19) {
+        Some(c) => p.read(c).await.ok().and_then(|v| v.first().copied()),
+        None => None,
+    };
+    for uuid in MEASUREMENTS {
+        if let Some(c) = find(&chars, *uuid) {
+            p.subscribe(c).await?;
+        }
+    }
+    if let Some(racp) = find(&chars, 0x2A52) {
+        let request = match racp_from {
+            Some(n) => {
+                let n = u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes();
+                vec![0x01, 0x03, 0x01, n[0], n[1]]
+            }
+            None => vec![0x01, 0x01],
+        };
+        p.write(racp, &request, WriteType::WithResponse).await?;
+    }
+    Ok(Session {
+        peripheral: p,
+        notifications,
+        dis,
+        battery_pct,
+        clock: clock_obs,
+    })
+}
+
+async fn read_clock(p: &Peripheral, chars: &[Characteristic]) -> Option<ClockObservation> {
+    for uuid in [0x2A2B, 0x2A08] {
+        let Some(c) = find(chars, uuid) else { continue };
+        if !c.properties.contains(btleplug::api::CharPropFlags::READ) {
+            continue;
+        }
+        let v = p.read(c).await.ok()?;
+        let gateway_now = Utc::now();
+        let t = tm_devices::decode(
+            tm_devices::Source::Characteristic(uuid),
+            &v,
+            &tm_devices::Quirks::NONE,
+        )
+        .ok()?;
+        let device_now = match t.info? {
+            tm_devices::Info::CurrentTime(ct) => ct.time.to_naive(),
+            tm_devices::Info::DateTime { time, .. } => time.to_naive(),
+            _ => None,
+        };
+        // An unknown date reads as "never set" (year 0 < 2015).
+        let device_now = device_now.unwrap_or_default();
+        return Some(ClockObservation {
+            device_now,
+            gateway_now,
+        });
+    }
+    None
+}
+
+async fn set_clock(
+    p: &Peripheral,
+    chars: &[Characteristic],
+    clock: ClockSetting,
+) -> Result<(), BleError> {
+    let now = chrono::Local::now().naive_local();
+    let (uuid, bytes) = match clock {
+        ClockSetting::Cts => (0x2A2B, current_time_bytes(now)),
+        ClockSetting::DateTime => (0x2A08, date_time_bytes(now)),
+        _ => return Ok(()),
+    };
+    let Some(c) = find(chars, uuid) else {
+        return Ok(());
+    };
+    if !c.properties.contains(btleplug::api::CharPropFlags::WRITE) {
+        return Ok(());
+    }
+    // Devices may refuse a clock write (ATT 0x80 "data field ignored"); readings still flow.
+    if let Err(e) = p.write(c, &bytes, WriteType::WithResponse).await {
+        tracing::warn!(stage = "clock", error = %e, "device refused the clock write");
+    }
+    Ok(())
+}
