@@ -7,6 +7,9 @@
 //! - [`gateways`]: enrolled gateways and their public keys, shared by enrollment (which writes
 //!   them) and ingest (which verifies frames against them).
 //! - [`http`]: the HTTP server: one axum router assembled from each feature's routes.
+//! - [`keys`]: the provider's signing key (receipts), created on first start.
+//! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
+//!   commit, then answer with a signed receipt.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
@@ -16,3 +19,5 @@ pub mod config;
 pub mod db;
 pub mod gateways;
 pub mod http;
+pub mod ingest;
+pub mod keys;

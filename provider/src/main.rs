@@ -53,7 +53,18 @@ async fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
                 on_signal.cancel();
             });
-            let router = tm_provider::http::router(tm_provider::http::AppState { db });
+            let key = std::sync::Arc::new(tm_provider::keys::load_or_create(&config.key_file)?);
+            let ingest = tm_provider::ingest::Ingest::new(db.clone(), key);
+            if let Some(m) = &config.mqtt {
+                let mqtt = tm_provider::ingest::mqtt::MqttIngestConfig::from_file(m)?;
+                tokio::spawn(tm_provider::ingest::mqtt::run(
+                    ingest.clone(),
+                    mqtt,
+                    shutdown.clone(),
+                ));
+            }
+            let router = tm_provider::http::router(tm_provider::http::AppState { db })
+                .merge(tm_provider::ingest::http::routes(ingest));
             tm_provider::http::serve(listener, router, shutdown).await?;
         }
     }

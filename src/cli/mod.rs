@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod identity;
+mod run;
+mod status;
 
 /// Home-gateway agent for telemonitoring: reads BLE health devices and syncs to the provider.
 #[derive(Debug, Parser)]
@@ -26,12 +28,18 @@ pub enum Command {
     Identity(identity::Args),
     /// Check the configuration file and print the effective settings.
     CheckConfig,
+    /// Run the agent (outbox, sync, heartbeat) until SIGTERM/SIGINT.
+    Run(run::Args),
+    /// Show the sync backlog, last successful sync, rejected readings and alarms.
+    Status(status::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(args) => identity::run(&cli.config, &args),
+        Command::Run(args) => run::run(&cli.config, &args),
+        Command::Status(args) => status::run(&cli.config, &args),
         Command::CheckConfig => {
             let config = crate::config::Config::load(&cli.config)?;
             println!("configuration {} is valid", cli.config.display());
