@@ -39,7 +39,8 @@ fn batch(gateway: &GatewayId, key: &SigningKey, seqs: std::ops::Range<u32>, id: 
         batch_id: BatchId::new(id).unwrap(),
         readings: seqs
             .map(|s| {
-                let mut r = tm_gateway::simulate::reading(tm_gateway::simulate::SIMULATED_DEVICE, s);
+                let mut r =
+                    tm_gateway::simulate::reading(tm_gateway::simulate::SIMULATED_DEVICE, s);
                 r.received_at = chrono::Utc::now();
                 serde_json::to_vec(&r).unwrap()
             })
@@ -95,7 +96,12 @@ async fn forged_unknown_oversized_and_malformed_frames_are_refused() {
     let (status, body) = post(&env, b"TMF1garbage".to_vec()).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     // Validly signed but not a batch.
-    let frame = tm_protocol::seal(MessageKind::ReadingBatch, env.gw.id.as_str(), b"{\"v\":1}", &env.gw.key);
+    let frame = tm_protocol::seal(
+        MessageKind::ReadingBatch,
+        env.gw.id.as_str(),
+        b"{\"v\":1}",
+        &env.gw.key,
+    );
     let (status, body) = post(&env, frame).await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("malformed"));
@@ -110,7 +116,8 @@ async fn readings_from_before_the_enrollment_are_rejected_one_by_one() {
         readings: [1u32, 2]
             .iter()
             .map(|s| {
-                let mut r = tm_gateway::simulate::reading(tm_gateway::simulate::SIMULATED_DEVICE, *s);
+                let mut r =
+                    tm_gateway::simulate::reading(tm_gateway::simulate::SIMULATED_DEVICE, *s);
                 if *s == 1 {
                     r.received_at = chrono::Utc::now() - chrono::Duration::days(30);
                 } else {
@@ -126,6 +133,10 @@ async fn readings_from_before_the_enrollment_are_rejected_one_by_one() {
     let receipt = tm_gateway::sync::open_receipt(&body, &env.provider.key.verifying_key()).unwrap();
     assert_eq!(receipt.accepted.len(), 1);
     assert_eq!(receipt.rejected.len(), 1);
-    assert!(receipt.rejected[0].reason.contains("outside the gateway's session"));
+    assert!(
+        receipt.rejected[0]
+            .reason
+            .contains("outside the gateway's session")
+    );
     assert_eq!(env.provider.count().await, 1);
 }

@@ -16,10 +16,13 @@ use axum::response::{IntoResponse, Response};
 use common::*;
 use tm_protocol::Transport;
 
+/// Arrival time, `Idempotency-Key`, answered status (0 while pending) of each request.
+type RequestLog = Arc<Mutex<Vec<(Instant, Option<String>, u16)>>>;
+
 #[derive(Clone)]
 struct Faulty {
     ingest: tm_provider::ingest::Ingest,
-    log: Arc<Mutex<Vec<(Instant, Option<String>, u16)>>>,
+    log: RequestLog,
 }
 
 async fn faulty_readings(State(f): State<Faulty>, headers: HeaderMap, body: Bytes) -> Response {
@@ -85,14 +88,20 @@ async fn outage_500_429_and_timeout_then_exactly_once() {
             axum::routing::post(faulty_readings),
         )
         .with_state(faulty.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let arrived = eventually(Duration::from_secs(60), || async {
         provider.count().await >= u64::from(COUNT)
     })
     .await;
-    assert!(arrived, "only {} of {COUNT} arrived", provider.count().await);
+    assert!(
+        arrived,
+        "only {} of {COUNT} arrived",
+        provider.count().await
+    );
     let drained = eventually(Duration::from_secs(20), || async {
         gw.status()["backlog"] == 0
     })
@@ -102,7 +111,10 @@ async fn outage_500_429_and_timeout_then_exactly_once() {
     assert_exactly_once(&provider, COUNT).await;
 
     let log = faulty.log.lock().unwrap().clone();
-    assert!(log.iter().all(|(_, key, _)| key.is_some()), "Idempotency-Key on every request");
+    assert!(
+        log.iter().all(|(_, key, _)| key.is_some()),
+        "Idempotency-Key on every request"
+    );
     assert_eq!(log[0].2, 500);
     assert_eq!(log[1].2, 429);
     // The request after the 429 came only after its Retry-After.
@@ -140,7 +152,13 @@ async fn a_4xx_refusal_marks_rows_rejected_with_the_reason() {
     let status = gw.status();
     assert!(rejected, "{status}");
     assert_eq!(status["backlog"], 0);
-    let reason = status["recent_rejections"][0][1].as_str().unwrap().to_owned();
-    assert!(reason.contains("HTTP 403") && reason.contains("revoked"), "{reason}");
+    let reason = status["recent_rejections"][0][1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("HTTP 403") && reason.contains("revoked"),
+        "{reason}"
+    );
     assert_eq!(provider.count().await, 0);
 }

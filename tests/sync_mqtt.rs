@@ -43,7 +43,11 @@ async fn fifty_sigkills_lose_and_duplicate_nothing() {
         provider.count().await >= u64::from(COUNT)
     })
     .await;
-    assert!(arrived, "only {} of {COUNT} arrived", provider.count().await);
+    assert!(
+        arrived,
+        "only {} of {COUNT} arrived",
+        provider.count().await
+    );
     let drained = eventually(Duration::from_secs(30), || async {
         gw.status()["backlog"] == 0
     })
@@ -62,14 +66,18 @@ fn echo_receipts(port: u16, topic: String) -> tokio::task::JoinHandle<()> {
     options.set_max_packet_size(1 << 21, 1 << 21);
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) if !p.retain && !p.dup => {
-                    // Only first deliveries are echoed, so each receipt arrives about twice.
-                    let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, p.payload.to_vec());
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    // Each receipt is echoed once: the gateway gets it twice.
+                    if seen.insert(p.payload.clone()) {
+                        let _ =
+                            client.try_publish(&topic, QoS::AtLeastOnce, false, p.payload.to_vec());
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -102,8 +110,15 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
         provider.count().await >= u64::from(COUNT)
     })
     .await;
-    assert!(arrived, "only {} of {COUNT} arrived", provider.count().await);
-    assert!(during_outage < u64::from(COUNT), "the outage happened mid-stream");
+    assert!(
+        arrived,
+        "only {} of {COUNT} arrived",
+        provider.count().await
+    );
+    assert!(
+        during_outage < u64::from(COUNT),
+        "the outage happened mid-stream"
+    );
     let drained = eventually(Duration::from_secs(30), || async {
         gw.status()["backlog"] == 0
     })

@@ -33,10 +33,12 @@ pub fn run(config_path: &Path, args: &Args) -> anyhow::Result<i32> {
         Some(e) => println!("gateway        {} ({:?})", e.gateway_id, e.sync.transport),
         None => println!("gateway        not enrolled"),
     }
-    let oldest = status.oldest_unacknowledged_ms.map_or("-".to_string(), |ms| {
-        let age = (crate::store::now_ms() - ms).max(0) / 1000;
-        format!("{age} s")
-    });
+    let oldest = status
+        .oldest_unacknowledged_ms
+        .map_or("-".to_string(), |ms| {
+            let age = (crate::store::now_ms() - ms).max(0) / 1000;
+            format!("{age} s")
+        });
     println!(
         "backlog        {} readings ({} pending, {} in flight), oldest {oldest}",
         status.backlog(),

@@ -100,7 +100,7 @@ proptest! {
                     let mut new = 0;
                     for s in &seqs {
                         let id = simulate::reading(simulate::SIMULATED_DEVICE, *s).reading_id.to_string();
-                        if !model.contains_key(&id) { new += 1; model.insert(id, RowState::Pending); }
+                        model.entry(id).or_insert_with(|| { new += 1; RowState::Pending });
                     }
                     prop_assert_eq!(out[0].inserted, new);
                     prop_assert_eq!(out[0].inserted + out[0].duplicates, seqs.len());

@@ -77,7 +77,8 @@ const RELEASE_ALL: &str = "UPDATE readings SET state = 0, batch_id = NULL WHERE 
 const PRUNE: &str = "DELETE FROM readings WHERE state = 2 AND settled_at_ms <= ?1";
 const EVICT_ACKNOWLEDGED: &str = "DELETE FROM readings WHERE state = 2";
 const SET_META: &str = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)";
-const RAISE: &str = "INSERT OR IGNORE INTO alarms (kind, message, raised_at_ms) VALUES (?1, ?2, ?3)";
+const RAISE: &str =
+    "INSERT OR IGNORE INTO alarms (kind, message, raised_at_ms) VALUES (?1, ?2, ?3)";
 const CLEAR: &str = "DELETE FROM alarms WHERE kind = ?1";
 const HIGH_WATER: &str = "SELECT last_sequence FROM device_marks WHERE device_address = ?1";
 
@@ -179,10 +180,7 @@ impl Outbox {
         let incoming = u64::try_from(incoming).unwrap_or(u64::MAX);
         let mut used = schema::used_bytes(&self.conn).map_err(refuse)?;
         if used.saturating_add(incoming) > self.quota_bytes {
-            let evicted = self
-                .conn
-                .execute(EVICT_ACKNOWLEDGED, [])
-                .map_err(refuse)?;
+            let evicted = self.conn.execute(EVICT_ACKNOWLEDGED, []).map_err(refuse)?;
             if evicted > 0 {
                 tracing::warn!(
                     stage = "outbox",
@@ -198,7 +196,12 @@ impl Outbox {
                  on the devices; restore connectivity to the provider or raise store.quota_mb",
                 self.quota_bytes
             );
-            tracing::error!(stage = "outbox", used, quota = self.quota_bytes, "{message}");
+            tracing::error!(
+                stage = "outbox",
+                used,
+                quota = self.quota_bytes,
+                "{message}"
+            );
             self.raise(alarm::QUOTA_FULL, &message).map_err(refuse)?;
             return Err(StashError::Refused(message));
         }
@@ -258,8 +261,7 @@ impl Outbox {
                 }
                 Ok(())
             };
-            take(NEWEST_PENDING, limits.live_lane.min(limits.max_readings))
-                .map_err(&err)?;
+            take(NEWEST_PENDING, limits.live_lane.min(limits.max_readings)).map_err(&err)?;
             take(OLDEST_PENDING, limits.max_readings).map_err(&err)?;
         }
         if picked.is_empty() {

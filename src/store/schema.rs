@@ -131,7 +131,8 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let aside = path.with_file_name(format!(
         "{}.corrupt-{stamp}",
-        path.file_name().map_or("outbox.db".into(), |n| n.to_string_lossy())
+        path.file_name()
+            .map_or("outbox.db".into(), |n| n.to_string_lossy())
     ));
     let err = |source| StoreError::MoveAside {
         path: path.to_path_buf(),
@@ -192,9 +193,8 @@ pub(super) fn status(conn: &Connection, quota_bytes: u64) -> rusqlite::Result<Ou
     s.last_sync_at = meta(conn, "last_sync_at")?;
     s.last_error = meta(conn, "last_error")?;
     s.used_bytes = used_bytes(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT kind, message, raised_at_ms FROM alarms ORDER BY raised_at_ms",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT kind, message, raised_at_ms FROM alarms ORDER BY raised_at_ms")?;
     s.alarms = stmt
         .query_map([], |r| {
             Ok(Alarm {

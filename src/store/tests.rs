@@ -52,7 +52,10 @@ fn a_damaged_page_is_caught_by_quick_check() {
     std::fs::write(&path, bytes).unwrap();
     let (outbox, report) = Outbox::open(&path, 1 << 30).unwrap();
     assert!(report.moved_aside.is_some());
-    assert_eq!(outbox.status().unwrap().alarms[0].kind, alarm::DATABASE_CORRUPT);
+    assert_eq!(
+        outbox.status().unwrap().alarms[0].kind,
+        alarm::DATABASE_CORRUPT
+    );
 }
 
 #[test]
@@ -92,7 +95,11 @@ fn at_the_quota_acknowledged_rows_go_first_then_new_readings_are_refused_loudly(
         let ids: Vec<_> = b
             .readings
             .iter()
-            .map(|p| serde_json::from_slice::<tm_protocol::Reading>(p).unwrap().reading_id)
+            .map(|p| {
+                serde_json::from_slice::<tm_protocol::Reading>(p)
+                    .unwrap()
+                    .reading_id
+            })
             .collect();
         acked += u32::try_from(ids.len()).unwrap();
         outbox
@@ -107,7 +114,10 @@ fn at_the_quota_acknowledged_rows_go_first_then_new_readings_are_refused_loudly(
     outbox.stash(&[&readings(next..next + 50)]).unwrap();
     let after = outbox.status().unwrap();
     assert!(after.alarms.iter().all(|a| a.kind != alarm::QUOTA_FULL));
-    assert_eq!(after.acknowledged, 0, "acknowledged rows were evicted first");
+    assert_eq!(
+        after.acknowledged, 0,
+        "acknowledged rows were evicted first"
+    );
     assert_eq!(after.pending, u64::from(next + 50 - acked));
 }
 
@@ -127,7 +137,10 @@ async fn the_writer_group_commits_stash_requests_and_keeps_quarantined_bytes() {
     while let Some(r) = tasks.join_next().await {
         inserted += r.unwrap().unwrap().inserted;
     }
-    assert_eq!(inserted, 202, "overlapping requests stored each reading once");
+    assert_eq!(
+        inserted, 202,
+        "overlapping requests stored each reading once"
+    );
     let q = Stashable::Quarantined(Quarantined {
         device_address: "AA:BB:CC:DD:EE:FF".into(),
         characteristic: "2A35".into(),
@@ -140,7 +153,10 @@ async fn the_writer_group_commits_stash_requests_and_keeps_quarantined_bytes() {
     assert_eq!(status.pending, 202);
     assert_eq!(status.quarantined, 1);
     assert_eq!(
-        handle.high_water(simulate::SIMULATED_DEVICE.into()).await.unwrap(),
+        handle
+            .high_water(simulate::SIMULATED_DEVICE.into())
+            .await
+            .unwrap(),
         Some(201)
     );
     drop((stash, handle));

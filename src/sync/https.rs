@@ -49,15 +49,13 @@ impl HttpsLink {
                 path: ca.clone(),
                 source,
             })?;
-            for cert in
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| LinkError::Tls(e.to_string()))?
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| LinkError::Tls(e.to_string()))?
             {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder
-            .build()
-            .map_err(|e| LinkError::Tls(e.to_string()))?;
+        let client = builder.build().map_err(|e| LinkError::Tls(e.to_string()))?;
         Ok(Self {
             client,
             readings_url: format!("{base}{}", routes::READINGS),

@@ -58,12 +58,14 @@ impl Syncer {
         let mut orphans = self.orphan_receipts.take();
         loop {
             if Instant::now() >= next_prune {
-                let keep_ms = i64::try_from(self.retain_acknowledged.as_millis()).unwrap_or(i64::MAX);
+                let keep_ms =
+                    i64::try_from(self.retain_acknowledged.as_millis()).unwrap_or(i64::MAX);
                 self.outbox.prune(crate::store::now_ms() - keep_ms).await?;
                 next_prune = Instant::now() + PRUNE_EVERY;
             }
             let mut idle = false;
-            while in_flight.len() < self.config.in_flight_batches && Instant::now() >= paused_until {
+            while in_flight.len() < self.config.in_flight_batches && Instant::now() >= paused_until
+            {
                 let Some(batch) = self.outbox.lease(self.limits()).await? else {
                     idle = true;
                     break;

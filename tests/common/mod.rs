@@ -223,28 +223,42 @@ impl GatewaySide {
     }
 
     /// Starts `tm-gateway run` with the simulator feeding `count` readings at `rate`/s.
-    pub fn spawn_agent(&self, count: u32, rate: u32) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["run", "--simulate-readings", &count.to_string()])
-            .args(["--simulate-rate", &rate.to_string()])
-            .env("TM_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap()
+    pub fn spawn_agent(&self, count: u32, rate: u32) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+                .arg("--config")
+                .arg(&self.config)
+                .args(["run", "--simulate-readings", &count.to_string()])
+                .args(["--simulate-rate", &rate.to_string()])
+                .env("TM_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
     }
 
-    /// `tm-gateway status --json`.
+    /// `tm-gateway status --json` (waiting for the agent to create its outbox).
     pub fn status(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.dir.join("outbox.db").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never created its outbox"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
             .arg("--config")
             .arg(&self.config)
             .args(["status", "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
@@ -274,7 +288,18 @@ pub async fn assert_exactly_once(provider: &ProviderSide, count: u32) {
     assert_eq!(seqs, expected, "every reading exactly once");
 }
 
-pub fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// An agent process, killed (SIGKILL, by its PID) when dropped, also when a test fails.
+pub struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGKILL to the agent we spawned.
+pub fn kill(agent: &mut Agent) {
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
 }

@@ -34,7 +34,12 @@ impl IntoResponse for IngestError {
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(stage = "ingest", error = %self, "store unavailable");
-            return (status, [(header::RETRY_AFTER, "5")], "store unavailable, retry").into_response();
+            return (
+                status,
+                [(header::RETRY_AFTER, "5")],
+                "store unavailable, retry",
+            )
+                .into_response();
         }
         tracing::warn!(stage = "ingest", error = %self, "frame refused");
         (status, self.to_string()).into_response()
@@ -57,10 +62,7 @@ async fn readings(
         .into_response())
 }
 
-async fn heartbeat(
-    State(ingest): State<Ingest>,
-    body: Bytes,
-) -> Result<StatusCode, IngestError> {
+async fn heartbeat(State(ingest): State<Ingest>, body: Bytes) -> Result<StatusCode, IngestError> {
     ingest.heartbeat(&body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -158,7 +158,9 @@ async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
                     tracing::warn!(stage = "ingest", error = %e, "receipt not published; the gateway will resend");
                 }
             }
-            Err(e) => tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "batch refused"),
+            Err(e) => {
+                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "batch refused")
+            }
         },
         "heartbeat" => {
             if let Err(e) = ingest.heartbeat(&p.payload).await {

@@ -50,7 +50,8 @@ pub(super) async fn commit_batch(
         {
             let mut insert = tx.prepare(INSERT_READING)?;
             for r in &batch.readings {
-                if r.received_at.timestamp_millis() < enrolled_ms.saturating_sub(ENROLLMENT_SKEW_MS) {
+                if r.received_at.timestamp_millis() < enrolled_ms.saturating_sub(ENROLLMENT_SKEW_MS)
+                {
                     rejected.push(Rejection {
                         reading_id: r.reading_id.clone(),
                         reason: "outside the gateway's session: received before the gateway \
@@ -63,9 +64,8 @@ pub(super) async fn commit_batch(
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                let payload = serde_json::to_string(r).map_err(|e| {
-                    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-                })?;
+                let payload = serde_json::to_string(r)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 inserted += insert.execute(params![
                     r.reading_id.as_str(),
                     gateway.as_str(),
