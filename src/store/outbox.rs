@@ -231,6 +231,28 @@ impl Outbox {
 
     /// Leases the next batch, or `None` when nothing is pending.
     pub fn lease(&mut self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
+        self.relaxed(|o| o.lease_inner(limits))
+    }
+
+    /// Runs `f` with `synchronous=NORMAL`: for lease and receipt bookkeeping only. Losing such a
+    /// commit in a power cut is harmless (leases are reset at start; an unrecorded receipt means
+    /// the rows are sent again and the provider de-duplicates them); readings themselves are
+    /// always committed with `FULL`.
+    fn relaxed<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(self.err())?;
+        let result = f(self);
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(self.err())?;
+        result
+    }
+
+    fn lease_inner(&mut self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
         let path = self.path.clone();
         let err = move |source| StoreError::Sqlite {
             path: path.clone(),
@@ -285,6 +307,10 @@ impl Outbox {
     /// Applies a verified receipt. Idempotent: a receipt seen twice changes nothing the second
     /// time, and a late receipt settles rows even after they were released.
     pub fn settle(&mut self, receipt: &Receipt) -> Result<SettleOutcome, StoreError> {
+        self.relaxed(|o| o.settle_inner(receipt))
+    }
+
+    fn settle_inner(&mut self, receipt: &Receipt) -> Result<SettleOutcome, StoreError> {
         let now = now_ms();
         let path = self.path.clone();
         let err = move |source| StoreError::Sqlite {
