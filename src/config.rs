@@ -50,6 +50,12 @@ pub struct ConfigFile {
     /// Bluetooth settings.
     #[serde(default)]
     pub ble: BleFile,
+    /// Outbox settings.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Sync settings (the transport and URLs come from the enrollment).
+    #[serde(default)]
+    pub sync: SyncConfig,
 }
 
 /// Bluetooth section of the file.
@@ -79,6 +85,8 @@ fn default_adapter() -> String {
     "hci0".into()
 }
 
+pub use crate::sync::config::{StoreConfig, SyncConfig};
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -88,6 +96,10 @@ pub struct Config {
     pub log_level: String,
     /// Adapter name.
     pub adapter: String,
+    /// Outbox settings.
+    pub store: StoreConfig,
+    /// Sync settings.
+    pub sync: SyncConfig,
 }
 
 impl Config {
@@ -113,6 +125,11 @@ impl Config {
             message: e.to_string(),
         })?;
         Self::try_from(file)
+    }
+
+    /// The outbox database inside the state directory.
+    pub fn outbox_path(&self) -> PathBuf {
+        self.state_dir.join(crate::store::FILE_NAME)
     }
 
     /// The gateway key's path inside the state directory.
@@ -144,10 +161,14 @@ impl TryFrom<ConfigFile> for Config {
                 f.log_level
             ))
         })?;
+        f.store.validate().map_err(ConfigError::Invalid)?;
+        f.sync.validate().map_err(ConfigError::Invalid)?;
         Ok(Self {
             state_dir: f.state_dir,
             log_level: f.log_level,
             adapter: f.ble.adapter,
+            store: f.store,
+            sync: f.sync,
         })
     }
 }

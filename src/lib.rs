@@ -8,14 +8,22 @@
 //! - [`identity`]: the gateway's Ed25519 key in its state directory.
 //! - [`enrollment`]: what `tm-gateway enroll` received (gateway id, provider key, sync settings).
 //! - [`stash`]: the seam between capture and the outbox (commit before acknowledge).
+//! - [`store`]: the SQLite outbox (one writer thread; pending -> leased -> acknowledged).
+//! - [`sync`]: signed batches over MQTT or HTTPS, receipts, backoff, heartbeats.
+//! - [`agent`]: `tm-gateway run`: the actors in one JoinSet, stopped by SIGTERM/SIGINT.
+//! - [`simulate`]: SIMULATOR ONLY, synthetic readings for tests and benchmarks.
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
 //! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
-//! `store/` (the SQLite outbox), `sync/` (MQTT, HTTPS, receipts), `health` (sd_notify, heartbeat).
+//! `health` (sd_notify).
 
+pub mod agent;
 pub mod ble;
 pub mod cli;
 pub mod config;
 pub mod enrollment;
 pub mod identity;
+pub mod simulate;
 pub mod stash;
+pub mod store;
+pub mod sync;

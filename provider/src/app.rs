@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tm_protocol::SigningKey;
-
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::AppState;
 use crate::hub::client::HubClient;
 use crate::hub::outbox::{Backoff, OutboxActor};
+use crate::ingest::Ingest;
 use crate::portal::Portal;
 
 /// Why the provider cannot start.
@@ -34,20 +33,24 @@ pub struct Assembly {
     pub state: AppState,
     /// The HUB outbox actor, when `[hub]` is configured; run it with a cancellation token.
     pub outbox: Option<OutboxActor>,
+    /// Gateway ingest (HTTPS routes, and the MQTT subscriber when `[mqtt]` is configured).
+    pub ingest: Ingest,
 }
 
-/// Opens the store, loads (or creates, mode 0600) the provider key, builds the HUB client.
+impl Assembly {
+    /// The whole HTTP router: Portal, enrollment, gateway ingest.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.state.clone())
+            .merge(crate::ingest::http::routes(self.ingest.clone()))
+    }
+}
+
+/// Opens the store, loads (or creates, mode 0600) the provider key, builds the HUB client and
+/// the ingest.
 pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     let db = Db::open(&config.database)?;
-    let key_path = config
-        .enrollment
-        .key_file
-        .clone()
-        .unwrap_or_else(|| config.database.with_file_name("provider.key"));
-    let (provider_key, created) = SigningKey::load_or_create(&key_path)?;
-    if created {
-        tracing::info!(path = %key_path.display(), "created the provider key");
-    }
+    let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
+    let ingest = Ingest::new(db.clone(), provider_key.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
@@ -73,5 +76,6 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     Ok(Assembly {
         state: AppState { db, portal },
         outbox,
+        ingest,
     })
 }

@@ -52,6 +52,34 @@ pub struct ConfigFile {
     /// Enrollment codes and gateway sync settings.
     #[serde(default)]
     pub enrollment: EnrollmentSection,
+    /// The provider's signing key (PKCS#8, mode 0600, created on first start); default
+    /// `provider.key` next to the database.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// MQTT ingest (optional; HTTPS ingest is always on).
+    #[serde(default)]
+    pub mqtt: Option<MqttFile>,
+}
+
+/// `[mqtt]`: the broker the gateways publish to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttFile {
+    /// `mqtt://host:port` (loopback or a TLS-terminating broker sidecar).
+    pub url: String,
+    /// Client id; unique per provider instance (the subscription is shared).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_client_id() -> String {
+    "tm-provider".into()
 }
 
 /// The validated configuration.
@@ -69,6 +97,10 @@ pub struct Config {
     pub hub: Option<HubSection>,
     /// `[enrollment]`.
     pub enrollment: EnrollmentSection,
+    /// Signing key file.
+    pub key_file: PathBuf,
+    /// MQTT ingest settings.
+    pub mqtt: Option<MqttFile>,
 }
 
 impl Config {
@@ -97,6 +129,17 @@ impl TryFrom<ConfigFile> for Config {
             )));
         }
         crate::portal::settings::validate(&f.portal, f.hub.as_ref(), &f.enrollment)?;
+        if let Some(m) = &f.mqtt
+            && !m.url.starts_with("mqtt://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "mqtt.url must start with mqtt://, got {:?}",
+                m.url
+            )));
+        }
+        let key_file = f
+            .key_file
+            .unwrap_or_else(|| f.database.with_file_name("provider.key"));
         Ok(Self {
             listen: f.listen,
             public_url: f.public_url.trim_end_matches('/').to_owned(),
@@ -104,6 +147,8 @@ impl TryFrom<ConfigFile> for Config {
             portal: f.portal,
             hub: f.hub,
             enrollment: f.enrollment,
+            key_file,
+            mqtt: f.mqtt,
         })
     }
 }

@@ -71,6 +71,27 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX hub_outbox_pending ON hub_outbox(state, seq);
     "#,
+    // 3: ingested readings (one row per reading_id: de-duplication) and the latest heartbeat of
+    // each gateway.
+    r#"
+    CREATE TABLE readings (
+        reading_id        TEXT PRIMARY KEY,
+        gateway_id        TEXT NOT NULL,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        batch_id          TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        effective_time    TEXT NOT NULL,
+        received_at       TEXT NOT NULL,
+        ingested_at       TEXT NOT NULL,
+        payload           TEXT NOT NULL
+    );
+    CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
+    CREATE TABLE gateway_heartbeats (
+        gateway_id  TEXT PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        payload     TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Why the store cannot be used.

@@ -16,6 +16,9 @@
 //!   pure functions of a session context and its readings.
 //! - [`attachments`]: attachment metadata (id, length, MD5, ETag) and the signed,
 //!   prescriber-bound, time-limited URIs the EHR downloads them from.
+//! - [`keys`]: the provider's signing key (receipts), created on first start.
+//! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
+//!   commit, then answer with a signed receipt.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
@@ -29,6 +32,8 @@ pub mod enroll;
 pub mod gateways;
 pub mod http;
 pub mod hub;
+pub mod ingest;
+pub mod keys;
 pub mod outputs;
 pub mod portal;
 pub mod sessions;

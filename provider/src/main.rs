@@ -43,7 +43,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let config = tm_provider::config::Config::load(&cli.config)?;
             let listen = config.listen;
-            let assembly = tm_provider::app::assemble(config)?;
+            let mqtt = config.mqtt.clone();
+            let mut assembly = tm_provider::app::assemble(config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -55,11 +56,21 @@ async fn main() -> anyhow::Result<()> {
                 on_signal.cancel();
             });
             let mut tasks = tokio::task::JoinSet::new();
-            if let Some(outbox) = assembly.outbox {
+            if let Some(outbox) = assembly.outbox.take() {
                 let stop = shutdown.clone();
                 tasks.spawn(async move { outbox.run(stop).await.map_err(anyhow::Error::from) });
             }
-            let router = tm_provider::http::router(assembly.state);
+            if let Some(m) = &mqtt {
+                let mqtt = tm_provider::ingest::mqtt::MqttIngestConfig::from_file(m)
+                    .context("cannot read the MQTT settings")?;
+                let ingest = assembly.ingest.clone();
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    tm_provider::ingest::mqtt::run(ingest, mqtt, stop).await;
+                    Ok(())
+                });
+            }
+            let router = assembly.router();
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 tm_provider::http::serve(listener, router, stop)

@@ -9,6 +9,8 @@ mod ble;
 mod decode;
 mod enroll;
 mod identity;
+mod run;
+mod status;
 
 /// Home-gateway agent for telemonitoring: reads BLE health devices and syncs to the provider.
 #[derive(Debug, Parser)]
@@ -41,6 +43,10 @@ pub enum Command {
     Unpair(ble::AddressArgs),
     /// List paired devices.
     Devices(ble::JsonArgs),
+    /// Run the agent (outbox, sync, heartbeat) until SIGTERM/SIGINT.
+    Run(run::Args),
+    /// Show the sync backlog, last successful sync, rejected readings and alarms.
+    Status(status::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -55,6 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Devices(args) => {
             ble::devices(&crate::config::Config::load(&cli.config)?.state_dir, &args)
         }
+        Command::Run(args) => run::run(&cli.config, &args),
+        Command::Status(args) => status::run(&cli.config, &args),
         Command::CheckConfig => {
             let config = crate::config::Config::load(&cli.config)?;
             println!("configuration {} is valid", cli.config.display());

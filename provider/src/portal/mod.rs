@@ -201,7 +201,7 @@ pub struct Portal {
     /// Wakes the HUB outbox actor after a status change.
     pub wake_outbox: Arc<tokio::sync::Notify>,
     /// The provider's Ed25519 key (signs enrollment answers).
-    pub provider_key: tm_protocol::SigningKey,
+    pub provider_key: std::sync::Arc<tm_protocol::SigningKey>,
     /// Failed enrollment attempts in the current minute (rate limit).
     pub enroll_failures: std::sync::Mutex<crate::enroll::FailureWindow>,
 }

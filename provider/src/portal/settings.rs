@@ -107,10 +107,6 @@ pub struct EnrollmentSection {
     /// Failed enrollment attempts accepted per minute, all gateways together; beyond, 429.
     #[serde(default = "default_failures_per_minute")]
     pub failed_attempts_per_minute: u32,
-    /// The provider's Ed25519 key (created with mode 0600 on first start). Default:
-    /// `provider.key` next to the database.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
     /// Transport the gateways use: "https" or "mqtt".
     #[serde(default = "default_transport")]
     pub transport: String,

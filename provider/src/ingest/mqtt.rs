@@ -1,0 +1,172 @@
+//! MQTT ingest: a shared subscription (`$share/tm-provider/...`, so several provider instances
+//! split the load) to every gateway's readings and heartbeats.
+//!
+//! The event loop runs in its own task and never blocks: each publish goes to a worker through a
+//! channel whose bound is the broker's in-flight window (manual acks: the broker sends at most
+//! that many unacknowledged messages). The worker ingests, publishes the receipt to the
+//! gateway's receipt topic, and only then acknowledges the message to the broker.
+//! The topic's gateway id must equal the frame's signer.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tm_protocol::routes::mqtt as topics;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Ingest;
+
+/// Where the broker is and who we are.
+#[derive(Debug, Clone)]
+pub struct MqttIngestConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// MQTT client id (unique per provider instance).
+    pub client_id: String,
+    /// User name and password, when the broker needs them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl MqttIngestConfig {
+    /// From the `[mqtt]` section.
+    pub fn from_file(f: &crate::config::MqttFile) -> std::io::Result<Self> {
+        let rest = f.url.trim_start_matches("mqtt://").trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse()
+                    .map_err(|_| std::io::Error::other(format!("bad port in {:?}", f.url)))?,
+            ),
+            None => (rest.to_owned(), 1883),
+        };
+        let credentials = match &f.username {
+            Some(u) => {
+                let password = match &f.password_file {
+                    Some(p) => std::fs::read_to_string(p)?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                    None => String::new(),
+                };
+                Some((u.clone(), password))
+            }
+            None => None,
+        };
+        Ok(Self {
+            host,
+            port,
+            client_id: f.client_id.clone(),
+            credentials,
+        })
+    }
+}
+
+/// Publishes handed to the worker; above the broker's in-flight window, so `try_send` only
+/// fails if the broker misbehaves (the message is then left unacknowledged and redelivered).
+const WORK_CAPACITY: usize = 1024;
+
+/// Runs the subscriber until `cancel`.
+pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToken) {
+    let mut options = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES);
+    if let Some((user, password)) = cfg.credentials {
+        options.set_credentials(user, password);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
+    let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
+    let worker = tokio::spawn(work(ingest, client.clone(), work_rx));
+    let mut failures: u32 = 0;
+    loop {
+        let event = tokio::select! {
+            () = cancel.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!(stage = "ingest", "MQTT ingest connected");
+                for filter in [topics::ALL_READINGS, topics::ALL_HEARTBEATS] {
+                    let _ = client.try_subscribe(topics::shared(filter), QoS::AtLeastOnce);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Err(e) = work_tx.try_send(p) {
+                    tracing::error!(stage = "ingest", error = %e, "ingest queue full; message left for redelivery");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let ceiling = 100u64 << failures.min(6);
+                let delay = Duration::from_millis(jitter(ceiling));
+                tracing::warn!(stage = "ingest", error = %e, "MQTT ingest connection failed");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    drop(work_tx);
+    worker.abort();
+}
+
+fn jitter(ceiling_ms: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) % (ceiling_ms + 1)
+}
+
+async fn work(ingest: Ingest, client: AsyncClient, mut rx: mpsc::Receiver<Publish>) {
+    while let Some(p) = rx.recv().await {
+        handle(&ingest, &client, &p).await;
+        let _ = client.ack(&p).await;
+    }
+}
+
+async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
+    let Some((gateway, leaf)) = topics::parse(&p.topic) else {
+        tracing::warn!(stage = "ingest", "message on an unexpected topic ignored");
+        return;
+    };
+    let signer_matches = tm_protocol::Frame::parse(&p.payload)
+        .map(|f| f.signer() == gateway.as_str())
+        .unwrap_or(true);
+    if !signer_matches {
+        tracing::warn!(stage = "ingest", gateway = %gateway, "frame signed by another gateway than its topic; refused");
+        return;
+    }
+    match leaf {
+        "readings" => match ingest.readings(&p.payload, None).await {
+            Ok(done) => {
+                if let Err(e) = client
+                    .publish(
+                        topics::receipts(&gateway),
+                        QoS::AtLeastOnce,
+                        false,
+                        done.receipt_frame,
+                    )
+                    .await
+                {
+                    tracing::warn!(stage = "ingest", error = %e, "receipt not published; the gateway will resend");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "batch refused")
+            }
+        },
+        "heartbeat" => {
+            if let Err(e) = ingest.heartbeat(&p.payload).await {
+                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "heartbeat refused");
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,204 @@
+//! `tm-gateway run`: the agent. Every long-running part is an actor in one [`JoinSet`] sharing
+//! one [`CancellationToken`] (cancelled by SIGTERM/SIGINT or by the first actor that fails):
+//!
+//! - the outbox writer thread (owns SQLite) and the stash forwarder (capture -> writer);
+//! - the MQTT event loop (MQTT transport only);
+//! - the syncer (lease, seal, send, settle) and the heartbeat;
+//! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
+//!
+//! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
+//! reset at the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::enrollment::Enrollment;
+use crate::stash::{StashHandle, Stashable};
+use crate::store::{Outbox, OutboxHandle, writer};
+use crate::sync::{HttpsLink, Link, MqttLink, Syncer, heartbeat};
+
+/// SIMULATOR ONLY: a synthetic device for tests, soak runs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Simulation {
+    /// Records the simulated device holds in total (sequence 0..count).
+    pub count: u32,
+    /// Records per second (0 = as fast as the outbox takes them).
+    pub per_second: u32,
+}
+
+/// Runs the agent until `cancel` (or an actor fails).
+pub async fn run(
+    config: Config,
+    simulation: Option<Simulation>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let (key, _) = tm_protocol::SigningKey::load_or_create(&config.key_path())?;
+    let key = Arc::new(key);
+    let enrollment = Enrollment::load(&config.state_dir)?;
+    let provider_key = enrollment
+        .provider_key()
+        .context("the enrollment holds no valid provider key: enroll again")?;
+    let path = config.outbox_path();
+    let quota = config.store.quota_bytes();
+    let (outbox, report) = tokio::task::spawn_blocking(move || Outbox::open(&path, quota))
+        .await
+        .context("outbox open task")??;
+    if let Some(aside) = report.moved_aside {
+        tracing::error!(moved_to = %aside.display(), "outbox was corrupt; a fresh one is in use");
+    }
+    let (outbox, writer_thread) = writer::spawn(outbox);
+    let (stash, stash_rx) = StashHandle::channel();
+
+    let mut actors: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    {
+        let outbox = outbox.clone();
+        let cancel = cancel.clone();
+        actors.spawn(async move {
+            tokio::select! {
+                () = outbox.serve_stash(stash_rx) => {}
+                () = cancel.cancelled() => {}
+            }
+            Ok("stash")
+        });
+    }
+
+    let sync = &enrollment.sync;
+    let (link, orphans) = match sync.transport {
+        tm_protocol::Transport::Mqtt => {
+            let url = sync
+                .mqtt_url
+                .as_deref()
+                .context("the enrollment selects MQTT but holds no broker URL")?;
+            let (link, event_loop, orphans) =
+                MqttLink::new(url, &enrollment.gateway_id, provider_key, &config.sync)?;
+            let cancel = cancel.clone();
+            actors.spawn(async move {
+                event_loop.run(cancel).await;
+                Ok("mqtt")
+            });
+            (Link::Mqtt(link), Some(orphans))
+        }
+        tm_protocol::Transport::Https => (
+            Link::Https(HttpsLink::new(&sync.https_url, provider_key, &config.sync)?),
+            None,
+        ),
+    };
+    let syncer = Syncer {
+        outbox: outbox.clone(),
+        link: link.clone(),
+        orphan_receipts: orphans,
+        gateway: enrollment.gateway_id.clone(),
+        key: key.clone(),
+        config: config.sync.clone(),
+        retain_acknowledged: Duration::from_secs(config.store.retain_acknowledged_h * 3600),
+    };
+    {
+        let cancel = cancel.clone();
+        actors.spawn(async move {
+            syncer.run(cancel).await?;
+            Ok("sync")
+        });
+    }
+    let interval = config
+        .sync
+        .heartbeat_interval_s
+        .unwrap_or(sync.heartbeat_interval_s)
+        .max(1);
+    actors.spawn(heartbeat_actor(
+        outbox.clone(),
+        link,
+        enrollment.gateway_id.clone(),
+        key,
+        Duration::from_secs(u64::from(interval)),
+        cancel.clone(),
+    ));
+    if let Some(sim) = simulation {
+        tracing::warn!("SIMULATOR: feeding synthetic readings into the outbox");
+        actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));
+    }
+
+    let mut failure = None;
+    while let Some(joined) = actors.join_next().await {
+        match joined {
+            Ok(Ok(name)) => tracing::debug!(actor = name, "actor stopped"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "actor failed; stopping the agent");
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(anyhow::anyhow!("actor panicked: {e}"));
+            }
+        }
+        if !cancel.is_cancelled() && (failure.is_some() || actors.is_empty()) {
+            cancel.cancel();
+        }
+    }
+    drop((stash, outbox));
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    failure.map_or(Ok(()), Err)
+}
+
+async fn heartbeat_actor(
+    outbox: OutboxHandle,
+    link: Link,
+    gateway: tm_protocol::GatewayId,
+    key: Arc<tm_protocol::SigningKey>,
+    interval: Duration,
+    cancel: CancellationToken,
+) -> anyhow::Result<&'static str> {
+    heartbeat::run(outbox, link, gateway, key, interval, cancel).await;
+    Ok("heartbeat")
+}
+
+/// SIMULATOR ONLY: stashes records `high-water+1 .. count` of the simulated device, in chunks,
+/// waiting for each commit like a BLE link would before acknowledging records to a device.
+async fn simulate(
+    stash: StashHandle,
+    outbox: OutboxHandle,
+    sim: Simulation,
+    cancel: CancellationToken,
+) -> anyhow::Result<&'static str> {
+    let device = crate::simulate::SIMULATED_DEVICE;
+    let start = outbox
+        .high_water(device.into())
+        .await?
+        .map_or(0, |s| s.saturating_add(1));
+    let chunk = if sim.per_second == 0 {
+        500
+    } else {
+        (sim.per_second / 20).clamp(1, 500)
+    };
+    let pause = if sim.per_second == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(f64::from(chunk) / f64::from(sim.per_second))
+    };
+    let mut next = start;
+    while next < sim.count && !cancel.is_cancelled() {
+        let end = next.saturating_add(chunk).min(sim.count);
+        let items: Vec<Stashable> = (next..end)
+            .map(|s| Stashable::Reading(Box::new(crate::simulate::reading(device, s))))
+            .collect();
+        match stash.stash(items).await {
+            Ok(_) => next = end,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIMULATOR: outbox refused records; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if !pause.is_zero() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+    // Finishing the feed is not a reason to stop the agent.
+    cancel.cancelled().await;
+    Ok("simulator")
+}

@@ -1,0 +1,152 @@
+//! The outbox: the gateway's durable SQLite store of readings waiting for the provider.
+//!
+//! A reading enters through the stash ([`crate::stash`]) and is committed (WAL,
+//! `synchronous=FULL`) before capture may acknowledge it to the device. From then on the row is
+//! the source of truth; nothing about the network (PUBACK, HTTP status, session state) removes
+//! it. Only a receipt signed by the provider settles it.
+//!
+//! Row lifecycle ([`RowState`], stored as its discriminant):
+//!
+//! ```text
+//! pending --lease--> leased --receipt accepted--> acknowledged --retention/quota--> pruned (deleted)
+//!    ^                  |  \--receipt rejected / HTTP 4xx--> rejected (kept, reason visible)
+//!    +---release--------+   (send failed, receipt timeout, reconnect, agent restart)
+//! ```
+//!
+//! Invariants:
+//! - `reading_id` is UNIQUE: a device re-sending its memory creates no second row.
+//! - a pending or leased row is never deleted; at the disk quota the outbox evicts acknowledged
+//!   rows first and then refuses new writes with an alarm (capture keeps the device's records).
+//! - leases are reset at start: a batch in flight when the agent died is sent again (the
+//!   provider de-duplicates by `reading_id`).
+//! - bytes that failed to decode are kept in the `quarantine` table.
+//! - an unreadable database file is moved aside with an alarm and a fresh one opened, so the
+//!   agent keeps capturing.
+//!
+//! One writer: [`writer::spawn`] runs [`Outbox`] on a dedicated thread and serves
+//! [`OutboxHandle`] requests; `tm-gateway status` reads through its own read-only connection.
+
+mod outbox;
+mod schema;
+pub mod writer;
+
+pub use outbox::{LeaseLimits, LeasedBatch, Outbox, SettleOutcome};
+pub use schema::{OpenReport, read_status};
+pub use writer::OutboxHandle;
+
+use serde::Serialize;
+
+/// File name of the outbox inside the state directory.
+pub const FILE_NAME: &str = "outbox.db";
+
+/// Where a reading row is in its lifecycle. Stored as the discriminant; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[repr(i64)]
+pub enum RowState {
+    /// Committed, waiting to be shipped.
+    Pending = 0,
+    /// Part of a batch in flight; back to pending if no receipt arrives.
+    Leased = 1,
+    /// A provider receipt named it as committed; pruned after the retention window.
+    Acknowledged = 2,
+    /// The provider refused it for good; kept with the reason, never retried.
+    Rejected = 3,
+}
+
+/// Something an operator must see (`tm-gateway status`, the heartbeat's last error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alarm {
+    /// Stable kind: `quota-high`, `quota-full`, `database-corrupt`.
+    pub kind: String,
+    /// What happened and what to do.
+    pub message: String,
+    /// When it was raised (Unix milliseconds).
+    pub raised_at_ms: i64,
+}
+
+/// Alarm kinds.
+pub mod alarm {
+    /// Disk use above 80 % of the quota.
+    pub const QUOTA_HIGH: &str = "quota-high";
+    /// Quota reached: new readings are refused.
+    pub const QUOTA_FULL: &str = "quota-full";
+    /// The database was unreadable at start and moved aside.
+    pub const DATABASE_CORRUPT: &str = "database-corrupt";
+}
+
+/// Disk use above this share of the quota raises [`alarm::QUOTA_HIGH`].
+pub const QUOTA_ALARM_PERCENT: u64 = 80;
+
+/// What `tm-gateway status` and the heartbeat report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStatus {
+    /// Rows waiting to be shipped.
+    pub pending: u64,
+    /// Rows in flight.
+    pub leased: u64,
+    /// Rows acknowledged and not yet pruned.
+    pub acknowledged: u64,
+    /// Rows the provider refused.
+    pub rejected: u64,
+    /// Undecodable payloads kept.
+    pub quarantined: u64,
+    /// Receive time of the oldest unacknowledged reading (Unix milliseconds).
+    pub oldest_unacknowledged_ms: Option<i64>,
+    /// Last receipt that settled rows (RFC 3339).
+    pub last_sync_at: Option<String>,
+    /// Last sync error (no values, no patient data).
+    pub last_error: Option<String>,
+    /// Bytes used by live pages of the database.
+    pub used_bytes: u64,
+    /// Configured quota.
+    pub quota_bytes: u64,
+    /// Active alarms.
+    pub alarms: Vec<Alarm>,
+    /// The most recent rejections: reading id and reason.
+    pub recent_rejections: Vec<(String, String)>,
+}
+
+impl OutboxStatus {
+    /// Readings not yet acknowledged by the provider.
+    pub fn backlog(&self) -> u64 {
+        self.pending + self.leased
+    }
+}
+
+/// Why the outbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("outbox {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Moving a corrupt file aside failed.
+    #[error("outbox {path} is corrupt and cannot be moved aside: {source}")]
+    MoveAside {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer thread is gone.
+    #[error("outbox writer stopped")]
+    Closed,
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod model_tests;
+
+#[cfg(test)]
+mod tests;

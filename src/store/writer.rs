@@ -1,0 +1,187 @@
+//! The outbox writer: one dedicated thread owns the [`Outbox`] (the only writer connection) and
+//! serves requests from a bounded channel. Async code talks to it through [`OutboxHandle`];
+//! nothing on the async runtime ever blocks on SQLite.
+//!
+//! Stash requests are group-committed: when several are queued, they share one transaction
+//! (one fsync), and each caller is answered after that commit.
+
+use std::collections::VecDeque;
+
+use tm_protocol::{BatchId, Receipt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{LeaseLimits, LeasedBatch, Outbox, OutboxStatus, SettleOutcome, StoreError};
+use crate::stash::{StashError, StashRequest};
+
+/// Capacity of the writer's request channel; when full, callers wait (back-pressure).
+pub const WRITER_CHANNEL_CAPACITY: usize = 256;
+
+/// Most stash requests committed in one transaction.
+const GROUP_COMMIT_MAX: usize = 64;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+#[derive(Debug)]
+enum Op {
+    Stash(StashRequest),
+    Lease(LeaseLimits, Reply<Option<LeasedBatch>>),
+    Settle(Box<Receipt>, Reply<SettleOutcome>),
+    Release(BatchId, Reply<usize>),
+    ReleaseAll(Reply<usize>),
+    Reject(BatchId, String, Reply<usize>),
+    Prune(i64, Reply<usize>),
+    LastError(Option<String>, Reply<()>),
+    HighWater(String, Reply<Option<u32>>),
+    Status(Reply<OutboxStatus>),
+}
+
+/// Async handle to the writer thread; cheap to clone. The thread stops when every handle (and
+/// the stash forwarder) is dropped.
+#[derive(Debug, Clone)]
+pub struct OutboxHandle {
+    tx: mpsc::Sender<Op>,
+}
+
+/// Starts the writer thread owning `outbox`.
+pub fn spawn(outbox: Outbox) -> (OutboxHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
+    let thread = std::thread::Builder::new()
+        .name("outbox-writer".into())
+        .spawn(move || run(outbox, rx))
+        .expect("spawning the outbox writer thread");
+    (OutboxHandle { tx }, thread)
+}
+
+fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
+    let mut deferred: VecDeque<Op> = VecDeque::new();
+    loop {
+        let op = match deferred.pop_front() {
+            Some(op) => op,
+            None => match rx.blocking_recv() {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        match op {
+            Op::Stash(first) => {
+                let mut group = vec![first];
+                while group.len() < GROUP_COMMIT_MAX {
+                    match rx.try_recv() {
+                        Ok(Op::Stash(more)) => group.push(more),
+                        Ok(other) => {
+                            deferred.push_back(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let items: Vec<&[_]> = group.iter().map(|r| r.items.as_slice()).collect();
+                match outbox.stash(&items) {
+                    Ok(outcomes) => {
+                        for (req, out) in group.into_iter().zip(outcomes) {
+                            let _ = req.reply.send(Ok(out));
+                        }
+                    }
+                    Err(e) => {
+                        for req in group {
+                            let _ = req.reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+            Op::Lease(limits, reply) => {
+                let _ = reply.send(outbox.lease(limits));
+            }
+            Op::Settle(receipt, reply) => {
+                let _ = reply.send(outbox.settle(&receipt));
+            }
+            Op::Release(batch, reply) => {
+                let _ = reply.send(outbox.release(&batch));
+            }
+            Op::ReleaseAll(reply) => {
+                let _ = reply.send(outbox.release_all());
+            }
+            Op::Reject(batch, reason, reply) => {
+                let _ = reply.send(outbox.reject_batch(&batch, &reason));
+            }
+            Op::Prune(before, reply) => {
+                let _ = reply.send(outbox.prune(before));
+            }
+            Op::LastError(e, reply) => {
+                let _ = reply.send(outbox.set_last_error(e.as_deref()));
+            }
+            Op::HighWater(device, reply) => {
+                let _ = reply.send(outbox.high_water(&device));
+            }
+            Op::Status(reply) => {
+                let _ = reply.send(outbox.status());
+            }
+        }
+    }
+}
+
+impl OutboxHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Forwards the capture side's stash requests to the writer until the stash channel closes.
+    pub async fn serve_stash(self, mut requests: mpsc::Receiver<StashRequest>) {
+        while let Some(req) = requests.recv().await {
+            if let Err(mpsc::error::SendError(Op::Stash(req))) = self.tx.send(Op::Stash(req)).await
+            {
+                let _ = req.reply.send(Err(StashError::Closed));
+            }
+        }
+    }
+
+    /// Leases the next batch.
+    pub async fn lease(&self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
+        self.ask(|r| Op::Lease(limits, r)).await
+    }
+
+    /// Applies a verified receipt.
+    pub async fn settle(&self, receipt: Receipt) -> Result<SettleOutcome, StoreError> {
+        self.ask(|r| Op::Settle(Box::new(receipt), r)).await
+    }
+
+    /// Returns a batch's rows to pending.
+    pub async fn release(&self, batch: BatchId) -> Result<usize, StoreError> {
+        self.ask(|r| Op::Release(batch, r)).await
+    }
+
+    /// Returns every leased row to pending.
+    pub async fn release_all(&self) -> Result<usize, StoreError> {
+        self.ask(Op::ReleaseAll).await
+    }
+
+    /// Marks a batch's rows rejected with `reason`.
+    pub async fn reject(&self, batch: BatchId, reason: String) -> Result<usize, StoreError> {
+        self.ask(|r| Op::Reject(batch, reason, r)).await
+    }
+
+    /// Deletes acknowledged rows settled at or before `settled_before_ms`.
+    pub async fn prune(&self, settled_before_ms: i64) -> Result<usize, StoreError> {
+        self.ask(|r| Op::Prune(settled_before_ms, r)).await
+    }
+
+    /// Records (or clears) the last sync error.
+    pub async fn set_last_error(&self, error: Option<String>) -> Result<(), StoreError> {
+        self.ask(|r| Op::LastError(error, r)).await
+    }
+
+    /// Highest stored record sequence of a device.
+    pub async fn high_water(&self, device: String) -> Result<Option<u32>, StoreError> {
+        self.ask(|r| Op::HighWater(device, r)).await
+    }
+
+    /// Current status.
+    pub async fn status(&self) -> Result<OutboxStatus, StoreError> {
+        self.ask(Op::Status).await
+    }
+}

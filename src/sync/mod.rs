@@ -1,0 +1,188 @@
+//! Sync: ships the outbox to the provider and settles rows from the provider's receipts.
+//!
+//! The [`Syncer`] actor leases batches from the outbox ([`crate::store`]), seals each into a
+//! frame signed with the gateway key, and sends it over the enrolled transport ([`Link`]: MQTT
+//! or HTTPS), keeping up to `in_flight_batches` batches waiting for receipts. Per batch:
+//!
+//! - a receipt verified against the provider's key (from the enrollment) settles the rows it
+//!   names (acknowledged or rejected); rows it does not name go back to pending;
+//! - a retryable failure (connection lost, timeout, HTTP 5xx, no receipt in time) puts the rows
+//!   back to pending and pauses sending with exponential backoff and full jitter (or for the
+//!   server's `Retry-After` on 429/503);
+//! - an HTTP 4xx refusal marks the rows rejected with the reason (`tm-gateway status`).
+//!
+//! A PUBACK or a TCP write proves nothing: only the receipt does. Duplicates caused by
+//! re-sending are expected; the provider de-duplicates by `reading_id`.
+
+pub mod config;
+mod frame;
+pub mod heartbeat;
+mod https;
+mod mqtt;
+mod syncer;
+mod tls;
+
+pub use frame::seal_batch;
+pub use https::HttpsLink;
+pub use mqtt::MqttLink;
+pub use syncer::Syncer;
+pub use tls::install_ring_provider;
+
+use std::time::Duration;
+
+use tm_protocol::{Receipt, VerifyingKey};
+
+/// Why a batch was not settled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again after the backoff (network, timeout, 5xx, missing receipt).
+    #[error("retryable: {0}")]
+    Retry(String),
+    /// Try again after the server's `Retry-After`.
+    #[error("provider busy, retry after {0:?}: {1}")]
+    RetryAfter(Duration, String),
+    /// Refused for good: the rows are rejected with this reason.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// Why a link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A URL in the enrollment is unusable.
+    #[error("invalid sync URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TLS material could not be loaded.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// A credential file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Credential {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The transport a gateway syncs over.
+#[derive(Debug, Clone)]
+pub enum Link {
+    /// MQTT through a broker.
+    Mqtt(MqttLink),
+    /// HTTPS straight to the provider.
+    Https(HttpsLink),
+}
+
+impl Link {
+    /// Sends a sealed batch and waits for its verified receipt.
+    pub async fn send_batch(
+        &self,
+        batch_id: &tm_protocol::BatchId,
+        frame: Vec<u8>,
+    ) -> Result<Receipt, SendError> {
+        match self {
+            Self::Mqtt(l) => l.send_batch(batch_id, frame).await,
+            Self::Https(l) => l.send_batch(batch_id, frame).await,
+        }
+    }
+
+    /// Sends a sealed heartbeat (no receipt).
+    pub async fn send_heartbeat(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        match self {
+            Self::Mqtt(l) => l.send_heartbeat(frame).await,
+            Self::Https(l) => l.send_heartbeat(frame).await,
+        }
+    }
+}
+
+/// Verifies a receipt frame from the provider and decodes it.
+pub fn open_receipt(bytes: &[u8], provider: &VerifyingKey) -> Result<Receipt, String> {
+    let frame = tm_protocol::Frame::parse(bytes).map_err(|e| e.to_string())?;
+    let payload = frame
+        .verify(tm_protocol::MessageKind::Receipt, provider)
+        .map_err(|e| format!("receipt signature: {e}"))?;
+    tm_protocol::decode::<Receipt>(payload).map_err(|e| e.to_string())
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in `[0, min(max, initial·2ⁿ)]`
+/// so a fleet that lost its provider at the same moment does not come back in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff starting at `initial`, capped at `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// The ceiling of the next delay.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(30)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+
+    /// The next delay, and one more attempt counted.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(random_u64() % (nanos + 1))
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("the system random source works");
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_its_growing_ceiling() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let mut ceilings = vec![];
+        for _ in 0..10 {
+            let ceiling = b.ceiling();
+            let d = b.next_delay();
+            assert!(d <= ceiling, "{d:?} > {ceiling:?}");
+            ceilings.push(ceiling);
+        }
+        assert_eq!(ceilings[0], Duration::from_millis(100));
+        assert_eq!(ceilings[3], Duration::from_millis(800));
+        assert_eq!(*ceilings.last().unwrap(), Duration::from_secs(2));
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_millis(100));
+        // Full jitter: over many draws, delays spread across the range.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let draws: Vec<_> = (0..200).map(|_| b.next_delay()).collect();
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(250)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(750)));
+    }
+}

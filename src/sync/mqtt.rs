@@ -1,0 +1,292 @@
+//! The MQTT transport (rumqttc, QoS 1).
+//!
+//! rumqttc's event loop runs in its own actor ([`MqttEventLoop::run`]) and is never blocked: it
+//! hands receipts to the batch waiting for them and keeps reconnecting with jittered backoff
+//! (rumqttc has none of its own). On every CONNACK it re-subscribes to the gateway's receipt
+//! topic and publishes the retained `online` status; the last-will publishes `offline`.
+//!
+//! rumqttc cannot say which publish a PUBACK belongs to, and drops its in-memory queue when the
+//! broker has no session, so neither PUBACK nor `session_present` means anything here: a batch
+//! is settled only by the provider's receipt. When the connection drops, every batch waiting
+//! for a receipt fails at once and its rows are leased again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
+use tm_protocol::routes::mqtt as topics;
+use tm_protocol::{BatchId, GatewayId, Receipt, VerifyingKey};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::config::SyncConfig;
+use super::{Backoff, LinkError, SendError, open_receipt};
+
+type Waiters = Arc<Mutex<HashMap<BatchId, oneshot::Sender<Receipt>>>>;
+
+/// Receipts nobody waits for (late, duplicated): settled by the syncer. When full, the extra
+/// receipt is dropped: its rows are simply sent again and de-duplicated by the provider.
+pub const ORPHAN_RECEIPTS_CAPACITY: usize = 64;
+
+/// The publishing side, cloned into each batch sender.
+#[derive(Debug, Clone)]
+pub struct MqttLink {
+    client: AsyncClient,
+    waiters: Waiters,
+    readings_topic: String,
+    heartbeat_topic: String,
+    receipt_timeout: Duration,
+}
+
+/// The event loop actor.
+pub struct MqttEventLoop {
+    eventloop: EventLoop,
+    client: AsyncClient,
+    waiters: Waiters,
+    receipts_topic: String,
+    status_topic: String,
+    provider_key: VerifyingKey,
+    orphans: mpsc::Sender<Receipt>,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for MqttEventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttEventLoop")
+            .field("receipts_topic", &self.receipts_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_url(url: &str) -> Result<(bool, String, u16), LinkError> {
+    let bad = |reason: &str| LinkError::Url {
+        url: url.into(),
+        reason: reason.into(),
+    };
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(bad("must start with mqtts:// or mqtt://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| bad("bad port"))?),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok((tls, host.to_owned(), port))
+}
+
+impl MqttLink {
+    /// Sets up the client for `url` (from the enrollment). Nothing connects until the event
+    /// loop actor runs.
+    pub fn new(
+        url: &str,
+        gateway: &GatewayId,
+        provider_key: VerifyingKey,
+        cfg: &SyncConfig,
+    ) -> Result<(Self, MqttEventLoop, mpsc::Receiver<Receipt>), LinkError> {
+        let (tls, host, port) = parse_url(url)?;
+        let mut options = MqttOptions::new(gateway.as_str(), host, port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES)
+            .set_inflight(u16::try_from(cfg.in_flight_batches * 2 + 8).unwrap_or(100))
+            .set_last_will(LastWill::new(
+                topics::status(gateway),
+                topics::STATUS_OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some(user) = &cfg.mqtt_username {
+            let password = match &cfg.mqtt_password_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|source| LinkError::Credential {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+                None => String::new(),
+            };
+            options.set_credentials(user, password);
+        }
+        if tls {
+            let config = super::tls::mqtt_client_config(cfg)?;
+            options.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
+        let (client, eventloop) = AsyncClient::new(options, cfg.in_flight_batches * 2 + 8);
+        let waiters: Waiters = Arc::default();
+        let (orphans_tx, orphans_rx) = mpsc::channel(ORPHAN_RECEIPTS_CAPACITY);
+        let link = Self {
+            client: client.clone(),
+            waiters: waiters.clone(),
+            readings_topic: topics::readings(gateway),
+            heartbeat_topic: topics::heartbeat(gateway),
+            receipt_timeout: cfg.receipt_timeout(),
+        };
+        let event_loop = MqttEventLoop {
+            eventloop,
+            client,
+            waiters,
+            receipts_topic: topics::receipts(gateway),
+            status_topic: topics::status(gateway),
+            provider_key,
+            orphans: orphans_tx,
+            backoff: Backoff::new(
+                Duration::from_millis(cfg.backoff_initial_ms),
+                Duration::from_millis(cfg.backoff_max_ms.min(30_000)),
+            ),
+        };
+        Ok((link, event_loop, orphans_rx))
+    }
+
+    pub(super) async fn send_batch(
+        &self,
+        batch_id: &BatchId,
+        frame: Vec<u8>,
+    ) -> Result<Receipt, SendError> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(batch_id.clone(), tx);
+        let attempt = async {
+            self.client
+                .publish(&self.readings_topic, QoS::AtLeastOnce, false, frame)
+                .await
+                .map_err(|e| SendError::Retry(format!("MQTT publish: {e}")))?;
+            rx.await
+                .map_err(|_| SendError::Retry("MQTT connection lost before the receipt".into()))
+        };
+        let result = match tokio::time::timeout(self.receipt_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Retry(format!(
+                "no receipt within {} ms",
+                self.receipt_timeout.as_millis()
+            ))),
+        };
+        if result.is_err() {
+            self.waiters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(batch_id);
+        }
+        result
+    }
+
+    pub(super) async fn send_heartbeat(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.client
+            .try_publish(&self.heartbeat_topic, QoS::AtLeastOnce, false, frame)
+            .map_err(|e| SendError::Retry(format!("MQTT heartbeat: {e}")))
+    }
+}
+
+impl MqttEventLoop {
+    /// Polls the connection until `cancel`.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => break,
+                e = self.eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(stage = "sync", "connected to the MQTT broker");
+                    self.backoff.reset();
+                    // try_*: never block the event loop on its own request channel.
+                    let _ = self
+                        .client
+                        .try_subscribe(&self.receipts_topic, QoS::AtLeastOnce);
+                    let _ = self.client.try_publish(
+                        &self.status_topic,
+                        QoS::AtLeastOnce,
+                        true,
+                        topics::STATUS_ONLINE,
+                    );
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.receipts_topic => {
+                    self.on_receipt(&p.payload);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.fail_waiters();
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "MQTT connection failed");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        let _ = self.client.try_publish(
+            &self.status_topic,
+            QoS::AtLeastOnce,
+            true,
+            topics::STATUS_OFFLINE,
+        );
+        let _ = self.client.try_disconnect();
+        // Flush the offline status and DISCONNECT, briefly.
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+
+    fn on_receipt(&self, bytes: &[u8]) {
+        let receipt = match open_receipt(bytes, &self.provider_key) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(stage = "sync", error = %e, "receipt refused");
+                return;
+            }
+        };
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&receipt.batch_id);
+        let unsent = match waiter {
+            Some(w) => w.send(receipt).err(),
+            None => Some(receipt),
+        };
+        if let Some(r) = unsent {
+            let _ = self.orphans.try_send(r);
+        }
+    }
+
+    fn fail_waiters(&self) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_url("mqtts://b.example:8884").unwrap(),
+            (true, "b.example".into(), 8884)
+        );
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1").unwrap(),
+            (false, "127.0.0.1".into(), 1883)
+        );
+        assert!(parse_url("http://x").is_err());
+        assert!(parse_url("mqtt://:1").is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Test harness for the data path: a real mosquitto on an ephemeral loopback port with its own
+//! config, the real provider ingest in-process (HTTP on 127.0.0.1:0, MQTT subscriber), and the
+//! real `tm-gateway` binary as a child process. Every process is stopped by the PID we spawned.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
+use tokio_util::sync::CancellationToken;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A mosquitto broker with persistence off.
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub port: u16,
+    conf: PathBuf,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 100000\nmax_inflight_messages 64\n"
+            ),
+        )
+        .unwrap();
+        let mut m = Self {
+            child: None,
+            port,
+            conf,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The provider's store, key and ingest, with a gateway registered on a session.
+pub struct ProviderSide {
+    pub db: tm_provider::db::Db,
+    pub ingest: tm_provider::ingest::Ingest,
+    pub key: Arc<SigningKey>,
+}
+
+impl ProviderSide {
+    pub async fn new(dir: &Path, gateway: &GatewayId, gateway_key: &SigningKey) -> Self {
+        let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
+        let key = Arc::new(tm_provider::keys::load_or_create(&dir.join("provider.key")).unwrap());
+        let gw = gateway.clone();
+        let public = gateway_key.verifying_key();
+        db.write(move |c| {
+            c.execute(
+                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
+                [],
+            )?;
+            tm_provider::gateways::insert(c, &gw, &public, "tm-1")
+        })
+        .await
+        .unwrap();
+        let ingest = tm_provider::ingest::Ingest::new(db.clone(), key.clone());
+        Self { db, ingest, key }
+    }
+
+    /// Readings stored, and the number of distinct simulated sequences among them.
+    pub async fn readings(&self) -> (u64, Vec<u32>) {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT payload FROM readings")?;
+                let seqs = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .map(|p| {
+                        let r: tm_protocol::Reading = serde_json::from_str(&p.unwrap()).unwrap();
+                        r.sequence.unwrap()
+                    })
+                    .collect::<Vec<_>>();
+                Ok((u64::try_from(seqs.len()).unwrap(), seqs))
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self) -> u64 {
+        self.db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| u64::try_from(n).unwrap())
+            .unwrap()
+    }
+
+    /// Serves HTTPS ingest routes (plain HTTP on loopback) until the token is cancelled.
+    pub async fn serve_http(&self, addr: SocketAddr) -> (SocketAddr, CancellationToken) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let bound = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let router = tm_provider::ingest::http::routes(self.ingest.clone());
+        tokio::spawn(tm_provider::http::serve(listener, router, cancel.clone()));
+        (bound, cancel)
+    }
+
+    /// Runs the MQTT ingest against `broker_port` until the token is cancelled.
+    pub fn serve_mqtt(&self, broker_port: u16) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        let cfg = tm_provider::ingest::mqtt::MqttIngestConfig {
+            host: "127.0.0.1".into(),
+            port: broker_port,
+            client_id: "tm-provider-test".into(),
+            credentials: None,
+        };
+        tokio::spawn(tm_provider::ingest::mqtt::run(
+            self.ingest.clone(),
+            cfg,
+            cancel.clone(),
+        ));
+        cancel
+    }
+}
+
+/// A gateway's state directory, configuration and enrollment.
+pub struct GatewaySide {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub id: GatewayId,
+    pub key: SigningKey,
+}
+
+impl GatewaySide {
+    pub fn new(dir: &Path, extra_config: &str) -> Self {
+        let state = dir.join("gw");
+        std::fs::create_dir_all(&state).unwrap();
+        let (key, _) = SigningKey::load_or_create(&state.join("gateway.key")).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\nlog_level = \"warn\"\n{extra_config}",
+                state.display()
+            ),
+        )
+        .unwrap();
+        Self {
+            dir: state,
+            config,
+            id: GatewayId::new("gw-test-1").unwrap(),
+            key,
+        }
+    }
+
+    pub fn enroll(&self, provider_key: &SigningKey, transport: Transport, url: &str) {
+        let (https_url, mqtt_url) = match transport {
+            Transport::Https => (url.to_owned(), None),
+            Transport::Mqtt => ("http://127.0.0.1:9".to_owned(), Some(url.to_owned())),
+        };
+        tm_gateway::enrollment::Enrollment {
+            gateway_id: self.id.clone(),
+            provider_url: https_url.clone(),
+            provider_public_key: provider_key.verifying_key().as_bytes().to_vec(),
+            sync: SyncSettings {
+                transport,
+                https_url,
+                mqtt_url,
+                heartbeat_interval_s: 60,
+            },
+            enrolled_at: chrono::Utc::now(),
+        }
+        .save(&self.dir)
+        .unwrap();
+    }
+
+    /// Starts `tm-gateway run` with the simulator feeding `count` readings at `rate`/s.
+    pub fn spawn_agent(&self, count: u32, rate: u32) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+                .arg("--config")
+                .arg(&self.config)
+                .args(["run", "--simulate-readings", &count.to_string()])
+                .args(["--simulate-rate", &rate.to_string()])
+                .env("TM_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// `tm-gateway status --json` (waiting for the agent to create its outbox).
+    pub fn status(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.dir.join("outbox.db").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never created its outbox"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Asserts the provider holds exactly the sequences `0..count`, once each.
+pub async fn assert_exactly_once(provider: &ProviderSide, count: u32) {
+    let (n, mut seqs) = provider.readings().await;
+    seqs.sort_unstable();
+    let expected: Vec<u32> = (0..count).collect();
+    assert_eq!(n, u64::from(count), "row count at the provider");
+    assert_eq!(seqs, expected, "every reading exactly once");
+}
+
+/// An agent process, killed (SIGKILL, by its PID) when dropped, also when a test fails.
+pub struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGKILL to the agent we spawned.
+pub fn kill(agent: &mut Agent) {
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
+}

@@ -1,0 +1,164 @@
+//! The data path over HTTPS (reqwest, plain HTTP on loopback): the provider unreachable for a
+//! while, then answering 500, 429 with Retry-After, and not answering in time, before it
+//! forwards to the real ingest. Every reading arrives exactly once, each request carries its
+//! batch id as `Idempotency-Key`, and the 429's Retry-After is honoured. A 4xx refusal leaves
+//! the rows rejected with the reason, visible in `tm-gateway status`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use common::*;
+use tm_protocol::Transport;
+
+/// Arrival time, `Idempotency-Key`, answered status (0 while pending) of each request.
+type RequestLog = Arc<Mutex<Vec<(Instant, Option<String>, u16)>>>;
+
+#[derive(Clone)]
+struct Faulty {
+    ingest: tm_provider::ingest::Ingest,
+    log: RequestLog,
+}
+
+async fn faulty_readings(State(f): State<Faulty>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let n = {
+        let mut log = f.log.lock().unwrap();
+        log.push((Instant::now(), key.clone(), 0));
+        log.len() - 1
+    };
+    let response = match n {
+        0 => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "slow down",
+        )
+            .into_response(),
+        2 => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (StatusCode::INTERNAL_SERVER_ERROR, "too late").into_response()
+        }
+        _ => match f.ingest.readings(&body, key.as_deref()).await {
+            Ok(done) => done.receipt_frame.into_response(),
+            Err(e) => e.into_response(),
+        },
+    };
+    f.log.lock().unwrap()[n].2 = response.status().as_u16();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_500_429_and_timeout_then_exactly_once() {
+    const COUNT: u32 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nrequest_timeout_ms = 800\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\
+         in_flight_batches = 1\nbatch_max_readings = 250\n",
+    );
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    let port = free_port();
+    gw.enroll(
+        &provider.key,
+        Transport::Https,
+        &format!("http://127.0.0.1:{port}"),
+    );
+    // The provider is down: nothing listens yet.
+    let mut agent = gw.spawn_agent(COUNT, 0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(provider.count().await, 0);
+    assert!(gw.status()["last_error"].as_str().is_some());
+
+    let faulty = Faulty {
+        ingest: provider.ingest.clone(),
+        log: Arc::default(),
+    };
+    let router = axum::Router::new()
+        .route(
+            tm_protocol::routes::http::READINGS,
+            axum::routing::post(faulty_readings),
+        )
+        .with_state(faulty.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let arrived = eventually(Duration::from_secs(60), || async {
+        provider.count().await >= u64::from(COUNT)
+    })
+    .await;
+    assert!(
+        arrived,
+        "only {} of {COUNT} arrived",
+        provider.count().await
+    );
+    let drained = eventually(Duration::from_secs(20), || async {
+        gw.status()["backlog"] == 0
+    })
+    .await;
+    assert!(drained, "backlog not drained: {}", gw.status());
+    kill(&mut agent);
+    assert_exactly_once(&provider, COUNT).await;
+
+    let log = faulty.log.lock().unwrap().clone();
+    assert!(
+        log.iter().all(|(_, key, _)| key.is_some()),
+        "Idempotency-Key on every request"
+    );
+    assert_eq!(log[0].2, 500);
+    assert_eq!(log[1].2, 429);
+    // The request after the 429 came only after its Retry-After.
+    assert!(
+        log[2].0.duration_since(log[1].0) >= Duration::from_millis(950),
+        "Retry-After not honoured"
+    );
+    // The timed-out request was sent again, with a batch id of its own lease.
+    assert!(log[3..].iter().all(|(_, _, s)| *s == 200 || *s == 0));
+    assert_eq!(gw.status()["rejected"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_refusal_marks_rows_rejected_with_the_reason() {
+    const COUNT: u32 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewaySide::new(dir.path(), "");
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    let id = gw.id.clone();
+    provider
+        .db
+        .write(move |c| {
+            tm_provider::gateways::set_state(c, &id, tm_provider::gateways::GatewayState::Revoked)
+        })
+        .await
+        .unwrap();
+    let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
+    gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
+    let mut agent = gw.spawn_agent(COUNT, 0);
+    let rejected = eventually(Duration::from_secs(20), || async {
+        gw.status()["rejected"] == COUNT
+    })
+    .await;
+    kill(&mut agent);
+    let status = gw.status();
+    assert!(rejected, "{status}");
+    assert_eq!(status["backlog"], 0);
+    let reason = status["recent_rejections"][0][1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("HTTP 403") && reason.contains("revoked"),
+        "{reason}"
+    );
+    assert_eq!(provider.count().await, 0);
+}

@@ -1,0 +1,136 @@
+//! The data path over MQTT with a real mosquitto: SIGKILLs of the agent at random moments, a
+//! broker restart without persistence, the provider's subscriber down for a while (batches
+//! whose receipt never comes), and every receipt delivered twice. Afterwards the provider holds
+//! every reading exactly once and the gateway's backlog is empty.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tm_protocol::Transport;
+
+fn pseudo_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+const FAST_RETRY: &str = "[sync]\nreceipt_timeout_ms = 1500\nbackoff_initial_ms = 50\n\
+                          backoff_max_ms = 400\nbatch_max_readings = 200\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_at_random_moments_lose_and_duplicate_nothing() {
+    // 50 kills in CI; `scripts/soak-sync` runs many more (TM_SOAK_KILLS).
+    let kills: u32 = std::env::var("TM_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let count: u32 = 100 * kills;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let gw = GatewaySide::new(dir.path(), FAST_RETRY);
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    let _ingest = provider.serve_mqtt(broker.port);
+
+    let mut seed = u64::from(std::process::id()) | 1;
+    for _ in 0..kills {
+        let mut agent = gw.spawn_agent(count, 2000);
+        let run_ms = 60 + pseudo_random(&mut seed) % 240;
+        tokio::time::sleep(Duration::from_millis(run_ms)).await;
+        kill(&mut agent);
+    }
+    let mut agent = gw.spawn_agent(count, 0);
+    let arrived = eventually(Duration::from_secs(90), || async {
+        provider.count().await >= u64::from(count)
+    })
+    .await;
+    assert!(
+        arrived,
+        "only {} of {count} arrived",
+        provider.count().await
+    );
+    let drained = eventually(Duration::from_secs(30), || async {
+        gw.status()["backlog"] == 0
+    })
+    .await;
+    assert!(drained, "backlog not drained: {}", gw.status());
+    kill(&mut agent);
+    assert_exactly_once(&provider, count).await;
+    let status = gw.status();
+    assert_eq!(status["rejected"], 0);
+    assert_eq!(status["acknowledged"], count);
+}
+
+/// Republishes every receipt on the gateway's receipt topic once more.
+fn echo_receipts(port: u16, topic: String) -> tokio::task::JoinHandle<()> {
+    let mut options = MqttOptions::new("receipt-echo", "127.0.0.1", port);
+    options.set_max_packet_size(1 << 21, 1 << 21);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    // Each receipt is echoed once: the gateway gets it twice.
+                    if seen.insert(p.payload.clone()) {
+                        let _ =
+                            client.try_publish(&topic, QoS::AtLeastOnce, false, p.payload.to_vec());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_provider_outage_and_duplicate_receipts() {
+    const COUNT: u32 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path());
+    let gw = GatewaySide::new(dir.path(), FAST_RETRY);
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    let ingest = provider.serve_mqtt(broker.port);
+    let echo = echo_receipts(broker.port, tm_protocol::routes::mqtt::receipts(&gw.id));
+    let mut agent = gw.spawn_agent(COUNT, 1000);
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    broker.restart();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during_outage = provider.count().await;
+    ingest.cancel();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let _ingest = provider.serve_mqtt(broker.port);
+
+    let arrived = eventually(Duration::from_secs(60), || async {
+        provider.count().await >= u64::from(COUNT)
+    })
+    .await;
+    assert!(
+        arrived,
+        "only {} of {COUNT} arrived",
+        provider.count().await
+    );
+    assert!(
+        during_outage < u64::from(COUNT),
+        "the outage happened mid-stream"
+    );
+    let drained = eventually(Duration::from_secs(30), || async {
+        gw.status()["backlog"] == 0
+    })
+    .await;
+    assert!(drained, "backlog not drained: {}", gw.status());
+    kill(&mut agent);
+    echo.abort();
+    assert_exactly_once(&provider, COUNT).await;
+    assert_eq!(gw.status()["acknowledged"], COUNT);
+}
