@@ -3,7 +3,7 @@
 //! Reads BLE health devices, keeps every reading in a local SQLite outbox until the provider
 //! has confirmed it, and ships signed batches over MQTT or HTTPS (ARCHITECTURE §3).
 //!
-//! Map of the crate (modules arrive with their features):
+//! Map of the crate:
 //! - [`config`]: the agent's configuration file, validated at load.
 //! - [`identity`]: the gateway's Ed25519 key in its state directory.
 //! - [`enrollment`]: what `tm-gateway enroll` received (gateway id, provider key, sync settings).
@@ -12,15 +12,17 @@
 //! - [`sync`]: signed batches over MQTT or HTTPS, receipts, backoff, heartbeats.
 //! - [`agent`]: `tm-gateway run`: the actors in one JoinSet, stopped by SIGTERM/SIGINT.
 //! - [`simulate`]: SIMULATOR ONLY, synthetic readings for tests and benchmarks.
+//! - [`ble`]: BLE on btleplug: discovery, one link per paired device, pairing agent, capture.
+//! - [`doctor`]: `tm-gateway doctor`, the gateway's health checks with fixes.
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
-//! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
-//! `health` (sd_notify).
+//! Still to come, in the place ARCHITECTURE §2 reserves: `health` (sd_notify and watchdog).
 
 pub mod agent;
 pub mod ble;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod enrollment;
 pub mod identity;
 pub mod simulate;

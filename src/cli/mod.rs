@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod ble;
 mod decode;
+mod doctor;
 mod enroll;
 mod identity;
 mod run;
@@ -33,6 +34,9 @@ pub enum Command {
     Enroll(enroll::Args),
     /// Check the configuration file and print the effective settings.
     CheckConfig,
+    /// Check BlueZ, the clock, the identity, the enrollment, the outbox, the disk and the
+    /// connection to the provider; print what is wrong and how to fix it.
+    Doctor(doctor::Args),
     /// Decode one frame from a health device and print its readings as JSON.
     Decode(decode::Args),
     /// List nearby health devices.
@@ -53,6 +57,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(args) => identity::run(&cli.config, &args),
+        Command::Doctor(args) => doctor::run(&cli.config, &args),
         Command::Decode(args) => decode::run(&args),
         Command::Enroll(args) => enroll::run(&cli.config, &args),
         Command::Scan(args) => ble::scan(&crate::config::Config::load(&cli.config)?, &args),

@@ -26,7 +26,7 @@ pub use frame::seal_batch;
 pub use https::HttpsLink;
 pub use mqtt::MqttLink;
 pub use syncer::Syncer;
-pub use tls::install_ring_provider;
+pub use tls::{install_ring_provider, mqtt_client_config as tls_client_config};
 
 use std::time::Duration;
 

@@ -1,0 +1,135 @@
+//! Network checks: the provider's HTTPS API and the MQTT broker, TLS verified.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::{CHECK_TIMEOUT, Check};
+use crate::enrollment::Enrollment;
+use crate::sync::config::SyncConfig;
+
+/// The provider answers its health endpoint over a verified connection.
+pub(super) async fn provider(enrollment: &Enrollment, sync: &SyncConfig) -> Check {
+    crate::sync::install_ring_provider();
+    let base = enrollment.sync.https_url.trim_end_matches('/');
+    let url = format!("{base}/healthz");
+    let mut builder = reqwest::Client::builder().timeout(CHECK_TIMEOUT);
+    if let Some(ca) = &sync.ca_file {
+        match std::fs::read(ca).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
+            Ok(Ok(certs)) => {
+                for c in certs {
+                    builder = builder.add_root_certificate(c);
+                }
+            }
+            _ => {
+                return Check::fail(
+                    "provider",
+                    format!("cannot read sync.ca_file {}", ca.display()),
+                    "fix sync.ca_file in the configuration",
+                );
+            }
+        }
+    }
+    let client = match builder.build() {
+        Ok(c) => c,
+        Err(e) => {
+            return Check::fail(
+                "provider",
+                format!("TLS setup failed: {e}"),
+                "check sync.ca_file",
+            );
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Check::ok("provider", format!("{base} reachable")),
+        Ok(r) => Check::fail(
+            "provider",
+            format!("{base} answered {}", r.status()),
+            "the provider is up but unhealthy: contact provider operations",
+        ),
+        Err(e) => {
+            let mut cause = String::new();
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                cause = s.to_string();
+                source = s.source();
+            }
+            Check::fail(
+                "provider",
+                format!("{base} unreachable: {cause}"),
+                "check the internet connection (router, cable, Wi-Fi) and the gateway's DNS",
+            )
+        }
+    }
+}
+
+/// The broker accepts a TCP (and for `mqtts://`, a verified TLS) connection.
+pub(super) async fn broker(url: &str, sync: &SyncConfig) -> Check {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Check::fail(
+            "broker",
+            format!("unsupported broker URL {url}"),
+            "enroll again",
+        );
+    };
+    let host_port = rest.trim_end_matches('/');
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(h, _)| h)
+        .to_owned();
+    let stream = match tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(host_port)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Check::fail(
+                "broker",
+                format!("{host_port} unreachable: {e}"),
+                "check the internet connection; the outbox keeps readings meanwhile",
+            );
+        }
+        Err(_) => {
+            return Check::fail(
+                "broker",
+                format!("{host_port} did not answer"),
+                "check the network",
+            );
+        }
+    };
+    if !tls {
+        return Check::ok("broker", format!("{host_port} reachable (plain MQTT)"));
+    }
+    let config = match crate::sync::tls_client_config(sync) {
+        Ok(c) => c,
+        Err(e) => {
+            return Check::fail(
+                "broker",
+                e.to_string(),
+                "fix sync.ca_file / client certificate",
+            );
+        }
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.clone()) else {
+        return Check::fail(
+            "broker",
+            format!("invalid broker host {host}"),
+            "enroll again",
+        );
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+    match tokio::time::timeout(CHECK_TIMEOUT, connector.connect(name, stream)).await {
+        Ok(Ok(_)) => Check::ok("broker", format!("{host_port} reachable, TLS verified")),
+        Ok(Err(e)) => Check::fail(
+            "broker",
+            format!("TLS with {host_port} failed: {e}"),
+            "check sync.ca_file matches the broker's certificate authority",
+        ),
+        Err(_) => Check::fail(
+            "broker",
+            format!("TLS with {host_port} timed out"),
+            "check the network",
+        ),
+    }
+}
