@@ -13,10 +13,10 @@
 //! - [`agent`]: `tm-gateway run`: the actors in one JoinSet, stopped by SIGTERM/SIGINT.
 //! - [`simulate`]: SIMULATOR ONLY, synthetic readings for tests and benchmarks.
 //! - [`ble`]: BLE on btleplug: discovery, one link per paired device, pairing agent, capture.
+//! - [`health`]: sd_notify READY/STOPPING and a watchdog pinged only while the loops progress.
 //! - [`doctor`]: `tm-gateway doctor`, the gateway's health checks with fixes.
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
-//! Still to come, in the place ARCHITECTURE §2 reserves: `health` (sd_notify and watchdog).
 
 pub mod agent;
 pub mod ble;
@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod enrollment;
+pub mod health;
 pub mod identity;
 pub mod simulate;
 pub mod stash;
