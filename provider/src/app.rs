@@ -1,9 +1,11 @@
-//! Wiring: from a validated [`Config`] to the HTTP state and the HUB outbox actor. Used by
-//! `main` and by the tests, so both run the same assembly.
+//! Wiring: from a validated [`Config`] to the HTTP state, the HUB outbox actor, the ingest and
+//! the session updater. Used by `main` and by the tests, so both run the same assembly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::attachments::UriSigner;
+use crate::attachments::routes::AttachmentServer;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::AppState;
@@ -11,6 +13,8 @@ use crate::hub::client::HubClient;
 use crate::hub::outbox::{Backoff, OutboxActor};
 use crate::ingest::Ingest;
 use crate::portal::Portal;
+use crate::publish::updater::{self, SessionUpdater};
+use crate::publish::{Publisher, StoreSource};
 
 /// Why the provider cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,9 @@ pub enum StartError {
     /// The provider key.
     #[error(transparent)]
     Key(#[from] tm_protocol::IdentityError),
+    /// The attachment URI-signing key.
+    #[error(transparent)]
+    UriKey(#[from] crate::publish::settings::UriKeyError),
     /// The HUB client.
     #[error(transparent)]
     Hub(#[from] crate::hub::client::HubClientError),
@@ -35,22 +42,44 @@ pub struct Assembly {
     pub outbox: Option<OutboxActor>,
     /// Gateway ingest (HTTPS routes, and the MQTT subscriber when `[mqtt]` is configured).
     pub ingest: Ingest,
+    /// The session updater (in-progress and attachment updates); run it with a token.
+    pub updater: SessionUpdater,
+    /// The attachment download server.
+    pub attachments: Arc<AttachmentServer<StoreSource>>,
 }
 
 impl Assembly {
-    /// The whole HTTP router: Portal, enrollment, gateway ingest.
+    /// The whole HTTP router: Portal, enrollment, gateway ingest, attachment downloads.
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.state.clone())
             .merge(crate::ingest::http::routes(self.ingest.clone()))
+            .merge(crate::attachments::routes(self.attachments.clone()))
     }
 }
 
-/// Opens the store, loads (or creates, mode 0600) the provider key, builds the HUB client and
-/// the ingest.
+/// Opens the store, loads (or creates, mode 0600) the provider key and the attachment key,
+/// builds the HUB client, the ingest and the session updater.
 pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     let db = Db::open(&config.database)?;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
-    let ingest = Ingest::new(db.clone(), provider_key.clone());
+    let uri_key = crate::publish::settings::load_or_create_uri_key(&config.attachments.key_file)?;
+    let options = config.attachments.output_options(&config.public_url);
+    let attachments = Arc::new(AttachmentServer {
+        source: StoreSource {
+            db: db.clone(),
+            languages: config.attachments.languages.clone().into(),
+        },
+        signer: UriSigner::new(&uri_key).map_err(crate::publish::settings::UriKeyError::from)?,
+        options: options.clone(),
+    });
+    let publisher = Arc::new(Publisher {
+        signer: UriSigner::new(&uri_key).map_err(crate::publish::settings::UriKeyError::from)?,
+        options,
+        public_url: config.public_url.clone(),
+        settings: config.attachments.clone(),
+    });
+    let (notifier, notifications) = updater::channel();
+    let ingest = Ingest::new(db.clone(), provider_key.clone()).with_updates(notifier);
     let wake = Arc::new(tokio::sync::Notify::new());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
@@ -67,15 +96,25 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
             None
         }
     };
+    let updater = SessionUpdater {
+        db: db.clone(),
+        publisher: publisher.clone(),
+        notifications,
+        wake_outbox: wake.clone(),
+        sweep_every: updater::DEFAULT_SWEEP,
+    };
     let portal = Arc::new(Portal {
         config: Arc::new(config),
         wake_outbox: wake,
         provider_key,
         enroll_failures: std::sync::Mutex::default(),
+        publisher,
     });
     Ok(Assembly {
         state: AppState { db, portal },
         outbox,
         ingest,
+        updater,
+        attachments,
     })
 }

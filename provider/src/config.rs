@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::portal::settings::{EnrollmentSection, HubSection, PortalSection};
+use crate::publish::settings::{AttachmentSettings, AttachmentsSection};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,9 @@ pub struct ConfigFile {
     /// MQTT ingest (optional; HTTPS ingest is always on).
     #[serde(default)]
     pub mqtt: Option<MqttFile>,
+    /// Clinical outputs: URI signing, languages, dashboard framing, update limits.
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
 }
 
 /// `[mqtt]`: the broker the gateways publish to.
@@ -101,6 +105,8 @@ pub struct Config {
     pub key_file: PathBuf,
     /// MQTT ingest settings.
     pub mqtt: Option<MqttFile>,
+    /// `[attachments]`.
+    pub attachments: AttachmentSettings,
 }
 
 impl Config {
@@ -137,6 +143,7 @@ impl TryFrom<ConfigFile> for Config {
                 m.url
             )));
         }
+        let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
         let key_file = f
             .key_file
             .unwrap_or_else(|| f.database.with_file_name("provider.key"));
@@ -149,6 +156,7 @@ impl TryFrom<ConfigFile> for Config {
             enrollment: f.enrollment,
             key_file,
             mqtt: f.mqtt,
+            attachments,
         })
     }
 }

@@ -92,6 +92,17 @@ pub const MIGRATIONS: &[&str] = &[
         payload     TEXT NOT NULL
     );
     "#,
+    // 4: the published snapshot of each session's outputs (what the HUB announced and the
+    // attachment routes serve).
+    r#"
+    CREATE TABLE session_outputs (
+        telemonitoring_id TEXT PRIMARY KEY REFERENCES sessions(telemonitoring_id),
+        published_through INTEGER NOT NULL,
+        published_at      TEXT NOT NULL,
+        period_start      TEXT NOT NULL,
+        period_end        TEXT
+    );
+    "#,
 ];
 
 /// Why the store cannot be used.

@@ -16,6 +16,10 @@
 //!   pure functions of a session context and its readings.
 //! - [`attachments`]: attachment metadata (id, length, MD5, ETag) and the signed,
 //!   prescriber-bound, time-limited URIs the EHR downloads them from.
+//! - [`publish`]: a session's published snapshot (what the HUB announced and the attachment
+//!   routes serve), the publisher that announces a new set with each status update, and the
+//!   updater actor that moves sessions to in-progress and updates them within the carepath's
+//!   limits.
 //! - [`keys`]: the provider's signing key (receipts), created on first start.
 //! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
 //!   commit, then answer with a signed receipt.
@@ -36,6 +40,7 @@ pub mod ingest;
 pub mod keys;
 pub mod outputs;
 pub mod portal;
+pub mod publish;
 pub mod sessions;
 
 /// Installs ring as the process's rustls provider (never aws-lc); harmless when already done.

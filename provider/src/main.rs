@@ -27,6 +27,13 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve,
+    /// Print a session's current FHIR attachment (the published Bundle the EHR downloads);
+    /// reads the store, no server needed.
+    ExportFhir {
+        /// The session's telemonitoringId.
+        #[arg(long)]
+        session: String,
+    },
 }
 
 #[tokio::main]
@@ -56,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
                 on_signal.cancel();
             });
             let mut tasks = tokio::task::JoinSet::new();
+            let router = assembly.router();
+            let updater = assembly.updater;
+            let stop = shutdown.clone();
+            tasks.spawn(async move { updater.run(stop).await.map_err(anyhow::Error::from) });
             if let Some(outbox) = assembly.outbox.take() {
                 let stop = shutdown.clone();
                 tasks.spawn(async move { outbox.run(stop).await.map_err(anyhow::Error::from) });
@@ -70,7 +81,6 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 });
             }
-            let router = assembly.router();
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 tm_provider::http::serve(listener, router, stop)
@@ -85,6 +95,23 @@ async fn main() -> anyhow::Result<()> {
             while let Some(r) = tasks.join_next().await {
                 r??;
             }
+        }
+        Command::ExportFhir { session } => {
+            let config = tm_provider::config::Config::load(&cli.config)?;
+            let db = tm_provider::db::Db::open(&config.database)?;
+            let languages = config.attachments.languages.clone();
+            let data = db
+                .read(move |c| tm_provider::publish::load_published(c, &session, &languages))
+                .await?
+                .context("no FHIR attachment: unknown session, or no readings published yet")?;
+            let options = config.attachments.output_options(&config.public_url);
+            let bytes = tm_provider::attachments::AttachmentKind::Fhir.render(&data, &options);
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // The exact bytes the EHR downloads (compact JSON, no newline): pipe them to
+            // `jq .` to read, or to `openssl md5 -binary | base64` to compare with contentMD5.
+            out.write_all(&bytes)?;
+            out.flush()?;
         }
     }
     Ok(())

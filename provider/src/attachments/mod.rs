@@ -182,7 +182,7 @@ pub struct Attachment {
     /// Bytes (files only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_length: Option<u64>,
-    /// When the data last changed, RFC 3339 with milliseconds.
+    /// When the data last changed, RFC 3339 with milliseconds (files only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
     /// The ETag the server answers with (files only).
@@ -222,10 +222,11 @@ pub fn describe(
                 content_type: kind.content_type().into(),
                 content_md5: digests.as_ref().map(|d| d.content_md5.clone()),
                 content_length: digests.as_ref().map(|d| d.content_length),
-                last_modified: Some(
+                // The HUB takes only id, contentType, uri and headers for a dashboard.
+                last_modified: file.then(|| {
                     data.last_modified
-                        .to_rfc3339_opts(SecondsFormat::Millis, true),
-                ),
+                        .to_rfc3339_opts(SecondsFormat::Millis, true)
+                }),
                 etag: digests.map(|d| d.etag),
                 content_language: match kind {
                     AttachmentKind::Pdf(l) => Some(l.tag().into()),

@@ -9,7 +9,9 @@
 //!    was enrolled on it); insert the rest with `INSERT OR IGNORE` on `reading_id`, so a
 //!    replayed batch or a re-sent reading changes nothing;
 //! 5. commit (WAL, `synchronous=FULL`), and only then build the receipt, signed with the
-//!    provider key, naming every reading accepted (new or already stored) or rejected.
+//!    provider key, naming every reading accepted (new or already stored) or rejected;
+//! 6. when new readings were stored, notify the session updater ([`crate::publish::updater`]):
+//!    a non-blocking send of the session id; the status and attachments follow there.
 //!
 //! Errors are typed ([`IngestError`]) and map to a clear HTTP status; nothing here panics on
 //! input.
@@ -56,6 +58,8 @@ pub enum IngestError {
 pub struct Ingest {
     db: Db,
     key: Arc<SigningKey>,
+    /// Told about sessions with newly committed readings (outputs and status follow).
+    updates: Option<crate::publish::updater::UpdateNotifier>,
 }
 
 /// What a verified batch did.
@@ -70,7 +74,17 @@ pub struct Ingested {
 impl Ingest {
     /// A service writing to `db` and signing receipts with `key`.
     pub fn new(db: Db, key: Arc<SigningKey>) -> Self {
-        Self { db, key }
+        Self {
+            db,
+            key,
+            updates: None,
+        }
+    }
+
+    /// Tells `notifier` after each commit that stored new readings (the session updater).
+    pub fn with_updates(mut self, notifier: crate::publish::updater::UpdateNotifier) -> Self {
+        self.updates = Some(notifier);
+        self
     }
 
     /// The store.
@@ -129,9 +143,15 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
-        let (receipt, inserted) = store::commit_batch(&self.db, gateway.gateway_id, session, batch)
-            .await?
-            .map_err(IngestError::NotActive)?;
+        let (receipt, inserted) =
+            store::commit_batch(&self.db, gateway.gateway_id, session.clone(), batch)
+                .await?
+                .map_err(IngestError::NotActive)?;
+        if inserted > 0
+            && let Some(updates) = &self.updates
+        {
+            updates.notify(&session);
+        }
         let receipt_frame = tm_protocol::seal(
             MessageKind::Receipt,
             crate::keys::PROVIDER_SIGNER,

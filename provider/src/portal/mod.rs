@@ -162,6 +162,7 @@ async fn act(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(), Refu
     let bytes = read_body(body, portal.config.portal.max_body_bytes).await?;
     let a = request::parse_action(&bytes)?;
     check_prescriber(app, headers, &a.prescriber_id, false)?;
+    let publisher = portal.publisher.clone();
     let moved = app
         .db
         .write(move |c| {
@@ -171,7 +172,8 @@ async fn act(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(), Refu
                     ActionOutcome::AlreadyThere => Ok(false),
                     ActionOutcome::Refused(m) => Err(Refusal::new(StatusCode::CONFLICT, m)),
                     ActionOutcome::MoveTo(to) => {
-                        match sessions::transition(&tx, &a.telemonitoring_id, to, None, None)? {
+                        let now = chrono::Utc::now();
+                        match publisher.transition(&tx, &a.telemonitoring_id, to, None, now)? {
                             Ok(_) => Ok(true),
                             Err(e) => Err(Refusal::new(StatusCode::CONFLICT, e.to_string())),
                         }
@@ -204,4 +206,6 @@ pub struct Portal {
     pub provider_key: std::sync::Arc<tm_protocol::SigningKey>,
     /// Failed enrollment attempts in the current minute (rate limit).
     pub enroll_failures: std::sync::Mutex<crate::enroll::FailureWindow>,
+    /// Announces attachment sets (a stop sends the final set with `completed`).
+    pub publisher: Arc<crate::publish::Publisher>,
 }

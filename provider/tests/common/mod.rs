@@ -67,15 +67,21 @@ pub async fn start_provider(
     let config = tm_provider::config::Config::try_from(file).unwrap();
     let assembly = tm_provider::app::assemble(config).unwrap();
     let shutdown = CancellationToken::new();
+    let router = assembly.router();
     if let Some(outbox) = assembly.outbox {
         tokio::spawn(outbox.run(shutdown.clone()));
     }
-    let router = tm_provider::http::router(assembly.state.clone());
+    tokio::spawn(assembly.updater.run(shutdown.clone()));
     tokio::spawn(tm_provider::http::serve(listener, router, shutdown.clone()));
     (assembly.state, shutdown)
 }
 
 pub async fn stack(dir: &std::path::Path) -> Stack {
+    stack_with(dir, "").await
+}
+
+/// A stack whose provider configuration ends with `extra` (e.g. an `[attachments]` section).
+pub async fn stack_with(dir: &std::path::Path, extra: &str) -> Stack {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -95,7 +101,7 @@ pub async fn stack(dir: &std::path::Path) -> Stack {
         },
     )
     .unwrap();
-    let text = config_text(dir, &addr, &sim.url());
+    let text = config_text(dir, &addr, &sim.url()) + extra;
     let (state, shutdown) = start_provider(listener, &text).await;
     Stack {
         sim,

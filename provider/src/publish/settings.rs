@@ -1,0 +1,243 @@
+//! `[attachments]`: how a session's outputs are published. A file shape with defaults for
+//! every field (a configuration without the section still starts), validated into
+//! [`AttachmentSettings`], and the URI-signing key, created on first start like the provider
+//! key (random, mode 0600, never logged).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::attachments::OutputOptions;
+use crate::attachments::token::{KeyError, MIN_KEY_BYTES, UriSigner};
+use crate::config::ConfigError;
+use crate::hub::contract::CAREPATHS;
+use crate::outputs::Language;
+use crate::outputs::dashboard::DashboardOptions;
+use crate::outputs::fhir::FhirOptions;
+use crate::outputs::series::Ranges;
+
+/// The heart-failure carepath's limit: at most this many attachment updates a day.
+pub const HEART_FAILURE_UPDATES_PER_DAY: u32 = 5;
+
+/// `[attachments]` as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentsSection {
+    /// The HMAC key signing attachment URIs (raw bytes, mode 0600, created on first start);
+    /// default `attachments.key` next to the database.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// How long a published URI works. The EHR downloads soon after each update; a URI of an
+    /// ended session stops working after this.
+    #[serde(default = "default_token_lifetime_hours")]
+    pub token_lifetime_hours: u32,
+    /// Languages of the PDF report, one attachment each (`contentLanguage`); the first is the
+    /// dashboard's.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<Language>,
+    /// Origins allowed to frame the dashboard (`frame-ancestors`); empty: nobody.
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
+    /// Attachment updates a day for a carepath missing from `updates_per_day`.
+    #[serde(default = "default_updates_per_day")]
+    pub default_updates_per_day: u32,
+    /// Attachment updates a day per carepath id (the carepath's rule; heart failure: 5).
+    #[serde(default = "default_carepath_limits")]
+    pub updates_per_day: BTreeMap<String, u32>,
+    /// Normal ranges per LOINC code (`"8480-6" = { low = 90, high = 140 }`); default: the
+    /// heart-failure ranges.
+    #[serde(default)]
+    pub ranges: Option<Ranges>,
+}
+
+fn default_token_lifetime_hours() -> u32 {
+    30 * 24
+}
+fn default_languages() -> Vec<Language> {
+    Language::ALL.to_vec()
+}
+fn default_updates_per_day() -> u32 {
+    HEART_FAILURE_UPDATES_PER_DAY
+}
+fn default_carepath_limits() -> BTreeMap<String, u32> {
+    BTreeMap::from([(CAREPATHS[0].id.to_owned(), HEART_FAILURE_UPDATES_PER_DAY)])
+}
+
+impl Default for AttachmentsSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// The validated section.
+#[derive(Debug, Clone)]
+pub struct AttachmentSettings {
+    /// The URI-signing key file.
+    pub key_file: PathBuf,
+    /// Lifetime of a published URI.
+    pub token_lifetime: chrono::Duration,
+    /// PDF languages (at least one, no repeats).
+    pub languages: Vec<Language>,
+    /// Dashboard framing.
+    pub frame_ancestors: Vec<String>,
+    /// Updates a day when the carepath has no entry.
+    pub default_updates_per_day: u32,
+    /// Updates a day per carepath id.
+    pub updates_per_day: BTreeMap<String, u32>,
+    /// Normal ranges.
+    pub ranges: Ranges,
+}
+
+impl AttachmentSettings {
+    /// Validates `f`; `database` gives the key file's default place.
+    pub fn from_section(f: AttachmentsSection, database: &Path) -> Result<Self, ConfigError> {
+        if f.languages.is_empty() {
+            return Err(ConfigError::Invalid(
+                "attachments.languages needs at least one language".into(),
+            ));
+        }
+        let mut languages = Vec::new();
+        for l in f.languages {
+            if !languages.contains(&l) {
+                languages.push(l);
+            }
+        }
+        if f.token_lifetime_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "attachments.token_lifetime_hours must be > 0".into(),
+            ));
+        }
+        if f.default_updates_per_day == 0 || f.updates_per_day.values().any(|n| *n == 0) {
+            return Err(ConfigError::Invalid(
+                "attachments: updates per day must be > 0".into(),
+            ));
+        }
+        for origin in &f.frame_ancestors {
+            if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                || origin.contains([' ', ';', ','])
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "attachments.frame_ancestors: {origin:?} is not an http(s) origin"
+                )));
+            }
+        }
+        Ok(Self {
+            key_file: f
+                .key_file
+                .unwrap_or_else(|| database.with_file_name("attachments.key")),
+            token_lifetime: chrono::Duration::hours(i64::from(f.token_lifetime_hours)),
+            languages,
+            frame_ancestors: f.frame_ancestors,
+            default_updates_per_day: f.default_updates_per_day,
+            updates_per_day: f.updates_per_day,
+            ranges: f.ranges.unwrap_or_else(Ranges::heart_failure),
+        })
+    }
+
+    /// The shortest time between two attachment updates of a session on `carepath`: a day
+    /// divided by the carepath's updates per day.
+    pub fn min_update_interval(&self, carepath: Option<&str>) -> Duration {
+        let per_day = carepath
+            .and_then(|c| self.updates_per_day.get(c))
+            .copied()
+            .unwrap_or(self.default_updates_per_day)
+            .max(1);
+        Duration::from_millis(86_400_000 / u64::from(per_day)).max(Duration::from_millis(1))
+    }
+
+    /// The rendering options, with FHIR identifiers under `public_url`.
+    pub fn output_options(&self, public_url: &str) -> OutputOptions {
+        OutputOptions {
+            fhir: FhirOptions::for_public_url(public_url),
+            ranges: self.ranges.clone(),
+            dashboard: DashboardOptions {
+                frame_ancestors: self.frame_ancestors.clone(),
+            },
+        }
+    }
+}
+
+/// Why the URI-signing key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UriKeyError {
+    /// Creating it failed.
+    #[error("cannot create the attachment signing key: {0}")]
+    Create(#[from] tm_protocol::IdentityError),
+    /// Reading it failed, or it is too short.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Readable by others than the provider's user.
+    #[error("the attachment signing key {path} has mode {mode:o}; it must be 0600 (chmod 600 it)")]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+}
+
+/// Loads the URI-signing key at `path`, creating 32 random bytes with mode 0600 when absent.
+/// Returns the raw key (the attachment server and the publisher each build a signer from it).
+pub fn load_or_create_uri_key(path: &Path) -> Result<Vec<u8>, UriKeyError> {
+    if !path.exists() {
+        let mut key = [0u8; MIN_KEY_BYTES];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| KeyError::TooShort(0))?;
+        tm_protocol::identity::write_private(path, &key)?;
+        tracing::info!(path = %path.display(), "created attachment signing key");
+    }
+    let io = |source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(UriKeyError::Insecure {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let key = std::fs::read(path).map_err(io)?;
+    UriSigner::new(&key)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_limit_heart_failure_to_five_updates_a_day() {
+        let s =
+            AttachmentSettings::from_section(AttachmentsSection::default(), Path::new("/d/p.db"))
+                .unwrap();
+        assert_eq!(s.key_file, Path::new("/d/attachments.key"));
+        assert_eq!(s.languages, Language::ALL.to_vec());
+        let hf = s.min_update_interval(Some(CAREPATHS[0].id));
+        assert_eq!(hf, Duration::from_secs(86_400 / 5));
+        let bad: AttachmentsSection = toml::from_str("languages = []").unwrap();
+        assert!(AttachmentSettings::from_section(bad, Path::new("p.db")).is_err());
+        let bad: AttachmentsSection = toml::from_str("frame_ancestors = [\"*; x\"]").unwrap();
+        assert!(AttachmentSettings::from_section(bad, Path::new("p.db")).is_err());
+        assert!(toml::from_str::<AttachmentsSection>("languages = [\"de\"]").is_err());
+    }
+
+    #[test]
+    fn the_key_is_created_once_with_private_mode_and_refused_when_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attachments.key");
+        let a = load_or_create_uri_key(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(a.len(), MIN_KEY_BYTES);
+        assert_eq!(load_or_create_uri_key(&path).unwrap(), a);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_or_create_uri_key(&path),
+            Err(UriKeyError::Insecure { mode: 0o644, .. })
+        ));
+    }
+}

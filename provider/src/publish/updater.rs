@@ -1,0 +1,269 @@
+//! The session updater: the actor that turns committed readings into HUB updates.
+//!
+//! Ingest commits a batch, then sends the session's id on a bounded channel
+//! ([`UpdateNotifier::notify`]); nothing else happens on the ingest path. The actor looks at
+//! the session ([`next_update`]):
+//! - **accepted** with pending readings: its first readings; move it to in-progress with its
+//!   attachments at once;
+//! - **in-progress** with pending readings: re-send in-progress (an idempotent update) with
+//!   the new attachment set, but no sooner than the carepath allows (heart failure: at most 5
+//!   updates a day, so 4.8 h apart); readings arriving meanwhile are batched into that update;
+//! - anything else: nothing (a stop publishes the final set itself, in the same commit).
+//!
+//! Pending work is derived from the store (readings above the published snapshot), not kept
+//! in memory: at start, and every `sweep_every`, the actor scans for it, so a restart or a
+//! dropped notification loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Publisher, has_pending, snapshot};
+use crate::db::{Db, DbError};
+use crate::hub::contract::Status;
+use crate::sessions;
+
+/// Capacity of the notification channel. When full, a notification is dropped (never
+/// blocking ingest): the session's readings are committed, and the next sweep finds them.
+pub const NOTIFICATION_CAPACITY: usize = 1024;
+
+/// How often the actor scans the store for pending sessions by default.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
+
+const PENDING_SESSIONS: &str = "SELECT s.telemonitoring_id FROM sessions s \
+    LEFT JOIN session_outputs o ON o.telemonitoring_id = s.telemonitoring_id \
+    WHERE s.status IN ('accepted', 'in-progress') AND EXISTS (SELECT 1 FROM readings r \
+    WHERE r.telemonitoring_id = s.telemonitoring_id AND r.rowid > COALESCE(o.published_through, 0))";
+
+/// The sending side, held by ingest.
+#[derive(Debug, Clone)]
+pub struct UpdateNotifier(mpsc::Sender<String>);
+
+impl UpdateNotifier {
+    /// Tells the updater that `session` got new readings (committed already).
+    pub fn notify(&self, session: &str) {
+        if self.0.try_send(session.to_owned()).is_err() {
+            tracing::debug!(
+                stage = "publish",
+                "updater busy; the next sweep picks the session up"
+            );
+        }
+    }
+}
+
+/// A notifier and the receiver the [`SessionUpdater`] owns.
+pub fn channel() -> (UpdateNotifier, mpsc::Receiver<String>) {
+    let (tx, rx) = mpsc::channel(NOTIFICATION_CAPACITY);
+    (UpdateNotifier(tx), rx)
+}
+
+/// When the session should next be published, if at all: `None` when nothing is pending or
+/// the status takes no update; otherwise the earliest time (possibly in the past: now).
+pub fn next_update(
+    status: Status,
+    pending: bool,
+    last_published: Option<DateTime<Utc>>,
+    min_interval: Duration,
+) -> Option<DateTime<Utc>> {
+    if !pending {
+        return None;
+    }
+    match status {
+        Status::Accepted => Some(DateTime::UNIX_EPOCH),
+        Status::InProgress => Some(last_published.map_or(DateTime::UNIX_EPOCH, |t| {
+            t + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX)
+        })),
+        Status::Requested | Status::Completed | Status::Cancelled => None,
+    }
+}
+
+/// The actor.
+#[derive(Debug)]
+pub struct SessionUpdater {
+    /// The store.
+    pub db: Db,
+    /// Builds and announces attachment sets.
+    pub publisher: Arc<Publisher>,
+    /// Sessions with new readings.
+    pub notifications: mpsc::Receiver<String>,
+    /// Wakes the HUB outbox after an update is queued.
+    pub wake_outbox: Arc<Notify>,
+    /// How often the store is scanned for pending sessions.
+    pub sweep_every: Duration,
+}
+
+impl SessionUpdater {
+    /// Runs until `shutdown`; returns early only when the store fails.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DbError> {
+        let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
+        self.sweep(&mut due).await?;
+        let mut next_sweep = tokio::time::Instant::now() + self.sweep_every;
+        let mut open = true;
+        loop {
+            let now = Utc::now();
+            let ready: Vec<String> = due
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ready {
+                due.remove(&id);
+                if let Some(later) = self.publish(&id).await? {
+                    due.insert(id, later);
+                }
+            }
+            let until_due = due
+                .values()
+                .min()
+                .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let until_sweep = next_sweep.saturating_duration_since(tokio::time::Instant::now());
+            let wait = until_due.map_or(until_sweep, |d| d.min(until_sweep));
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                message = self.notifications.recv(), if open => match message {
+                    Some(id) => self.schedule(&mut due, id).await?,
+                    None => open = false,
+                },
+                () = tokio::time::sleep(wait) => {}
+            }
+            if tokio::time::Instant::now() >= next_sweep {
+                self.sweep(&mut due).await?;
+                next_sweep = tokio::time::Instant::now() + self.sweep_every;
+            }
+        }
+    }
+
+    /// Schedules every session with pending readings.
+    async fn sweep(&self, due: &mut HashMap<String, DateTime<Utc>>) -> Result<(), DbError> {
+        let ids: Vec<String> = self
+            .db
+            .read(|c| {
+                let mut stmt = c.prepare(PENDING_SESSIONS)?;
+                stmt.query_map([], |r| r.get(0))?.collect()
+            })
+            .await?;
+        for id in ids {
+            self.schedule(due, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Looks at one session and records when it is due.
+    async fn schedule(
+        &self,
+        due: &mut HashMap<String, DateTime<Utc>>,
+        id: String,
+    ) -> Result<(), DbError> {
+        let publisher = self.publisher.clone();
+        let key = id.clone();
+        let when = self.db.read(move |c| when_due(c, &publisher, &key)).await?;
+        if let Some(t) = when {
+            let entry = due.entry(id).or_insert(t);
+            *entry = (*entry).min(t);
+        }
+        Ok(())
+    }
+
+    /// Publishes `id` if it is still due; returns a later time when the carepath's limit says
+    /// to wait.
+    async fn publish(&self, id: &str) -> Result<Option<DateTime<Utc>>, DbError> {
+        let publisher = self.publisher.clone();
+        let id = id.to_owned();
+        let outcome = self
+            .db
+            .write(move |c| {
+                let tx = c.transaction()?;
+                let now = Utc::now();
+                let Some(when) = when_due(&tx, &publisher, &id)? else {
+                    return Ok(Ok(None));
+                };
+                if when > now {
+                    return Ok(Ok(Some(when)));
+                }
+                let moved = publisher.transition(&tx, &id, Status::InProgress, None, now)?;
+                tx.commit()?;
+                Ok(moved.map(|n| {
+                    tracing::info!(stage = "publish", attachments = n, "attachments updated");
+                    None
+                }))
+            })
+            .await?;
+        match outcome {
+            Ok(later) => {
+                if later.is_none() {
+                    self.wake_outbox.notify_one();
+                }
+                Ok(later)
+            }
+            Err(e) => {
+                tracing::warn!(stage = "publish", error = %e, "session not updated");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// When `id` is due, read from the store.
+fn when_due(
+    c: &rusqlite::Connection,
+    publisher: &Publisher,
+    id: &str,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let Some(session) = sessions::find(c, id)? else {
+        return Ok(None);
+    };
+    let last = snapshot(c, id)?.map(|s| s.published_at);
+    let interval = publisher
+        .settings
+        .min_update_interval(session.carepath.as_ref().map(|c| c.id.as_str()));
+    Ok(next_update(
+        session.status,
+        has_pending(c, id)?,
+        last,
+        interval,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heart_failure_session_is_updated_at_most_five_times_a_day() {
+        let interval = Duration::from_secs(86_400 / 5);
+        let t0 = DateTime::parse_from_rfc3339("2026-05-01T07:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // First readings of an accepted session: at once.
+        assert_eq!(
+            next_update(Status::Accepted, true, None, interval),
+            Some(DateTime::UNIX_EPOCH)
+        );
+        // A reading every 10 minutes for a day: count the updates the rule lets through.
+        let mut last = t0;
+        let mut updates = 1;
+        for minute in (10..24 * 60).step_by(10) {
+            let now = t0 + chrono::Duration::minutes(minute);
+            let due = next_update(Status::InProgress, true, Some(last), interval).unwrap();
+            if due <= now {
+                updates += 1;
+                last = now;
+            }
+        }
+        assert_eq!(updates, 5);
+        // Nothing pending, or an ended session: no update.
+        assert_eq!(
+            next_update(Status::InProgress, false, Some(t0), interval),
+            None
+        );
+        assert_eq!(
+            next_update(Status::Completed, true, Some(t0), interval),
+            None
+        );
+        assert_eq!(next_update(Status::Requested, true, None, interval), None);
+    }
+}

@@ -1,0 +1,436 @@
+//! End to end: the real provider (its whole assembly on 127.0.0.1:0) and the Portal/HUB
+//! emulator. Prescription -> enrollment of a gateway key -> signed reading batches of decoded
+//! device frames -> in-progress with attachments -> the emulator's EHR downloads every file and
+//! finds length, MD5 and ETag right -> more readings -> one batched update within the
+//! carepath's limit -> stop from the Portal -> completed with the final set, verified again.
+//! Signed URIs that are tampered, expired or foreign get the same 403 over the real server;
+//! `tm-provider export-fhir` prints the announced Bundle; pending readings survive a restart.
+
+mod common;
+mod fixtures;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use serde_json::Value;
+use tm_protocol::{
+    BatchId, EnrollmentRequest, EnrollmentResponse, Frame, GatewayId, MessageKind,
+    PROTOCOL_VERSION, Reading, ReadingBatch, Receipt, SigningKey, TimeQuality,
+};
+use tm_provider::attachments::UriSigner;
+use tm_sim_hub::state::EventKind;
+
+const HEART_FAILURE: &str = "https://hl7belgium.org/fhir/patient-monitoring/carepath/heart-failure";
+
+/// `[attachments]` with a one-second update interval for heart failure, so the test sees the
+/// limit hold without waiting hours.
+fn fast_updates() -> String {
+    format!(
+        "[attachments]\nlanguages = [\"nl\", \"en\"]\nframe_ancestors = [\"https://ehr.example\"]\n\
+         [attachments.updates_per_day]\n\"{HEART_FAILURE}\" = 86400\n"
+    )
+}
+
+struct Gateway {
+    id: GatewayId,
+    key: SigningKey,
+}
+
+/// Enrolls a fresh gateway key with `code`.
+async fn enroll(s: &Stack, code: &str) -> Gateway {
+    let (key, _) = SigningKey::generate().unwrap();
+    let request = EnrollmentRequest {
+        v: PROTOCOL_VERSION,
+        code: code.into(),
+        public_key: key.verifying_key().as_bytes().to_vec(),
+        agent_version: "test".into(),
+    };
+    let frame = tm_protocol::seal(
+        MessageKind::EnrollmentRequest,
+        "enroll",
+        &tm_protocol::encode(&request),
+        &key,
+    );
+    let url = format!("{}{}", s.provider, tm_protocol::routes::http::ENROLL);
+    let r = s.http.post(url).body(frame).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    let provider = s.state.portal.provider_key.verifying_key();
+    let payload = Frame::parse(&body)
+        .unwrap()
+        .verify(MessageKind::EnrollmentResponse, &provider)
+        .unwrap()
+        .to_vec();
+    let response: EnrollmentResponse = tm_protocol::decode(&payload).unwrap();
+    Gateway {
+        id: response.gateway_id,
+        key,
+    }
+}
+
+/// Readings decoded from real frames, measured `seconds_ago` before now (after the
+/// enrollment: earlier readings are outside the gateway's session).
+fn morning(seconds_ago: i64, sys: u8, kg_grams: u32) -> Vec<Reading> {
+    let at = (Utc::now() - chrono::Duration::seconds(seconds_ago)).with_timezone(&fixtures::cest());
+    vec![
+        fixtures::reading(
+            "2A35",
+            &fixtures::bp_frame(sys, 85, 100, 72),
+            fixtures::omron_cuff(),
+            at,
+            TimeQuality::NoDeviceTime,
+        ),
+        fixtures::reading(
+            "2A9D",
+            &fixtures::weight_frame(kg_grams),
+            fixtures::scale(),
+            at + chrono::Duration::milliseconds(400),
+            TimeQuality::NoDeviceTime,
+        ),
+    ]
+}
+
+/// Posts a signed batch to `/api/v1/readings`; checks the signed receipt accepts them all.
+async fn post_batch(s: &Stack, base: &str, gw: &Gateway, batch_id: &str, readings: &[Reading]) {
+    let batch = ReadingBatch {
+        v: PROTOCOL_VERSION,
+        gateway_id: gw.id.clone(),
+        batch_id: BatchId::new(batch_id).unwrap(),
+        created_at: Utc::now(),
+        readings: readings.to_vec(),
+    };
+    let frame = tm_protocol::seal(
+        MessageKind::ReadingBatch,
+        gw.id.as_str(),
+        &tm_protocol::encode(&batch),
+        &gw.key,
+    );
+    let url = format!("{base}{}", tm_protocol::routes::http::READINGS);
+    let r = s.http.post(url).body(frame).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    let provider = s.state.portal.provider_key.verifying_key();
+    let payload = Frame::parse(&body)
+        .unwrap()
+        .verify(MessageKind::Receipt, &provider)
+        .unwrap()
+        .to_vec();
+    let receipt: Receipt = tm_protocol::decode(&payload).unwrap();
+    assert_eq!(receipt.accepted.len(), readings.len(), "{receipt:?}");
+}
+
+/// The status PUTs the HUB accepted for `id` with attachments, in order.
+fn attachment_puts(s: &Stack, id: &str) -> Vec<Value> {
+    s.sim.hub.with(|h| {
+        h.sessions[id]
+            .timeline
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::StatusPut { body, answer: 200 } if body.get("attachments").is_some() => {
+                    Some(body.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Downloads the EHR made for `id`: (attachment id, ok).
+fn downloads(s: &Stack, id: &str) -> Vec<(String, bool)> {
+    s.sim.hub.with(|h| {
+        h.sessions[id]
+            .timeline
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Download { id, ok, .. } => Some((id.clone(), *ok)),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits until the EHR has downloaded `n` files of `id`, and checks every one matched.
+async fn all_downloads_ok(s: &Stack, id: &str, n: usize) {
+    wait_for("the EHR's downloads", || downloads(s, id).len() >= n).await;
+    let d = downloads(s, id);
+    assert_eq!(d.len(), n, "{d:?}");
+    assert!(d.iter().all(|(_, ok)| *ok), "{d:?} {:?}", s.violations());
+    assert!(s.violations().is_empty(), "{:?}", s.violations());
+}
+
+fn attachment<'a>(put: &'a Value, id: &str) -> &'a Value {
+    put["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or_else(|| panic!("no attachment {id} in {put}"))
+}
+
+/// A session in progress: prescribed, enrolled, first batch posted, first set downloaded.
+async fn first_readings(s: &Stack, id: &str) -> (Gateway, Vec<Reading>) {
+    let url = s.prescribe(id, "rx-1").await["body"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = s.issue_code(&url).await;
+    let gw = enroll(s, &code).await;
+    s.wait_hub_status(id, "accepted").await;
+    let first = morning(30, 128, 78_400);
+    post_batch(s, &s.provider, &gw, "b-1", &first).await;
+    s.wait_hub_status(id, "in-progress").await;
+    (gw, first)
+}
+
+#[tokio::test]
+async fn prescription_to_completed_with_every_attachment_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stack_with(dir.path(), &fast_updates()).await;
+    let id = "tm-e2e";
+    let (gw, first) = first_readings(&s, id).await;
+    let puts = attachment_puts(&s, id);
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0]["status"], "in-progress");
+    assert_eq!(puts[0]["carepath"]["id"], HEART_FAILURE);
+    let ids: Vec<&str> = puts[0]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fhir", "pdf-nl", "pdf-en", "dashboard"]);
+    assert_eq!(attachment(&puts[0], "pdf-nl")["contentLanguage"], "nl");
+    all_downloads_ok(&s, id, 3).await;
+
+    // The FHIR file names every reading; a revalidation with its ETag gets 304.
+    let fhir = attachment(&puts[0], "fhir").clone();
+    let uri = fhir["uri"].as_str().unwrap();
+    let text = s.http.get(uri).send().await.unwrap().text().await.unwrap();
+    assert!(first.iter().all(|r| text.contains(r.reading_id.as_str())));
+    let r = s
+        .http
+        .get(uri)
+        .header("if-none-match", fhir["etag"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let dashboard = attachment(&puts[0], "dashboard")["uri"].as_str().unwrap();
+    let r = s.http.get(dashboard).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors https://ehr.example"), "{csp}");
+
+    // Two batches inside one interval: one update, no sooner than the limit allows.
+    let second = morning(20, 134, 78_900);
+    let third = morning(10, 139, 79_300);
+    post_batch(&s, &s.provider, &gw, "b-2", &second).await;
+    post_batch(&s, &s.provider, &gw, "b-3", &third).await;
+    wait_for("the batched update", || attachment_puts(&s, id).len() >= 2).await;
+    all_downloads_ok(&s, id, 6).await;
+    let puts = attachment_puts(&s, id);
+    assert_eq!(puts.len(), 2, "one update for both batches");
+    assert_eq!(puts[1]["status"], "in-progress");
+    let modified = |p: &Value| {
+        chrono::DateTime::parse_from_rfc3339(
+            attachment(p, "fhir")["lastModified"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(modified(&puts[1]) - modified(&puts[0]) >= chrono::Duration::seconds(1));
+    assert_ne!(attachment(&puts[1], "fhir")["etag"], fhir["etag"]);
+    let updated = attachment(&puts[1], "fhir")["uri"].as_str().unwrap();
+    let text = s
+        .http
+        .get(updated)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        [&first, &second, &third]
+            .iter()
+            .flat_map(|b| b.iter())
+            .all(|r| text.contains(r.reading_id.as_str()))
+    );
+
+    refusals(&s, dir.path(), updated).await;
+
+    // Stop from the Portal: completed with the final attachments, downloaded and verified.
+    assert_eq!(s.act(id, "stop").await["status"], 200);
+    s.wait_hub_status(id, "completed").await;
+    let puts = attachment_puts(&s, id);
+    assert_eq!(puts.len(), 3);
+    assert_eq!(puts[2]["status"], "completed");
+    all_downloads_ok(&s, id, 9).await;
+
+    // export-fhir prints exactly the announced Bundle.
+    let config = dir.path().join("provider.toml");
+    let addr = s.provider.trim_start_matches("http://");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), addr, &s.sim.url()) + &fast_updates(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "export-fhir",
+            "--session",
+            id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let final_fhir = attachment(&puts[2], "fhir");
+    assert_eq!(
+        tm_provider::hub::contract::content_md5(&out.stdout),
+        final_fhir["contentMD5"].as_str().unwrap()
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "export-fhir",
+            "--session",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    // The ended session's gateway is unbound: its readings are refused.
+    let late = morning(1, 120, 79_000);
+    let batch = ReadingBatch {
+        v: PROTOCOL_VERSION,
+        gateway_id: gw.id.clone(),
+        batch_id: BatchId::new("b-late").unwrap(),
+        created_at: Utc::now(),
+        readings: late,
+    };
+    let frame = tm_protocol::seal(
+        MessageKind::ReadingBatch,
+        gw.id.as_str(),
+        &tm_protocol::encode(&batch),
+        &gw.key,
+    );
+    let r = s
+        .http
+        .post(format!(
+            "{}{}",
+            s.provider,
+            tm_protocol::routes::http::READINGS
+        ))
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    s.stop().await;
+}
+
+/// A tampered, expired or foreign token, and a valid token for a session that does not exist,
+/// all get the same 403 from the real server.
+async fn refusals(s: &Stack, dir: &std::path::Path, good: &str) {
+    let key = std::fs::read(dir.join("attachments.key")).unwrap();
+    let signer = UriSigner::new(&key).unwrap();
+    let base = good.split("/attachments/").next().unwrap();
+    let url =
+        |session: &str, token: &str| format!("{base}/attachments/{session}/fhir?token={token}");
+    let (prefix, mac) = good.rsplit_once('.').unwrap();
+    let flipped = if mac.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{prefix}.{flipped}{}", &mac[1..]);
+    let expired = signer.sign(
+        "tm-e2e",
+        "fhir",
+        "rx-1",
+        Utc::now() - chrono::Duration::minutes(1),
+    );
+    let foreign = signer.sign(
+        "tm-e2e",
+        "fhir",
+        "rx-other",
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    let nobody = signer.sign(
+        "tm-none",
+        "fhir",
+        "rx-1",
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    let mut bodies = Vec::new();
+    for target in [
+        tampered,
+        url("tm-e2e", &expired),
+        url("tm-e2e", &foreign),
+        url("tm-none", &nobody),
+        url("tm-e2e", "garbage"),
+    ] {
+        let r = s.http.get(&target).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{target}");
+        bodies.push(r.text().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+}
+
+#[tokio::test]
+async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Defaults: heart failure at most 5 updates a day.
+    let s = stack(dir.path()).await;
+    let id = "tm-limit";
+    let (gw, _) = first_readings(&s, id).await;
+    all_downloads_ok(&s, id, 4).await;
+    let more = morning(5, 141, 80_100);
+    post_batch(&s, &s.provider, &gw, "b-2", &more).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        attachment_puts(&s, id).len(),
+        1,
+        "the limit holds the update"
+    );
+    let pending = s
+        .state
+        .db
+        .read(|c| tm_provider::publish::has_pending(c, "tm-limit"))
+        .await
+        .unwrap();
+    assert!(pending);
+
+    // Restart with a faster limit: the new updater finds the pending readings in the store.
+    s.shutdown.cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let text = config_text(dir.path(), &addr, &s.sim.url()) + &fast_updates();
+    let (_state, shutdown) = start_provider(listener, &text).await;
+    wait_for("the update after restart", || {
+        attachment_puts(&s, id).len() >= 2
+    })
+    .await;
+    let puts = attachment_puts(&s, id);
+    let uri = attachment(&puts[1], "fhir")["uri"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("http://{addr}/")));
+    let text = s.http.get(uri).send().await.unwrap().text().await.unwrap();
+    assert!(more.iter().all(|r| text.contains(r.reading_id.as_str())));
+    all_downloads_ok(&s, id, 7).await;
+    shutdown.cancel();
+    s.stop().await;
+}
