@@ -24,6 +24,9 @@ pub enum StartError {
     /// The HUB client.
     #[error(transparent)]
     Hub(#[from] crate::hub::client::HubClientError),
+    /// Fleet operations.
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
 }
 
 /// The assembled provider.
@@ -35,6 +38,8 @@ pub struct Assembly {
     pub outbox: Option<OutboxActor>,
     /// Gateway ingest (HTTPS routes, and the MQTT subscriber when `[mqtt]` is configured).
     pub ingest: Ingest,
+    /// Fleet operations (dashboard, API, metrics, command poll, the alert evaluator).
+    pub ops: crate::ops::Ops,
 }
 
 impl Assembly {
@@ -42,6 +47,7 @@ impl Assembly {
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.state.clone())
             .merge(crate::ingest::http::routes(self.ingest.clone()))
+            .merge(self.ops.routes())
     }
 }
 
@@ -51,6 +57,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     let db = Db::open(&config.database)?;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
     let ingest = Ingest::new(db.clone(), provider_key.clone());
+    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
@@ -77,5 +84,6 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         state: AppState { db, portal },
         outbox,
         ingest,
+        ops,
     })
 }

@@ -59,6 +59,9 @@ pub struct ConfigFile {
     /// MQTT ingest (optional; HTTPS ingest is always on).
     #[serde(default)]
     pub mqtt: Option<MqttFile>,
+    /// Fleet operations: dashboard secret and alert thresholds.
+    #[serde(default)]
+    pub ops: crate::ops::OpsSection,
 }
 
 /// `[mqtt]`: the broker the gateways publish to.
@@ -101,6 +104,8 @@ pub struct Config {
     pub key_file: PathBuf,
     /// MQTT ingest settings.
     pub mqtt: Option<MqttFile>,
+    /// `[ops]`, validated (its thresholds parse).
+    pub ops: crate::ops::OpsSection,
 }
 
 impl Config {
@@ -137,6 +142,7 @@ impl TryFrom<ConfigFile> for Config {
                 m.url
             )));
         }
+        f.ops.thresholds()?;
         let key_file = f
             .key_file
             .unwrap_or_else(|| f.database.with_file_name("provider.key"));
@@ -149,6 +155,7 @@ impl TryFrom<ConfigFile> for Config {
             enrollment: f.enrollment,
             key_file,
             mqtt: f.mqtt,
+            ops: f.ops,
         })
     }
 }

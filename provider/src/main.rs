@@ -70,6 +70,14 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 });
             }
+            {
+                let evaluator = assembly.ops.evaluator();
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    evaluator.run(stop).await;
+                    Ok(())
+                });
+            }
             let router = assembly.router();
             let stop = shutdown.clone();
             tasks.spawn(async move {
