@@ -4,6 +4,7 @@
 //! - the outbox writer thread (owns SQLite) and the stash forwarder (capture -> writer);
 //! - the MQTT event loop (MQTT transport only);
 //! - the syncer (lease, seal, send, settle) and the heartbeat;
+//! - the command poll (signed provider commands: re-sync now, log level, re-read devices);
 //! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::enrollment::Enrollment;
 use crate::stash::{StashHandle, Stashable};
 use crate::store::{Outbox, OutboxHandle, writer};
-use crate::sync::{HttpsLink, Link, MqttLink, Syncer, heartbeat};
+use crate::sync::{HttpsLink, Link, MqttLink, Syncer, commands, heartbeat};
 
 /// SIMULATOR ONLY: a synthetic device for tests, soak runs and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,7 @@ pub async fn run(
             None,
         ),
     };
+    let resync = Arc::new(tokio::sync::Notify::new());
     let syncer = Syncer {
         outbox: outbox.clone(),
         link: link.clone(),
@@ -96,6 +98,7 @@ pub async fn run(
         key: key.clone(),
         config: config.sync.clone(),
         retain_acknowledged: Duration::from_secs(config.store.retain_acknowledged_h * 3600),
+        resync: resync.clone(),
     };
     {
         let cancel = cancel.clone();
@@ -117,6 +120,37 @@ pub async fn run(
         Duration::from_secs(u64::from(interval)),
         cancel.clone(),
     ));
+    {
+        // Commands are polled over HTTPS whatever the reading transport.
+        let poll_link = HttpsLink::new(&sync.https_url, provider_key, &config.sync)?;
+        let guard = commands::CommandGuard::open(
+            provider_key,
+            enrollment.gateway_id.clone(),
+            &config.state_dir,
+        );
+        let url = format!(
+            "{}{}",
+            sync.https_url.trim_end_matches('/'),
+            tm_protocol::routes::http::commands(&enrollment.gateway_id)
+        );
+        let executor = commands::Executor {
+            resync,
+            reread: None,
+        };
+        let cancel = cancel.clone();
+        actors.spawn(async move {
+            commands::poll(
+                poll_link.client(),
+                url,
+                guard,
+                executor,
+                Duration::from_secs(u64::from(interval)),
+                cancel,
+            )
+            .await;
+            Ok("commands")
+        });
+    }
     if let Some(sim) = simulation {
         tracing::warn!("SIMULATOR: feeding synthetic readings into the outbox");
         actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));

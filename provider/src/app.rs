@@ -31,6 +31,9 @@ pub enum StartError {
     /// The HUB client.
     #[error(transparent)]
     Hub(#[from] crate::hub::client::HubClientError),
+    /// Fleet operations.
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
 }
 
 /// The assembled provider.
@@ -46,6 +49,8 @@ pub struct Assembly {
     pub updater: SessionUpdater,
     /// The attachment download server.
     pub attachments: Arc<AttachmentServer<StoreSource>>,
+    /// Fleet operations (dashboard, API, metrics, command poll, the alert evaluator).
+    pub ops: crate::ops::Ops,
 }
 
 impl Assembly {
@@ -54,6 +59,7 @@ impl Assembly {
         crate::http::router(self.state.clone())
             .merge(crate::ingest::http::routes(self.ingest.clone()))
             .merge(crate::attachments::routes(self.attachments.clone()))
+            .merge(self.ops.routes())
     }
 }
 
@@ -80,6 +86,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     });
     let (notifier, notifications) = updater::channel();
     let ingest = Ingest::new(db.clone(), provider_key.clone()).with_updates(notifier);
+    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
@@ -116,5 +123,6 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         ingest,
         updater,
         attachments,
+        ops,
     })
 }

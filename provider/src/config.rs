@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// Clinical outputs: URI signing, languages, dashboard framing, update limits.
     #[serde(default)]
     pub attachments: AttachmentsSection,
+    /// Fleet operations: dashboard secret and alert thresholds.
+    #[serde(default)]
+    pub ops: crate::ops::OpsSection,
 }
 
 /// `[mqtt]`: the broker the gateways publish to.
@@ -107,6 +110,8 @@ pub struct Config {
     pub mqtt: Option<MqttFile>,
     /// `[attachments]`.
     pub attachments: AttachmentSettings,
+    /// `[ops]`, validated (its thresholds parse).
+    pub ops: crate::ops::OpsSection,
 }
 
 impl Config {
@@ -144,6 +149,7 @@ impl TryFrom<ConfigFile> for Config {
             )));
         }
         let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
+        f.ops.thresholds()?;
         let key_file = f
             .key_file
             .unwrap_or_else(|| f.database.with_file_name("provider.key"));
@@ -157,6 +163,7 @@ impl TryFrom<ConfigFile> for Config {
             key_file,
             mqtt: f.mqtt,
             attachments,
+            ops: f.ops,
         })
     }
 }

@@ -103,6 +103,68 @@ pub const MIGRATIONS: &[&str] = &[
         period_end        TEXT
     );
     "#,
+    // 5: fleet operations: per-gateway health beyond the latest heartbeat, per-device health,
+    // alerts (one open row per condition), the append-only audit log, remote commands.
+    r#"
+    CREATE TABLE ops_gateway_health (
+        gateway_id            TEXT PRIMARY KEY,
+        heartbeats_total      INTEGER NOT NULL DEFAULT 0,
+        backlog_depth         INTEGER NOT NULL DEFAULT 0,
+        backlog_growing_since TEXT,
+        mqtt_status           TEXT,
+        mqtt_status_at        TEXT
+    );
+    CREATE TABLE ops_devices (
+        gateway_id   TEXT NOT NULL,
+        address      TEXT NOT NULL,
+        model        TEXT,
+        last_seen    TEXT,
+        last_reading TEXT,
+        battery_pct  INTEGER,
+        rssi_dbm     INTEGER,
+        paired_at    TEXT NOT NULL,
+        PRIMARY KEY (gateway_id, address)
+    );
+    CREATE TABLE ops_alerts (
+        alert_id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind              TEXT NOT NULL,
+        subject           TEXT NOT NULL,
+        gateway_id        TEXT,
+        telemonitoring_id TEXT,
+        state             TEXT NOT NULL,
+        detail            TEXT NOT NULL,
+        opened_at         TEXT NOT NULL,
+        acknowledged_at   TEXT,
+        acknowledged_by   TEXT,
+        resolved_at       TEXT
+    );
+    CREATE UNIQUE INDEX ops_alerts_one_open ON ops_alerts(kind, subject) WHERE state <> 'resolved';
+    CREATE INDEX ops_alerts_gateway ON ops_alerts(gateway_id, alert_id);
+    CREATE TABLE ops_audit (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        at                TEXT NOT NULL,
+        actor             TEXT NOT NULL,
+        action            TEXT NOT NULL,
+        gateway_id        TEXT NOT NULL,
+        telemonitoring_id TEXT,
+        device            TEXT,
+        detail            TEXT NOT NULL
+    );
+    CREATE TRIGGER ops_audit_no_update BEFORE UPDATE ON ops_audit
+        BEGIN SELECT RAISE(ABORT, 'ops_audit is append-only'); END;
+    CREATE TRIGGER ops_audit_no_delete BEFORE DELETE ON ops_audit
+        BEGIN SELECT RAISE(ABORT, 'ops_audit is append-only'); END;
+    CREATE TABLE ops_commands (
+        command_id TEXT PRIMARY KEY,
+        gateway_id TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        issued_by  TEXT NOT NULL,
+        issued_at  TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        frame      BLOB NOT NULL
+    );
+    CREATE INDEX ops_commands_gateway ON ops_commands(gateway_id, expires_at_ms);
+    "#,
 ];
 
 /// Why the store cannot be used.

@@ -23,6 +23,8 @@
 //! - [`keys`]: the provider's signing key (receipts), created on first start.
 //! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
 //!   commit, then answer with a signed receipt.
+//! - [`ops`]: fleet operations: gateway and device health, alerts, the audit log, the
+//!   operations dashboard, metrics and remote commands.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
@@ -38,6 +40,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
+pub mod ops;
 pub mod outputs;
 pub mod portal;
 pub mod publish;

@@ -81,6 +81,14 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 });
             }
+            {
+                let evaluator = assembly.ops.evaluator();
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    evaluator.run(stop).await;
+                    Ok(())
+                });
+            }
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 tm_provider::http::serve(listener, router, stop)

@@ -64,6 +64,11 @@ impl HttpsLink {
         })
     }
 
+    /// The HTTP client (TLS settings of the enrollment), shared with the command poll.
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
     pub(super) async fn send_batch(
         &self,
         batch_id: &BatchId,

@@ -13,7 +13,11 @@
 //!
 //! A PUBACK or a TCP write proves nothing: only the receipt does. Duplicates caused by
 //! re-sending are expected; the provider de-duplicates by `reading_id`.
+//!
+//! Remote commands from the provider (re-sync now, log level, re-read devices) are polled,
+//! verified and executed by [`commands`].
 
+pub mod commands;
 pub mod config;
 mod frame;
 pub mod heartbeat;

@@ -34,6 +34,8 @@ pub struct Syncer {
     pub config: SyncConfig,
     /// How long acknowledged rows are kept.
     pub retain_acknowledged: Duration,
+    /// Notified by a `resync-now` command: ends the backoff pause at once.
+    pub resync: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Syncer {
@@ -119,6 +121,11 @@ impl Syncer {
                 }
                 Some(receipt) = recv_orphan(&mut orphans) => {
                     self.outbox.settle(receipt).await?;
+                }
+                () = self.resync.notified() => {
+                    tracing::info!(stage = "sync", "re-sync requested by the provider");
+                    paused_until = Instant::now();
+                    backoff.reset();
                 }
                 () = tokio::time::sleep_until(wait) => {}
             }

@@ -248,12 +248,20 @@ impl GatewaySide {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["status", "--json"])
-            .output()
-            .unwrap();
+        // The file exists a moment before its schema is committed: retry that window only.
+        let out = loop {
+            let out = Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+                .arg("--config")
+                .arg(&self.config)
+                .args(["status", "--json"])
+                .output()
+                .unwrap();
+            let creating = String::from_utf8_lossy(&out.stderr).contains("no such table");
+            if !(creating && Instant::now() < deadline) {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(
             out.status.success(),
             "{}",

@@ -98,6 +98,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
                 }
             }
             gateways::insert(&tx, &gw, &key, &session_id)?;
+            crate::ops::audit::enrolled(&tx, gw.as_str(), &session_id, &carepath.id)?;
             if let Err(e) =
                 sessions::transition(&tx, &session_id, Status::Accepted, Some(carepath), None)?
             {

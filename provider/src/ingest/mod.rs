@@ -174,7 +174,8 @@ impl Ingest {
                 "the heartbeat names another gateway than its signer".into(),
             ));
         }
-        store::save_heartbeat(&self.db, heartbeat).await?;
+        store::save_heartbeat(&self.db, heartbeat.clone()).await?;
+        crate::ops::observe_heartbeat(&self.db, heartbeat).await?;
         Ok(())
     }
 }

@@ -93,6 +93,8 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 for filter in [topics::ALL_READINGS, topics::ALL_HEARTBEATS] {
                     let _ = client.try_subscribe(topics::shared(filter), QoS::AtLeastOnce);
                 }
+                // Not shared: every instance needs the retained status (the last-will) of all.
+                let _ = client.try_subscribe(topics::ALL_STATUS, QoS::AtLeastOnce);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Err(e) = work_tx.try_send(p) {
@@ -165,6 +167,16 @@ async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
         "heartbeat" => {
             if let Err(e) = ingest.heartbeat(&p.payload).await {
                 tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "heartbeat refused");
+            }
+        }
+        "status" => {
+            let (db, id, payload) = (ingest.db().clone(), gateway.to_string(), p.payload.clone());
+            let now = chrono::Utc::now();
+            if let Err(e) = db
+                .write(move |c| crate::ops::health::record_status(c, &id, &payload, now))
+                .await
+            {
+                tracing::warn!(stage = "ingest", error = %e, "gateway status not stored");
             }
         }
         _ => {}

@@ -1,0 +1,297 @@
+//! Alerts: conditions computed from stored state, each kept as one row per occurrence with the
+//! states open → acknowledged → resolved.
+//!
+//! [`evaluate`] is a pure function of the fleet state and an instant: it lists the conditions
+//! that hold now ([`conditions`]), opens those without an open row and resolves open rows whose
+//! condition no longer holds. Every condition has a key `(kind, subject)`; a partial unique
+//! index on the open rows makes raising the same condition twice impossible even if two
+//! evaluators raced. An acknowledged alert stays until its condition clears.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use tm_protocol::ClockState;
+
+use super::adherence::{self, SessionAdherence};
+use super::health::{GatewayHealth, Liveness};
+use super::settings::Thresholds;
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// Not heard for longer than `offline_alert_h`.
+    GatewayOffline,
+    /// The oldest unacknowledged reading is older than `backlog_max_age_h`.
+    BacklogStale,
+    /// The backlog has grown for longer than `backlog_growing_h`.
+    BacklogGrowing,
+    /// A device's battery is below `battery_low_pct`.
+    BatteryLow,
+    /// The gateway's clock is not synchronized.
+    ClockUnsynchronized,
+    /// The outbox uses more than `disk_max_pct` of its quota.
+    DiskHigh,
+    /// The provider rejected readings the gateway still holds.
+    ReadingsRejected,
+    /// A scheduled measurement is missing at its deadline (blue alarm).
+    MeasurementMissed,
+}
+
+impl AlertKind {
+    /// Every kind (metrics list each, even at zero).
+    pub const ALL: [Self; 8] = [
+        Self::GatewayOffline,
+        Self::BacklogStale,
+        Self::BacklogGrowing,
+        Self::BatteryLow,
+        Self::ClockUnsynchronized,
+        Self::DiskHigh,
+        Self::ReadingsRejected,
+        Self::MeasurementMissed,
+    ];
+
+    /// Stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GatewayOffline => "gateway-offline",
+            Self::BacklogStale => "backlog-stale",
+            Self::BacklogGrowing => "backlog-growing",
+            Self::BatteryLow => "battery-low",
+            Self::ClockUnsynchronized => "clock-unsynchronized",
+            Self::DiskHigh => "disk-high",
+            Self::ReadingsRejected => "readings-rejected",
+            Self::MeasurementMissed => "measurement-missed",
+        }
+    }
+}
+
+/// A condition that holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// Kind.
+    pub kind: AlertKind,
+    /// What it is about: a gateway id, `gateway/address`, or `session/measure`.
+    pub subject: String,
+    /// The gateway concerned.
+    pub gateway_id: Option<String>,
+    /// The session concerned.
+    pub telemonitoring_id: Option<String>,
+    /// For the operator (never a measured value or a patient id).
+    pub detail: String,
+}
+
+/// An alert row not yet resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAlert {
+    /// Row id.
+    pub alert_id: i64,
+    /// Kind, as stored.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+}
+
+/// Everything [`evaluate`] looks at.
+#[derive(Debug, Clone, Default)]
+pub struct FleetState {
+    /// Every enrolled gateway.
+    pub gateways: Vec<GatewayHealth>,
+    /// Monitored sessions with a schedule.
+    pub sessions: Vec<SessionAdherence>,
+    /// Alerts not yet resolved.
+    pub open: Vec<OpenAlert>,
+}
+
+/// A change to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Raise a new alert.
+    Open(Condition),
+    /// The condition cleared.
+    Resolve(OpenAlert),
+}
+
+fn hours(d: chrono::Duration) -> i64 {
+    d.num_hours()
+}
+
+/// The conditions that hold at `now`. Only active gateways are judged.
+pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for g in state.gateways.iter().filter(|g| g.is_active()) {
+        let mut raise = |kind, subject: String, detail: String| {
+            out.push(Condition {
+                kind,
+                subject,
+                gateway_id: Some(g.gateway_id.clone()),
+                telemonitoring_id: g.telemonitoring_id.clone(),
+                detail,
+            });
+        };
+        let id = &g.gateway_id;
+        let silent_since = g.last_seen.unwrap_or(g.enrolled_at);
+        if g.liveness(now, t) != Liveness::Online && now - silent_since > t.offline_after {
+            raise(
+                AlertKind::GatewayOffline,
+                id.clone(),
+                format!("not heard for {} h", hours(now - silent_since)),
+            );
+        }
+        if let Some(since) = g.backlog_growing_since
+            && now - since > t.backlog_growing_for
+        {
+            raise(
+                AlertKind::BacklogGrowing,
+                id.clone(),
+                format!("backlog growing for {} h", hours(now - since)),
+            );
+        }
+        let Some(hb) = &g.heartbeat else { continue };
+        if let Some(age) = hb.backlog.oldest_age_s {
+            let age = chrono::Duration::seconds(i64::try_from(age).unwrap_or(i64::MAX / 1000));
+            if age > t.backlog_max_age {
+                raise(
+                    AlertKind::BacklogStale,
+                    id.clone(),
+                    format!(
+                        "{} readings waiting, oldest {} h",
+                        hb.backlog.depth,
+                        hours(age)
+                    ),
+                );
+            }
+        }
+        if hb.clock == ClockState::Unsynchronized {
+            raise(
+                AlertKind::ClockUnsynchronized,
+                id.clone(),
+                "gateway clock not synchronized".into(),
+            );
+        }
+        if let Some(pct) = g.disk_pct()
+            && pct > u64::from(t.disk_max_pct)
+        {
+            raise(
+                AlertKind::DiskHigh,
+                id.clone(),
+                format!("outbox at {pct}% of its quota"),
+            );
+        }
+        if hb.backlog.rejected > 0 {
+            raise(
+                AlertKind::ReadingsRejected,
+                id.clone(),
+                format!("{} readings rejected by the provider", hb.backlog.rejected),
+            );
+        }
+        for d in &g.devices {
+            if let Some(b) = d.battery_pct
+                && b < t.battery_low_pct
+            {
+                raise(
+                    AlertKind::BatteryLow,
+                    format!("{id}/{}", d.address),
+                    format!("device {} battery {b}%", d.address),
+                );
+            }
+        }
+    }
+    for s in &state.sessions {
+        for (measure, since) in adherence::missed(s, now, t.time_zone, t.deadline) {
+            out.push(Condition {
+                kind: AlertKind::MeasurementMissed,
+                subject: format!("{}/{}", s.telemonitoring_id, measure.as_str()),
+                gateway_id: s.gateway_id.clone(),
+                telemonitoring_id: Some(s.telemonitoring_id.clone()),
+                detail: format!(
+                    "no {} since {}",
+                    measure.as_str(),
+                    since
+                        .with_timezone(&t.time_zone)
+                        .format("%Y-%m-%d %H:%M %Z")
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The transitions that bring the stored alerts in line with the conditions at `now`.
+pub fn evaluate(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec<Transition> {
+    let holding = conditions(state, now, t);
+    let mut out: Vec<Transition> = state
+        .open
+        .iter()
+        .filter(|a| {
+            !holding
+                .iter()
+                .any(|c| c.kind.as_str() == a.kind && c.subject == a.subject)
+        })
+        .cloned()
+        .map(Transition::Resolve)
+        .collect();
+    out.extend(
+        holding
+            .into_iter()
+            .filter(|c| {
+                !state
+                    .open
+                    .iter()
+                    .any(|a| a.kind == c.kind.as_str() && a.subject == c.subject)
+            })
+            .map(Transition::Open),
+    );
+    out
+}
+
+/// Alerts not yet resolved.
+pub fn open_alerts(conn: &Connection) -> rusqlite::Result<Vec<OpenAlert>> {
+    let mut stmt = conn.prepare(
+        "SELECT alert_id, kind, subject FROM ops_alerts WHERE state <> 'resolved' ORDER BY alert_id",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(OpenAlert {
+            alert_id: r.get(0)?,
+            kind: r.get(1)?,
+            subject: r.get(2)?,
+        })
+    })?
+    .collect()
+}
+
+/// Applies transitions (inside the caller's transaction). An open that collides with an open
+/// row of the same key is ignored.
+pub fn apply(
+    conn: &Connection,
+    transitions: &[Transition],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let now = now.to_rfc3339();
+    for t in transitions {
+        match t {
+            Transition::Open(c) => {
+                conn.execute(
+                    "INSERT OR IGNORE INTO ops_alerts (kind, subject, gateway_id, telemonitoring_id, \
+                     state, detail, opened_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6)",
+                    params![
+                        c.kind.as_str(),
+                        c.subject,
+                        c.gateway_id,
+                        c.telemonitoring_id,
+                        c.detail,
+                        now
+                    ],
+                )?;
+            }
+            Transition::Resolve(a) => {
+                conn.execute(
+                    "UPDATE ops_alerts SET state = 'resolved', resolved_at = ?2 \
+                     WHERE alert_id = ?1 AND state <> 'resolved'",
+                    params![a.alert_id, now],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Routes: the dashboard (`/ops`, `/ops/gateways/{id}`), the JSON API (`/ops/api/...`) and
+//! `/metrics`, all behind the ops token; and the gateways' command poll (signed frames only).
+//!
+//! JSON API:
+//! - `GET /ops/api/gateways`: every gateway with its health, devices and alerts (`last_seen`);
+//! - `GET /ops/api/gateways/{id}`: one gateway, plus its audit trail;
+//! - `GET /ops/api/alerts[?all=1]`: unresolved alerts first (all with `all=1`);
+//! - `POST /ops/api/alerts/{id}/ack`: acknowledge an open alert (409 if not open);
+//! - `POST /ops/api/gateways/{id}/commands` with `{"type": "resync-now"}` (or
+//!   `{"type": "set-log-level", "level": "debug"}`, `{"type": "reread-devices"}`): issue a
+//!   signed command;
+//! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first.
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use tm_protocol::{CommandAction, GatewayId};
+
+use super::auth::{self, Operator};
+use super::{Ops, audit, commands, views};
+use crate::db::DbError;
+
+/// A store failure: 503, logged.
+struct Unavailable(DbError);
+
+impl From<DbError> for Unavailable {
+    fn from(e: DbError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        tracing::error!(stage = "ops", error = %self.0, "store unavailable");
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+    }
+}
+
+/// The routes.
+pub fn routes(ops: Ops) -> Router {
+    let authenticated = Router::new()
+        .route("/ops", get(super::dashboard::overview))
+        .route("/ops/gateways/{gateway_id}", get(super::dashboard::gateway))
+        .route("/ops/api/gateways", get(list_gateways))
+        .route("/ops/api/gateways/{gateway_id}", get(one_gateway))
+        .route(
+            "/ops/api/gateways/{gateway_id}/commands",
+            post(issue_command),
+        )
+        .route("/ops/api/alerts", get(list_alerts))
+        .route("/ops/api/alerts/{alert_id}/ack", post(ack))
+        .route("/ops/api/audit", get(list_audit))
+        .route("/metrics", get(super::metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            ops.clone(),
+            auth::require,
+        ));
+    authenticated
+        .route(tm_protocol::routes::http::COMMANDS, get(poll))
+        .with_state(ops)
+}
+
+async fn list_gateways(State(ops): State<Ops>) -> Result<Response, Unavailable> {
+    let t = ops.thresholds.clone();
+    let now = chrono::Utc::now();
+    let gateways = ops
+        .db
+        .read(move |c| views::gateways(c, None, now, &t))
+        .await?;
+    Ok(Json(json!({ "gateways": gateways })).into_response())
+}
+
+async fn one_gateway(
+    State(ops): State<Ops>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let t = ops.thresholds.clone();
+    let now = chrono::Utc::now();
+    let (gateways, trail) = ops
+        .db
+        .read(move |c| {
+            Ok((
+                views::gateways(c, Some(&id), now, &t)?,
+                audit::list(c, Some(&id), 200)?,
+            ))
+        })
+        .await?;
+    Ok(match gateways.into_iter().next() {
+        Some(g) => Json(json!({ "gateway": g, "audit": trail })).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such gateway").into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertQuery {
+    #[serde(default)]
+    all: Option<u8>,
+}
+
+async fn list_alerts(
+    State(ops): State<Ops>,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, Unavailable> {
+    let unresolved = q.all.unwrap_or(0) == 0;
+    let alerts = ops
+        .db
+        .read(move |c| views::alerts(c, None, unresolved, 1000))
+        .await?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
+}
+
+async fn ack(
+    State(ops): State<Ops>,
+    Extension(who): Extension<Operator>,
+    Path(id): Path<i64>,
+) -> Result<Response, Unavailable> {
+    let now = chrono::Utc::now();
+    let done = ops
+        .db
+        .write(move |c| views::acknowledge(c, id, &who.0, now))
+        .await?;
+    Ok(if done {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::CONFLICT, "no open alert with this id").into_response()
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    gateway: Option<String>,
+}
+
+async fn list_audit(
+    State(ops): State<Ops>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, Unavailable> {
+    let entries = ops
+        .db
+        .read(move |c| audit::list(c, q.gateway.as_deref(), 1000))
+        .await?;
+    Ok(Json(json!({ "audit": entries })).into_response())
+}
+
+async fn issue_command(
+    State(ops): State<Ops>,
+    Extension(who): Extension<Operator>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Unavailable> {
+    let action: CommandAction = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok((StatusCode::BAD_REQUEST, format!("invalid command: {e}")).into_response());
+        }
+    };
+    if let CommandAction::SetLogLevel { level } = &action
+        && (level.is_empty() || level.len() > 200)
+    {
+        return Ok((StatusCode::BAD_REQUEST, "invalid log level").into_response());
+    }
+    let Ok(gateway) = GatewayId::new(id) else {
+        return Ok((StatusCode::NOT_FOUND, "no such gateway").into_response());
+    };
+    let ttl = chrono::Duration::seconds(i64::try_from(ops.section.command_ttl_s).unwrap_or(900));
+    match commands::issue(
+        &ops.db,
+        &ops.key,
+        gateway,
+        action,
+        ttl,
+        &who.0,
+        chrono::Utc::now(),
+    )
+    .await
+    {
+        Ok((command, _)) => Ok((StatusCode::CREATED, Json(command)).into_response()),
+        Err(commands::CommandError::UnknownGateway(_)) => {
+            Ok((StatusCode::NOT_FOUND, "no active gateway with this id").into_response())
+        }
+        Err(commands::CommandError::Store(e)) => Err(e.into()),
+    }
+}
+
+async fn poll(State(ops): State<Ops>, Path(id): Path<String>) -> Result<Response, Unavailable> {
+    let frames = commands::pending(&ops.db, &id, chrono::Utc::now()).await?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let frames: Vec<String> = frames.iter().map(|f| b64.encode(f)).collect();
+    Ok(Json(json!({ "frames": frames })).into_response())
+}

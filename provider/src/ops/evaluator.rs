@@ -1,0 +1,80 @@
+//! The alert evaluator actor: every `evaluate_interval_s` it reads the fleet state, computes the
+//! transitions ([`super::alerts::evaluate`]) and applies them, all in one write transaction, so
+//! what it reads and what it writes cannot drift apart. Stopped by its cancellation token.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::alerts::{self, FleetState, Transition};
+use super::settings::Thresholds;
+use super::{adherence, health};
+use crate::db::{Db, DbError};
+
+/// Reads the whole state the evaluator judges (inside a transaction or not).
+pub fn load_state(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Result<FleetState> {
+    Ok(FleetState {
+        gateways: health::load(conn, None)?,
+        sessions: adherence::load(conn, now)?,
+        open: alerts::open_alerts(conn)?,
+    })
+}
+
+/// One evaluation at `now`; returns what changed.
+pub async fn run_once(
+    db: &Db,
+    thresholds: &Thresholds,
+    now: DateTime<Utc>,
+) -> Result<Vec<Transition>, DbError> {
+    let t = thresholds.clone();
+    db.write(move |conn| {
+        let tx = conn.transaction()?;
+        let state = load_state(&tx, now)?;
+        let transitions = alerts::evaluate(&state, now, &t);
+        alerts::apply(&tx, &transitions, now)?;
+        tx.commit()?;
+        Ok(transitions)
+    })
+    .await
+}
+
+/// The actor.
+#[derive(Debug)]
+pub struct Evaluator {
+    /// The store.
+    pub db: Db,
+    /// Thresholds.
+    pub thresholds: Thresholds,
+    /// Time between runs.
+    pub interval: Duration,
+}
+
+impl Evaluator {
+    /// Runs until `cancel`. A failed run is logged and retried at the next tick.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match run_once(&self.db, &self.thresholds, Utc::now()).await {
+                Ok(changes) => {
+                    for c in &changes {
+                        match c {
+                            Transition::Open(c) => {
+                                tracing::warn!(stage = "ops", kind = c.kind.as_str(), subject = %c.subject, "alert opened")
+                            }
+                            Transition::Resolve(a) => {
+                                tracing::info!(stage = "ops", kind = %a.kind, subject = %a.subject, "alert resolved")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(stage = "ops", error = %e, "alert evaluation failed"),
+            }
+        }
+    }
+}

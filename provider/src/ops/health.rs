@@ -1,0 +1,221 @@
+//! The health model: what operations know about each gateway and each paired device, read from
+//! stored state only (the registry, the latest heartbeat, the MQTT status, `ops_devices`), so a
+//! restarted provider knows exactly what it knew before.
+//!
+//! A gateway is [`Liveness::Online`] while its last heartbeat is recent (`online_within_s`) and
+//! no MQTT last-will (`offline` on its status topic) arrived after that heartbeat; operations
+//! judge by last-seen, never by a status flag alone.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use tm_protocol::{ClockState, Heartbeat};
+
+use super::settings::Thresholds;
+
+/// Whether a gateway is reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Liveness {
+    /// Heard recently.
+    Online,
+    /// Heartbeats stopped, or the broker delivered its last-will.
+    Offline,
+    /// Enrolled, never heard.
+    NeverSeen,
+}
+
+impl Liveness {
+    /// Display and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::NeverSeen => "never-seen",
+        }
+    }
+}
+
+/// One paired device as the gateway last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceHealth {
+    /// Bluetooth address.
+    pub address: String,
+    /// Catalog model.
+    pub model: Option<String>,
+    /// Last time the gateway heard it.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Last reading captured from it.
+    pub last_reading: Option<DateTime<Utc>>,
+    /// Battery percentage.
+    pub battery_pct: Option<u8>,
+    /// Signal strength in dBm.
+    pub rssi_dbm: Option<i16>,
+    /// When it first appeared in a heartbeat.
+    pub paired_at: DateTime<Utc>,
+}
+
+/// One gateway's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayHealth {
+    /// The gateway.
+    pub gateway_id: String,
+    /// Registry state (`active`, `unbound`, `revoked`).
+    pub registry_state: String,
+    /// Its session, while bound.
+    pub telemonitoring_id: Option<String>,
+    /// Enrollment time.
+    pub enrolled_at: DateTime<Utc>,
+    /// When the provider last received a heartbeat.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The latest heartbeat.
+    pub heartbeat: Option<Heartbeat>,
+    /// Latest MQTT status payload (`online`/`offline`) and when it arrived.
+    pub mqtt_status: Option<(String, DateTime<Utc>)>,
+    /// Since when the backlog has grown without shrinking.
+    pub backlog_growing_since: Option<DateTime<Utc>>,
+    /// Heartbeats received since enrollment.
+    pub heartbeats_total: u64,
+    /// Paired devices.
+    pub devices: Vec<DeviceHealth>,
+}
+
+impl GatewayHealth {
+    /// Online, offline or never seen, at `now`.
+    pub fn liveness(&self, now: DateTime<Utc>, t: &Thresholds) -> Liveness {
+        let Some(last) = self.last_seen else {
+            return Liveness::NeverSeen;
+        };
+        if let Some((status, at)) = &self.mqtt_status
+            && status == "offline"
+            && *at >= last
+        {
+            return Liveness::Offline;
+        }
+        if now - last > t.online_within {
+            Liveness::Offline
+        } else {
+            Liveness::Online
+        }
+    }
+
+    /// Whether the registry still takes this gateway's data.
+    pub fn is_active(&self) -> bool {
+        self.registry_state == "active"
+    }
+
+    /// Outbox disk use in percent of its quota.
+    pub fn disk_pct(&self) -> Option<u64> {
+        let d = &self.heartbeat.as_ref()?.disk;
+        (d.quota_bytes > 0).then(|| d.used_bytes.saturating_mul(100) / d.quota_bytes)
+    }
+
+    /// The clock state of the latest heartbeat.
+    pub fn clock(&self) -> Option<ClockState> {
+        self.heartbeat.as_ref().map(|h| h.clock)
+    }
+}
+
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+const FLEET: &str = "SELECT g.gateway_id, g.state, g.telemonitoring_id, g.enrolled_at, \
+    h.received_at, h.payload, o.mqtt_status, o.mqtt_status_at, o.backlog_growing_since, \
+    COALESCE(o.heartbeats_total, 0) \
+    FROM gateways g LEFT JOIN gateway_heartbeats h ON h.gateway_id = g.gateway_id \
+    LEFT JOIN ops_gateway_health o ON o.gateway_id = g.gateway_id";
+const DEVICES: &str = "SELECT gateway_id, address, model, last_seen, last_reading, battery_pct, \
+    rssi_dbm, paired_at FROM ops_devices ORDER BY gateway_id, address";
+
+/// Every enrolled gateway's health, ordered by gateway id; `only` restricts to one gateway.
+pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<GatewayHealth>> {
+    let sql = if only.is_some() {
+        format!("{FLEET} WHERE g.gateway_id = ?1 ORDER BY g.gateway_id")
+    } else {
+        format!("{FLEET} WHERE ?1 IS NULL ORDER BY g.gateway_id")
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut gateways: Vec<GatewayHealth> = stmt
+        .query_map(params![only], |r| {
+            let status: Option<String> = r.get(6)?;
+            let status_at: Option<String> = r.get(7)?;
+            let payload: Option<String> = r.get(5)?;
+            Ok(GatewayHealth {
+                gateway_id: r.get(0)?,
+                registry_state: r.get(1)?,
+                telemonitoring_id: r.get(2)?,
+                enrolled_at: parse_time(&r.get::<_, String>(3)?).unwrap_or_default(),
+                last_seen: r
+                    .get::<_, Option<String>>(4)?
+                    .as_deref()
+                    .and_then(parse_time),
+                heartbeat: payload.and_then(|p| tm_protocol::decode(p.as_bytes()).ok()),
+                mqtt_status: status.zip(status_at.as_deref().and_then(parse_time)),
+                backlog_growing_since: r
+                    .get::<_, Option<String>>(8)?
+                    .as_deref()
+                    .and_then(parse_time),
+                heartbeats_total: r.get::<_, i64>(9)?.try_into().unwrap_or(0),
+                devices: vec![],
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare(DEVICES)?;
+    let rows = stmt.query_map([], |r| {
+        let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+            Ok(r.get::<_, Option<String>>(i)?
+                .as_deref()
+                .and_then(parse_time))
+        };
+        Ok((
+            r.get::<_, String>(0)?,
+            DeviceHealth {
+                address: r.get(1)?,
+                model: r.get(2)?,
+                last_seen: time(3)?,
+                last_reading: time(4)?,
+                battery_pct: r
+                    .get::<_, Option<i64>>(5)?
+                    .and_then(|v| u8::try_from(v).ok()),
+                rssi_dbm: r
+                    .get::<_, Option<i64>>(6)?
+                    .and_then(|v| i16::try_from(v).ok()),
+                paired_at: time(7)?.unwrap_or_default(),
+            },
+        ))
+    })?;
+    for row in rows {
+        let (gateway, device) = row?;
+        if let Some(g) = gateways.iter_mut().find(|g| g.gateway_id == gateway) {
+            g.devices.push(device);
+        }
+    }
+    Ok(gateways)
+}
+
+/// Records an MQTT status message (`online`/`offline`, retained, the last-will) for a gateway.
+/// The payload is not signed: it only ever makes a gateway look offline until its next
+/// heartbeat, which is signed.
+pub fn record_status(
+    conn: &Connection,
+    gateway_id: &str,
+    payload: &[u8],
+    at: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let status = match payload {
+        tm_protocol::routes::mqtt::STATUS_ONLINE => "online",
+        tm_protocol::routes::mqtt::STATUS_OFFLINE => "offline",
+        _ => return Ok(()),
+    };
+    conn.execute(
+        "INSERT INTO ops_gateway_health (gateway_id, mqtt_status, mqtt_status_at) \
+         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM gateways WHERE gateway_id = ?1) \
+         ON CONFLICT(gateway_id) DO UPDATE SET mqtt_status = excluded.mqtt_status, \
+         mqtt_status_at = excluded.mqtt_status_at",
+        params![gateway_id, status, at.to_rfc3339()],
+    )?;
+    Ok(())
+}

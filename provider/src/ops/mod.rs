@@ -1,0 +1,123 @@
+//! Fleet operations: what staff watching hundreds of homes they never visit need.
+//!
+//! - [`health`]: per gateway online/offline (heartbeat age and the MQTT last-will), last seen,
+//!   version, uptime, backlog depth and age, clock, disk, last error; per device last seen, last
+//!   reading, battery, RSSI. [`observe`] updates it from each verified heartbeat.
+//! - [`alerts`]: conditions computed from stored state by the [`evaluator`] actor, with the
+//!   states open, acknowledged, resolved; one open row per condition. [`adherence`] is the
+//!   "blue alarm": a scheduled measurement missing at its deadline in the patient's time zone.
+//! - [`audit`]: the append-only log of enrollments and device pairings.
+//! - [`api`], [`dashboard`], [`metrics`]: the JSON API under `/ops/api/...`, the server-rendered
+//!   dashboard under `/ops`, Prometheus text at `/metrics`; all behind the ops token
+//!   ([`auth`]), never the Portal's headers.
+//! - [`commands`]: remote commands signed with the provider key, fetched by the gateway's poll.
+
+pub mod adherence;
+pub mod alerts;
+pub mod api;
+pub mod audit;
+mod auth;
+pub mod commands;
+pub mod dashboard;
+pub mod evaluator;
+pub mod health;
+pub mod metrics;
+pub mod observe;
+pub mod settings;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use settings::{OpsSection, Thresholds};
+use tm_protocol::{Heartbeat, SigningKey};
+
+use crate::db::{Db, DbError};
+
+/// Why operations cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The token file could not be read.
+    #[error("cannot read the ops token file {path}: {source}")]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is empty.
+    #[error("the ops token file {0} is empty")]
+    EmptyToken(PathBuf),
+    /// A threshold is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Fleet operations; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ops {
+    /// The store.
+    pub db: Db,
+    /// Alert thresholds.
+    pub thresholds: Arc<Thresholds>,
+    /// The section as configured.
+    pub section: Arc<OpsSection>,
+    token: Option<Arc<str>>,
+    key: Arc<SigningKey>,
+}
+
+impl Ops {
+    /// Reads the token file (if configured) and validates the thresholds.
+    pub fn new(db: Db, section: OpsSection, key: Arc<SigningKey>) -> Result<Self, OpsError> {
+        let token = match &section.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| OpsError::Token {
+                    path: path.clone(),
+                    source,
+                })?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(OpsError::EmptyToken(path.clone()));
+                }
+                Some(Arc::from(token))
+            }
+            None => {
+                tracing::warn!("no ops.token_file configured: the operations dashboard is off");
+                None
+            }
+        };
+        Ok(Self {
+            db,
+            thresholds: Arc::new(section.thresholds()?),
+            section: Arc::new(section),
+            token,
+            key,
+        })
+    }
+
+    /// The alert evaluator actor; run it with a cancellation token.
+    pub fn evaluator(&self) -> evaluator::Evaluator {
+        evaluator::Evaluator {
+            db: self.db.clone(),
+            thresholds: (*self.thresholds).clone(),
+            interval: Duration::from_secs(self.section.evaluate_interval_s.max(1)),
+        }
+    }
+
+    /// Dashboard, JSON API and metrics (authenticated), and the gateways' command poll.
+    pub fn routes(&self) -> axum::Router {
+        api::routes(self.clone())
+    }
+}
+
+/// Records what a verified heartbeat changes for operations (health, devices, audit).
+pub async fn observe_heartbeat(db: &Db, heartbeat: Heartbeat) -> Result<(), DbError> {
+    db.write(move |conn| {
+        let tx = conn.transaction()?;
+        observe::heartbeat(&tx, &heartbeat, chrono::Utc::now())?;
+        tx.commit()
+    })
+    .await
+}

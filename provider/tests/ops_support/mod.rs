@@ -1,0 +1,231 @@
+//! A provider on a real 127.0.0.1:0 listener with the ops token configured, and simulated
+//! gateways at the protocol level: enrolled keys in the registry, posting signed heartbeats
+//! and reading batches to the HTTPS ingest routes.
+
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use tm_protocol::{
+    Backlog, ClockState, DeviceHealth, DiskUse, GatewayId, Heartbeat, MessageKind, Reading,
+    ReadingBatch, SigningKey,
+};
+use tm_provider::db::Db;
+use tm_provider::ops::Ops;
+use tm_provider::ops::alerts::Transition;
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "ops-s3cret-token";
+pub const HEART_FAILURE: &str = tm_provider::ops::adherence::HEART_FAILURE;
+
+pub struct Fleet {
+    pub base: String,
+    pub db: Db,
+    pub ops: Ops,
+    pub shutdown: CancellationToken,
+    pub http: reqwest::Client,
+}
+
+pub fn config(dir: &std::path::Path, listen: &str) -> String {
+    std::fs::write(dir.join("ops-token"), format!("{TOKEN}\n")).unwrap();
+    format!(
+        "listen = \"{listen}\"\npublic_url = \"http://{listen}\"\ndatabase = \"{db}\"\n\
+         [ops]\ntoken_file = \"{token}\"\nevaluate_interval_s = 3600\n",
+        db = dir.join("provider.db").display(),
+        token = dir.join("ops-token").display(),
+    )
+}
+
+/// Starts (or restarts on the same directory) a provider.
+pub async fn start(dir: &std::path::Path) -> Fleet {
+    tm_provider::install_crypto_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let file: tm_provider::config::ConfigFile = toml::from_str(&config(dir, &addr)).unwrap();
+    let assembly =
+        tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap()).unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(tm_provider::http::serve(
+        listener,
+        assembly.router(),
+        shutdown.clone(),
+    ));
+    Fleet {
+        base: format!("http://{addr}"),
+        db: assembly.state.db.clone(),
+        ops: assembly.ops,
+        shutdown,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub struct Gateway {
+    pub id: GatewayId,
+    pub key: SigningKey,
+    pub session: String,
+}
+
+impl Fleet {
+    /// Registers a gateway on a new accepted heart-failure session.
+    pub async fn gateway(&self, n: u32) -> Gateway {
+        let (key, _) = SigningKey::generate().unwrap();
+        let id = GatewayId::new(format!("gw-{n}")).unwrap();
+        let session = format!("tm-{n}");
+        let (gw, public, s) = (id.clone(), key.verifying_key(), session.clone());
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO sessions VALUES (?1, 'p', 'rx-1', 'accepted', ?2, '1', 't', 't')",
+                    rusqlite::params![s, HEART_FAILURE],
+                )?;
+                tm_provider::gateways::insert(c, &gw, &public, &s)
+            })
+            .await
+            .unwrap();
+        Gateway { id, key, session }
+    }
+
+    /// Posts a signed heartbeat, healthy unless `edit` changes it; returns the HTTP status.
+    pub async fn heartbeat(&self, gw: &Gateway, edit: impl FnOnce(&mut Heartbeat)) -> u16 {
+        let mut hb = healthy(&gw.id);
+        edit(&mut hb);
+        let frame = tm_protocol::seal(
+            MessageKind::Heartbeat,
+            gw.id.as_str(),
+            &tm_protocol::encode(&hb),
+            &gw.key,
+        );
+        self.http
+            .post(format!(
+                "{}{}",
+                self.base,
+                tm_protocol::routes::http::HEARTBEAT
+            ))
+            .body(frame)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Posts a signed reading batch; returns the HTTP status.
+    pub async fn readings(&self, gw: &Gateway, batch: &str, readings: Vec<Reading>) -> u16 {
+        let batch = ReadingBatch {
+            v: tm_protocol::PROTOCOL_VERSION,
+            gateway_id: gw.id.clone(),
+            batch_id: batch.parse().unwrap(),
+            created_at: Utc::now(),
+            readings,
+        };
+        let frame = tm_protocol::seal(
+            MessageKind::ReadingBatch,
+            gw.id.as_str(),
+            &tm_protocol::encode(&batch),
+            &gw.key,
+        );
+        self.http
+            .post(format!(
+                "{}{}",
+                self.base,
+                tm_protocol::routes::http::READINGS
+            ))
+            .body(frame)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Runs the evaluator once as if the time were `now`.
+    pub async fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
+        tm_provider::ops::evaluator::run_once(&self.db, &self.ops.thresholds, now)
+            .await
+            .unwrap()
+    }
+
+    /// `(kind, subject, state)` of every alert row, in id order.
+    pub async fn alert_rows(&self) -> Vec<(String, String, String)> {
+        self.db
+            .read(|c| {
+                let mut s =
+                    c.prepare("SELECT kind, subject, state FROM ops_alerts ORDER BY alert_id")?;
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn healthy(id: &GatewayId) -> Heartbeat {
+    Heartbeat {
+        v: tm_protocol::PROTOCOL_VERSION,
+        gateway_id: id.clone(),
+        sent_at: Utc::now(),
+        version: "0.1.0".into(),
+        uptime_s: 3600,
+        backlog: Backlog {
+            depth: 0,
+            oldest_age_s: None,
+            rejected: 0,
+        },
+        devices: vec![device("A4:C1:38:00:00:01", "omron-bp", 90)],
+        clock: ClockState::Synchronized,
+        disk: DiskUse {
+            used_bytes: 10 << 20,
+            quota_bytes: 100 << 20,
+        },
+        last_error: None,
+    }
+}
+
+pub fn device(address: &str, model: &str, battery: u8) -> DeviceHealth {
+    DeviceHealth {
+        address: address.into(),
+        model: Some(model.into()),
+        last_seen: Some(Utc::now()),
+        last_reading: Some(Utc::now()),
+        battery_pct: Some(battery),
+        rssi_dbm: Some(-60),
+    }
+}
+
+/// Kinds and subjects of the opened transitions, sorted.
+pub fn opened(t: &[Transition]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = t
+        .iter()
+        .filter_map(|t| match t {
+            Transition::Open(c) => Some((c.kind.as_str().to_owned(), c.subject.clone())),
+            Transition::Resolve(_) => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Kinds and subjects of the resolved transitions, sorted.
+pub fn resolved(t: &[Transition]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = t
+        .iter()
+        .filter_map(|t| match t {
+            Transition::Resolve(a) => Some((a.kind.clone(), a.subject.clone())),
+            Transition::Open(_) => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
