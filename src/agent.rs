@@ -4,6 +4,9 @@
 //! - the outbox writer thread (owns SQLite) and the stash forwarder (capture -> writer);
 //! - the MQTT event loop (MQTT transport only);
 //! - the syncer (lease, seal, send, settle) and the heartbeat;
+//! - the BLE side ([`crate::ble::supervisor`]): discovery, one link per paired device, stashing
+//!   every reading; while BlueZ or the adapter is missing it retries and keeps an alarm raised,
+//!   and everything else carries on;
 //! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
@@ -16,6 +19,9 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ble::central::BleOptions;
+use crate::ble::paired::PairedStore;
+use crate::ble::supervisor::BleActor;
 use crate::config::Config;
 use crate::enrollment::Enrollment;
 use crate::stash::{StashHandle, Stashable};
@@ -117,6 +123,19 @@ pub async fn run(
         Duration::from_secs(u64::from(interval)),
         cancel.clone(),
     ));
+    {
+        let ble = BleActor {
+            opts: BleOptions::new(&config.adapter),
+            store: PairedStore::in_state_dir(&config.state_dir),
+            stash: stash.clone(),
+            outbox: outbox.clone(),
+        };
+        let cancel = cancel.clone();
+        actors.spawn(async move {
+            ble.run(cancel).await;
+            Ok("ble")
+        });
+    }
     if let Some(sim) = simulation {
         tracing::warn!("SIMULATOR: feeding synthetic readings into the outbox");
         actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));

@@ -10,12 +10,12 @@
 //! - [`stash`]: the seam between capture and the outbox (commit before acknowledge).
 //! - [`store`]: the SQLite outbox (one writer thread; pending -> leased -> acknowledged).
 //! - [`sync`]: signed batches over MQTT or HTTPS, receipts, backoff, heartbeats.
+//! - [`ble`]: discovery, device links, pairing agent and the paired-devices file (btleplug).
 //! - [`agent`]: `tm-gateway run`: the actors in one JoinSet, stopped by SIGTERM/SIGINT.
 //! - [`simulate`]: SIMULATOR ONLY, synthetic readings for tests and benchmarks.
 //! - [`cli`]: the command line (`tm-gateway <command>`).
 //!
-//! Still to come, in the places ARCHITECTURE §2 reserves: `ble/` (discover, link, pairing agent),
-//! `health` (sd_notify).
+//! Still to come, in the place ARCHITECTURE §2 reserves: `health` (sd_notify).
 
 pub mod agent;
 pub mod ble;

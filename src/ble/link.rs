@@ -55,6 +55,9 @@ pub struct Link {
     pub store: PairedStore,
     pub events: mpsc::Receiver<LinkEvent>,
     pub cancel: CancellationToken,
+    /// Longest a connection may take from `Connect` to a subscribed link (a device that never
+    /// resolves its services is disconnected and retried after a backoff).
+    pub connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Link {
@@ -118,6 +121,8 @@ impl Link {
         match result {
             Ok(session) => {
                 tracing::info!(stage = "link", device = %self.device.address, "subscribed");
+                // Events queued while connecting describe earlier attempts.
+                while self.events.try_recv().is_ok() {}
                 LinkState::Subscribed(Box::new(session), tokio::time::Instant::now())
             }
             Err(BleError::DeviceGone) => LinkState::Idle,
@@ -139,7 +144,13 @@ impl Link {
             .map(|m| m.clock)
             .unwrap_or(tm_devices::catalog::ClockSetting::Cts);
         let racp_from = self.device.last_sequence.map(|s| s + 1);
-        let session = match session::open(peripheral.clone(), clock, racp_from).await {
+        let opened = tokio::time::timeout(
+            self.connect_timeout,
+            session::open(peripheral.clone(), clock, racp_from),
+        )
+        .await
+        .unwrap_or(Err(BleError::Timeout("connect and subscribe")));
+        let session = match opened {
             Ok(s) => s,
             Err(e) => {
                 let _ = peripheral.disconnect().await;
@@ -166,11 +177,21 @@ impl Link {
                     return LinkState::Stopped;
                 }
                 ev = self.events.recv() => match ev {
-                    Some(LinkEvent::Disconnected) | None => {
+                    Some(LinkEvent::Disconnected) => {
+                        // A disconnect of an earlier attempt can arrive late: trust BlueZ's
+                        // current state, not the event.
+                        if s.peripheral.is_connected().await.unwrap_or(false) {
+                            continue;
+                        }
                         tracing::info!(stage = "link", device = %self.device.address, "link lost");
-                        return if ev.is_none() { LinkState::Stopped } else { LinkState::Idle };
+                        return LinkState::Idle;
                     }
                     Some(LinkEvent::Advertised) => {}
+                    // The central let go of this device (unpaired, or shutting down).
+                    None => {
+                        let _ = s.peripheral.disconnect().await;
+                        return LinkState::Stopped;
+                    }
                 },
                 n = s.notifications.next() => match n {
                     Some(n) => {
