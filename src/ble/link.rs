@@ -29,6 +29,8 @@ use crate::stash::{StashHandle, Stashable};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest backoff delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Shortest interval between two checks that a subscribed device is still connected.
+pub const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Records arriving this soon after subscription come from the device's memory.
 pub const STORED_WINDOW: Duration = Duration::from_secs(1);
 
@@ -121,8 +123,6 @@ impl Link {
         match result {
             Ok(session) => {
                 tracing::info!(stage = "link", device = %self.device.address, "subscribed");
-                // Events queued while connecting describe earlier attempts.
-                while self.events.try_recv().is_ok() {}
                 LinkState::Subscribed(Box::new(session), tokio::time::Instant::now())
             }
             Err(BleError::DeviceGone) => LinkState::Idle,
@@ -170,6 +170,7 @@ impl Link {
     }
 
     async fn subscribed(&mut self, mut s: Session, since: tokio::time::Instant) -> LinkState {
+        let mut checked = since;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => {
@@ -186,7 +187,17 @@ impl Link {
                         tracing::info!(stage = "link", device = %self.device.address, "link lost");
                         return LinkState::Idle;
                     }
-                    Some(LinkEvent::Advertised) => {}
+                    // A device advertising is not connected to us: a disconnect was missed
+                    // (it happened while connecting). Checked at most once a second.
+                    Some(LinkEvent::Advertised) => {
+                        if checked.elapsed() >= LIVENESS_CHECK {
+                            checked = tokio::time::Instant::now();
+                            if !s.peripheral.is_connected().await.unwrap_or(true) {
+                                tracing::info!(stage = "link", device = %self.device.address, "link lost");
+                                return LinkState::Connecting(0);
+                            }
+                        }
+                    }
                     // The central let go of this device (unpaired, or shutting down).
                     None => {
                         let _ = s.peripheral.disconnect().await;
