@@ -5,6 +5,9 @@
 //! - the MQTT event loop (MQTT transport only);
 //! - the syncer (lease, seal, send, settle) and the heartbeat;
 //! - the command poll (signed provider commands: re-sync now, log level, re-read devices);
+//! - the BLE side ([`crate::ble::supervisor`]): discovery, one link per paired device, stashing
+//!   every reading; while BlueZ or the adapter is missing it retries and keeps an alarm raised,
+//!   and everything else carries on;
 //! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
@@ -17,6 +20,9 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ble::central::BleOptions;
+use crate::ble::paired::PairedStore;
+use crate::ble::supervisor::BleActor;
 use crate::config::Config;
 use crate::enrollment::Enrollment;
 use crate::stash::{StashHandle, Stashable};
@@ -149,6 +155,19 @@ pub async fn run(
             )
             .await;
             Ok("commands")
+        });
+    }
+    {
+        let ble = BleActor {
+            opts: BleOptions::new(&config.adapter),
+            store: PairedStore::in_state_dir(&config.state_dir),
+            stash: stash.clone(),
+            outbox: outbox.clone(),
+        };
+        let cancel = cancel.clone();
+        actors.spawn(async move {
+            ble.run(cancel).await;
+            Ok("ble")
         });
     }
     if let Some(sim) = simulation {

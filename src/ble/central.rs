@@ -1,18 +1,23 @@
-//! The central: discovery with a watchdog, event routing to the link tasks, and the
-//! advertisement-only devices.
+//! The central: discovery with a watchdog, one link task per paired device, event routing to
+//! the link tasks, and the advertisement-only devices.
 //!
 //! Discovery is restarted when BlueZ has been quiet for [`BleOptions::quiet`] (scanning stalls
 //! after hours on a Pi, gatt.md §5). btleplug does not filter by service itself, and BlueZ's
 //! UUID filter can hide Xiaomi service-data adverts, so the filter is re-checked here.
+//!
+//! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse
+//! pairs while the agent runs gets its link task, and the task of a device she unpairs is
+//! cancelled and reaped. [`CentralStatus::live_links`] counts the tasks actually alive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use btleplug::api::{Central as _, CentralEvent, Peripheral as _, ScanFilter};
 use btleplug::platform::{Adapter, PeripheralId};
 use futures::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{AdvertCollapser, Capture, to_stashables};
@@ -32,6 +37,52 @@ pub struct BleOptions {
     pub adapter: String,
     /// Restart discovery after this long without any event from BlueZ.
     pub quiet: Duration,
+    /// Longest a connection may take from `Connect` to a subscribed link.
+    pub connect_timeout: Duration,
+    /// How often the paired-devices file is re-read.
+    pub paired_reload: Duration,
+}
+
+impl BleOptions {
+    /// The production settings for `adapter`.
+    pub fn new(adapter: &str) -> Self {
+        Self {
+            adapter: adapter.to_string(),
+            quiet: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            paired_reload: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the central reports while it runs (the supervisor's alarm, tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CentralStatus {
+    /// The adapter answered and discovery runs.
+    pub discovering: bool,
+    /// Link tasks alive (one per paired device that needs a connection).
+    pub live_links: usize,
+    /// Times discovery was (re)started by this central.
+    pub discovery_starts: u32,
+}
+
+/// The BLE side for the paired devices in `store`.
+#[derive(Debug)]
+pub struct Central {
+    pub opts: BleOptions,
+    pub store: PairedStore,
+    pub stash: StashHandle,
+    /// Highest committed record sequence per device address (upper case), read from the
+    /// outbox: RACP fetches start after it even when the paired-devices file lags behind.
+    pub high_water: HashMap<String, u32>,
+    pub status: watch::Sender<CentralStatus>,
+}
+
+/// The live link tasks and the advertisement-only devices.
+struct Links {
+    links: HashMap<String, (mpsc::Sender<LinkEvent>, CancellationToken)>,
+    adverts_only: HashMap<String, PairedDevice>,
+    tasks: JoinSet<()>,
 }
 
 fn catalog_model(d: &PairedDevice) -> Option<&'static tm_devices::Model> {
@@ -48,6 +99,18 @@ async fn start_scan(adapter: &Adapter) -> Result<(), BleError> {
     Ok(())
 }
 
+async fn load_paired(store: &PairedStore) -> Vec<PairedDevice> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.load()).await {
+        Ok(Ok(all)) => all,
+        Ok(Err(e)) => {
+            tracing::error!(stage = "ble", error = %e, "cannot read the paired devices");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Runs the BLE side for the paired devices in `store` until `cancel` fires.
 pub async fn run(
     opts: BleOptions,
@@ -55,108 +118,219 @@ pub async fn run(
     stash: StashHandle,
     cancel: CancellationToken,
 ) -> Result<(), BleError> {
-    let adapter = super::open_adapter(&opts.adapter).await?;
-    let paired = store.load().unwrap_or_default();
-    let mut links: HashMap<String, mpsc::Sender<LinkEvent>> = HashMap::new();
-    let mut adverts_only: HashMap<String, PairedDevice> = HashMap::new();
-    let mut tasks = JoinSet::new();
-    for d in paired {
-        let model = catalog_model(&d);
-        if model.is_some_and(|m| m.advertisement_only) {
-            adverts_only.insert(d.address.to_ascii_uppercase(), d);
-            continue;
-        }
-        let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
-        links.insert(d.address.to_ascii_uppercase(), tx);
-        let link = Link {
-            device: d,
-            model,
-            adapter: adapter.clone(),
-            stash: stash.clone(),
-            store: store.clone(),
-            events: rx,
-            cancel: cancel.child_token(),
+    let (central, _) = Central::new(opts, store, stash);
+    central.run(cancel).await
+}
+
+impl Central {
+    /// A central and the receiving end of its status.
+    pub fn new(
+        opts: BleOptions,
+        store: PairedStore,
+        stash: StashHandle,
+    ) -> (Self, watch::Receiver<CentralStatus>) {
+        let (status, rx) = watch::channel(CentralStatus::default());
+        let central = Self {
+            opts,
+            store,
+            stash,
+            high_water: HashMap::new(),
+            status,
         };
-        tasks.spawn(link.run());
+        (central, rx)
     }
-    let mut events = adapter.events().await?;
-    start_scan(&adapter).await?;
-    let mut names: HashMap<PeripheralId, String> = HashMap::new();
-    let mut collapser = AdvertCollapser::default();
-    loop {
-        let ev = tokio::select! {
-            _ = cancel.cancelled() => break,
-            ev = tokio::time::timeout(opts.quiet, events.next()) => ev,
+
+    /// Opens the configured adapter and runs until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), BleError> {
+        let adapter = super::open_adapter(&self.opts.adapter).await?;
+        self.run_on(adapter, cancel).await
+    }
+
+    /// Runs on `adapter` until `cancel` fires or BlueZ fails.
+    pub async fn run_on(self, adapter: Adapter, cancel: CancellationToken) -> Result<(), BleError> {
+        let mut links = Links {
+            links: HashMap::new(),
+            adverts_only: HashMap::new(),
+            tasks: JoinSet::new(),
         };
-        let ev = match ev {
-            Err(_) => {
-                tracing::warn!(stage = "discover", "BlueZ quiet; restarting discovery");
-                let _ = adapter.stop_scan().await;
-                start_scan(&adapter).await?;
+        let result = self.serve(&adapter, &mut links, &cancel).await;
+        for (_, (_, token)) in links.links.drain() {
+            token.cancel();
+        }
+        while links.tasks.join_next().await.is_some() {}
+        let _ = adapter.stop_scan().await;
+        self.status.send_modify(|s| {
+            s.discovering = false;
+            s.live_links = 0;
+        });
+        result
+    }
+
+    async fn serve(
+        &self,
+        adapter: &Adapter,
+        links: &mut Links,
+        cancel: &CancellationToken,
+    ) -> Result<(), BleError> {
+        let mut events = adapter.events().await?;
+        self.sync_links(adapter, links, load_paired(&self.store).await, cancel);
+        start_scan(adapter).await?;
+        self.status.send_modify(|s| {
+            s.discovering = true;
+            s.discovery_starts += 1;
+        });
+        let mut names: HashMap<PeripheralId, String> = HashMap::new();
+        let mut collapser = AdvertCollapser::default();
+        let mut last_event = Instant::now();
+        let mut reload = tokio::time::interval(self.opts.paired_reload);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let ev = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
+                    tracing::warn!(stage = "discover", "BlueZ quiet; restarting discovery");
+                    let _ = adapter.stop_scan().await;
+                    start_scan(adapter).await?;
+                    self.status.send_modify(|s| s.discovery_starts += 1);
+                    last_event = Instant::now();
+                    continue;
+                }
+                _ = reload.tick() => {
+                    let paired = load_paired(&self.store).await;
+                    self.sync_links(adapter, links, paired, cancel);
+                    continue;
+                }
+                ev = events.next() => match ev {
+                    Some(ev) => ev,
+                    None => return Err(BleError::Timeout("BlueZ event stream (ended)")),
+                },
+            };
+            last_event = Instant::now();
+            let (id, link_event) = match &ev {
+                CentralEvent::DeviceDiscovered(id)
+                | CentralEvent::DeviceUpdated(id)
+                | CentralEvent::ServiceDataAdvertisement { id, .. }
+                | CentralEvent::ServicesAdvertisement { id, .. }
+                | CentralEvent::ManufacturerDataAdvertisement { id, .. }
+                | CentralEvent::RssiUpdate { id, .. } => (id.clone(), LinkEvent::Advertised),
+                CentralEvent::DeviceDisconnected(id) => (id.clone(), LinkEvent::Disconnected),
+                _ => continue,
+            };
+            let address = match names.get(&id) {
+                Some(a) => a.clone(),
+                None => match adapter.peripheral(&id).await {
+                    Ok(p) => {
+                        let a = p.address().to_string().to_ascii_uppercase();
+                        names.insert(id.clone(), a.clone());
+                        a
+                    }
+                    Err(_) => continue,
+                },
+            };
+            if let Some((tx, _)) = links.links.get(&address) {
+                let _ = tx.try_send(link_event);
+            }
+            if let (CentralEvent::ServiceDataAdvertisement { service_data, .. }, Some(dev)) =
+                (&ev, links.adverts_only.get(&address))
+            {
+                for (uuid, raw) in service_data {
+                    self.read_advert(&mut collapser, dev, uuid, raw).await;
+                }
+            }
+        }
+    }
+
+    /// Starts link tasks for newly paired devices and stops those of unpaired ones.
+    fn sync_links(
+        &self,
+        adapter: &Adapter,
+        links: &mut Links,
+        paired: Vec<PairedDevice>,
+        cancel: &CancellationToken,
+    ) {
+        let wanted: HashSet<String> = paired
+            .iter()
+            .map(|d| d.address.to_ascii_uppercase())
+            .collect();
+        links.links.retain(|address, (_, token)| {
+            let keep = wanted.contains(address);
+            if !keep {
+                tracing::info!(stage = "link", device = %address, "unpaired; stopping its link");
+                token.cancel();
+            }
+            keep
+        });
+        links
+            .adverts_only
+            .retain(|address, _| wanted.contains(address));
+        for mut d in paired {
+            let address = d.address.to_ascii_uppercase();
+            if links.links.contains_key(&address) || links.adverts_only.contains_key(&address) {
                 continue;
             }
-            Ok(None) => break,
-            Ok(Some(ev)) => ev,
-        };
-        let (id, link_event) = match &ev {
-            CentralEvent::DeviceDiscovered(id) | CentralEvent::DeviceUpdated(id) => {
-                (id.clone(), LinkEvent::Advertised)
+            let model = catalog_model(&d);
+            if model.is_some_and(|m| m.advertisement_only) {
+                links.adverts_only.insert(address, d);
+                continue;
             }
-            CentralEvent::ServiceDataAdvertisement { id, .. }
-            | CentralEvent::ServicesAdvertisement { id, .. }
-            | CentralEvent::ManufacturerDataAdvertisement { id, .. }
-            | CentralEvent::RssiUpdate { id, .. } => (id.clone(), LinkEvent::Advertised),
-            CentralEvent::DeviceDisconnected(id) => (id.clone(), LinkEvent::Disconnected),
-            _ => continue,
-        };
-        let address = match names.get(&id) {
-            Some(a) => a.clone(),
-            None => match adapter.peripheral(&id).await {
-                Ok(p) => {
-                    let a = p.address().to_string().to_ascii_uppercase();
-                    names.insert(id.clone(), a.clone());
-                    a
-                }
-                Err(_) => continue,
-            },
-        };
-        if let Some(tx) = links.get(&address) {
-            let _ = tx.try_send(link_event);
+            if let Some(&mark) = self.high_water.get(&address) {
+                d.last_sequence = Some(d.last_sequence.map_or(mark, |s| s.max(mark)));
+            }
+            let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
+            let token = cancel.child_token();
+            links.links.insert(address, (tx, token.clone()));
+            let link = Link {
+                device: d,
+                model,
+                adapter: adapter.clone(),
+                stash: self.stash.clone(),
+                store: self.store.clone(),
+                events: rx,
+                cancel: token,
+                connect_timeout: self.opts.connect_timeout,
+            };
+            links.tasks.spawn(link.run());
         }
-        if let (CentralEvent::ServiceDataAdvertisement { service_data, .. }, Some(dev)) =
-            (&ev, adverts_only.get(&address))
-        {
-            for (uuid, raw) in service_data {
-                let Some(short) = short_uuid(uuid) else {
-                    continue;
-                };
-                let now = chrono::Utc::now();
-                if !collapser.admit(&address, raw, now) {
-                    continue;
-                }
-                let capture = Capture {
-                    device: device_info(dev),
-                    source: tm_devices::Source::ServiceData(short),
-                    raw: raw.clone(),
-                    received_at: now,
-                    clock: None,
-                    stored: false,
-                    battery_pct: None,
-                    rssi_dbm: None,
-                };
-                let items = to_stashables(&capture, &tm_devices::Quirks::NONE);
-                if !items.is_empty() && stash.stash(items).await.is_err() {
-                    tracing::error!(
-                        stage = "stash",
-                        "outbox closed; advertisement reading not kept"
-                    );
-                }
-            }
+        while links.tasks.try_join_next().is_some() {}
+        let live = links.tasks.len();
+        self.status.send_if_modified(|s| {
+            let changed = s.live_links != live;
+            s.live_links = live;
+            changed
+        });
+    }
+
+    /// Reads one service-data frame of an advertisement-only device.
+    async fn read_advert(
+        &self,
+        collapser: &mut AdvertCollapser,
+        dev: &PairedDevice,
+        uuid: &uuid::Uuid,
+        raw: &[u8],
+    ) {
+        let Some(short) = short_uuid(uuid) else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        if !collapser.admit(&dev.address.to_ascii_uppercase(), raw, now) {
+            return;
+        }
+        let capture = Capture {
+            device: device_info(dev),
+            source: tm_devices::Source::ServiceData(short),
+            raw: raw.to_vec(),
+            received_at: now,
+            clock: None,
+            stored: false,
+            battery_pct: None,
+            rssi_dbm: None,
+        };
+        let items = to_stashables(&capture, &tm_devices::Quirks::NONE);
+        if !items.is_empty() && self.stash.stash(items).await.is_err() {
+            tracing::error!(
+                stage = "stash",
+                "outbox closed; advertisement reading not kept"
+            );
         }
     }
-    drop(links);
-    cancel.cancel();
-    while tasks.join_next().await.is_some() {}
-    let _ = adapter.stop_scan().await;
-    Ok(())
 }

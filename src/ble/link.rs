@@ -29,6 +29,8 @@ use crate::stash::{StashHandle, Stashable};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest backoff delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Shortest interval between two checks that a subscribed device is still connected.
+pub const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Records arriving this soon after subscription come from the device's memory.
 pub const STORED_WINDOW: Duration = Duration::from_secs(1);
 
@@ -55,6 +57,9 @@ pub struct Link {
     pub store: PairedStore,
     pub events: mpsc::Receiver<LinkEvent>,
     pub cancel: CancellationToken,
+    /// Longest a connection may take from `Connect` to a subscribed link (a device that never
+    /// resolves its services is disconnected and retried after a backoff).
+    pub connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Link {
@@ -139,7 +144,13 @@ impl Link {
             .map(|m| m.clock)
             .unwrap_or(tm_devices::catalog::ClockSetting::Cts);
         let racp_from = self.device.last_sequence.map(|s| s + 1);
-        let session = match session::open(peripheral.clone(), clock, racp_from).await {
+        let opened = tokio::time::timeout(
+            self.connect_timeout,
+            session::open(peripheral.clone(), clock, racp_from),
+        )
+        .await
+        .unwrap_or(Err(BleError::Timeout("connect and subscribe")));
+        let session = match opened {
             Ok(s) => s,
             Err(e) => {
                 let _ = peripheral.disconnect().await;
@@ -159,6 +170,7 @@ impl Link {
     }
 
     async fn subscribed(&mut self, mut s: Session, since: tokio::time::Instant) -> LinkState {
+        let mut checked = since;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => {
@@ -166,11 +178,31 @@ impl Link {
                     return LinkState::Stopped;
                 }
                 ev = self.events.recv() => match ev {
-                    Some(LinkEvent::Disconnected) | None => {
+                    Some(LinkEvent::Disconnected) => {
+                        // A disconnect of an earlier attempt can arrive late: trust BlueZ's
+                        // current state, not the event.
+                        if s.peripheral.is_connected().await.unwrap_or(false) {
+                            continue;
+                        }
                         tracing::info!(stage = "link", device = %self.device.address, "link lost");
-                        return if ev.is_none() { LinkState::Stopped } else { LinkState::Idle };
+                        return LinkState::Idle;
                     }
-                    Some(LinkEvent::Advertised) => {}
+                    // A device advertising is not connected to us: a disconnect was missed
+                    // (it happened while connecting). Checked at most once a second.
+                    Some(LinkEvent::Advertised) => {
+                        if checked.elapsed() >= LIVENESS_CHECK {
+                            checked = tokio::time::Instant::now();
+                            if !s.peripheral.is_connected().await.unwrap_or(true) {
+                                tracing::info!(stage = "link", device = %self.device.address, "link lost");
+                                return LinkState::Connecting(0);
+                            }
+                        }
+                    }
+                    // The central let go of this device (unpaired, or shutting down).
+                    None => {
+                        let _ = s.peripheral.disconnect().await;
+                        return LinkState::Stopped;
+                    }
                 },
                 n = s.notifications.next() => match n {
                     Some(n) => {

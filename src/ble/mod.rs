@@ -7,6 +7,8 @@
 //! - [`session`]: what one connection does (DIS, battery, clock, subscribe, RACP).
 //! - [`capture`]: bytes to readings (tm-devices) with the time policy; pure.
 //! - [`pairing`]: our `org.bluez.Agent1` and the bond procedure; [`paired`]: the paired-devices file.
+//! - [`supervisor`]: the actor of `tm-gateway run`: keeps the central running, retries with
+//!   backoff while BlueZ or the adapter is missing, and raises the `ble-unavailable` alarm.
 
 pub mod capture;
 pub mod central;
@@ -14,6 +16,7 @@ pub mod link;
 pub mod paired;
 pub mod pairing;
 pub mod session;
+pub mod supervisor;
 
 use btleplug::api::{Central as _, Manager as _, Peripheral as _};
 use btleplug::platform::{Adapter, Manager, Peripheral};
@@ -61,7 +64,11 @@ pub const HEALTH_SERVICES: &[u16] = &[0x1810, 0x181D, 0x181B, 0x1822, 0x1809, 0x
 /// Opens the adapter named `name` (`hci0`); the order of adapters is not stable, so never
 /// take the first one.
 pub async fn open_adapter(name: &str) -> Result<Adapter, BleError> {
-    let manager = Manager::new().await?;
+    adapter_named(&Manager::new().await?, name).await
+}
+
+/// The adapter named `name` on an existing D-Bus session (`manager`).
+pub async fn adapter_named(manager: &Manager, name: &str) -> Result<Adapter, BleError> {
     for a in manager.adapters().await? {
         let info = a.adapter_info().await?;
         if info.split_whitespace().next() == Some(name) {

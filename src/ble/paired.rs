@@ -1,6 +1,8 @@
 //! The paired-devices file (`paired-devices.json` in the state directory): what the nurse
 //! paired, with what the gateway learnt about each device since. Written atomically
 //! (temp file + rename) so a power cut leaves the old or the new file, never half of one.
+//! Every read-modify-write holds an exclusive lock on `paired-devices.lock`: the agent's links
+//! and the nurse's `pair`/`unpair` commands (other processes) never undo each other's change.
 
 use std::path::{Path, PathBuf};
 
@@ -112,12 +114,34 @@ impl PairedStore {
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 
+    /// Runs `f` holding the exclusive lock of the file (released when the handle closes).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, PairedError>) -> Result<T, PairedError> {
+        let lock_path = self.path.with_extension("lock");
+        let io = |source| PairedError::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        f()
+    }
+
     /// Inserts or replaces the device with the same address.
     pub fn upsert(&self, device: PairedDevice) -> Result<(), PairedError> {
-        let mut all = self.load()?;
-        all.retain(|d| d.address != device.address);
-        all.push(device);
-        self.save(&all)
+        self.locked(|| {
+            let mut all = self.load()?;
+            all.retain(|d| d.address != device.address);
+            all.push(device);
+            self.save(&all)
+        })
     }
 
     /// Applies `f` to the device with `address`, if paired.
@@ -126,23 +150,27 @@ impl PairedStore {
         address: &str,
         f: impl FnOnce(&mut PairedDevice),
     ) -> Result<(), PairedError> {
-        let mut all = self.load()?;
-        if let Some(d) = all
-            .iter_mut()
-            .find(|d| d.address.eq_ignore_ascii_case(address))
-        {
-            f(d);
-            self.save(&all)?;
-        }
-        Ok(())
+        self.locked(|| {
+            let mut all = self.load()?;
+            if let Some(d) = all
+                .iter_mut()
+                .find(|d| d.address.eq_ignore_ascii_case(address))
+            {
+                f(d);
+                self.save(&all)?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes the device; returns whether it was there.
     pub fn remove(&self, address: &str) -> Result<bool, PairedError> {
-        let mut all = self.load()?;
-        let before = all.len();
-        all.retain(|d| !d.address.eq_ignore_ascii_case(address));
-        self.save(&all)?;
-        Ok(all.len() != before)
+        self.locked(|| {
+            let mut all = self.load()?;
+            let before = all.len();
+            all.retain(|d| !d.address.eq_ignore_ascii_case(address));
+            self.save(&all)?;
+            Ok(all.len() != before)
+        })
     }
 }

@@ -1,7 +1,8 @@
 //! Our own BlueZ pairing agent (`org.bluez.Agent1`, capability KeyboardDisplay) and the bond
 //! procedure btleplug lacks: register the agent, make it the default, `Device1.Pair`, then
-//! `Trusted=true` so the device may reconnect by itself. Answers Just-Works, passkey and PIN
-//! prompts from a [`Secrets`] source (the `--pin` option, or a prompt on the terminal).
+//! `Trusted=true` so the device may reconnect by itself. Answers Just-Works, passkey, PIN and
+//! numeric-comparison prompts from a [`Secrets`] source (the `--pin` option, or a prompt on the
+//! terminal), and shows the passkey a keyboard device must type (`DisplayPasskey`).
 
 use std::sync::Arc;
 
@@ -17,6 +18,17 @@ pub enum Prompt {
     Pin,
     /// A 6-digit passkey shown on the device.
     Passkey,
+    /// Numeric comparison: does the device show this number? `yes`/`y`, or the same number,
+    /// confirms; anything else refuses.
+    Confirm(u32),
+    /// The nurse must type this passkey on the device; the answer is ignored.
+    Display(u32),
+}
+
+/// Whether `answer` confirms the numeric comparison of `passkey`.
+pub fn confirms(answer: &str, passkey: u32) -> bool {
+    let a = answer.trim();
+    a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes") || a.parse() == Ok(passkey)
 }
 
 /// Answers prompts; `None` refuses (BlueZ then fails the bond with AuthenticationRejected).
@@ -71,15 +83,24 @@ impl Agent {
             .map_err(|_| AgentError::Rejected("passkey must be digits".into()))
     }
 
-    fn display_passkey(&self, _device: OwnedObjectPath, passkey: u32, _entered: u16) {
-        tracing::info!(stage = "pair", "type passkey {passkey:06} on the device");
+    async fn display_passkey(&self, _device: OwnedObjectPath, passkey: u32, _entered: u16) {
+        self.ask(Prompt::Display(passkey)).await;
     }
 
     fn display_pin_code(&self, _device: OwnedObjectPath, pincode: String) {
         tracing::info!(stage = "pair", "type PIN {pincode} on the device");
     }
 
-    fn request_confirmation(&self, _device: OwnedObjectPath, _passkey: u32) {}
+    async fn request_confirmation(
+        &self,
+        _device: OwnedObjectPath,
+        passkey: u32,
+    ) -> Result<(), AgentError> {
+        match self.ask(Prompt::Confirm(passkey)).await {
+            Some(a) if confirms(&a, passkey) => Ok(()),
+            _ => Err(AgentError::Rejected("passkey not confirmed".into())),
+        }
+    }
 
     fn request_authorization(&self, _device: OwnedObjectPath) {}
 

@@ -144,11 +144,15 @@ pub fn scan(config: &crate::config::Config, args: &ScanArgs) -> anyhow::Result<i
 }
 
 fn ask_on_terminal(prompt: pairing::Prompt) -> Option<String> {
-    let what = match prompt {
-        pairing::Prompt::Pin => "PIN",
-        pairing::Prompt::Passkey => "passkey",
-    };
-    eprint!("Enter the {what} shown on the device: ");
+    match prompt {
+        pairing::Prompt::Pin => eprint!("Enter the PIN shown on the device: "),
+        pairing::Prompt::Passkey => eprint!("Enter the passkey shown on the device: "),
+        pairing::Prompt::Confirm(p) => eprint!("Does the device show {p:06}? [y/N] "),
+        pairing::Prompt::Display(p) => {
+            eprintln!("Type {p:06} on the device, then confirm there.");
+            return None;
+        }
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).ok()?;
     Some(line.trim().to_string())

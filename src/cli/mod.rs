@@ -47,7 +47,7 @@ pub enum Command {
     Unpair(ble::AddressArgs),
     /// List paired devices.
     Devices(ble::JsonArgs),
-    /// Run the agent (outbox, sync, heartbeat) until SIGTERM/SIGINT.
+    /// Run the agent (BLE devices, outbox, sync, heartbeat) until SIGTERM/SIGINT.
     Run(run::Args),
     /// Show the sync backlog, last successful sync, rejected readings and alarms.
     Status(status::Args),

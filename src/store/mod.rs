@@ -57,7 +57,7 @@ pub enum RowState {
 /// Something an operator must see (`tm-gateway status`, the heartbeat's last error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
-    /// Stable kind: `quota-high`, `quota-full`, `database-corrupt`.
+    /// Stable kind: `quota-high`, `quota-full`, `database-corrupt`, `ble-unavailable`.
     pub kind: String,
     /// What happened and what to do.
     pub message: String,
@@ -73,6 +73,8 @@ pub mod alarm {
     pub const QUOTA_FULL: &str = "quota-full";
     /// The database was unreadable at start and moved aside.
     pub const DATABASE_CORRUPT: &str = "database-corrupt";
+    /// BlueZ or the configured adapter is unavailable: no device is being read.
+    pub const BLE_UNAVAILABLE: &str = "ble-unavailable";
 }
 
 /// Disk use above this share of the quota raises [`alarm::QUOTA_HIGH`].

@@ -219,6 +219,15 @@ impl Outbox {
         Ok(())
     }
 
+    /// Raises (`Some(message)`) or clears (`None`) an alarm of another part of the agent.
+    pub fn set_alarm(&mut self, kind: &str, message: Option<&str>) -> Result<(), StoreError> {
+        match message {
+            Some(m) => self.raise(kind, m),
+            None => self.clear(kind),
+        }
+        .map_err(self.err())
+    }
+
     fn raise(&self, kind: &str, message: &str) -> rusqlite::Result<()> {
         self.conn.execute(RAISE, params![kind, message, now_ms()])?;
         Ok(())

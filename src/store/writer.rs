@@ -32,6 +32,7 @@ enum Op {
     Prune(i64, Reply<usize>),
     LastError(Option<String>, Reply<()>),
     HighWater(String, Reply<Option<u32>>),
+    Alarm(&'static str, Option<String>, Reply<()>),
     Status(Reply<OutboxStatus>),
 }
 
@@ -113,6 +114,9 @@ fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
             Op::HighWater(device, reply) => {
                 let _ = reply.send(outbox.high_water(&device));
             }
+            Op::Alarm(kind, message, reply) => {
+                let _ = reply.send(outbox.set_alarm(kind, message.as_deref()));
+            }
             Op::Status(reply) => {
                 let _ = reply.send(outbox.status());
             }
@@ -178,6 +182,15 @@ impl OutboxHandle {
     /// Highest stored record sequence of a device.
     pub async fn high_water(&self, device: String) -> Result<Option<u32>, StoreError> {
         self.ask(|r| Op::HighWater(device, r)).await
+    }
+
+    /// Raises an alarm (`Some(message)`, kept while it stays raised) or clears it (`None`).
+    pub async fn set_alarm(
+        &self,
+        kind: &'static str,
+        message: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.ask(|r| Op::Alarm(kind, message, r)).await
     }
 
     /// Current status.

@@ -238,6 +238,27 @@ impl GatewaySide {
         )
     }
 
+    /// Starts `tm-gateway run` with its system bus at `bus` (the BlueZ simulator's private
+    /// bus) and `args` after `run`.
+    pub fn spawn_agent_on_bus(&self, bus: &str, args: &[&str]) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("run")
+                .args(args)
+                .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+                .env(
+                    "TM_LOG",
+                    std::env::var("TM_LOG").unwrap_or_else(|_| "off".into()),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     /// `tm-gateway status --json` (waiting for the agent to create its outbox).
     pub fn status(&self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -248,26 +269,24 @@ impl GatewaySide {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // The file exists a moment before its schema is committed: retry that window only.
-        let out = loop {
+        // The file appears before the agent's first schema transaction commits.
+        loop {
             let out = Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
                 .arg("--config")
                 .arg(&self.config)
                 .args(["status", "--json"])
                 .output()
                 .unwrap();
-            let creating = String::from_utf8_lossy(&out.stderr).contains("no such table");
-            if !(creating && Instant::now() < deadline) {
-                break out;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).unwrap();
             }
+            assert!(
+                stderr.contains("no such table") && Instant::now() < deadline,
+                "{stderr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        }
     }
 }
 
@@ -303,6 +322,25 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Agent {
+    /// SIGTERM to the agent we spawned, then waits (up to 15 s) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

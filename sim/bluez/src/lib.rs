@@ -10,7 +10,8 @@
 //! Map:
 //! - [`spec`]: what a device is (advertisement, GATT table, pairing, behaviour, faults).
 //! - [`profiles`]: the scripted devices and the byte encoders tests build records with.
-//! - `bluez` / `pairing` / `ops`: the D-Bus objects and what the devices do.
+//! - `bluez` (adapter, device, GATT) / `pairing` / `ops`: the D-Bus objects and what the
+//!   devices do.
 //! - [`bus`]: a private dbus-daemon for the binary and the in-process test harness.
 //! - [`FakeBluez`]: the control API for tests (indicate, drop the link, faults, records).
 
@@ -200,6 +201,12 @@ impl FakeBluez {
         self.core.lock().discovery_starts
     }
 
+    /// Discovery stalls: BlueZ keeps `Discovering=true` but reports nothing more until
+    /// discovery is started again.
+    pub fn stall_discovery(&self) {
+        self.core.lock().stalled = true;
+    }
+
     /// The UUIDs of the current discovery filter.
     pub fn discovery_filter(&self) -> Vec<String> {
         self.core.lock().filter_uuids.clone()
@@ -211,7 +218,7 @@ impl FakeBluez {
 pub(crate) async fn advertise_tick(core: &state::Shared) {
     let (new, known): (Vec<_>, Vec<_>) = {
         let g = core.lock();
-        if !g.discovering {
+        if !g.discovering || g.stalled {
             return;
         }
         g.devices

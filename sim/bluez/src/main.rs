@@ -6,7 +6,8 @@
 //!
 //! Control from the shell: each line on stdin is a command:
 //! `indicate ADDR UUID HEX`, `drop ADDR`, `remove ADDR`, `advertise ADDR on|off`,
-//! `record ADDR HEX`, `fail-connect ADDR N`, `written ADDR`.
+//! `record ADDR HEX`, `fail-connect ADDR N`, `fail-notify ADDR N`, `slow-resolve ADDR MS`,
+//! `stall` (discovery goes quiet until restarted), `written ADDR`.
 
 use clap::Parser;
 use tm_sim_bluez::{DeviceSpec, FakeBluez, Faults, bus::PrivateBus, profiles};
@@ -79,6 +80,28 @@ async fn control(sim: &FakeBluez, line: &str) -> anyhow::Result<String> {
                 },
             )
             .map(|_| "ok".into())?,
+        ["fail-notify", a, n] => sim
+            .set_faults(
+                a,
+                Faults {
+                    start_notify_failures: n.parse()?,
+                    ..Default::default()
+                },
+            )
+            .map(|_| "ok".into())?,
+        ["slow-resolve", a, ms] => sim
+            .set_faults(
+                a,
+                Faults {
+                    services_resolved_delay: std::time::Duration::from_millis(ms.parse()?),
+                    ..Default::default()
+                },
+            )
+            .map(|_| "ok".into())?,
+        ["stall"] => {
+            sim.stall_discovery();
+            "ok".into()
+        }
         ["written", a] => format!("{:?}", sim.written(a)?),
         _ => anyhow::bail!("unknown command"),
     })

@@ -108,6 +108,9 @@ pub struct Inner {
     pub default_agent: Option<AgentRef>,
     /// How many times discovery was started (the agent's watchdog restarts it).
     pub discovery_starts: u32,
+    /// Discovery stalled: `Discovering` stays true but nothing is reported (the BlueZ stall
+    /// seen after hours on a Pi). Cleared by the next `StartDiscovery`.
+    pub stalled: bool,
 }
 
 /// The shared core.
