@@ -8,12 +8,14 @@
 //! 4. per reading: refuse readings outside the gateway's session (received before the gateway
 //!    was enrolled on it); insert the rest with `INSERT OR IGNORE` on `reading_id`, so a
 //!    replayed batch or a re-sent reading changes nothing;
-//! 5. commit (WAL, `synchronous=FULL`), and only then build the receipt, signed with the
-//!    provider key, naming every reading accepted (new or already stored) or rejected.
+//! 5. commit (WAL, `synchronous=FULL`; batches arriving during a commit share the next one,
+//!    see [`group_commit`]), and only then build the receipt, signed with the provider key,
+//!    naming every reading accepted (new or already stored) or rejected.
 //!
 //! Errors are typed ([`IngestError`]) and map to a clear HTTP status; nothing here panics on
 //! input.
 
+mod group_commit;
 pub mod http;
 pub mod mqtt;
 mod store;
@@ -49,6 +51,9 @@ pub enum IngestError {
     /// The store failed; the sender should retry.
     #[error("store unavailable: {0}")]
     Store(#[from] DbError),
+    /// The commit of a group of batches failed; the sender should retry.
+    #[error("store unavailable: {0}")]
+    Commit(String),
 }
 
 /// The ingest service; cheap to clone.
@@ -56,6 +61,7 @@ pub enum IngestError {
 pub struct Ingest {
     db: Db,
     key: Arc<SigningKey>,
+    commits: group_commit::GroupCommit,
 }
 
 /// What a verified batch did.
@@ -70,7 +76,11 @@ pub struct Ingested {
 impl Ingest {
     /// A service writing to `db` and signing receipts with `key`.
     pub fn new(db: Db, key: Arc<SigningKey>) -> Self {
-        Self { db, key }
+        Self {
+            db,
+            key,
+            commits: group_commit::GroupCommit::default(),
+        }
     }
 
     /// The store.
@@ -129,7 +139,14 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
-        let (receipt, inserted) = store::commit_batch(&self.db, gateway.gateway_id, session, batch)
+        let job = store::BatchJob {
+            gateway: gateway.gateway_id,
+            session,
+            batch,
+        };
+        let (receipt, inserted) = self
+            .commits
+            .commit(&self.db, job)
             .await?
             .map_err(IngestError::NotActive)?;
         let receipt_frame = tm_protocol::seal(
