@@ -120,6 +120,7 @@ pub async fn run(
         .max(1);
     actors.spawn(heartbeat_actor(
         outbox.clone(),
+        crate::ble::paired::PairedStore::in_state_dir(&config.state_dir),
         link,
         enrollment.gateway_id.clone(),
         key,
@@ -198,13 +199,14 @@ pub async fn run(
 
 async fn heartbeat_actor(
     outbox: OutboxHandle,
+    paired: crate::ble::paired::PairedStore,
     link: Link,
     gateway: tm_protocol::GatewayId,
     key: Arc<tm_protocol::SigningKey>,
     interval: Duration,
     cancel: CancellationToken,
 ) -> anyhow::Result<&'static str> {
-    heartbeat::run(outbox, link, gateway, key, interval, cancel).await;
+    heartbeat::run(outbox, paired, link, gateway, key, interval, cancel).await;
     Ok("heartbeat")
 }
 

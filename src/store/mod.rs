@@ -26,11 +26,13 @@
 //! One writer: [`writer::spawn`] runs [`Outbox`] on a dedicated thread and serves
 //! [`OutboxHandle`] requests; `tm-gateway status` reads through its own read-only connection.
 
+mod lease;
 mod outbox;
 mod schema;
 pub mod writer;
 
-pub use outbox::{LeaseLimits, LeasedBatch, Outbox, SettleOutcome};
+pub use lease::{LeaseLimits, LeasedBatch, SettleOutcome};
+pub use outbox::Outbox;
 pub use schema::{OpenReport, read_status};
 pub use writer::OutboxHandle;
 

@@ -30,7 +30,7 @@ impl IntoResponse for IngestError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::UnknownGateway | Self::NotActive(_) => StatusCode::FORBIDDEN,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Commit(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(stage = "ingest", error = %self, "store unavailable");

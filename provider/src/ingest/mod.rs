@@ -6,16 +6,18 @@
 //! 2. verify the Ed25519 signature over the exact bytes received, *before* parsing the JSON;
 //! 3. decode the batch strictly (limits, unknown fields) and check it names its signer;
 //! 4. per reading: refuse readings outside the gateway's session (received before the gateway
-//!    was enrolled on it); insert the rest with `INSERT OR IGNORE` on `reading_id`, so a
+//!    was enrolled on it); insert the rest unless their `reading_id` is already stored, so a
 //!    replayed batch or a re-sent reading changes nothing;
-//! 5. commit (WAL, `synchronous=FULL`), and only then build the receipt, signed with the
-//!    provider key, naming every reading accepted (new or already stored) or rejected;
+//! 5. commit (WAL, `synchronous=FULL`; batches arriving during a commit share the next one,
+//!    see [`group_commit`]), and only then build the receipt, signed with the provider key,
+//!    naming every reading accepted (new or already stored) or rejected;
 //! 6. when new readings were stored, notify the session updater ([`crate::publish::updater`]):
 //!    a non-blocking send of the session id; the status and attachments follow there.
 //!
 //! Errors are typed ([`IngestError`]) and map to a clear HTTP status; nothing here panics on
 //! input.
 
+mod group_commit;
 pub mod http;
 pub mod mqtt;
 mod store;
@@ -51,6 +53,9 @@ pub enum IngestError {
     /// The store failed; the sender should retry.
     #[error("store unavailable: {0}")]
     Store(#[from] DbError),
+    /// The commit of a group of batches failed; the sender should retry.
+    #[error("store unavailable: {0}")]
+    Commit(String),
 }
 
 /// The ingest service; cheap to clone.
@@ -60,6 +65,7 @@ pub struct Ingest {
     key: Arc<SigningKey>,
     /// Told about sessions with newly committed readings (outputs and status follow).
     updates: Option<crate::publish::updater::UpdateNotifier>,
+    commits: group_commit::GroupCommit,
 }
 
 /// What a verified batch did.
@@ -78,6 +84,7 @@ impl Ingest {
             db,
             key,
             updates: None,
+            commits: group_commit::GroupCommit::default(),
         }
     }
 
@@ -143,10 +150,16 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
-        let (receipt, inserted) =
-            store::commit_batch(&self.db, gateway.gateway_id, session.clone(), batch)
-                .await?
-                .map_err(IngestError::NotActive)?;
+        let job = store::BatchJob {
+            gateway: gateway.gateway_id,
+            session: session.clone(),
+            batch,
+        };
+        let (receipt, inserted) = self
+            .commits
+            .commit(&self.db, job)
+            .await?
+            .map_err(IngestError::NotActive)?;
         if inserted > 0
             && let Some(updates) = &self.updates
         {

@@ -3,8 +3,9 @@
 //!
 //! The event loop runs in its own task and never blocks: each publish goes to a worker through a
 //! channel whose bound is the broker's in-flight window (manual acks: the broker sends at most
-//! that many unacknowledged messages). The worker ingests, publishes the receipt to the
-//! gateway's receipt topic, and only then acknowledges the message to the broker.
+//! that many unacknowledged messages). The worker handles up to [`CONCURRENT_MESSAGES`] at once
+//! (their batches share commits); for each it ingests, publishes the receipt to the gateway's
+//! receipt topic, and only then acknowledges the message to the broker.
 //! The topic's gateway id must equal the frame's signer.
 
 use std::time::Duration;
@@ -126,11 +127,24 @@ fn jitter(ceiling_ms: u64) -> u64 {
     u64::from(nanos) % (ceiling_ms + 1)
 }
 
+/// Messages ingested at once: batches handled together share one commit (see
+/// [`super::group_commit`]).
+const CONCURRENT_MESSAGES: usize = 8;
+
 async fn work(ingest: Ingest, client: AsyncClient, mut rx: mpsc::Receiver<Publish>) {
+    let mut running = tokio::task::JoinSet::new();
     while let Some(p) = rx.recv().await {
-        handle(&ingest, &client, &p).await;
-        let _ = client.ack(&p).await;
+        while running.len() >= CONCURRENT_MESSAGES {
+            let _ = running.join_next().await;
+        }
+        let (ingest, client) = (ingest.clone(), client.clone());
+        running.spawn(async move {
+            handle(&ingest, &client, &p).await;
+            let _ = client.ack(&p).await;
+        });
+        while running.try_join_next().is_some() {}
     }
+    while running.join_next().await.is_some() {}
 }
 
 async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
