@@ -96,6 +96,7 @@ pub async fn run(
         ),
     };
     let resync = Arc::new(tokio::sync::Notify::new());
+    let mut progress = crate::health::Progress::default();
     let syncer = Syncer {
         outbox: outbox.clone(),
         link: link.clone(),
@@ -105,6 +106,7 @@ pub async fn run(
         config: config.sync.clone(),
         retain_acknowledged: Duration::from_secs(config.store.retain_acknowledged_h * 3600),
         resync: resync.clone(),
+        beat: Some(progress.register("sync")),
     };
     {
         let cancel = cancel.clone();
@@ -176,6 +178,18 @@ pub async fn run(
         actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));
     }
 
+    // systemd (Type=notify): ready once every actor runs; the watchdog is pinged only while
+    // the sync loop turns.
+    let notifier = crate::health::Notifier::from_env();
+    {
+        let (notifier, cancel) = (notifier.clone(), cancel.clone());
+        actors.spawn(async move {
+            crate::health::watchdog(notifier, progress, cancel).await;
+            Ok("watchdog")
+        });
+    }
+    notifier.notify("READY=1");
+
     let mut failure = None;
     while let Some(joined) = actors.join_next().await {
         match joined {
@@ -189,9 +203,11 @@ pub async fn run(
             }
         }
         if !cancel.is_cancelled() && (failure.is_some() || actors.is_empty()) {
+            notifier.notify("STOPPING=1");
             cancel.cancel();
         }
     }
+    notifier.notify("STOPPING=1");
     drop((stash, outbox));
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     failure.map_or(Ok(()), Err)

@@ -36,6 +36,9 @@ pub struct Syncer {
     pub retain_acknowledged: Duration,
     /// Notified by a `resync-now` command: ends the backoff pause at once.
     pub resync: std::sync::Arc<tokio::sync::Notify>,
+    /// Ticked at every turn of the loop (idle turns included): the systemd watchdog is pinged
+    /// only while it moves ([`crate::health`]).
+    pub beat: Option<crate::health::Beat>,
 }
 
 impl Syncer {
@@ -59,6 +62,9 @@ impl Syncer {
         let mut next_prune = Instant::now();
         let mut orphans = self.orphan_receipts.take();
         loop {
+            if let Some(beat) = &self.beat {
+                beat.tick();
+            }
             if Instant::now() >= next_prune {
                 let keep_ms =
                     i64::try_from(self.retain_acknowledged.as_millis()).unwrap_or(i64::MAX);
