@@ -3,6 +3,7 @@
 //! URIs refused when tampered, expired, foreign or for a session that does not exist; and the
 //! dashboard loaded in headless Chromium.
 
+mod browser;
 mod fixtures;
 
 use std::collections::HashMap;
@@ -227,26 +228,7 @@ async fn dashboard_renders_in_headless_chromium() {
         .find(|a| a.id == "dashboard")
         .unwrap()
         .uri;
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("--dump-dom")
-    .arg(&uri)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(StdDuration::from_secs(90), cmd.output())
-        .await
-        .expect("chromium did not finish within 90 s")
-        .expect("chromium (Debian package) is needed; scripts/test installs it");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let (dom, out) = browser::dump_dom(&uri).await;
     assert!(dom.contains("<svg"), "no chart in the DOM:\n{dom}\n{out:?}");
     assert!(dom.contains("Telemonitoring report"));
     assert!(dom.contains("EFD5E060-9522-48BE-9ECC-3BFA54EA3666"));

@@ -2,9 +2,8 @@
 //! Portal's headers are not accepted), headless Chromium renders the dashboard with the fleet's
 //! counts, gateways and alerts, and `/metrics` reports the same fleet.
 
+mod browser;
 mod ops_support;
-
-use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use ops_support::{TOKEN, device, start};
@@ -62,26 +61,7 @@ async fn chromium_shows_the_fleet_and_metrics_agree() {
             .base
             .replace("http://", &format!("http://operator:{TOKEN}@"))
     );
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new("/usr/bin/chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("--dump-dom")
-    .arg(&url)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(StdDuration::from_secs(90), cmd.output())
-        .await
-        .expect("chromium did not finish within 90 s")
-        .expect("chromium (Debian package) is needed");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let (dom, out) = browser::dump_dom(&url).await;
     assert!(dom.contains("<h1>Fleet operations</h1>"), "{dom}\n{out:?}");
     assert!(dom.contains("Online: 2</span>"), "{dom}");
     assert!(dom.contains("Never seen: 1</span>"), "{dom}");
