@@ -93,22 +93,8 @@ async fn outage_500_429_and_timeout_then_exactly_once() {
         .unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let arrived = eventually(Duration::from_secs(60), || async {
-        provider.count().await >= u64::from(COUNT)
-    })
-    .await;
-    assert!(
-        arrived,
-        "only {} of {COUNT} arrived",
-        provider.count().await
-    );
-    let drained = eventually(Duration::from_secs(20), || async {
-        gw.status()["backlog"] == 0
-    })
-    .await;
-    assert!(drained, "backlog not drained: {}", gw.status());
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     kill(&mut agent);
-    assert_exactly_once(&provider, COUNT).await;
 
     let log = faulty.log.lock().unwrap().clone();
     assert!(

@@ -44,22 +44,8 @@ async fn sigkills_at_random_moments_lose_and_duplicate_nothing() {
         kill(&mut agent);
     }
     let mut agent = gw.spawn_agent(count, 0);
-    let arrived = eventually(Duration::from_secs(90), || async {
-        provider.count().await >= u64::from(count)
-    })
-    .await;
-    assert!(
-        arrived,
-        "only {} of {count} arrived",
-        provider.count().await
-    );
-    let drained = eventually(Duration::from_secs(30), || async {
-        gw.status()["backlog"] == 0
-    })
-    .await;
-    assert!(drained, "backlog not drained: {}", gw.status());
+    assert_all_delivered(&gw, &provider, count, Duration::from_secs(90)).await;
     kill(&mut agent);
-    assert_exactly_once(&provider, count).await;
     let status = gw.status();
     assert_eq!(status["rejected"], 0);
     assert_eq!(status["acknowledged"], count);
@@ -111,24 +97,11 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let _ingest = provider.serve_mqtt(broker.port);
 
-    let arrived = eventually(Duration::from_secs(60), || async {
-        provider.count().await >= u64::from(COUNT)
-    })
-    .await;
-    assert!(
-        arrived,
-        "only {} of {COUNT} arrived",
-        provider.count().await
-    );
     assert!(
         during_outage < u64::from(COUNT),
         "the outage happened mid-stream"
     );
-    let drained = eventually(Duration::from_secs(30), || async {
-        gw.status()["backlog"] == 0
-    })
-    .await;
-    assert!(drained, "backlog not drained: {}", gw.status());
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     kill(&mut agent);
     echo.abort();
     assert_exactly_once(&provider, COUNT).await;

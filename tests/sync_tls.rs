@@ -93,24 +93,6 @@ async fn assert_nothing_delivered(gw: &GatewaySide, provider: &ProviderSide) {
     );
 }
 
-async fn assert_all_delivered(gw: &GatewaySide, provider: &ProviderSide) {
-    let arrived = eventually(Duration::from_secs(60), || async {
-        provider.count().await >= u64::from(COUNT)
-    })
-    .await;
-    assert!(
-        arrived,
-        "only {} of {COUNT} arrived",
-        provider.count().await
-    );
-    let drained = eventually(Duration::from_secs(20), || async {
-        gw.status()["backlog"] == 0
-    })
-    .await;
-    assert!(drained, "backlog not drained: {}", gw.status());
-    assert_exactly_once(provider, COUNT).await;
-}
-
 /// A TLS listener for axum: handshakes with the test's server certificate, counting failures.
 struct TlsListener {
     tcp: tokio::net::TcpListener,
@@ -194,7 +176,7 @@ async fn https_trusts_only_the_configured_ca() {
 
     trust(&gw, &right, timing);
     let mut agent = gw.spawn_agent(COUNT, 0);
-    assert_all_delivered(&gw, &provider).await;
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     kill(&mut agent);
 }
 
@@ -270,7 +252,7 @@ async fn mqtt_over_tls_trusts_only_the_configured_ca() {
 
     trust(&gw, &right, timing);
     let mut agent = gw.spawn_agent(COUNT, 0);
-    assert_all_delivered(&gw, &provider).await;
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     kill(&mut agent);
     stop.cancel();
 }

@@ -307,6 +307,28 @@ where
 }
 
 /// Asserts the provider holds exactly the sequences `0..count`, once each.
+/// Waits (up to `limit`) until `count` readings are at the provider and the gateway's backlog
+/// is empty, then checks that each arrived exactly once.
+pub async fn assert_all_delivered(
+    gw: &GatewaySide,
+    provider: &ProviderSide,
+    count: u32,
+    limit: Duration,
+) {
+    let arrived = eventually(limit, || async {
+        provider.count().await >= u64::from(count)
+    })
+    .await;
+    assert!(
+        arrived,
+        "only {} of {count} arrived",
+        provider.count().await
+    );
+    let drained = eventually(limit, || async { gw.status()["backlog"] == 0 }).await;
+    assert!(drained, "backlog not drained: {}", gw.status());
+    assert_exactly_once(provider, count).await;
+}
+
 pub async fn assert_exactly_once(provider: &ProviderSide, count: u32) {
     let (n, mut seqs) = provider.readings().await;
     seqs.sort_unstable();
