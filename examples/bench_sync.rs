@@ -1,7 +1,8 @@
 //! Sync benchmark (run with `scripts/bench sync`): a backlog of readings drained to the provider
-//! on loopback, over MQTT (a real mosquitto) and over HTTPS (the provider's HTTP ingest), end to
-//! end: the real `tm-gateway run` process, the provider's verification, commit and signed
-//! receipts. Prints figures; the last lines are the machine-readable results.
+//! on loopback, over MQTT (a real mosquitto, the gateway on its TLS listener) and over HTTPS (the
+//! provider's own TLS listener), end to end: the real `tm-gateway run` process, TLS with rustls
+//! and ring on both ends (a CA made for the run), the provider's verification, commit and
+//! signed receipts. Prints figures; the last lines are the machine-readable results.
 //!
 //! Environment: `TM_GATEWAY_BIN` (the release agent binary), `BENCH_READINGS` (default
 //! 1,000,000).
@@ -15,6 +16,9 @@ use tm_gateway::simulate;
 use tm_gateway::stash::{StashHandle, Stashable};
 use tm_gateway::store::{Outbox, writer};
 use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
+
+#[path = "../tests/common/pki.rs"]
+mod pki;
 
 const FEEDERS: u32 = 8;
 const CHUNK: u32 = 500;
@@ -84,12 +88,17 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     std::fs::create_dir_all(&state).unwrap();
     let (gw_key, _) = SigningKey::load_or_create(&state.join("gateway.key")).unwrap();
     let gw = GatewayId::new("gw-bench").unwrap();
+    let ca = pki::TestCa::new(dir.path(), "bench-ca");
+    let (cert_file, key_file) = ca.server_cert(dir.path());
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"{}\"\nlog_level = \"warn\"\n[store]\nquota_mb = 8192\n",
-            state.display()
+            "state_dir = \"{}\"\nlog_level = \"warn\"\n[store]\nquota_mb = 8192\n\
+             [sync]\nca_file = \"{}\"\n{}",
+            state.display(),
+            ca.pem_file.display(),
+            std::env::var("BENCH_SYNC_EXTRA").unwrap_or_default().replace(';', "\n")
         ),
     )
     .unwrap();
@@ -122,15 +131,33 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let router = tm_provider::ingest::http::routes(ingest.clone());
-            tokio::spawn(tm_provider::http::serve(listener, router, cancel.clone()));
-            (format!("http://{addr}"), None)
+            let certificates =
+                tm_provider::http::tls::Certificates::load(tm_provider::http::tls::TlsSection {
+                    cert_file,
+                    key_file,
+                })
+                .unwrap();
+            tokio::spawn(tm_provider::http::serve_with(
+                listener,
+                Some(certificates),
+                router,
+                cancel.clone(),
+            ));
+            (format!("https://{addr}"), None)
         }
         Transport::Mqtt => {
-            let port = free_port();
+            // The provider subscribes on a loopback listener, the gateway publishes over TLS.
+            let (port, tls_port) = (free_port(), free_port());
             let conf = dir.path().join("mosquitto.conf");
             std::fs::write(
                 &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 64\n"),
+                format!(
+                    "allow_anonymous true\npersistence false\nmax_inflight_messages 64\n\
+                     listener {port} 127.0.0.1\n\
+                     listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                    cert_file.display(),
+                    pki::broker_key_copy(&key_file).display()
+                ),
             )
             .unwrap();
             broker = Some(
@@ -142,8 +169,10 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
                     .spawn()
                     .expect("mosquitto is installed"),
             );
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            for p in [port, tls_port] {
+                while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             tokio::spawn(tm_provider::ingest::mqtt::run(
                 ingest.clone(),
@@ -157,7 +186,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
             ));
             (
                 "http://127.0.0.1:9".into(),
-                Some(format!("mqtt://127.0.0.1:{port}")),
+                Some(format!("mqtts://127.0.0.1:{tls_port}")),
             )
         }
     };
@@ -177,14 +206,17 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     .unwrap();
 
     let started = Instant::now();
+    let agent_log = dir.path().join("agent.log");
     let mut agent = Command::new(bin)
         .arg("--config")
         .arg(&config)
         .arg("run")
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&agent_log).unwrap())
         .spawn()
         .unwrap();
     let mut rss_mb: f64 = 0.0;
+    let (mut last_count, mut last_progress) = (0, Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         rss_mb = rss_mb.max(peak_rss_mb(agent.id()));
@@ -195,10 +227,18 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         if n >= i64::from(total) {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "drain stalled at {n}"
-        );
+        if n > last_count {
+            (last_count, last_progress) = (n, Instant::now());
+        }
+        if last_progress.elapsed() > Duration::from_secs(60) {
+            let _ = agent.kill();
+            let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "{transport:?}: no reading arrived for 60 s (stalled at {n}); agent log, newest first:\n{}",
+                tail.join("\n")
+            );
+        }
     }
     let drain_per_s = f64::from(total) / started.elapsed().as_secs_f64();
     rss_mb = rss_mb.max(peak_rss_mb(agent.id()));

@@ -40,6 +40,10 @@ pub enum ConfigError {
 pub struct ConfigFile {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate (without it, plain HTTP for a TLS-terminating proxy in
+    /// front, or for local use).
+    #[serde(default)]
+    pub tls: Option<crate::http::tls::TlsSection>,
     /// The externally visible base URL (used in enrollment links and attachment URIs).
     pub public_url: String,
     /// SQLite database file.
@@ -94,6 +98,8 @@ fn default_client_id() -> String {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// `[tls]`: HTTPS certificate and key files.
+    pub tls: Option<crate::http::tls::TlsSection>,
     /// Public base URL, without a trailing slash.
     pub public_url: String,
     /// Database file.
@@ -155,6 +161,7 @@ impl TryFrom<ConfigFile> for Config {
             .unwrap_or_else(|| f.database.with_file_name("provider.key"));
         Ok(Self {
             listen: f.listen,
+            tls: f.tls,
             public_url: f.public_url.trim_end_matches('/').to_owned(),
             database: f.database,
             portal: f.portal,

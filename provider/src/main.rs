@@ -50,18 +50,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let config = tm_provider::config::Config::load(&cli.config)?;
             let listen = config.listen;
+            let certificates = config
+                .tls
+                .clone()
+                .map(tm_provider::http::tls::Certificates::load)
+                .transpose()
+                .context("cannot load the TLS certificate")?;
             let mqtt = config.mqtt.clone();
             let mut assembly = tm_provider::app::assemble(config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "listening");
+            tracing::info!(
+                addr = %listener.local_addr()?,
+                tls = certificates.is_some(),
+                "listening"
+            );
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                shutdown_signal().await;
                 on_signal.cancel();
             });
+            if let Some(certificates) = certificates.clone() {
+                tokio::spawn(reload_on_hangup(certificates));
+            }
             let mut tasks = tokio::task::JoinSet::new();
             let router = assembly.router();
             let updater = assembly.updater;
@@ -91,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let stop = shutdown.clone();
             tasks.spawn(async move {
-                tm_provider::http::serve(listener, router, stop)
+                tm_provider::http::serve_with(listener, certificates, router, stop)
                     .await
                     .map_err(anyhow::Error::from)
             });
@@ -123,4 +136,35 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads the TLS certificate again on every SIGHUP (`systemctl reload`).
+async fn reload_on_hangup(certificates: std::sync::Arc<tm_provider::http::tls::Certificates>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the certificate is not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match certificates.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the current one stays"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (`systemctl stop`).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -85,7 +85,7 @@ impl Default for SyncConfig {
             batch_max_readings: tm_protocol::limits::MAX_READINGS_PER_BATCH,
             batch_max_kib: 960,
             live_lane: 16,
-            in_flight_batches: 4,
+            in_flight_batches: 8,
             receipt_timeout_ms: 30_000,
             request_timeout_ms: 30_000,
             backoff_initial_ms: 500,

@@ -3,6 +3,8 @@
 //! real `tm-gateway` binary as a child process. Every process is stopped by the PID we spawned.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

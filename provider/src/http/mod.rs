@@ -1,5 +1,8 @@
 //! The provider's HTTP server: one axum router assembled from each feature's routes, served on a
-//! listener the caller binds (tests bind `127.0.0.1:0`), stopped by a cancellation token.
+//! listener the caller binds (tests bind `127.0.0.1:0`), stopped by a cancellation token; over
+//! HTTPS when `[tls]` is configured ([`tls`]).
+
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -67,4 +70,23 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// Serves `router` on `listener`, over TLS with `certificates` when given, until `shutdown` is
+/// cancelled.
+pub async fn serve_with(
+    listener: TcpListener,
+    certificates: Option<Arc<tls::Certificates>>,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    match certificates {
+        None => serve(listener, router, shutdown).await,
+        Some(certificates) => {
+            let listener = tls::TlsListener::new(listener, certificates.server_config())?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }

@@ -1,0 +1,226 @@
+//! HTTPS served by the real `tm-provider serve` process with `[tls]`: a client trusting the
+//! test's CA gets answers, one trusting another CA and a plain-HTTP client do not; a client that
+//! connects and never says anything does not hold up the others; SIGHUP loads a renewed
+//! certificate and keeps the current one when the renewal is broken; a world-readable key stops
+//! the start with a message naming it.
+
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self { issuer }
+    }
+
+    /// Writes a certificate for 127.0.0.1 and its key (mode 0600) to `cert` and `key`.
+    fn issue(&self, cert: &Path, key: &Path) {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let pair = KeyPair::generate().unwrap();
+        let signed = params.signed_by(&pair, &self.issuer).unwrap();
+        std::fs::write(cert, signed.pem()).unwrap();
+        write_private(key, &pair.serialize_pem());
+    }
+
+    /// A client trusting only this CA (besides the system's roots, which know neither).
+    fn client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = reqwest::Certificate::from_pem(self.issuer.pem().as_bytes()).unwrap();
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .add_root_certificate(root)
+            .build()
+            .unwrap()
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+struct Provider {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("provider.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
+             database = \"{db}\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n",
+            db = dir.join("provider.db").display(),
+            cert = dir.join("server.pem").display(),
+            key = dir.join("server.key").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start(dir: &Path) -> Provider {
+    let port = free_port();
+    let config = config(dir, port);
+    let log = dir.join("provider.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("TM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the provider did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Provider {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+        log,
+    }
+}
+
+async fn healthz(client: &reqwest::Client, provider: &Provider) -> Result<String, String> {
+    let response = client
+        .get(format!("{}/healthz", provider.url))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    response.text().await.map_err(|e| format!("{e:?}"))
+}
+
+fn hangup(provider: &Provider) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(provider.child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
+/// Waits until the provider's log holds `needle` `times` times.
+fn wait_for_log(provider: &Provider, needle: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&provider.log).unwrap_or_default();
+        if log.matches(needle).count() >= times {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (Ca::new("first CA"), Ca::new("second CA"));
+    first.issue(&dir.path().join("server.pem"), &dir.path().join("server.key"));
+    let provider = start(dir.path());
+
+    assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
+    let refused = healthz(&second.client(), &provider).await.unwrap_err();
+    assert!(refused.contains("certificate"), "{refused}");
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(provider.url.replace("https://", "http://") + "/healthz")
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP must not be answered"
+    );
+
+    // A client that connects and stays silent does not hold up the next one.
+    let port = provider.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
+    drop(silent);
+
+    // Renewal under the second CA, loaded on SIGHUP.
+    second.issue(&dir.path().join("server.pem"), &dir.path().join("server.key"));
+    hangup(&provider);
+    wait_for_log(&provider, "TLS certificate reloaded", 1);
+    assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");
+    assert!(healthz(&first.client(), &provider).await.is_err());
+
+    // A broken renewal is refused; the current certificate stays.
+    std::fs::write(dir.path().join("server.pem"), "not a certificate").unwrap();
+    hangup(&provider);
+    wait_for_log(&provider, "TLS certificate not reloaded", 1);
+    assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");
+}
+
+#[test]
+fn a_world_readable_key_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    Ca::new("CA").issue(&dir.path().join("server.pem"), &key);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = config(dir.path(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("server.key") && stderr.contains("readable by other users"),
+        "{stderr}"
+    );
+}
