@@ -1,233 +1,283 @@
-//! Remote commands from the provider: fetched by the poll actor from
-//! `GET {https_url}/api/v1/gateways/{gateway_id}/commands` (JSON `{"frames": [base64, ...]}`),
-//! admitted by [`CommandGuard`], executed by [`Executor`].
+//! Remote commands from the provider: delivered by two paths into one actor
+//! ([`CommandActor`]), admitted by one [`CommandGuard`], executed by [`Executor`], and reported
+//! back to the provider.
 //!
-//! A command is admitted only if, in this order: the frame is signed by `provider` and the
-//! signature verifies against the provider key from the enrollment (so an unsigned or forged
-//! frame is refused); it decodes; it names this gateway; it has not expired; and its id was not
-//! seen before. Seen ids are kept in `commands-seen.json` in the state directory (written
-//! atomically, before the command runs: at most once, even across a restart) until their
-//! expiry, after which the expiry check refuses them anyway. Every refusal is logged.
+//! - **HTTPS poll**, whatever the transport: `GET {https_url}/api/v1/gateways/{gateway_id}/commands`
+//!   (JSON `{"frames": [base64, ...]}`) every heartbeat interval. For an MQTT gateway it is the
+//!   fallback for a push that never came (the broker held no session for the gateway, or the
+//!   provider was not connected when the command was issued).
+//! - **MQTT push** (MQTT transport): the event loop forwards each frame published on the
+//!   gateway's command topic (`tm/v1/gw/{id}/commands`) to the actor.
+//!
+//! Both paths feed the same guard, so a frame that arrives by both, arrives twice, or is
+//! replayed by someone else runs at most once: the guard records the command id (durably)
+//! before the command runs and refuses it from then on. Refusals are logged: forged, unsigned,
+//! malformed, foreign and expired frames at WARN, an id seen before at INFO (with two paths,
+//! seeing a command twice is expected).
+//!
+//! **Results**: every executed command is reported with a signed [`CommandResult`] over the
+//! gateway's own transport ([`Link::send_command_result`]: MQTT or HTTPS, like heartbeats).
+//! The provider keeps the first report and stops serving the command to the poll. A report
+//! that cannot be sent is kept in memory (at most [`UNSENT_CAPACITY`]) and sent again at each
+//! poll tick until its command expires. Refused frames are not reported.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+mod executor;
+mod guard;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use tm_protocol::{Command, CommandAction, Frame, GatewayId, MessageKind, VerifyingKey};
-use tokio::sync::Notify;
+use tm_protocol::{
+    Command, CommandAction, CommandId, CommandResult, GatewayId, MessageKind, SigningKey,
+};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// File of seen command ids in the state directory.
-pub const SEEN_FILE: &str = "commands-seen.json";
-/// The signer name of provider frames.
-const PROVIDER_SIGNER: &str = "provider";
+pub use executor::{Executor, Outcome, REREAD_LIMIT, set_log_reloader};
+pub use guard::{CommandGuard, CommandRefused, SEEN_FILE};
 
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandRefused {
-    /// Not a frame, or not signed by the provider.
-    #[error("unsigned or malformed command frame: {0}")]
-    Unsigned(String),
-    /// The signature does not verify against the enrolled provider key.
-    #[error("forged command: {0}")]
-    Forged(String),
-    /// The payload is not a command.
-    #[error("malformed command: {0}")]
-    Malformed(String),
-    /// For another gateway.
-    #[error("command for another gateway")]
-    WrongGateway,
-    /// Past its expiry.
-    #[error("command expired at {0}")]
-    Expired(DateTime<Utc>),
-    /// Already executed.
-    #[error("command replayed")]
-    Replayed,
-    /// The seen-ids file cannot be written: not executed, so it cannot run twice.
-    #[error("cannot record the command id: {0}")]
-    Store(String),
+use super::Link;
+
+/// Frames pushed over MQTT waiting for the actor. When full (the actor is busy, for instance
+/// re-reading the devices), a pushed frame is dropped with a warning: the poll serves it until
+/// it expires.
+pub const PUSHED_CAPACITY: usize = 16;
+/// Reports waiting to be sent again. When full, the oldest is dropped: its command ran, and the
+/// operator sees it expire without a result.
+pub const UNSENT_CAPACITY: usize = 32;
+
+/// How a frame reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The HTTPS poll.
+    Poll,
+    /// Pushed on the MQTT command topic.
+    Mqtt,
 }
 
-/// Verifies commands and remembers the ids it admitted.
-#[derive(Debug)]
-pub struct CommandGuard {
-    provider: VerifyingKey,
-    gateway: GatewayId,
-    path: PathBuf,
-    /// Seen id -> expiry (ms).
-    seen: BTreeMap<String, i64>,
-}
-
-impl CommandGuard {
-    /// A guard for `gateway`, keeping its seen ids in `state_dir`.
-    pub fn open(provider: VerifyingKey, gateway: GatewayId, state_dir: &Path) -> Self {
-        let path = state_dir.join(SEEN_FILE);
-        let seen = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Self {
-            provider,
-            gateway,
-            path,
-            seen,
+impl Delivery {
+    /// The name logged as `via`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Mqtt => "mqtt",
         }
-    }
-
-    /// Admits a command frame at `now`, recording its id.
-    pub fn admit(&mut self, bytes: &[u8], now: DateTime<Utc>) -> Result<Command, CommandRefused> {
-        let frame = Frame::parse(bytes).map_err(|e| CommandRefused::Unsigned(e.to_string()))?;
-        if frame.signer() != PROVIDER_SIGNER {
-            return Err(CommandRefused::Unsigned(
-                "not signed by the provider".into(),
-            ));
-        }
-        let payload = frame
-            .verify(MessageKind::Command, &self.provider)
-            .map_err(|e| CommandRefused::Forged(e.to_string()))?;
-        let command: Command =
-            tm_protocol::decode(payload).map_err(|e| CommandRefused::Malformed(e.to_string()))?;
-        if command.gateway_id != self.gateway {
-            return Err(CommandRefused::WrongGateway);
-        }
-        if command.expires_at <= now {
-            return Err(CommandRefused::Expired(command.expires_at));
-        }
-        if self.seen.contains_key(command.command_id.as_str()) {
-            return Err(CommandRefused::Replayed);
-        }
-        let now_ms = now.timestamp_millis();
-        self.seen.retain(|_, expires| *expires > now_ms);
-        self.seen.insert(
-            command.command_id.to_string(),
-            command.expires_at.timestamp_millis(),
-        );
-        self.save().map_err(|e| {
-            self.seen.remove(command.command_id.as_str());
-            CommandRefused::Store(e.to_string())
-        })?;
-        Ok(command)
-    }
-
-    fn save(&self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&self.seen)?)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
     }
 }
 
-type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-static LOG_RELOADER: OnceLock<LogReloader> = OnceLock::new();
-
-/// Installs the function that changes the process's log filter (set by `main` from its
-/// tracing reload handle). Without it `set-log-level` answers "not available".
-pub fn set_log_reloader(f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) {
-    let _ = LOG_RELOADER.set(Box::new(f));
-}
-
-/// What a command did.
+/// An admitted and executed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done.
-    Done(String),
-    /// The agent cannot do this here.
-    NotAvailable(String),
-    /// It failed.
-    Failed(String),
+pub struct Executed {
+    /// The command.
+    pub command: Command,
+    /// What it did.
+    pub outcome: Outcome,
 }
 
-/// Runs admitted commands.
-#[derive(Debug, Clone)]
-pub struct Executor {
-    /// Wakes the syncer out of its backoff.
-    pub resync: Arc<Notify>,
-    /// Asks the BLE side to reconnect to every paired device, when it runs.
-    pub reread: Option<Arc<Notify>>,
-}
-
-impl Executor {
-    /// Executes one admitted command.
-    pub fn execute(&self, action: &CommandAction) -> Outcome {
-        match action {
-            CommandAction::ResyncNow => {
-                self.resync.notify_one();
-                Outcome::Done("sync woken".into())
-            }
-            CommandAction::SetLogLevel { level } => match LOG_RELOADER.get() {
-                Some(reload) => match reload(level) {
-                    Ok(()) => Outcome::Done(format!("log filter now {level:?}")),
-                    Err(e) => Outcome::Failed(format!("log filter {level:?} refused: {e}")),
-                },
-                None => Outcome::NotAvailable("no reloadable log filter in this process".into()),
-            },
-            CommandAction::RereadDevices => match &self.reread {
-                Some(n) => {
-                    n.notify_one();
-                    Outcome::Done("devices will be read again".into())
-                }
-                None => Outcome::NotAvailable("the BLE side is not running in this agent".into()),
-            },
-        }
+fn action_name(action: &CommandAction) -> &'static str {
+    match action {
+        CommandAction::ResyncNow => "resync-now",
+        CommandAction::SetLogLevel { .. } => "set-log-level",
+        CommandAction::RereadDevices => "reread-devices",
     }
 }
 
-/// Polls the provider for commands every `interval` until `cancel`.
-pub async fn poll(
-    client: reqwest::Client,
-    url: String,
-    mut guard: CommandGuard,
-    executor: Executor,
-    interval: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let frames = match fetch(&client, &url).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::debug!(stage = "commands", error = %e, "command poll failed");
-                continue;
-            }
-        };
-        for frame in frames {
-            // Logged inside; the outcome needs no further action here.
-            let _ = handle(&mut guard, &executor, &frame, Utc::now());
-        }
-    }
-}
-
-/// Admits and executes one frame, logging the outcome; returns it.
-pub fn handle(
+/// Admits and executes one frame, logging the outcome or the refusal.
+pub async fn handle(
     guard: &mut CommandGuard,
     executor: &Executor,
     frame: &[u8],
     now: DateTime<Utc>,
-) -> Result<Outcome, CommandRefused> {
+    via: Delivery,
+) -> Result<Executed, CommandRefused> {
     match guard.admit(frame, now) {
         Ok(command) => {
-            let outcome = executor.execute(&command.action);
-            tracing::info!(stage = "commands", command = %command.command_id, ?outcome, "command executed");
-            Ok(outcome)
+            let outcome = executor.execute(&command.action).await;
+            tracing::info!(
+                stage = "commands",
+                command = %command.command_id,
+                action = action_name(&command.action),
+                via = via.as_str(),
+                ?outcome,
+                "command executed"
+            );
+            Ok(Executed { command, outcome })
         }
-        Err(CommandRefused::Replayed) => {
-            // The poll serves a command until it expires: seeing it again is expected.
-            tracing::debug!(stage = "commands", "command already executed; ignored");
-            Err(CommandRefused::Replayed)
+        Err(e @ CommandRefused::Replayed(_)) => {
+            tracing::info!(stage = "commands", via = via.as_str(), error = %e, "command refused");
+            Err(e)
         }
         Err(e) => {
-            tracing::warn!(stage = "commands", error = %e, "command refused");
+            tracing::warn!(stage = "commands", via = via.as_str(), error = %e, "command refused");
             Err(e)
         }
     }
+}
+
+/// The HTTPS poll.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    /// The client (TLS settings of the enrollment).
+    pub client: reqwest::Client,
+    /// `{https_url}/api/v1/gateways/{gateway_id}/commands`.
+    pub url: String,
+    /// Time between two polls (the heartbeat interval).
+    pub interval: Duration,
+}
+
+/// Sends signed results over the gateway's transport.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    /// The gateway's transport.
+    pub link: Link,
+    /// This gateway.
+    pub gateway: GatewayId,
+    /// Its signing key.
+    pub key: Arc<SigningKey>,
+}
+
+impl Reporter {
+    /// The signed result frame of an executed command.
+    pub fn seal(&self, command: &CommandId, outcome: &Outcome, now: DateTime<Utc>) -> Vec<u8> {
+        let (status, detail) = outcome.report();
+        let mut detail = detail.to_owned();
+        truncate(&mut detail, tm_protocol::limits::MAX_TEXT_BYTES);
+        let result = CommandResult {
+            v: tm_protocol::PROTOCOL_VERSION,
+            gateway_id: self.gateway.clone(),
+            command_id: command.clone(),
+            status,
+            detail,
+            finished_at: now,
+        };
+        tm_protocol::seal(
+            MessageKind::CommandResult,
+            self.gateway.as_str(),
+            &tm_protocol::encode(&result),
+            &self.key,
+        )
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// A report not sent yet.
+#[derive(Debug)]
+struct Unsent {
+    frame: Vec<u8>,
+    command: CommandId,
+    expires_at: DateTime<Utc>,
+}
+
+/// The command actor: polls, receives pushed frames, executes, reports.
+#[derive(Debug)]
+pub struct CommandActor {
+    /// Admission (one for both paths).
+    pub guard: CommandGuard,
+    /// Execution.
+    pub executor: Executor,
+    /// The HTTPS poll.
+    pub poll: Poll,
+    /// Frames pushed over MQTT (MQTT transport only).
+    pub pushed: Option<mpsc::Receiver<Vec<u8>>>,
+    /// Where results go.
+    pub reporter: Reporter,
+}
+
+impl CommandActor {
+    /// Runs until `cancel`.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.poll.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unsent: VecDeque<Unsent> = VecDeque::new();
+        loop {
+            let (frames, via) = tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    self.send_again(&mut unsent).await;
+                    match fetch(&self.poll.client, &self.poll.url).await {
+                        Ok(frames) => (frames, Delivery::Poll),
+                        Err(e) => {
+                            tracing::debug!(stage = "commands", error = %e, "command poll failed");
+                            continue;
+                        }
+                    }
+                }
+                frame = next_pushed(&mut self.pushed) => (vec![frame], Delivery::Mqtt),
+            };
+            for frame in frames {
+                let Ok(done) =
+                    handle(&mut self.guard, &self.executor, &frame, Utc::now(), via).await
+                else {
+                    continue;
+                };
+                let report = Unsent {
+                    frame: self
+                        .reporter
+                        .seal(&done.command.command_id, &done.outcome, Utc::now()),
+                    command: done.command.command_id,
+                    expires_at: done.command.expires_at,
+                };
+                if let Err(e) = self
+                    .reporter
+                    .link
+                    .send_command_result(report.frame.clone())
+                    .await
+                {
+                    tracing::warn!(stage = "commands", command = %report.command, error = %e, "command result not sent; will retry");
+                    if unsent.len() >= UNSENT_CAPACITY {
+                        unsent.pop_front();
+                    }
+                    unsent.push_back(report);
+                }
+            }
+        }
+    }
+
+    /// Sends the kept reports again; keeps those that fail and have not expired.
+    async fn send_again(&self, unsent: &mut VecDeque<Unsent>) {
+        let now = Utc::now();
+        for _ in 0..unsent.len() {
+            let Some(report) = unsent.pop_front() else {
+                break;
+            };
+            if report.expires_at <= now {
+                tracing::warn!(stage = "commands", command = %report.command, "command result never sent; the command has expired");
+                continue;
+            }
+            if self
+                .reporter
+                .link
+                .send_command_result(report.frame.clone())
+                .await
+                .is_err()
+            {
+                unsent.push_back(report);
+            }
+        }
+    }
+}
+
+/// The next frame pushed over MQTT; never resolves without MQTT or once the event loop ended.
+async fn next_pushed(pushed: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Vec<u8> {
+    if let Some(rx) = pushed {
+        if let Some(frame) = rx.recv().await {
+            return frame;
+        }
+        *pushed = None;
+    }
+    std::future::pending().await
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Vec<u8>>, String> {
