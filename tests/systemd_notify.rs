@@ -99,10 +99,11 @@ fn run_notifies_ready_watchdog_and_stopping() {
 
     let first = messages_until(&sock, "READY=1", Duration::from_secs(20));
     assert!(first.contains(&"READY=1".to_owned()), "{first:?}");
-    // Both loops keep turning through their retries: a ping every 200 ms, for 5 s.
+    // Both loops keep turning through their retries: a ping every 200 ms, for 5 s (a loop
+    // that slept through its retry delays would stop them within the first two seconds).
     let pings = collect(&sock, Duration::from_secs(5));
     let n = pings.iter().filter(|m| *m == "WATCHDOG=1").count();
-    assert!(n >= 20, "{n} pings in 5 s: {pings:?}");
+    assert!(n >= 15, "{n} pings in 5 s: {pings:?}");
 
     let pid = child.0.id().to_string();
     assert!(
