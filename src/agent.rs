@@ -4,10 +4,14 @@
 //! - the outbox writer thread (owns SQLite) and the stash forwarder (capture -> writer);
 //! - the MQTT event loop (MQTT transport only);
 //! - the syncer (lease, seal, send, settle) and the heartbeat;
-//! - the command poll (signed provider commands: re-sync now, log level, re-read devices);
+//! - the command actor ([`crate::sync::commands`]): signed provider commands (re-sync now, log
+//!   level, re-read devices) from the HTTPS poll and, on MQTT, the gateway's command topic;
+//!   results reported over the link;
 //! - the BLE side ([`crate::ble::supervisor`]): discovery, one link per paired device, stashing
 //!   every reading; while BlueZ or the adapter is missing it retries and keeps an alarm raised,
-//!   and everything else carries on;
+//!   and everything else carries on; a `reread-devices` command restarts it;
+//! - the systemd watchdog ([`crate::health`]), pinged only while both the BLE and the sync
+//!   loops turn;
 //! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
@@ -22,12 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ble::central::BleOptions;
 use crate::ble::paired::PairedStore;
-use crate::ble::supervisor::BleActor;
+use crate::ble::supervisor::{BleActor, reread_channel};
 use crate::config::Config;
 use crate::enrollment::Enrollment;
 use crate::stash::{StashHandle, Stashable};
 use crate::store::{Outbox, OutboxHandle, writer};
-use crate::sync::{HttpsLink, Link, MqttLink, Syncer, commands, heartbeat};
+use crate::sync::{HttpsLink, Link, MqttParts, Syncer, commands, heartbeat};
 
 /// SIMULATOR ONLY: a synthetic device for tests, soak runs and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,28 +79,35 @@ pub async fn run(
     }
 
     let sync = &enrollment.sync;
-    let (link, orphans) = match sync.transport {
+    let (link, orphans, pushed_commands) = match sync.transport {
         tm_protocol::Transport::Mqtt => {
             let url = sync
                 .mqtt_url
                 .as_deref()
                 .context("the enrollment selects MQTT but holds no broker URL")?;
-            let (link, event_loop, orphans) =
-                MqttLink::new(url, &enrollment.gateway_id, provider_key, &config.sync)?;
+            let parts = MqttParts::new(url, &enrollment.gateway_id, provider_key, &config.sync)?;
+            let event_loop = parts.event_loop;
             let cancel = cancel.clone();
             actors.spawn(async move {
                 event_loop.run(cancel).await;
                 Ok("mqtt")
             });
-            (Link::Mqtt(link), Some(orphans))
+            (
+                Link::Mqtt(parts.link),
+                Some(parts.orphan_receipts),
+                Some(parts.commands),
+            )
         }
         tm_protocol::Transport::Https => (
             Link::Https(HttpsLink::new(&sync.https_url, provider_key, &config.sync)?),
             None,
+            None,
         ),
     };
+    // systemd (Type=notify): the watchdog is pinged only while the sync and BLE loops turn.
+    let notifier = crate::health::Notifier::from_env();
+    let mut progress = crate::health::Progress::new(notifier.watchdog_interval());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let mut progress = crate::health::Progress::default();
     let syncer = Syncer {
         outbox: outbox.clone(),
         link: link.clone(),
@@ -123,40 +134,46 @@ pub async fn run(
     actors.spawn(heartbeat_actor(
         outbox.clone(),
         crate::ble::paired::PairedStore::in_state_dir(&config.state_dir),
-        link,
+        link.clone(),
         enrollment.gateway_id.clone(),
-        key,
+        key.clone(),
         Duration::from_secs(u64::from(interval)),
         cancel.clone(),
     ));
+    let (reread, rereads) = reread_channel();
     {
-        // Commands are polled over HTTPS whatever the reading transport.
+        // Commands are polled over HTTPS whatever the reading transport, and pushed over MQTT
+        // on the MQTT transport; results go back over the link.
         let poll_link = HttpsLink::new(&sync.https_url, provider_key, &config.sync)?;
-        let guard = commands::CommandGuard::open(
-            provider_key,
-            enrollment.gateway_id.clone(),
-            &config.state_dir,
-        );
-        let url = format!(
-            "{}{}",
-            sync.https_url.trim_end_matches('/'),
-            tm_protocol::routes::http::commands(&enrollment.gateway_id)
-        );
-        let executor = commands::Executor {
-            resync,
-            reread: None,
+        let actor = commands::CommandActor {
+            guard: commands::CommandGuard::open(
+                provider_key,
+                enrollment.gateway_id.clone(),
+                &config.state_dir,
+            ),
+            executor: commands::Executor {
+                resync,
+                reread: Some(reread),
+            },
+            poll: commands::Poll {
+                client: poll_link.client(),
+                url: format!(
+                    "{}{}",
+                    sync.https_url.trim_end_matches('/'),
+                    tm_protocol::routes::http::commands(&enrollment.gateway_id)
+                ),
+                interval: Duration::from_secs(u64::from(interval)),
+            },
+            pushed: pushed_commands,
+            reporter: commands::Reporter {
+                link,
+                gateway: enrollment.gateway_id.clone(),
+                key,
+            },
         };
         let cancel = cancel.clone();
         actors.spawn(async move {
-            commands::poll(
-                poll_link.client(),
-                url,
-                guard,
-                executor,
-                Duration::from_secs(u64::from(interval)),
-                cancel,
-            )
-            .await;
+            actor.run(cancel).await;
             Ok("commands")
         });
     }
@@ -166,6 +183,8 @@ pub async fn run(
             store: PairedStore::in_state_dir(&config.state_dir),
             stash: stash.clone(),
             outbox: outbox.clone(),
+            rereads,
+            beat: Some(progress.register("ble")),
         };
         let cancel = cancel.clone();
         actors.spawn(async move {
@@ -178,9 +197,7 @@ pub async fn run(
         actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));
     }
 
-    // systemd (Type=notify): ready once every actor runs; the watchdog is pinged only while
-    // the sync loop turns.
-    let notifier = crate::health::Notifier::from_env();
+    // Ready once every actor runs.
     {
         let (notifier, cancel) = (notifier.clone(), cancel.clone());
         actors.spawn(async move {

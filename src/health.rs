@@ -1,11 +1,18 @@
 //! Liveness towards systemd: `READY=1` once the agent runs, `STOPPING=1` on shutdown, and a
 //! watchdog that pings `WATCHDOG=1` **only while every registered loop makes progress**.
 //!
-//! Each long-running loop (BLE central, sync) holds a [`Beat`] and ticks it at every turn,
-//! including idle turns (they all wake at least every few seconds). The watchdog actor pings at
-//! half the interval systemd asks for (`WATCHDOG_USEC`); when a loop has not ticked for the
-//! whole interval it stops pinging and logs which loop is stuck, so systemd restarts the agent
-//! (`Restart=always`). A stuck loop is the failure a process that merely stays alive hides.
+//! The agent registers two loops, the BLE supervisor ([`crate::ble::supervisor`], with its
+//! central) and the syncer. Each holds a [`Beat`] and ticks it at every turn, idle turns
+//! included: a loop that waits (for an event, for a retry while BlueZ is missing) still wakes
+//! at least every [`Beat::pulse`], a quarter of the watchdog interval, so "progress" means the
+//! loop is alive and turning, not that it has work. The watchdog actor pings at half the
+//! interval systemd asks for (`WATCHDOG_USEC`) when every loop ticked within the last whole
+//! interval; otherwise it stops pinging and logs which loop is stuck, so systemd restarts the
+//! agent (`Restart=always`). A stuck loop is the failure a process that merely stays alive
+//! hides.
+//!
+//! Ticks are read on the monotonic clock (tokio's, so tests can pause it): setting the wall
+//! clock (NTP on a Pi without a real-time clock) neither stalls nor revives a loop.
 //!
 //! The notify protocol is a datagram to `$NOTIFY_SOCKET` (a path, or an abstract name starting
 //! with `@`). Without that variable (not under systemd) every call is a no-op.
@@ -13,9 +20,10 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Where notifications go.
@@ -71,41 +79,80 @@ impl Notifier {
     }
 }
 
+/// Shortest and longest [`Beat::pulse`].
+const PULSE_MIN: Duration = Duration::from_millis(10);
+const PULSE_MAX: Duration = Duration::from_secs(5);
+
 /// The set of loops the watchdog watches.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Progress {
-    loops: Vec<(&'static str, Arc<AtomicI64>)>,
+    base: Instant,
+    pulse: Duration,
+    loops: Vec<(&'static str, Arc<AtomicU64>)>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 /// A loop's heartbeat; tick it at every turn of the loop.
 #[derive(Debug, Clone)]
-pub struct Beat(Arc<AtomicI64>);
+pub struct Beat {
+    base: Instant,
+    last: Arc<AtomicU64>,
+    pulse: Duration,
+}
 
 impl Beat {
     /// Records progress now.
     pub fn tick(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        self.last
+            .store(millis_since(self.base, Instant::now()), Ordering::Relaxed);
+    }
+
+    /// The longest a loop holding this beat may wait without a turn: a quarter of the watchdog
+    /// interval (so a window holds several ticks), between 10 ms and 5 s.
+    pub fn pulse(&self) -> Duration {
+        self.pulse
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+fn millis_since(base: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Progress {
-    /// Registers a loop; it counts as having ticked now.
-    pub fn register(&mut self, name: &'static str) -> Beat {
-        let cell = Arc::new(AtomicI64::new(now_ms()));
-        self.loops.push((name, cell.clone()));
-        Beat(cell)
+    /// The loops of an agent whose watchdog interval is `watchdog` (none: not under a systemd
+    /// watchdog; the loops still pulse, slowly).
+    pub fn new(watchdog: Option<Duration>) -> Self {
+        let pulse = watchdog.map_or(PULSE_MAX, |w| (w / 4).clamp(PULSE_MIN, PULSE_MAX));
+        Self {
+            base: Instant::now(),
+            pulse,
+            loops: Vec::new(),
+        }
     }
 
-    /// Loops that have not ticked within `max_age` before `now_ms`.
-    pub fn stalled(&self, now_ms: i64, max_age: Duration) -> Vec<&'static str> {
-        let max = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    /// Registers a loop; it counts as having ticked now.
+    pub fn register(&mut self, name: &'static str) -> Beat {
+        let cell = Arc::new(AtomicU64::new(millis_since(self.base, Instant::now())));
+        self.loops.push((name, cell.clone()));
+        Beat {
+            base: self.base,
+            last: cell,
+            pulse: self.pulse,
+        }
+    }
+
+    /// Loops that have not ticked within `max_age` before `now`.
+    pub fn stalled(&self, now: Instant, max_age: Duration) -> Vec<&'static str> {
+        let now = millis_since(self.base, now);
+        let max = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
         self.loops
             .iter()
-            .filter(|(_, last)| now_ms - last.load(Ordering::Relaxed) > max)
+            .filter(|(_, last)| now.saturating_sub(last.load(Ordering::Relaxed)) > max)
             .map(|(name, _)| *name)
             .collect()
     }
@@ -124,9 +171,12 @@ pub async fn watchdog(notifier: Notifier, progress: Progress, cancel: Cancellati
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let stalled = progress.stalled(now_ms(), interval);
+        let stalled = progress.stalled(Instant::now(), interval);
         if stalled.is_empty() {
             notifier.notify("WATCHDOG=1");
+            if reported {
+                tracing::warn!("every loop makes progress again: pinging the watchdog");
+            }
             reported = false;
         } else if !reported {
             tracing::error!(loops = ?stalled, "a loop made no progress: not pinging the watchdog, systemd will restart the agent");
@@ -153,47 +203,95 @@ mod tests {
         Notifier::new(None, None).notify("READY=1");
     }
 
-    #[test]
-    fn a_loop_that_stops_ticking_is_stalled() {
-        let mut p = Progress::default();
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_stops_ticking_is_stalled() {
+        let mut p = Progress::new(Some(Duration::from_secs(8)));
         let ble = p.register("ble");
         let sync = p.register("sync");
-        let t0 = now_ms();
-        assert!(p.stalled(t0, Duration::from_secs(10)).is_empty());
-        ble.0.store(t0 - 20_000, Ordering::Relaxed);
+        assert_eq!(ble.pulse(), Duration::from_secs(2));
+        assert!(
+            p.stalled(Instant::now(), Duration::from_secs(10))
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_secs(20)).await;
         sync.tick();
-        assert_eq!(p.stalled(t0, Duration::from_secs(10)), vec!["ble"]);
+        assert_eq!(
+            p.stalled(Instant::now(), Duration::from_secs(10)),
+            vec!["ble"]
+        );
         ble.tick();
-        assert!(p.stalled(now_ms(), Duration::from_secs(10)).is_empty());
+        assert!(
+            p.stalled(Instant::now(), Duration::from_secs(10))
+                .is_empty()
+        );
+        // The pulse stays within its bounds.
+        assert_eq!(
+            Progress::new(Some(Duration::from_millis(4)))
+                .register("x")
+                .pulse(),
+            PULSE_MIN
+        );
+        assert_eq!(Progress::new(None).register("x").pulse(), PULSE_MAX);
     }
 
-    #[tokio::test]
-    async fn the_watchdog_pings_only_while_loops_progress() {
+    /// Drains the datagrams sent so far; every one must be a watchdog ping.
+    fn pings(server: &UnixDatagram) -> usize {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while let Ok(len) = server.recv(&mut buf) {
+            assert_eq!(&buf[..len], b"WATCHDOG=1");
+            n += 1;
+        }
+        n
+    }
+
+    /// Ticks `beats` every 20 ms for `total` (paused clock: exact).
+    async fn run_for(total: Duration, beats: &[&Beat]) {
+        let step = Duration::from_millis(20);
+        let mut elapsed = Duration::ZERO;
+        while elapsed < total {
+            for b in beats {
+                b.tick();
+            }
+            tokio::time::sleep(step).await;
+            elapsed += step;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_pings_only_while_both_loops_progress() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).unwrap();
         server.set_nonblocking(true).unwrap();
-        let mut progress = Progress::default();
-        let beat = progress.register("sync");
+        let interval = Duration::from_millis(200);
+        let mut progress = Progress::new(Some(interval));
+        let ble = progress.register("ble");
+        let sync = progress.register("sync");
         let cancel = CancellationToken::new();
-        let n = Notifier::new(Some(path), Some(Duration::from_millis(200)));
+        let n = Notifier::new(Some(path), Some(interval));
         let task = tokio::spawn(watchdog(n, progress, cancel.clone()));
-        for _ in 0..6 {
-            beat.tick();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut buf = [0u8; 64];
-        let mut pings = 0;
-        while let Ok(len) = server.recv(&mut buf) {
-            assert_eq!(&buf[..len], b"WATCHDOG=1");
-            pings += 1;
-        }
-        assert!(pings >= 2, "pinged {pings} times while progressing");
-        // The loop stops ticking: after the interval, no more pings.
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        while server.recv(&mut buf).is_ok() {}
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(server.recv(&mut buf).is_err(), "no ping while stalled");
+
+        // Both loops turn: a ping every 100 ms.
+        run_for(Duration::from_millis(1000), &[&ble, &sync]).await;
+        let both = pings(&server);
+        assert!((9..=11).contains(&both), "pinged {both} times in 1 s");
+
+        // The BLE loop stalls while sync keeps turning: within one interval the pings stop.
+        run_for(Duration::from_millis(300), &[&sync]).await;
+        assert!(pings(&server) <= 3);
+        run_for(Duration::from_millis(1000), &[&sync]).await;
+        assert_eq!(pings(&server), 0, "no ping while the BLE loop is stalled");
+
+        // The sync loop stalls instead: still no ping.
+        run_for(Duration::from_millis(300), &[&ble]).await;
+        let _ = pings(&server);
+        run_for(Duration::from_millis(1000), &[&ble]).await;
+        assert_eq!(pings(&server), 0, "no ping while the sync loop is stalled");
+
+        // Both turn again: the pings come back.
+        run_for(Duration::from_millis(500), &[&ble, &sync]).await;
+        assert!(pings(&server) >= 4);
         cancel.cancel();
         task.await.unwrap();
     }

@@ -2,8 +2,10 @@
 //! dbus-daemon served by the BlueZ simulator, paired devices in its state directory, and the
 //! real provider ingest on 127.0.0.1:0. Readings go from the simulated devices through the
 //! btleplug links and the SQLite outbox to the provider, exactly once; stored RACP records
-//! resume after the outbox's high-water mark across restarts; without BlueZ the agent keeps
-//! syncing, shows the `ble-unavailable` alarm, and recovers when BlueZ appears.
+//! resume after the outbox's high-water mark across restarts; a `reread-devices` command issued
+//! through the provider's ops API reconnects to a device that would otherwise stay connected,
+//! fetches only its new record, and is reported done; without BlueZ the agent keeps syncing,
+//! shows the `ble-unavailable` alarm, and recovers when BlueZ appears.
 
 mod common;
 
@@ -23,6 +25,9 @@ fn minutes_ago(m: i64) -> chrono::NaiveDateTime {
     chrono::Timelike::with_nanosecond(&t, 0).unwrap_or(t)
 }
 
+const SYNC: &str =
+    "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\nrequest_timeout_ms = 2000\n";
+
 /// A gateway enrolled with the provider over HTTPS routes (plain HTTP on loopback).
 async fn gateway_and_provider(
     dir: &std::path::Path,
@@ -31,14 +36,26 @@ async fn gateway_and_provider(
     ProviderSide,
     tokio_util::sync::CancellationToken,
 ) {
-    let gw = GatewaySide::new(
-        dir,
-        "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\nrequest_timeout_ms = 2000\n",
-    );
+    let (gw, provider, _, stop) = gateway_and_provider_with(dir, SYNC).await;
+    (gw, provider, stop)
+}
+
+/// The same with `config` as the gateway's extra configuration; also returns the provider's
+/// address (ops API, command poll).
+async fn gateway_and_provider_with(
+    dir: &std::path::Path,
+    config: &str,
+) -> (
+    GatewaySide,
+    ProviderSide,
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+) {
+    let gw = GatewaySide::new(dir, config);
     let provider = ProviderSide::new(dir, &gw.id, &gw.key).await;
     let (addr, stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
     gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
-    (gw, provider, stop)
+    (gw, provider, addr, stop)
 }
 
 async fn pair(gw: &GatewaySide, fake: &FakeBluez, devices: &[(&str, &str)]) {
@@ -179,15 +196,8 @@ async fn stored_records_resume_after_the_outbox_high_water_mark_across_restarts(
         })
         .await
     );
-    let racp: Vec<Vec<u8>> = fake
-        .written(GLUCO)
-        .unwrap()
-        .into_iter()
-        .filter(|w| w.uuid == 0x2A52)
-        .map(|w| w.value)
-        .collect();
     assert_eq!(
-        racp,
+        racp_requests(&fake, GLUCO),
         vec![vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x04, 0x00]],
         "all records first, then only those after sequence 3"
     );
@@ -202,10 +212,101 @@ async fn stored_records_resume_after_the_outbox_high_water_mark_across_restarts(
     fake.stop().await.unwrap();
 }
 
+fn racp_requests(fake: &FakeBluez, address: &str) -> Vec<Vec<u8>> {
+    fake.written(address)
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.uuid == 0x2A52)
+        .map(|w| w.value)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reread_devices_command_fetches_a_new_stored_record_once_and_reports_done() {
+    let dir = tempfile::tempdir().unwrap();
+    // Commands are polled every heartbeat interval: 1 s here.
+    let config = format!("{SYNC}heartbeat_interval_s = 1\n");
+    let (gw, provider, addr, _http) = gateway_and_provider_with(dir.path(), &config).await;
+    let ops = OpsApi::new(addr);
+    let bus = PrivateBus::start().unwrap();
+    let mut meter = profiles::glucose_meter(GLUCO);
+    meter.stored = (1..=3)
+        .map(|s| profiles::glucose_mg_dl(s, 100 + s as i16, minutes_ago(60)))
+        .collect();
+    let fake = FakeBluez::start(bus.address(), vec![meter]).await.unwrap();
+    pair(&gw, &fake, &[(GLUCO, "sig-glucose")]).await;
+    let mut agent = gw.spawn_agent_on_bus(bus.address(), &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            provider.count().await == 3
+        })
+        .await,
+        "status: {}",
+        gw.status()
+    );
+
+    // The meter stores a new record. It stays connected and a RACP device sends stored records
+    // only when asked: without a command the agent has no reason to reconnect.
+    fake.queue_record(GLUCO, profiles::glucose_mg_dl(4, 150, minutes_ago(5)))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        provider.count().await,
+        3,
+        "nothing fetched without a command"
+    );
+    assert_eq!(fake.connections(GLUCO).unwrap(), 1);
+    assert!(fake.is_connected(GLUCO).unwrap());
+
+    let id = ops.issue(&gw.id, r#"{"type":"reread-devices"}"#).await;
+    let result = ops.result(&gw.id, &id, Duration::from_secs(30)).await;
+    assert_eq!(result["state"], "done", "{result}");
+    let detail = result["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("reconnecting to 1 paired device"),
+        "{detail}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            provider.count().await == 4
+        })
+        .await,
+        "status: {}",
+        gw.status()
+    );
+    assert_eq!(fake.connections(GLUCO).unwrap(), 2, "one reconnection");
+    assert_eq!(
+        racp_requests(&fake, GLUCO),
+        vec![vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x04, 0x00]],
+        "all records first, then only those after the last committed one"
+    );
+    let mut seqs: Vec<_> = provider_readings(&provider)
+        .await
+        .iter()
+        .map(|r| r.sequence)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)], "each once");
+    // A re-read is a normal restart of the BLE side: no alarm.
+    let drained = eventually(Duration::from_secs(10), || async {
+        gw.status()["backlog"] == 0
+    })
+    .await;
+    assert!(drained, "{}", gw.status());
+    let status = gw.status();
+    assert!(alarms(&status).is_empty(), "{status}");
+    assert_eq!(status["acknowledged"], 4, "{status}");
+    // The command has its result: the poll no longer serves it.
+    assert_eq!(ops.polled(&gw.id).await, 0);
+    assert!(agent.terminate().success());
+    fake.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_bluez_the_agent_keeps_syncing_with_an_alarm_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, provider, _http) = gateway_and_provider(dir.path()).await;
+    let config = format!("{SYNC}heartbeat_interval_s = 1\n");
+    let (gw, provider, addr, _http) = gateway_and_provider_with(dir.path(), &config).await;
     // A bus with no BlueZ on it.
     let bus = PrivateBus::start().unwrap();
     let store = PairedStore::in_state_dir(&gw.dir);
@@ -225,6 +326,19 @@ async fn without_bluez_the_agent_keeps_syncing_with_an_alarm_and_recovers() {
     assert_eq!(alarms(&status), vec!["ble-unavailable".to_string()]);
     let message = status["alarms"][0]["message"].as_str().unwrap();
     assert!(message.contains("hci0"), "{message}");
+    // A re-read now cannot reach any device: it makes the BLE side retry at once and is
+    // reported failed, with the reason.
+    let ops = OpsApi::new(addr);
+    let id = ops.issue(&gw.id, r#"{"type":"reread-devices"}"#).await;
+    let result = ops.result(&gw.id, &id, Duration::from_secs(30)).await;
+    assert_eq!(result["state"], "failed", "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Bluetooth unavailable"),
+        "{result}"
+    );
 
     // bluetoothd comes up.
     let mut cuff = profiles::bp_cuff(CUFF);

@@ -1,6 +1,8 @@
 //! `tm-gateway run` under systemd (`Type=notify`): it says READY=1 once its actors run, pings
-//! WATCHDOG=1 while its sync loop turns (even when the provider is unreachable and BlueZ is
-//! missing: the loop still makes progress), and says STOPPING=1 on SIGTERM.
+//! WATCHDOG=1 while both its BLE and sync loops turn (also when the provider is unreachable,
+//! the syncer backs off, and BlueZ is missing: both loops still make progress), stops pinging
+//! when the BLE loop is stuck in a call into the system bus that never returns, and says
+//! STOPPING=1 on SIGTERM.
 
 mod common;
 
@@ -37,37 +39,71 @@ impl Drop for Spawned {
     }
 }
 
-#[test]
-fn run_notifies_ready_watchdog_and_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let gw = common::GatewaySide::new(dir.path(), "");
-    let (provider_key, _) = SigningKey::generate().unwrap();
-    let closed = format!("http://127.0.0.1:{}", common::free_port());
-    gw.enroll(&provider_key, Transport::Https, &closed);
-
-    let socket_path = dir.path().join("notify");
-    let sock = UnixDatagram::bind(&socket_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut child = Spawned(
+/// Starts `tm-gateway run` with a 400 ms watchdog, its system bus at `bus` and readings for a
+/// provider that is not there.
+fn spawn(gw: &common::GatewaySide, socket: &std::path::Path, bus: &str, log: &str) -> Spawned {
+    Spawned(
         Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
             .arg("--config")
             .arg(&gw.config)
-            .arg("run")
-            .env("NOTIFY_SOCKET", &socket_path)
+            .args(["run", "--simulate-readings", "20"])
+            .env("NOTIFY_SOCKET", socket)
             .env("WATCHDOG_USEC", "400000")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
-            .env("TM_LOG", "off")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+            .env("TM_LOG", log)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+fn gateway(dir: &std::path::Path) -> common::GatewaySide {
+    let gw = common::GatewaySide::new(dir, "");
+    let (provider_key, _) = SigningKey::generate().unwrap();
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    gw.enroll(&provider_key, Transport::Https, &closed);
+    gw
+}
+
+fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
+    let socket_path = dir.join("notify");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    (socket_path, sock)
+}
+
+/// Every datagram received within `window`.
+fn collect(sock: &UnixDatagram, window: Duration) -> Vec<String> {
+    let deadline = Instant::now() + window;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    seen
+}
+
+#[test]
+fn run_notifies_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path());
+    let (socket_path, sock) = notify_socket(dir.path());
+    // No BlueZ on this bus: the BLE side retries (1 s, 2 s, 4 s...) while the syncer backs
+    // off from the closed provider port.
+    let mut child = spawn(&gw, &socket_path, "unix:path=/nonexistent/bus", "off");
 
     let first = messages_until(&sock, "READY=1", Duration::from_secs(20));
     assert!(first.contains(&"READY=1".to_owned()), "{first:?}");
-    let pings = messages_until(&sock, "WATCHDOG=1", Duration::from_secs(5));
-    assert!(pings.contains(&"WATCHDOG=1".to_owned()), "{pings:?}");
+    // Both loops keep turning through their retries: a ping every 200 ms, for 5 s (a loop
+    // that slept through its retry delays would stop them within the first two seconds).
+    let pings = collect(&sock, Duration::from_secs(5));
+    let n = pings.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(n >= 15, "{n} pings in 5 s: {pings:?}");
 
     let pid = child.0.id().to_string();
     assert!(
@@ -81,4 +117,50 @@ fn run_notifies_ready_watchdog_and_stopping() {
     let status = child.0.wait().unwrap();
     assert!(last.contains(&"STOPPING=1".to_owned()), "{last:?}");
     assert!(status.success(), "agent exit status {status}");
+}
+
+#[test]
+fn a_stuck_ble_loop_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path());
+    let (socket_path, sock) = notify_socket(dir.path());
+    // A system bus that accepts connections and never answers: the BLE loop's first call
+    // into D-Bus never returns (a hung dbus-daemon or bluetoothd).
+    let bus_path = dir.path().join("silent-bus");
+    let bus = std::os::unix::net::UnixListener::bind(&bus_path).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        for stream in bus.incoming() {
+            match stream {
+                Ok(s) => connections.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    let mut child = spawn(
+        &gw,
+        &socket_path,
+        &format!("unix:path={}", bus_path.display()),
+        "error",
+    );
+
+    let first = messages_until(&sock, "READY=1", Duration::from_secs(20));
+    assert!(first.contains(&"READY=1".to_owned()), "{first:?}");
+    // After one watchdog interval of grace no ping comes, while the sync loop still turns.
+    let _ = collect(&sock, Duration::from_millis(800));
+    let later = collect(&sock, Duration::from_secs(3));
+    assert!(
+        !later.contains(&"WATCHDOG=1".to_owned()),
+        "pinged while the BLE loop is stuck: {later:?}"
+    );
+    // The agent says which loop is stuck.
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("a loop made no progress") && stderr.contains("ble"),
+        "{stderr}"
+    );
+    drop(held);
 }

@@ -189,6 +189,14 @@ impl Message for Command {
     }
 }
 
+impl Message for CommandResult {
+    const NAME: &'static str = "command result";
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        check_text(Self::NAME, "MAX_TEXT_BYTES (detail)", &self.detail)
+    }
+}
+
 impl Message for EnrollmentRequest {
     const NAME: &'static str = "enrollment request";
 

@@ -41,6 +41,8 @@ pub enum MessageKind {
     EnrollmentRequest = 5,
     /// An [`crate::EnrollmentResponse`], signed by the provider.
     EnrollmentResponse = 6,
+    /// A [`crate::CommandResult`], signed by the gateway.
+    CommandResult = 7,
 }
 
 impl MessageKind {
@@ -52,6 +54,7 @@ impl MessageKind {
             4 => Self::Command,
             5 => Self::EnrollmentRequest,
             6 => Self::EnrollmentResponse,
+            7 => Self::CommandResult,
             _ => return None,
         })
     }

@@ -415,6 +415,38 @@ pub struct Command {
     pub action: CommandAction,
 }
 
+/// How a command ended on the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandStatus {
+    /// It did what it asks.
+    Done,
+    /// This agent cannot do it (no BLE side, no reloadable log filter).
+    NotAvailable,
+    /// It was tried and failed.
+    Failed,
+}
+
+/// The gateway's report of one executed command, signed with the gateway key and sent over
+/// the gateway's transport (MQTT or HTTPS), like a heartbeat. Only admitted commands are
+/// reported: a refused frame (forged, expired, replayed) gets no answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    /// Protocol version.
+    pub v: u16,
+    /// The reporting gateway (must be the frame's signer).
+    pub gateway_id: GatewayId,
+    /// The command it executed.
+    pub command_id: CommandId,
+    /// How it ended.
+    pub status: CommandStatus,
+    /// What happened, for the operator (no values, no patient data).
+    pub detail: String,
+    /// When execution ended.
+    pub finished_at: DateTime<Utc>,
+}
+
 /// Sent by `tm-gateway enroll` with the one-time code the nurse read from the enrollment page.
 /// The frame carrying it is signed with the new key, proving possession.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

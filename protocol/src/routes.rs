@@ -32,15 +32,22 @@ pub mod mqtt {
     pub fn status(gw: &GatewayId) -> String {
         format!("{PREFIX}/{gw}/status")
     }
-    /// Provider -> gateway: signed commands (QoS 1).
+    /// Provider -> gateway: signed commands (QoS 1, not retained: the broker keeps them for
+    /// the gateway's persistent session while it is offline).
     pub fn commands(gw: &GatewayId) -> String {
         format!("{PREFIX}/{gw}/commands")
+    }
+    /// Gateway -> provider: signed results of executed commands (QoS 1).
+    pub fn command_results(gw: &GatewayId) -> String {
+        format!("{PREFIX}/{gw}/command-results")
     }
 
     /// The provider's subscription to every gateway's readings.
     pub const ALL_READINGS: &str = "tm/v1/gw/+/readings";
     /// The provider's subscription to every gateway's heartbeats.
     pub const ALL_HEARTBEATS: &str = "tm/v1/gw/+/heartbeat";
+    /// The provider's subscription to every gateway's command results.
+    pub const ALL_COMMAND_RESULTS: &str = "tm/v1/gw/+/command-results";
     /// The provider's subscription to every gateway's status.
     pub const ALL_STATUS: &str = "tm/v1/gw/+/status";
     /// Shared-subscription group, so several provider instances split the load (MQTT 5 and
@@ -82,6 +89,9 @@ pub mod http {
     /// GET pending command frames for a gateway (the HTTPS poll), axum path syntax.
     pub const COMMANDS: &str = "/api/v1/gateways/{gateway_id}/commands";
 
+    /// POST a command result frame (answer: 204).
+    pub const COMMAND_RESULTS: &str = "/api/v1/command-results";
+
     /// The command poll path for one gateway.
     pub fn commands(gw: &GatewayId) -> String {
         format!("/api/v1/gateways/{gw}/commands")
@@ -104,6 +114,14 @@ mod tests {
         let (parsed, leaf) = mqtt::parse(&topic).unwrap();
         assert_eq!((parsed, leaf), (gw.clone(), "readings"));
         assert_eq!(mqtt::parse(&mqtt::status(&gw)).unwrap().1, "status");
+        assert_eq!(
+            mqtt::parse(&mqtt::command_results(&gw)).unwrap().1,
+            "command-results"
+        );
+        assert_eq!(
+            mqtt::ALL_COMMAND_RESULTS.replace('+', "gw-42"),
+            mqtt::command_results(&gw)
+        );
         assert!(mqtt::parse("tm/v1/gw/+/readings").is_none());
         assert!(mqtt::parse("tm/v1/gw/gw-1/a/b").is_none());
         assert!(mqtt::parse("other/gw-1/readings").is_none());

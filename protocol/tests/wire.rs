@@ -151,6 +151,20 @@ fn every_message_round_trips() {
             action,
         });
     }
+    for status in [
+        CommandStatus::Done,
+        CommandStatus::NotAvailable,
+        CommandStatus::Failed,
+    ] {
+        round_trip(&CommandResult {
+            v: PROTOCOL_VERSION,
+            gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+            command_id: CommandId::new("c-1").unwrap(),
+            status,
+            detail: "reconnecting to 2 paired devices".into(),
+            finished_at: at(5),
+        });
+    }
     let (key, _) = SigningKey::generate().unwrap();
     round_trip(&EnrollmentRequest {
         v: PROTOCOL_VERSION,
@@ -367,6 +381,7 @@ proptest! {
         let _ = decode::<Receipt>(&bytes);
         let _ = decode::<Heartbeat>(&bytes);
         let _ = decode::<Command>(&bytes);
+        let _ = decode::<CommandResult>(&bytes);
         let _ = decode::<EnrollmentRequest>(&bytes);
     }
 }

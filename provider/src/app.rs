@@ -86,7 +86,8 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     });
     let (notifier, notifications) = updater::channel();
     let ingest = Ingest::new(db.clone(), provider_key.clone()).with_updates(notifier);
-    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?;
+    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?
+        .with_mqtt(ingest.mqtt_publisher());
     let wake = Arc::new(tokio::sync::Notify::new());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {

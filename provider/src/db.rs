@@ -192,6 +192,13 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX readings_id_prefix ON readings(substr(reading_id, 1, 16));
     CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
     "#,
+    // 7: the gateways' reports of executed commands (the first report of each command).
+    r#"
+    ALTER TABLE ops_commands ADD COLUMN result_status TEXT;
+    ALTER TABLE ops_commands ADD COLUMN result_detail TEXT;
+    ALTER TABLE ops_commands ADD COLUMN finished_at TEXT;
+    ALTER TABLE ops_commands ADD COLUMN reported_at TEXT;
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).

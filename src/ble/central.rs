@@ -8,6 +8,10 @@
 //! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse
 //! pairs while the agent runs gets its link task, and the task of a device she unpairs is
 //! cancelled and reaped. [`CentralStatus::live_links`] counts the tasks actually alive.
+//!
+//! The event loop ticks [`Central::beat`] at every turn and turns at least every
+//! [`crate::health::Beat::pulse`] even when BlueZ says nothing: the systemd watchdog sees it
+//! alive while it waits, and stuck when a call into BlueZ never returns.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -76,6 +80,8 @@ pub struct Central {
     /// outbox: RACP fetches start after it even when the paired-devices file lags behind.
     pub high_water: HashMap<String, u32>,
     pub status: watch::Sender<CentralStatus>,
+    /// Ticked at every turn of the event loop (the systemd watchdog); none in tests.
+    pub beat: Option<crate::health::Beat>,
 }
 
 /// The live link tasks and the advertisement-only devices.
@@ -136,6 +142,7 @@ impl Central {
             stash,
             high_water: HashMap::new(),
             status,
+            beat: None,
         };
         (central, rx)
     }
@@ -184,9 +191,20 @@ impl Central {
         let mut last_event = Instant::now();
         let mut reload = tokio::time::interval(self.opts.paired_reload);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without a beat nobody watches the turns: the pulse is then the reload period.
+        let pulse_period = self
+            .beat
+            .as_ref()
+            .map_or(self.opts.paired_reload, crate::health::Beat::pulse);
+        let mut pulse = tokio::time::interval(pulse_period);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(beat) = &self.beat {
+                beat.tick();
+            }
             let ev = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
+                _ = pulse.tick() => continue,
                 () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
                     tracing::warn!(stage = "discover", "BlueZ quiet; restarting discovery");
                     let _ = adapter.stop_scan().await;

@@ -119,7 +119,15 @@ impl Link {
     }
 
     async fn connect(&mut self, attempt: u32) -> LinkState {
-        let result = self.try_connect().await;
+        let cancel = self.cancel.clone();
+        let result = tokio::select! {
+            r = self.try_connect() => r,
+            // Unpaired, re-read or shutting down: give up this attempt at once.
+            () = cancel.cancelled() => {
+                self.abandon_connection().await;
+                return LinkState::Stopped;
+            }
+        };
         match result {
             Ok(session) => {
                 tracing::info!(stage = "link", device = %self.device.address, "subscribed");
@@ -132,6 +140,13 @@ impl Link {
                 while self.events.try_recv().is_ok() {}
                 LinkState::Backoff(attempt + 1)
             }
+        }
+    }
+
+    /// Disconnects a connection left half-made by a cancelled attempt (best effort).
+    async fn abandon_connection(&self) {
+        if let Ok(Some(p)) = super::find_peripheral(&self.adapter, &self.device.address).await {
+            let _ = tokio::time::timeout(Duration::from_secs(5), p.disconnect()).await;
         }
     }
 

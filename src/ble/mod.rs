@@ -34,6 +34,8 @@ pub enum BleError {
     Timeout(&'static str),
     #[error("the device is not known to BlueZ (out of range or removed)")]
     DeviceGone,
+    #[error("the Bluetooth side stopped")]
+    Stopped,
     #[error("device catalog: {0}")]
     Catalog(#[from] tm_devices::CatalogError),
 }

@@ -9,6 +9,19 @@
 //! Before each start the record high-water marks of the paired devices are read from the
 //! outbox, so a link fetches stored records after the last sequence actually committed.
 //!
+//! **Re-read** (the provider's `reread-devices` command, through a [`RereadHandle`]): the
+//! current central is stopped (every link disconnects, discovery stops) and a new one starts at
+//! once, as a normal restart: no alarm, no failure counted. Its links connect to every paired
+//! device again, and RACP devices are asked for the records after the high-water mark, so a
+//! record the device stored since the last connection is fetched and nothing committed is
+//! fetched twice. The request is answered when discovery runs again (with the number of links
+//! started), or with the error when BlueZ is unavailable; a request while the actor waits to
+//! retry makes it retry at once.
+//!
+//! **Liveness**: the actor and its central tick a [`Beat`] at every turn, also while they wait
+//! to retry, so the systemd watchdog ([`crate::health`]) sees the loop alive even without
+//! BlueZ, and sees it stuck when a call into BlueZ never returns.
+//!
 //! One D-Bus session ([`Manager`]) is kept across retries: each session holds a connection for
 //! the life of the process, so making one per retry would leak a connection per attempt. It is
 //! replaced only when the bus itself went away.
@@ -17,11 +30,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use btleplug::platform::Manager;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::central::{BleOptions, Central};
 use super::paired::PairedStore;
 use super::{BleError, adapter_named};
+use crate::health::Beat;
 use crate::stash::StashHandle;
 use crate::store::{OutboxHandle, alarm};
 
@@ -29,6 +45,10 @@ use crate::store::{OutboxHandle, alarm};
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest delay between two attempts.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Re-read requests waiting for the actor. Each answers when discovery runs again, so more than
+/// a few waiting means the actor is stuck; the sender then waits for room within its own
+/// time limit ([`RereadHandle::reread`]).
+pub const REREAD_REQUESTS_CAPACITY: usize = 4;
 
 /// Delay before attempt `failures + 1`.
 pub fn retry_delay(failures: u32) -> Duration {
@@ -37,35 +57,107 @@ pub fn retry_delay(failures: u32) -> Duration {
         .min(RETRY_MAX)
 }
 
-/// What the actor needs.
+/// The answer to a re-read: the number of links started, or why Bluetooth is unavailable.
+type RereadReply = oneshot::Sender<Result<usize, String>>;
+
+/// Asks the BLE actor to read every paired device again (cheap to clone).
 #[derive(Debug, Clone)]
+pub struct RereadHandle(mpsc::Sender<RereadReply>);
+
+/// The BLE actor's end of the re-read requests.
+#[derive(Debug)]
+pub struct RereadRequests(mpsc::Receiver<RereadReply>);
+
+/// A connected pair of [`RereadHandle`] and [`RereadRequests`].
+pub fn reread_channel() -> (RereadHandle, RereadRequests) {
+    let (tx, rx) = mpsc::channel(REREAD_REQUESTS_CAPACITY);
+    (RereadHandle(tx), RereadRequests(rx))
+}
+
+impl RereadHandle {
+    /// Asks for a re-read and waits, at most `limit`, until the BLE side runs again. Returns
+    /// the number of device links it started.
+    pub async fn reread(&self, limit: Duration) -> Result<usize, String> {
+        let ask = async {
+            let (tx, rx) = oneshot::channel();
+            self.0
+                .send(tx)
+                .await
+                .map_err(|_| "the BLE side is not running".to_string())?;
+            rx.await
+                .map_err(|_| "the BLE side stopped before reading the devices".to_string())?
+        };
+        tokio::time::timeout(limit, ask)
+            .await
+            .unwrap_or_else(|_| Err(format!("the BLE side did not restart within {limit:?}")))
+    }
+}
+
+impl RereadRequests {
+    /// The next request; never resolves once every handle is gone.
+    async fn next(&mut self) -> RereadReply {
+        match self.0.recv().await {
+            Some(reply) => reply,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What the actor needs.
+#[derive(Debug)]
 pub struct BleActor {
     pub opts: BleOptions,
     pub store: PairedStore,
     pub stash: StashHandle,
     pub outbox: OutboxHandle,
+    /// Re-read requests (the `reread-devices` command).
+    pub rereads: RereadRequests,
+    /// Ticked at every turn of the actor and of its central (the systemd watchdog).
+    pub beat: Option<Beat>,
+}
+
+/// How one run of the central ended.
+enum Ended {
+    /// The agent stops.
+    Cancelled,
+    /// A re-read was requested: start again at once, as a normal restart.
+    Reread,
+    /// BlueZ failed, or the central stopped by itself.
+    Failed(BleError),
 }
 
 impl BleActor {
     /// Runs until `cancel` fires. Never fails: BLE trouble is an alarm, not a reason to stop
     /// syncing what is already in the outbox.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let mut manager: Option<Manager> = None;
         let mut failures = 0u32;
+        // Re-read requests answered once discovery runs again.
+        let mut waiting: Vec<RereadReply> = Vec::new();
         while !cancel.is_cancelled() {
-            let outcome = self.attempt(&mut manager, &mut failures, &cancel).await;
-            if cancel.is_cancelled() {
-                break;
-            }
-            let error = match outcome {
-                Ok(()) => "the Bluetooth side stopped".to_string(),
-                Err(e) => {
+            self.tick();
+            let error = match self
+                .attempt(&mut manager, &mut failures, &mut waiting, &cancel)
+                .await
+            {
+                Ended::Cancelled => break,
+                Ended::Reread => {
+                    tracing::info!(
+                        stage = "ble",
+                        "reading every paired device again, as requested"
+                    );
+                    continue;
+                }
+                Ended::Failed(e) => {
                     if e.to_string().contains("Disconnected") {
                         manager = None;
                     }
                     e.to_string()
                 }
             };
+            for reply in waiting.drain(..) {
+                let _ = reply.send(Err(format!("Bluetooth unavailable: {error}")));
+            }
             failures = failures.saturating_add(1);
             let delay = retry_delay(failures);
             tracing::error!(
@@ -86,43 +178,109 @@ impl BleActor {
             {
                 tracing::error!(stage = "ble", error = %e, "cannot record the Bluetooth alarm");
             }
+            self.wait_to_retry(delay, &mut waiting, &cancel).await;
+        }
+    }
+
+    fn tick(&self) {
+        if let Some(beat) = &self.beat {
+            beat.tick();
+        }
+    }
+
+    fn pulse(&self) -> tokio::time::Interval {
+        let period = self.beat.as_ref().map_or(RETRY_MAX, Beat::pulse);
+        let mut pulse = tokio::time::interval(period);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pulse
+    }
+
+    /// Waits `delay` before the next attempt, turning every pulse; a re-read request ends the
+    /// wait at once.
+    async fn wait_to_retry(
+        &mut self,
+        delay: Duration,
+        waiting: &mut Vec<RereadReply>,
+        cancel: &CancellationToken,
+    ) {
+        let deadline = Instant::now() + delay;
+        let mut pulse = self.pulse();
+        loop {
+            self.tick();
             tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep_until(deadline) => return,
+                _ = pulse.tick() => {}
+                reply = self.rereads.next() => {
+                    tracing::info!(stage = "ble", "re-read requested: retrying Bluetooth now");
+                    waiting.push(reply);
+                    return;
+                }
             }
         }
     }
 
-    /// One run of the central; clears the alarm (and the failure count) once discovery runs.
+    /// One run of the central; clears the alarm (and the failure count) and answers waiting
+    /// re-reads once discovery runs.
     async fn attempt(
-        &self,
+        &mut self,
         manager: &mut Option<Manager>,
         failures: &mut u32,
+        waiting: &mut Vec<RereadReply>,
         cancel: &CancellationToken,
-    ) -> Result<(), BleError> {
+    ) -> Ended {
         let m = match manager {
             Some(m) => m.clone(),
-            None => manager.insert(Manager::new().await?).clone(),
+            None => match Manager::new().await {
+                Ok(m) => manager.insert(m).clone(),
+                Err(e) => return Ended::Failed(e.into()),
+            },
         };
-        let adapter = adapter_named(&m, &self.opts.adapter).await?;
+        let adapter = match adapter_named(&m, &self.opts.adapter).await {
+            Ok(a) => a,
+            Err(e) => return Ended::Failed(e),
+        };
         let (mut central, mut status) =
             Central::new(self.opts.clone(), self.store.clone(), self.stash.clone());
         central.high_water = self.high_water_marks().await;
-        let running = central.run_on(adapter, cancel.child_token());
+        central.beat = self.beat.clone();
+        let stop = cancel.child_token();
+        let running = central.run_on(adapter, stop.clone());
         tokio::pin!(running);
-        tokio::select! {
-            result = &mut running => return result,
-            up = async { status.wait_for(|s| s.discovering).await.is_ok() } => {
-                if up {
-                    tracing::info!(stage = "ble", "discovery running");
+        let mut up = false;
+        loop {
+            tokio::select! {
+                result = &mut running => {
+                    return match result {
+                        Ok(()) if cancel.is_cancelled() => Ended::Cancelled,
+                        Ok(()) => Ended::Failed(BleError::Stopped),
+                        Err(e) => Ended::Failed(e),
+                    };
+                }
+                ready = async {
+                    status.wait_for(|s| s.discovering).await.map(|s| s.live_links).ok()
+                }, if !up => {
+                    up = true;
+                    // None: the central is gone; its result follows.
+                    let Some(links) = ready else { continue };
+                    tracing::info!(stage = "ble", links, "discovery running");
                     *failures = 0;
                     if let Err(e) = self.outbox.set_alarm(alarm::BLE_UNAVAILABLE, None).await {
                         tracing::error!(stage = "ble", error = %e, "cannot clear the Bluetooth alarm");
                     }
+                    for reply in waiting.drain(..) {
+                        let _ = reply.send(Ok(links));
+                    }
+                }
+                reply = self.rereads.next() => {
+                    waiting.push(reply);
+                    // Every link disconnects and discovery stops before the next start.
+                    stop.cancel();
+                    let _ = (&mut running).await;
+                    return if cancel.is_cancelled() { Ended::Cancelled } else { Ended::Reread };
                 }
             }
         }
-        running.await
     }
 
     /// Highest committed record sequence of each paired device, from the outbox.

@@ -1,5 +1,6 @@
 //! The HTTPS transport (reqwest, rustls + ring): `POST /api/v1/readings` with the signed batch
 //! frame and `Idempotency-Key: <batch id>`; the response body is the signed receipt frame.
+//! Heartbeats and command results are posted to their own routes and answered with no body.
 //!
 //! Status mapping: 200 -> verify the receipt; 429/503 -> wait `Retry-After`; 408 and 5xx ->
 //! retry with backoff; other 4xx -> the provider refused the batch for good (rows rejected with
@@ -22,6 +23,7 @@ pub struct HttpsLink {
     client: reqwest::Client,
     readings_url: String,
     heartbeat_url: String,
+    command_results_url: String,
     provider_key: VerifyingKey,
 }
 
@@ -60,6 +62,7 @@ impl HttpsLink {
             client,
             readings_url: format!("{base}{}", routes::READINGS),
             heartbeat_url: format!("{base}{}", routes::HEARTBEAT),
+            command_results_url: format!("{base}{}", routes::COMMAND_RESULTS),
             provider_key,
         })
     }
@@ -100,9 +103,18 @@ impl HttpsLink {
     }
 
     pub(super) async fn send_heartbeat(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.post_frame(&self.heartbeat_url, frame).await
+    }
+
+    pub(super) async fn send_command_result(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.post_frame(&self.command_results_url, frame).await
+    }
+
+    /// Posts a frame that is answered with no body.
+    async fn post_frame(&self, url: &str, frame: Vec<u8>) -> Result<(), SendError> {
         let response = self
             .client
-            .post(&self.heartbeat_url)
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, routes::FRAME_CONTENT_TYPE)
             .body(frame)
             .send()

@@ -14,8 +14,9 @@
 //! A PUBACK or a TCP write proves nothing: only the receipt does. Duplicates caused by
 //! re-sending are expected; the provider de-duplicates by `reading_id`.
 //!
-//! Remote commands from the provider (re-sync now, log level, re-read devices) are polled,
-//! verified and executed by [`commands`].
+//! Remote commands from the provider (re-sync now, log level, re-read devices) are polled over
+//! HTTPS and, on the MQTT transport, pushed on the gateway's command topic; one actor verifies
+//! and executes them and reports each result over the link ([`commands`]).
 
 pub mod commands;
 pub mod config;
@@ -28,7 +29,7 @@ mod tls;
 
 pub use frame::seal_batch;
 pub use https::HttpsLink;
-pub use mqtt::MqttLink;
+pub use mqtt::{MqttLink, MqttParts};
 pub use syncer::Syncer;
 pub use tls::{install_ring_provider, mqtt_client_config as tls_client_config};
 
@@ -102,6 +103,14 @@ impl Link {
         match self {
             Self::Mqtt(l) => l.send_heartbeat(frame).await,
             Self::Https(l) => l.send_heartbeat(frame).await,
+        }
+    }
+
+    /// Sends a sealed command result (no receipt).
+    pub async fn send_command_result(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        match self {
+            Self::Mqtt(l) => l.send_command_result(frame),
+            Self::Https(l) => l.send_command_result(frame).await,
         }
     }
 }

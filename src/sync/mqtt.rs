@@ -3,7 +3,11 @@
 //! rumqttc's event loop runs in its own actor ([`MqttEventLoop::run`]) and is never blocked: it
 //! hands receipts to the batch waiting for them and keeps reconnecting with jittered backoff
 //! (rumqttc has none of its own). On every CONNACK it re-subscribes to the gateway's receipt
-//! topic and publishes the retained `online` status; the last-will publishes `offline`.
+//! and command topics and publishes the retained `online` status; the last-will publishes
+//! `offline`. Command frames are handed, unverified, to the command actor
+//! ([`super::commands`]), which verifies them exactly as it verifies polled ones. The session
+//! is persistent (`clean_session = false`), so the broker keeps commands published while the
+//! gateway was offline and delivers them when it reconnects.
 //!
 //! rumqttc cannot say which publish a PUBACK belongs to, and drops its in-memory queue when the
 //! broker has no session, so neither PUBACK nor `session_present` means anything here: a batch
@@ -36,7 +40,21 @@ pub struct MqttLink {
     waiters: Waiters,
     readings_topic: String,
     heartbeat_topic: String,
+    command_results_topic: String,
     receipt_timeout: Duration,
+}
+
+/// What [`MqttParts::new`] sets up.
+#[derive(Debug)]
+pub struct MqttParts {
+    /// The publishing side.
+    pub link: MqttLink,
+    /// The event loop actor.
+    pub event_loop: MqttEventLoop,
+    /// Receipts nobody waited for, for the syncer.
+    pub orphan_receipts: mpsc::Receiver<Receipt>,
+    /// Command frames from the gateway's command topic, for the command actor.
+    pub commands: mpsc::Receiver<Vec<u8>>,
 }
 
 /// The event loop actor.
@@ -45,9 +63,11 @@ pub struct MqttEventLoop {
     client: AsyncClient,
     waiters: Waiters,
     receipts_topic: String,
+    commands_topic: String,
     status_topic: String,
     provider_key: VerifyingKey,
     orphans: mpsc::Sender<Receipt>,
+    commands: mpsc::Sender<Vec<u8>>,
     backoff: Backoff,
 }
 
@@ -82,7 +102,7 @@ fn parse_url(url: &str) -> Result<(bool, String, u16), LinkError> {
     Ok((tls, host.to_owned(), port))
 }
 
-impl MqttLink {
+impl MqttParts {
     /// Sets up the client for `url` (from the enrollment). Nothing connects until the event
     /// loop actor runs.
     pub fn new(
@@ -90,7 +110,7 @@ impl MqttLink {
         gateway: &GatewayId,
         provider_key: VerifyingKey,
         cfg: &SyncConfig,
-    ) -> Result<(Self, MqttEventLoop, mpsc::Receiver<Receipt>), LinkError> {
+    ) -> Result<Self, LinkError> {
         let (tls, host, port) = parse_url(url)?;
         let mut options = MqttOptions::new(gateway.as_str(), host, port);
         options
@@ -126,11 +146,13 @@ impl MqttLink {
         let (client, eventloop) = AsyncClient::new(options, cfg.in_flight_batches * 2 + 8);
         let waiters: Waiters = Arc::default();
         let (orphans_tx, orphans_rx) = mpsc::channel(ORPHAN_RECEIPTS_CAPACITY);
-        let link = Self {
+        let (commands_tx, commands_rx) = mpsc::channel(super::commands::PUSHED_CAPACITY);
+        let link = MqttLink {
             client: client.clone(),
             waiters: waiters.clone(),
             readings_topic: topics::readings(gateway),
             heartbeat_topic: topics::heartbeat(gateway),
+            command_results_topic: topics::command_results(gateway),
             receipt_timeout: cfg.receipt_timeout(),
         };
         let event_loop = MqttEventLoop {
@@ -138,17 +160,26 @@ impl MqttLink {
             client,
             waiters,
             receipts_topic: topics::receipts(gateway),
+            commands_topic: topics::commands(gateway),
             status_topic: topics::status(gateway),
             provider_key,
             orphans: orphans_tx,
+            commands: commands_tx,
             backoff: Backoff::new(
                 Duration::from_millis(cfg.backoff_initial_ms),
                 Duration::from_millis(cfg.backoff_max_ms.min(30_000)),
             ),
         };
-        Ok((link, event_loop, orphans_rx))
+        Ok(Self {
+            link,
+            event_loop,
+            orphan_receipts: orphans_rx,
+            commands: commands_rx,
+        })
     }
+}
 
+impl MqttLink {
     pub(super) async fn send_batch(
         &self,
         batch_id: &BatchId,
@@ -188,6 +219,13 @@ impl MqttLink {
             .try_publish(&self.heartbeat_topic, QoS::AtLeastOnce, false, frame)
             .map_err(|e| SendError::Retry(format!("MQTT heartbeat: {e}")))
     }
+
+    /// Queues a command result (QoS 1); never waits on a full request queue.
+    pub(super) fn send_command_result(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.client
+            .try_publish(&self.command_results_topic, QoS::AtLeastOnce, false, frame)
+            .map_err(|e| SendError::Retry(format!("MQTT command result: {e}")))
+    }
 }
 
 impl MqttEventLoop {
@@ -206,6 +244,9 @@ impl MqttEventLoop {
                     let _ = self
                         .client
                         .try_subscribe(&self.receipts_topic, QoS::AtLeastOnce);
+                    let _ = self
+                        .client
+                        .try_subscribe(&self.commands_topic, QoS::AtLeastOnce);
                     let _ = self.client.try_publish(
                         &self.status_topic,
                         QoS::AtLeastOnce,
@@ -215,6 +256,14 @@ impl MqttEventLoop {
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.receipts_topic => {
                     self.on_receipt(&p.payload);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.commands_topic => {
+                    if self.commands.try_send(p.payload.to_vec()).is_err() {
+                        tracing::warn!(
+                            stage = "commands",
+                            "command actor busy: pushed command dropped; the poll will fetch it"
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {

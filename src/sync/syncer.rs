@@ -36,8 +36,9 @@ pub struct Syncer {
     pub retain_acknowledged: Duration,
     /// Notified by a `resync-now` command: ends the backoff pause at once.
     pub resync: std::sync::Arc<tokio::sync::Notify>,
-    /// Ticked at every turn of the loop (idle turns included): the systemd watchdog is pinged
-    /// only while it moves ([`crate::health`]).
+    /// Ticked at every turn of the loop (idle turns and backoff pauses included, at least every
+    /// [`crate::health::Beat::pulse`]): the systemd watchdog is pinged only while it moves
+    /// ([`crate::health`]).
     pub beat: Option<crate::health::Beat>,
 }
 
@@ -92,6 +93,12 @@ impl Syncer {
                 Instant::now() + IDLE_POLL
             } else {
                 Instant::now()
+            };
+            // A backoff pause (up to `backoff_max_ms`) is waited in turns of at most the beat's
+            // pulse, so the watchdog sees the loop alive while the provider is unreachable.
+            let wait = match &self.beat {
+                Some(beat) => wait.min(Instant::now() + beat.pulse()),
+                None => wait,
             };
             tokio::select! {
                 () = cancel.cancelled() => break,

@@ -1,6 +1,7 @@
 //! Test harness for the data path: a real mosquitto on an ephemeral loopback port with its own
-//! config, the real provider ingest in-process (HTTP on 127.0.0.1:0, MQTT subscriber), and the
-//! real `tm-gateway` binary as a child process. Every process is stopped by the PID we spawned.
+//! config, the real provider ingest and operations routes in-process (HTTP on 127.0.0.1:0, MQTT
+//! subscriber), and the real `tm-gateway` binary as a child process. Every process is stopped
+//! by the PID we spawned.
 #![allow(dead_code)]
 
 pub mod pki;
@@ -93,10 +94,15 @@ pub fn wait_for_port(port: u16) {
     }
 }
 
-/// The provider's store, key and ingest, with a gateway registered on a session.
+/// The operations token of [`ProviderSide`].
+pub const OPS_TOKEN: &str = "ops-token-for-tests";
+
+/// The provider's store, key, ingest and operations (commands), with a gateway registered on a
+/// session.
 pub struct ProviderSide {
     pub db: tm_provider::db::Db,
     pub ingest: tm_provider::ingest::Ingest,
+    pub ops: tm_provider::ops::Ops,
     pub key: Arc<SigningKey>,
 }
 
@@ -116,7 +122,21 @@ impl ProviderSide {
         .await
         .unwrap();
         let ingest = tm_provider::ingest::Ingest::new(db.clone(), key.clone());
-        Self { db, ingest, key }
+        let token_file = dir.join("ops-token");
+        std::fs::write(&token_file, OPS_TOKEN).unwrap();
+        let section = tm_provider::ops::OpsSection {
+            token_file: Some(token_file),
+            ..Default::default()
+        };
+        let ops = tm_provider::ops::Ops::new(db.clone(), section, key.clone())
+            .unwrap()
+            .with_mqtt(ingest.mqtt_publisher());
+        Self {
+            db,
+            ingest,
+            ops,
+            key,
+        }
     }
 
     /// Readings stored, and the number of distinct simulated sequences among them.
@@ -145,12 +165,14 @@ impl ProviderSide {
             .unwrap()
     }
 
-    /// Serves HTTPS ingest routes (plain HTTP on loopback) until the token is cancelled.
+    /// Serves the HTTPS ingest routes, the command poll and the operations API (plain HTTP on
+    /// loopback) until the token is cancelled.
     pub async fn serve_http(&self, addr: SocketAddr) -> (SocketAddr, CancellationToken) {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let bound = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
-        let router = tm_provider::ingest::http::routes(self.ingest.clone());
+        let router =
+            tm_provider::ingest::http::routes(self.ingest.clone()).merge(self.ops.routes());
         tokio::spawn(tm_provider::http::serve(listener, router, cancel.clone()));
         (bound, cancel)
     }
@@ -203,11 +225,23 @@ impl GatewaySide {
         }
     }
 
+    /// Enrolls on `transport` at `url`; an MQTT gateway's command poll goes to a closed port.
     pub fn enroll(&self, provider_key: &SigningKey, transport: Transport, url: &str) {
-        let (https_url, mqtt_url) = match transport {
-            Transport::Https => (url.to_owned(), None),
-            Transport::Mqtt => ("http://127.0.0.1:9".to_owned(), Some(url.to_owned())),
+        match transport {
+            Transport::Https => self.enroll_with(provider_key, url, None),
+            Transport::Mqtt => self.enroll_with(provider_key, "http://127.0.0.1:9", Some(url)),
+        }
+    }
+
+    /// Enrolls with the provider's gateway API at `https_url` (command poll; readings too
+    /// without a broker) and, when given, the MQTT broker at `mqtt_url`.
+    pub fn enroll_with(&self, provider_key: &SigningKey, https_url: &str, mqtt_url: Option<&str>) {
+        let transport = if mqtt_url.is_some() {
+            Transport::Mqtt
+        } else {
+            Transport::Https
         };
+        let (https_url, mqtt_url) = (https_url.to_owned(), mqtt_url.map(str::to_owned));
         tm_gateway::enrollment::Enrollment {
             gateway_id: self.id.clone(),
             provider_url: https_url.clone(),
@@ -261,6 +295,27 @@ impl GatewaySide {
         )
     }
 
+    /// Starts `tm-gateway run` with `args` after `run`, `TM_LOG` as given and stderr written
+    /// to `log` (read it with [`log_lines`]).
+    pub fn spawn_agent_logged(&self, args: &[&str], tm_log: &str, log: &Path) -> Agent {
+        let file = std::fs::File::create(log).unwrap();
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("run")
+                .args(args)
+                // No BlueZ for these agents: a bus address that does not exist.
+                .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+                .env("TM_LOG", tm_log)
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(file))
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     /// `tm-gateway status --json` (waiting for the agent to create its outbox).
     pub fn status(&self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -289,6 +344,105 @@ impl GatewaySide {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The lines of an agent's log file that contain every one of `needles`.
+pub fn log_lines(log: &Path, needles: &[&str]) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The provider's operations API over HTTP, with the token of [`ProviderSide`].
+pub struct OpsApi {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl OpsApi {
+    pub fn new(addr: SocketAddr) -> Self {
+        tm_provider::install_crypto_provider();
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Issues a command (`{"type": ...}`) to `gateway`; returns its id.
+    pub async fn issue(&self, gateway: &GatewayId, body: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/ops/api/gateways/{gateway}/commands", self.base))
+            .bearer_auth(OPS_TOKEN)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "issuing {body}");
+        let command: serde_json::Value = r.json().await.unwrap();
+        command["command_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The gateway's commands as the operator sees them, newest first.
+    pub async fn commands(&self, gateway: &GatewayId) -> Vec<serde_json::Value> {
+        let answer: serde_json::Value = self
+            .http
+            .get(format!("{}/ops/api/gateways/{gateway}/commands", self.base))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["commands"].as_array().unwrap().clone()
+    }
+
+    /// One command as the operator sees it.
+    pub async fn command(&self, gateway: &GatewayId, id: &str) -> serde_json::Value {
+        self.commands(gateway)
+            .await
+            .into_iter()
+            .find(|c| c["command_id"] == id)
+            .unwrap_or_else(|| panic!("no command {id}"))
+    }
+
+    /// Waits (up to `limit`) until the command has a result; returns it.
+    pub async fn result(
+        &self,
+        gateway: &GatewayId,
+        id: &str,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let reported = eventually(limit, || async {
+            self.command(gateway, id).await["reported_at"].is_string()
+        })
+        .await;
+        let command = self.command(gateway, id).await;
+        assert!(reported, "no result for {id}: {command}");
+        command
+    }
+
+    /// The frames the gateway's poll would get now.
+    pub async fn polled(&self, gateway: &GatewayId) -> usize {
+        let answer: serde_json::Value = self
+            .http
+            .get(format!(
+                "{}{}",
+                self.base,
+                tm_protocol::routes::http::commands(gateway)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["frames"].as_array().unwrap().len()
     }
 }
 

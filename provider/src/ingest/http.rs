@@ -1,5 +1,5 @@
-//! HTTPS ingest routes: `POST /api/v1/readings` (answer: the signed receipt frame) and
-//! `POST /api/v1/heartbeat`. Bodies above the frame limit get 413 before they are read whole.
+//! HTTPS ingest routes: `POST /api/v1/readings` (answer: the signed receipt frame),
+//! `POST /api/v1/heartbeat` and `POST /api/v1/command-results` (answer: 204). Bodies above the frame limit get 413 before they are read whole.
 //!
 //! Status codes: 200 receipt; 400 malformed or mismatched; 401 bad signature; 403 unknown,
 //! revoked or unbound gateway; 413 too large; 503 store unavailable (the gateway retries).
@@ -19,6 +19,7 @@ pub fn routes(ingest: Ingest) -> Router {
     Router::new()
         .route(routes::READINGS, post(readings))
         .route(routes::HEARTBEAT, post(heartbeat))
+        .route(routes::COMMAND_RESULTS, post(command_result))
         .layer(DefaultBodyLimit::max(tm_protocol::limits::MAX_FRAME_BYTES))
         .with_state(ingest)
 }
@@ -64,5 +65,13 @@ async fn readings(
 
 async fn heartbeat(State(ingest): State<Ingest>, body: Bytes) -> Result<StatusCode, IngestError> {
     ingest.heartbeat(&body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn command_result(
+    State(ingest): State<Ingest>,
+    body: Bytes,
+) -> Result<StatusCode, IngestError> {
+    ingest.command_result(&body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,6 @@
-//! Gateway ingest: readings and heartbeats arriving over HTTPS ([`http`]) or MQTT ([`mqtt`]).
+//! Gateway ingest: readings, heartbeats and command results arriving over HTTPS ([`http`]) or
+//! MQTT ([`mqtt`]). Heartbeats and command results are verified like batches (steps 1 to 3)
+//! and stored; they get no receipt.
 //!
 //! For every reading batch, in this order:
 //! 1. parse the frame structure (size, magic, kind) and look its signer up in the gateway
@@ -24,7 +26,9 @@ mod store;
 
 use std::sync::Arc;
 
-use tm_protocol::{Frame, FrameError, Heartbeat, MessageKind, ReadingBatch, SigningKey};
+use tm_protocol::{
+    CommandResult, Frame, FrameError, Heartbeat, MessageKind, ReadingBatch, SigningKey,
+};
 
 use crate::db::{Db, DbError};
 use crate::gateways::GatewayState;
@@ -66,6 +70,8 @@ pub struct Ingest {
     /// Told about sessions with newly committed readings (outputs and status follow).
     updates: Option<crate::publish::updater::UpdateNotifier>,
     commits: group_commit::GroupCommit,
+    /// The MQTT connection while [`mqtt::run`] runs (commands to gateways go out on it).
+    mqtt: mqtt::MqttPublisher,
 }
 
 /// What a verified batch did.
@@ -85,7 +91,13 @@ impl Ingest {
             key,
             updates: None,
             commits: group_commit::GroupCommit::default(),
+            mqtt: mqtt::MqttPublisher::default(),
         }
+    }
+
+    /// The provider's MQTT connection for messages to gateways (set while [`mqtt::run`] runs).
+    pub fn mqtt_publisher(&self) -> mqtt::MqttPublisher {
+        self.mqtt.clone()
     }
 
     /// Tells `notifier` after each commit that stored new readings (the session updater).
@@ -189,6 +201,32 @@ impl Ingest {
         }
         store::save_heartbeat(&self.db, heartbeat.clone()).await?;
         crate::ops::observe_heartbeat(&self.db, heartbeat).await?;
+        Ok(())
+    }
+
+    /// Records a command result frame (the first report of each command is kept).
+    pub async fn command_result(&self, bytes: &[u8]) -> Result<(), IngestError> {
+        let (gateway, payload) = self.open(bytes, MessageKind::CommandResult).await?;
+        let result: CommandResult =
+            tm_protocol::decode(payload).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        if result.gateway_id != gateway.gateway_id {
+            return Err(IngestError::Mismatch(
+                "the command result names another gateway than its signer".into(),
+            ));
+        }
+        let command = result.command_id.clone();
+        let status = result.status;
+        match crate::ops::commands::record_result(&self.db, result, chrono::Utc::now()).await? {
+            crate::ops::commands::Recorded::Stored => {
+                tracing::info!(stage = "ops", gateway = %gateway.gateway_id, %command, ?status, "command result");
+            }
+            crate::ops::commands::Recorded::AlreadyReported => {
+                tracing::debug!(stage = "ops", %command, "command result reported again; kept the first");
+            }
+            crate::ops::commands::Recorded::UnknownCommand => {
+                tracing::warn!(stage = "ops", gateway = %gateway.gateway_id, %command, "result of a command this gateway was never sent; ignored");
+            }
+        }
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! MQTT ingest: a shared subscription (`$share/tm-provider/...`, so several provider instances
-//! split the load) to every gateway's readings and heartbeats.
+//! split the load) to every gateway's readings, heartbeats and command results.
 //!
 //! The event loop runs in its own task and never blocks: each publish goes to a worker through a
 //! channel whose bound is the broker's in-flight window (manual acks: the broker sends at most
@@ -7,7 +7,11 @@
 //! (their batches share commits); for each it ingests, publishes the receipt to the gateway's
 //! receipt topic, and only then acknowledges the message to the broker.
 //! The topic's gateway id must equal the frame's signer.
+//!
+//! The same connection carries the provider's messages to gateways outside the ingest path:
+//! [`MqttPublisher`] hands it to the command issuer (see [`crate::ops::commands`]).
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -63,6 +67,42 @@ impl MqttIngestConfig {
     }
 }
 
+/// The provider's MQTT connection as seen by code that publishes to gateways (commands). It
+/// holds the client while [`run`] runs, and nothing otherwise; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct MqttPublisher {
+    client: Arc<RwLock<Option<AsyncClient>>>,
+}
+
+impl MqttPublisher {
+    fn set(&self, client: Option<AsyncClient>) {
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+    }
+
+    /// Publishes a signed command frame on `gateway`'s command topic (QoS 1, not retained).
+    /// Never waits: returns false when the provider runs no MQTT connection or its request
+    /// queue is full; the gateway's HTTPS poll serves the command anyway.
+    pub fn publish_command(&self, gateway: &tm_protocol::GatewayId, frame: Vec<u8>) -> bool {
+        let guard = self
+            .client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(client) = guard.as_ref() else {
+            return false;
+        };
+        match client.try_publish(topics::commands(gateway), QoS::AtLeastOnce, false, frame) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(stage = "ops", gateway = %gateway, error = %e, "command not published over MQTT; the gateway's poll will fetch it");
+                false
+            }
+        }
+    }
+}
+
 /// Publishes handed to the worker; above the broker's in-flight window, so `try_send` only
 /// fails if the broker misbehaves (the message is then left unacknowledged and redelivered).
 const WORK_CAPACITY: usize = 1024;
@@ -79,6 +119,8 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
         options.set_credentials(user, password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
+    let publisher = ingest.mqtt_publisher();
+    publisher.set(Some(client.clone()));
     let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
     let worker = tokio::spawn(work(ingest, client.clone(), work_rx));
     let mut failures: u32 = 0;
@@ -91,7 +133,11 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 tracing::info!(stage = "ingest", "MQTT ingest connected");
-                for filter in [topics::ALL_READINGS, topics::ALL_HEARTBEATS] {
+                for filter in [
+                    topics::ALL_READINGS,
+                    topics::ALL_HEARTBEATS,
+                    topics::ALL_COMMAND_RESULTS,
+                ] {
                     let _ = client.try_subscribe(topics::shared(filter), QoS::AtLeastOnce);
                 }
                 // Not shared: every instance needs the retained status (the last-will) of all.
@@ -115,6 +161,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             }
         }
     }
+    publisher.set(None);
     let _ = client.try_disconnect();
     drop(work_tx);
     worker.abort();
@@ -181,6 +228,11 @@ async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
         "heartbeat" => {
             if let Err(e) = ingest.heartbeat(&p.payload).await {
                 tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "heartbeat refused");
+            }
+        }
+        "command-results" => {
+            if let Err(e) = ingest.command_result(&p.payload).await {
+                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "command result refused");
             }
         }
         "status" => {

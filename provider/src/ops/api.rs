@@ -8,7 +8,11 @@
 //! - `POST /ops/api/alerts/{id}/ack`: acknowledge an open alert (409 if not open);
 //! - `POST /ops/api/gateways/{id}/commands` with `{"type": "resync-now"}` (or
 //!   `{"type": "set-log-level", "level": "debug"}`, `{"type": "reread-devices"}`): issue a
-//!   signed command;
+//!   signed command (201 with the command); pushed over MQTT when the provider runs its MQTT
+//!   connection, and served to the gateway's poll until it has a result or expires;
+//! - `GET /ops/api/gateways/{id}/commands`: the gateway's latest commands, newest first, each
+//!   with its `state` (`pending`, `expired`, or the gateway's report: `done`, `not-available`,
+//!   `failed`) and `detail`;
 //! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first.
 
 use axum::extract::{Extension, Path, Query, State};
@@ -50,7 +54,7 @@ pub fn routes(ops: Ops) -> Router {
         .route("/ops/api/gateways/{gateway_id}", get(one_gateway))
         .route(
             "/ops/api/gateways/{gateway_id}/commands",
-            post(issue_command),
+            post(issue_command).get(list_commands),
         )
         .route("/ops/api/alerts", get(list_alerts))
         .route("/ops/api/alerts/{alert_id}/ack", post(ack))
@@ -180,12 +184,27 @@ async fn issue_command(
     )
     .await
     {
-        Ok((command, _)) => Ok((StatusCode::CREATED, Json(command)).into_response()),
+        Ok((command, frame)) => {
+            ops.mqtt.publish_command(&command.gateway_id, frame);
+            Ok((StatusCode::CREATED, Json(command)).into_response())
+        }
         Err(commands::CommandError::UnknownGateway(_)) => {
             Ok((StatusCode::NOT_FOUND, "no active gateway with this id").into_response())
         }
         Err(commands::CommandError::Store(e)) => Err(e.into()),
     }
+}
+
+async fn list_commands(
+    State(ops): State<Ops>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let now = chrono::Utc::now();
+    let commands = ops
+        .db
+        .read(move |c| commands::list(c, &id, now, 100))
+        .await?;
+    Ok(Json(json!({ "commands": commands })).into_response())
 }
 
 async fn poll(State(ops): State<Ops>, Path(id): Path<String>) -> Result<Response, Unavailable> {

@@ -1,7 +1,8 @@
 //! The operations dashboard: server-rendered HTML, no script. The overview shows counts by
 //! state, the unresolved alerts (open first) and a gateway table sortable by a query parameter
 //! (`?sort=last_seen|gateway|backlog|state|alerts`); each gateway's page shows its health, its
-//! devices, its alert history and its audit trail.
+//! devices, its alert history, its latest remote commands with their results, and its audit
+//! trail.
 
 use std::fmt::Write as _;
 
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::views::{self, AlertRow, GatewayView};
-use super::{Ops, audit};
+use super::{Ops, audit, commands};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -172,10 +173,11 @@ pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> R
             Ok((
                 views::gateways(c, Some(&id), now, &t)?,
                 audit::list(c, Some(&id), 200)?,
+                commands::list(c, &id, now, 20)?,
             ))
         })
         .await;
-    let Ok((gateways, trail)) = loaded else {
+    let Ok((gateways, trail, issued)) = loaded else {
         return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
     };
     let Some(g) = gateways.into_iter().next() else {
@@ -219,6 +221,24 @@ pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> R
     }
     b.push_str("</table><h2>Alerts</h2>");
     alert_table(&mut b, &g.alerts);
+    b.push_str(
+        "<h2>Commands</h2><table id=\"commands\"><tr><th>Issued</th><th>By</th><th>Command</th>\
+        <th>State</th><th>Result</th><th>Reported</th></tr>",
+    );
+    for c in &issued {
+        let _ = write!(
+            b,
+            "<tr data-command=\"{id}\"><td>{at}</td><td>{by}</td><td>{what}</td><td>{state}</td><td>{detail}</td><td>{reported}</td></tr>",
+            id = esc(&c.command_id),
+            at = esc(&c.issued_at),
+            by = esc(&c.issued_by),
+            what = esc(c.action["type"].as_str().unwrap_or("")),
+            state = esc(&c.state),
+            detail = esc(c.detail.as_deref().unwrap_or("")),
+            reported = esc(c.reported_at.as_deref().unwrap_or("")),
+        );
+    }
+    b.push_str("</table>");
     b.push_str("<h2>Audit</h2><table id=\"audit\"><tr><th>When</th><th>Who</th><th>What</th><th>Device</th><th>Session</th><th>Detail</th></tr>");
     for e in &trail {
         let _ = write!(

@@ -10,7 +10,8 @@
 //! - [`api`], [`dashboard`], [`metrics`]: the JSON API under `/ops/api/...`, the server-rendered
 //!   dashboard under `/ops`, Prometheus text at `/metrics`; all behind the ops token
 //!   ([`auth`]), never the Portal's headers.
-//! - [`commands`]: remote commands signed with the provider key, fetched by the gateway's poll.
+//! - [`commands`]: remote commands signed with the provider key, pushed over MQTT and served to
+//!   the gateway's poll; the gateways' reports of what each command did.
 
 pub mod adherence;
 pub mod alerts;
@@ -66,6 +67,8 @@ pub struct Ops {
     pub section: Arc<OpsSection>,
     token: Option<Arc<str>>,
     key: Arc<SigningKey>,
+    /// Commands are also pushed over the provider's MQTT connection while it runs.
+    mqtt: crate::ingest::mqtt::MqttPublisher,
 }
 
 impl Ops {
@@ -94,7 +97,14 @@ impl Ops {
             section: Arc::new(section),
             token,
             key,
+            mqtt: crate::ingest::mqtt::MqttPublisher::default(),
         })
+    }
+
+    /// Pushes issued commands over `mqtt` (the ingest's connection) too.
+    pub fn with_mqtt(mut self, mqtt: crate::ingest::mqtt::MqttPublisher) -> Self {
+        self.mqtt = mqtt;
+        self
     }
 
     /// The alert evaluator actor; run it with a cancellation token.

@@ -1,0 +1,85 @@
+//! What an admitted command does: wake the syncer, change the log filter, or have the BLE side
+//! read every paired device again. Each ends in an [`Outcome`] that is reported to the
+//! provider.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tm_protocol::{CommandAction, CommandStatus};
+use tokio::sync::Notify;
+
+use crate::ble::supervisor::RereadHandle;
+
+/// Longest a `reread-devices` waits for the BLE side to run again before it reports a
+/// failure. Stopping the links is bounded by their disconnects; starting again is a few D-Bus
+/// calls.
+pub const REREAD_LIMIT: Duration = Duration::from_secs(30);
+
+type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+static LOG_RELOADER: OnceLock<LogReloader> = OnceLock::new();
+
+/// Installs the function that changes the process's log filter (set by `main` from its
+/// tracing reload handle). Without it `set-log-level` answers "not available".
+pub fn set_log_reloader(f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) {
+    let _ = LOG_RELOADER.set(Box::new(f));
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done(String),
+    /// The agent cannot do this here.
+    NotAvailable(String),
+    /// It failed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The status and detail the provider is told.
+    pub fn report(&self) -> (CommandStatus, &str) {
+        match self {
+            Self::Done(d) => (CommandStatus::Done, d),
+            Self::NotAvailable(d) => (CommandStatus::NotAvailable, d),
+            Self::Failed(d) => (CommandStatus::Failed, d),
+        }
+    }
+}
+
+/// Runs admitted commands.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// Wakes the syncer out of its backoff.
+    pub resync: Arc<Notify>,
+    /// Asks the BLE side to reconnect to every paired device, when it runs.
+    pub reread: Option<RereadHandle>,
+}
+
+impl Executor {
+    /// Executes one admitted command.
+    pub async fn execute(&self, action: &CommandAction) -> Outcome {
+        match action {
+            CommandAction::ResyncNow => {
+                self.resync.notify_one();
+                Outcome::Done("sync woken".into())
+            }
+            CommandAction::SetLogLevel { level } => match LOG_RELOADER.get() {
+                Some(reload) => match reload(level) {
+                    Ok(()) => Outcome::Done(format!("log filter now {level:?}")),
+                    Err(e) => Outcome::Failed(format!("log filter {level:?} refused: {e}")),
+                },
+                None => Outcome::NotAvailable("no reloadable log filter in this process".into()),
+            },
+            CommandAction::RereadDevices => match &self.reread {
+                Some(handle) => match handle.reread(REREAD_LIMIT).await {
+                    Ok(links) => Outcome::Done(format!(
+                        "reconnecting to {links} paired device(s), stored records fetched after \
+                         the last committed one"
+                    )),
+                    Err(e) => Outcome::Failed(e),
+                },
+                None => Outcome::NotAvailable("the BLE side is not running in this agent".into()),
+            },
+        }
+    }
+}

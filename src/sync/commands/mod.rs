@@ -1,0 +1,299 @@
+//! Remote commands from the provider: delivered by two paths into one actor
+//! ([`CommandActor`]), admitted by one [`CommandGuard`], executed by [`Executor`], and reported
+//! back to the provider.
+//!
+//! - **HTTPS poll**, whatever the transport: `GET {https_url}/api/v1/gateways/{gateway_id}/commands`
+//!   (JSON `{"frames": [base64, ...]}`) every heartbeat interval. For an MQTT gateway it is the
+//!   fallback for a push that never came (the broker held no session for the gateway, or the
+//!   provider was not connected when the command was issued).
+//! - **MQTT push** (MQTT transport): the event loop forwards each frame published on the
+//!   gateway's command topic (`tm/v1/gw/{id}/commands`) to the actor.
+//!
+//! Both paths feed the same guard, so a frame that arrives by both, arrives twice, or is
+//! replayed by someone else runs at most once: the guard records the command id (durably)
+//! before the command runs and refuses it from then on. Refusals are logged: forged, unsigned,
+//! malformed, foreign and expired frames at WARN, an id seen before at INFO (with two paths,
+//! seeing a command twice is expected).
+//!
+//! **Results**: every executed command is reported with a signed [`CommandResult`] over the
+//! gateway's own transport ([`Link::send_command_result`]: MQTT or HTTPS, like heartbeats).
+//! The provider keeps the first report and stops serving the command to the poll. A report
+//! that cannot be sent is kept in memory (at most [`UNSENT_CAPACITY`]) and sent again at each
+//! poll tick until its command expires. Refused frames are not reported.
+
+mod executor;
+mod guard;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use tm_protocol::{
+    Command, CommandAction, CommandId, CommandResult, GatewayId, MessageKind, SigningKey,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use executor::{Executor, Outcome, REREAD_LIMIT, set_log_reloader};
+pub use guard::{CommandGuard, CommandRefused, SEEN_FILE};
+
+use super::Link;
+
+/// Frames pushed over MQTT waiting for the actor. When full (the actor is busy, for instance
+/// re-reading the devices), a pushed frame is dropped with a warning: the poll serves it until
+/// it expires.
+pub const PUSHED_CAPACITY: usize = 16;
+/// Reports waiting to be sent again. When full, the oldest is dropped: its command ran, and the
+/// operator sees it expire without a result.
+pub const UNSENT_CAPACITY: usize = 32;
+
+/// How a frame reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The HTTPS poll.
+    Poll,
+    /// Pushed on the MQTT command topic.
+    Mqtt,
+}
+
+impl Delivery {
+    /// The name logged as `via`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Mqtt => "mqtt",
+        }
+    }
+}
+
+/// An admitted and executed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The command.
+    pub command: Command,
+    /// What it did.
+    pub outcome: Outcome,
+}
+
+fn action_name(action: &CommandAction) -> &'static str {
+    match action {
+        CommandAction::ResyncNow => "resync-now",
+        CommandAction::SetLogLevel { .. } => "set-log-level",
+        CommandAction::RereadDevices => "reread-devices",
+    }
+}
+
+/// Admits and executes one frame, logging the outcome or the refusal.
+pub async fn handle(
+    guard: &mut CommandGuard,
+    executor: &Executor,
+    frame: &[u8],
+    now: DateTime<Utc>,
+    via: Delivery,
+) -> Result<Executed, CommandRefused> {
+    match guard.admit(frame, now) {
+        Ok(command) => {
+            let outcome = executor.execute(&command.action).await;
+            tracing::info!(
+                stage = "commands",
+                command = %command.command_id,
+                action = action_name(&command.action),
+                via = via.as_str(),
+                ?outcome,
+                "command executed"
+            );
+            Ok(Executed { command, outcome })
+        }
+        Err(e @ CommandRefused::Replayed(_)) => {
+            tracing::info!(stage = "commands", via = via.as_str(), error = %e, "command refused");
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(stage = "commands", via = via.as_str(), error = %e, "command refused");
+            Err(e)
+        }
+    }
+}
+
+/// The HTTPS poll.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    /// The client (TLS settings of the enrollment).
+    pub client: reqwest::Client,
+    /// `{https_url}/api/v1/gateways/{gateway_id}/commands`.
+    pub url: String,
+    /// Time between two polls (the heartbeat interval).
+    pub interval: Duration,
+}
+
+/// Sends signed results over the gateway's transport.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    /// The gateway's transport.
+    pub link: Link,
+    /// This gateway.
+    pub gateway: GatewayId,
+    /// Its signing key.
+    pub key: Arc<SigningKey>,
+}
+
+impl Reporter {
+    /// The signed result frame of an executed command.
+    pub fn seal(&self, command: &CommandId, outcome: &Outcome, now: DateTime<Utc>) -> Vec<u8> {
+        let (status, detail) = outcome.report();
+        let mut detail = detail.to_owned();
+        truncate(&mut detail, tm_protocol::limits::MAX_TEXT_BYTES);
+        let result = CommandResult {
+            v: tm_protocol::PROTOCOL_VERSION,
+            gateway_id: self.gateway.clone(),
+            command_id: command.clone(),
+            status,
+            detail,
+            finished_at: now,
+        };
+        tm_protocol::seal(
+            MessageKind::CommandResult,
+            self.gateway.as_str(),
+            &tm_protocol::encode(&result),
+            &self.key,
+        )
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// A report not sent yet.
+#[derive(Debug)]
+struct Unsent {
+    frame: Vec<u8>,
+    command: CommandId,
+    expires_at: DateTime<Utc>,
+}
+
+/// The command actor: polls, receives pushed frames, executes, reports.
+#[derive(Debug)]
+pub struct CommandActor {
+    /// Admission (one for both paths).
+    pub guard: CommandGuard,
+    /// Execution.
+    pub executor: Executor,
+    /// The HTTPS poll.
+    pub poll: Poll,
+    /// Frames pushed over MQTT (MQTT transport only).
+    pub pushed: Option<mpsc::Receiver<Vec<u8>>>,
+    /// Where results go.
+    pub reporter: Reporter,
+}
+
+impl CommandActor {
+    /// Runs until `cancel`.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.poll.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unsent: VecDeque<Unsent> = VecDeque::new();
+        loop {
+            let (frames, via) = tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    self.send_again(&mut unsent).await;
+                    match fetch(&self.poll.client, &self.poll.url).await {
+                        Ok(frames) => (frames, Delivery::Poll),
+                        Err(e) => {
+                            tracing::debug!(stage = "commands", error = %e, "command poll failed");
+                            continue;
+                        }
+                    }
+                }
+                frame = next_pushed(&mut self.pushed) => (vec![frame], Delivery::Mqtt),
+            };
+            for frame in frames {
+                let Ok(done) =
+                    handle(&mut self.guard, &self.executor, &frame, Utc::now(), via).await
+                else {
+                    continue;
+                };
+                let report = Unsent {
+                    frame: self
+                        .reporter
+                        .seal(&done.command.command_id, &done.outcome, Utc::now()),
+                    command: done.command.command_id,
+                    expires_at: done.command.expires_at,
+                };
+                if let Err(e) = self
+                    .reporter
+                    .link
+                    .send_command_result(report.frame.clone())
+                    .await
+                {
+                    tracing::warn!(stage = "commands", command = %report.command, error = %e, "command result not sent; will retry");
+                    if unsent.len() >= UNSENT_CAPACITY {
+                        unsent.pop_front();
+                    }
+                    unsent.push_back(report);
+                }
+            }
+        }
+    }
+
+    /// Sends the kept reports again; keeps those that fail and have not expired.
+    async fn send_again(&self, unsent: &mut VecDeque<Unsent>) {
+        let now = Utc::now();
+        for _ in 0..unsent.len() {
+            let Some(report) = unsent.pop_front() else {
+                break;
+            };
+            if report.expires_at <= now {
+                tracing::warn!(stage = "commands", command = %report.command, "command result never sent; the command has expired");
+                continue;
+            }
+            if self
+                .reporter
+                .link
+                .send_command_result(report.frame.clone())
+                .await
+                .is_err()
+            {
+                unsent.push_back(report);
+            }
+        }
+    }
+}
+
+/// The next frame pushed over MQTT; never resolves without MQTT or once the event loop ended.
+async fn next_pushed(pushed: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Vec<u8> {
+    if let Some(rx) = pushed {
+        if let Some(frame) = rx.recv().await {
+            return frame;
+        }
+        *pushed = None;
+    }
+    std::future::pending().await
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Vec<u8>>, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        frames: Vec<String>,
+    }
+    let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("HTTP {}", r.status()));
+    }
+    let answer: Answer = r.json().await.map_err(|e| e.to_string())?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(answer
+        .frames
+        .iter()
+        .filter_map(|f| b64.decode(f).ok())
+        .collect())
+}
