@@ -58,8 +58,16 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "listening");
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("cannot watch SIGTERM")?;
+            // Ctrl-C, or SIGTERM from systemd's stop: finish what is in flight, then exit 0.
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down");
                 on_signal.cancel();
             });
             let mut tasks = tokio::task::JoinSet::new();
