@@ -211,8 +211,8 @@ pub fn play(transport: Transport, provider_stop: Stop) {
 
     c.stop_gateway();
     eprintln!(
-        "{transport:?}: {expected} readings exactly once across a gateway SIGKILL and a provider \
-         {provider_stop:?} in {:.1} s",
+        "{transport:?}: {expected} readings exactly once across a gateway SIGKILL (at {at_kill}) \
+         and a provider {provider_stop:?} (at {at_restart}) in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
