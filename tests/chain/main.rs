@@ -15,15 +15,18 @@
 //! every reading and the emulator recorded no violation.
 //!
 //! - [`procs`]: locating (and building) the binaries, child processes with logs, bounded waits;
-//! - [`stack`]: starting the chain and talking to each part;
+//! - [`configs`]: the processes' configuration files;
+//! - [`stack`]: starting the chain and talking to each part ([`web`]: its HTTP client);
 //! - [`story`]: the steps and the checks.
 //!
 //! The two tests run one after the other (2-core CI). A failing test prints the tail of every
 //! process's log and keeps its directory (databases, configurations, logs).
 
+mod configs;
 mod procs;
 mod stack;
 mod story;
+mod web;
 
 use std::sync::{Mutex, PoisonError};
 

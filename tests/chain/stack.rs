@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tm_protocol::Reading;
 
+use super::configs::{self, HEART_FAILURE, HUB_CLIENT, HUB_SECRET, PORTAL_KEY, PRESCRIBER};
 use super::procs::{Proc, bins, run_ok, tail, wait_for};
+use super::web::Web;
 
 /// How the gateway ships its readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,36 +34,12 @@ pub enum Stop {
     Kill,
 }
 
-const PORTAL_KEY: &str = "chain-portal-key";
-const HUB_CLIENT: &str = "chain-provider";
-const HUB_SECRET: &str = "chain-hub-secret";
-pub const PRESCRIBER: &str = "hospital-chain";
-pub const HEART_FAILURE: &str =
-    "https://hl7belgium.org/fhir/patient-monitoring/carepath/heart-failure";
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `mosquitto` on the PATH, or where Debian installs it (`/usr/sbin`, often not on a user's
-/// PATH).
-fn mosquitto_bin() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("mosquitto"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/mosquitto")])
-        .find(|p| p.is_file())
-        .expect("the MQTT chain needs mosquitto (Debian: apt-get install mosquitto)")
 }
 
 /// `TM_LOG` for the children: the caller's, or `info`.
@@ -76,8 +54,7 @@ pub struct Chain {
     provider: Option<Proc>,
     hub: Proc,
     mosquitto: Option<Proc>,
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
+    web: Web,
     pub hub_url: String,
     pub provider_url: String,
     provider_config: PathBuf,
@@ -107,16 +84,8 @@ impl Chain {
         let mosquitto_port = free_port();
         let mosquitto = (transport == Transport::Mqtt).then(|| {
             let conf = root.join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "listener {mosquitto_port} 127.0.0.1\nallow_anonymous true\n\
-                     persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n\
-                     log_type notice\n"
-                ),
-            )
-            .unwrap();
-            let mut cmd = Command::new(mosquitto_bin());
+            std::fs::write(&conf, configs::mosquitto(mosquitto_port)).unwrap();
+            let mut cmd = Command::new(configs::mosquitto_bin());
             cmd.arg("-c").arg(&conf);
             Proc::spawn("mosquitto", cmd, &logs)
         });
@@ -140,66 +109,27 @@ impl Chain {
         let secret = root.join("provider/hub-secret");
         std::fs::write(&secret, HUB_SECRET).unwrap();
         let provider_db = root.join("provider/provider.db");
-        let (transport_line, mqtt_section) = match transport {
-            Transport::Https => ("transport = \"https\"".to_owned(), String::new()),
-            Transport::Mqtt => (
-                format!("transport = \"mqtt\"\nmqtt_url = \"mqtt://127.0.0.1:{mosquitto_port}\""),
-                format!(
-                    "[mqtt]\nurl = \"mqtt://127.0.0.1:{mosquitto_port}\"\n\
-                     client_id = \"tm-provider-chain\"\n"
-                ),
-            ),
-        };
         let provider_config = root.join("provider/provider.toml");
-        std::fs::write(
-            &provider_config,
-            format!(
-                "listen = \"127.0.0.1:{provider_port}\"\npublic_url = \"{provider_url}\"\n\
-                 database = \"{db}\"\n\
-                 [portal]\nfixed_headers = {{ \"X-Tm-Portal-Key\" = \"{PORTAL_KEY}\" }}\n\
-                 patient_fields = [\"patient.language\"]\n\
-                 [[portal.prescribers]]\nid = \"{PRESCRIBER}\"\ndpa_signed = true\n\
-                 [hub]\nurl = \"{hub_url}\"\nclient_id = \"{HUB_CLIENT}\"\n\
-                 client_secret_file = \"{secret}\"\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
-                 [enrollment]\n{transport_line}\nheartbeat_interval_s = 5\n\
-                 [attachments]\nlanguages = [\"nl\", \"en\"]\n{mqtt_section}",
-                db = provider_db.display(),
-                secret = secret.display(),
-            ),
-        )
-        .unwrap();
+        let provider_settings = configs::Provider {
+            port: provider_port,
+            database: &provider_db,
+            hub_url: &hub_url,
+            hub_secret_file: &secret,
+            broker: (transport == Transport::Mqtt).then_some(mosquitto_port),
+        };
+        std::fs::write(&provider_config, configs::provider(&provider_settings)).unwrap();
 
         let gateway_state = root.join("gateway");
         let gateway_config = root.join("gateway.toml");
-        std::fs::write(
-            &gateway_config,
-            format!(
-                "state_dir = \"{}\"\nlog_level = \"info\"\n\
-                 [sync]\nheartbeat_interval_s = 2\nbackoff_initial_ms = 100\n\
-                 backoff_max_ms = 1000\nrequest_timeout_ms = 3000\nreceipt_timeout_ms = 3000\n",
-                gateway_state.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&gateway_config, configs::gateway(&gateway_state)).unwrap();
 
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
         let mut chain = Self {
             gateway: None,
             bluez: None,
             provider: None,
             hub,
             mosquitto,
-            rt,
-            http,
+            web: Web::new(),
             hub_url,
             provider_url,
             provider_config,
@@ -225,12 +155,7 @@ impl Chain {
             if let Some(p) = self.provider.as_mut() {
                 p.assert_running();
             }
-            let r = self.rt.block_on(async { self.http.get(url).send().await });
-            match r {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
-            }
+            self.web.answers(url)
         });
     }
 
@@ -269,7 +194,7 @@ impl Chain {
     /// `POST /control/prescribe` for a heart-failure patient: returns the enrollment page the
     /// provider answered with.
     pub fn prescribe(&self, id: &str) -> String {
-        let answer = self.post_json(
+        let answer = self.web.post_json(
             &format!("{}/control/prescribe", self.hub_url),
             &json!({
                 "telemonitoringId": id,
@@ -287,22 +212,7 @@ impl Chain {
 
     /// The nurse keeps the heart-failure carepath on the page and reads the one-time code.
     pub fn enrollment_code(&self, page: &str) -> String {
-        let html = self.rt.block_on(async {
-            let r = self
-                .http
-                .post(page)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("carepath={}", form_encode(HEART_FAILURE)))
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                r.status().is_success(),
-                "the enrollment page: {}",
-                r.status()
-            );
-            r.text().await.unwrap()
-        });
+        let html = self.web.post_form(page, &[("carepath", HEART_FAILURE)]);
         let start = html
             .find("id=\"code\">")
             .unwrap_or_else(|| panic!("no code on the enrollment page:\n{html}"));
@@ -312,7 +222,7 @@ impl Chain {
 
     /// `POST /control/action` (`stop` or `cancel`): the provider's answer.
     pub fn act(&self, id: &str, action: &str) -> Value {
-        self.post_json(
+        self.web.post_json(
             &format!("{}/control/action", self.hub_url),
             &json!({"telemonitoringId": id, "action": action}),
         )
@@ -320,44 +230,21 @@ impl Chain {
 
     /// The session as the HUB knows it: status, attachments, timeline.
     pub fn session(&self, id: &str) -> Value {
-        self.get_json(&format!("{}/control/sessions/{id}", self.hub_url))
+        self.web
+            .get_json(&format!("{}/control/sessions/{id}", self.hub_url))
     }
 
     /// Every contract violation the emulator recorded.
     pub fn violations(&self) -> Vec<Value> {
-        let v = self.get_json(&format!("{}/control/violations", self.hub_url));
+        let v = self
+            .web
+            .get_json(&format!("{}/control/violations", self.hub_url));
         v.as_array().cloned().unwrap_or_default()
     }
 
     /// GETs `url` with `headers` (an attachment's listed headers) and returns the body.
     pub fn download(&self, url: &str, headers: &Value) -> Vec<u8> {
-        self.rt.block_on(async {
-            let mut request = self.http.get(url);
-            if let Some(h) = headers.as_object() {
-                for (name, value) in h {
-                    request = request.header(name, value.as_str().unwrap_or_default());
-                }
-            }
-            let r = request.send().await.unwrap();
-            assert!(r.status().is_success(), "GET {url}: {}", r.status());
-            r.bytes().await.unwrap().to_vec()
-        })
-    }
-
-    fn get_json(&self, url: &str) -> Value {
-        self.rt.block_on(async {
-            let r = self.http.get(url).send().await.unwrap();
-            assert!(r.status().is_success(), "GET {url}: {}", r.status());
-            r.json().await.unwrap()
-        })
-    }
-
-    fn post_json(&self, url: &str, body: &Value) -> Value {
-        self.rt.block_on(async {
-            let r = self.http.post(url).json(body).send().await.unwrap();
-            assert!(r.status().is_success(), "POST {url}: {}", r.status());
-            r.json().await.unwrap()
-        })
+        self.web.get_bytes(url, headers)
     }
 
     /// Runs `tm-gateway --config ... ARGS` on the simulator's bus (once it runs) and returns
@@ -478,19 +365,6 @@ impl Chain {
         })
         .collect()
     }
-}
-
-/// `application/x-www-form-urlencoded` value encoding.
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn wait_for_port(port: u16) {
