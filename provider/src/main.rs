@@ -68,8 +68,16 @@ async fn main() -> anyhow::Result<()> {
             );
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("cannot watch SIGTERM")?;
+            // Ctrl-C, or SIGTERM from systemd's stop: finish what is in flight, then exit 0.
             tokio::spawn(async move {
-                shutdown_signal().await;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down");
                 on_signal.cancel();
             });
             if let Some(certificates) = certificates.clone() {
@@ -148,23 +156,9 @@ async fn reload_on_hangup(certificates: std::sync::Arc<tm_provider::http::tls::C
     while hangups.recv().await.is_some() {
         match certificates.reload() {
             Ok(()) => tracing::info!("TLS certificate reloaded"),
-            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the current one stays"),
-        }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM (`systemctl stop`).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; the current one stays")
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -147,7 +147,10 @@ fn wait_for_log(provider: &Provider, needle: &str, times: usize) {
         if log.matches(needle).count() >= times {
             return;
         }
-        assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -156,7 +159,10 @@ fn wait_for_log(provider: &Provider, needle: &str, times: usize) {
 async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (Ca::new("first CA"), Ca::new("second CA"));
-    first.issue(&dir.path().join("server.pem"), &dir.path().join("server.key"));
+    first.issue(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
     let provider = start(dir.path());
 
     assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
@@ -175,13 +181,22 @@ async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
     );
 
     // A client that connects and stays silent does not hold up the next one.
-    let port = provider.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let port = provider
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
     let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
     drop(silent);
 
     // Renewal under the second CA, loaded on SIGHUP.
-    second.issue(&dir.path().join("server.pem"), &dir.path().join("server.key"));
+    second.issue(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
     hangup(&provider);
     wait_for_log(&provider, "TLS certificate reloaded", 1);
     assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");

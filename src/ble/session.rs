@@ -2,6 +2,10 @@
 //! notification stream **before** subscribing (devices push stored records right after the
 //! CCCD write), read Device Information and battery, read the device clock, set it as the
 //! catalog says, subscribe, and ask a RACP device for the records after the last one seen.
+//!
+//! Pairing uses [`identify`]: the same connection without the subscription. A device pushes its
+//! stored records as soon as a measurement is subscribed and deletes them once indicated, so a
+//! subscription where nothing stashes the records would lose them.
 
 use std::time::Duration;
 
@@ -87,30 +91,68 @@ pub fn date_time_bytes(t: chrono::NaiveDateTime) -> Vec<u8> {
     ]
 }
 
+/// What a connection without subscription learnt (see [`identify`]).
+#[derive(Debug, Clone, Default)]
+pub struct Identified {
+    pub dis: Dis,
+    pub battery_pct: Option<u8>,
+    pub clock: Option<ClockObservation>,
+}
+
+/// Connects and discovers the characteristics.
+async fn connect(p: &Peripheral) -> Result<Vec<Characteristic>, BleError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, p.connect())
+        .await
+        .map_err(|_| BleError::Timeout("connect"))??;
+    p.discover_services().await?;
+    Ok(p.characteristics().into_iter().collect())
+}
+
+/// Reads Device Information, the clock and the battery, and sets the clock.
+async fn read_and_set_clock(
+    p: &Peripheral,
+    chars: &[Characteristic],
+    clock: ClockSetting,
+) -> Result<Identified, BleError> {
+    let dis = Dis {
+        manufacturer: read_string(p, chars, 0x2A29).await,
+        model: read_string(p, chars, 0x2A24).await,
+        serial: read_string(p, chars, 0x2A25).await,
+        firmware: read_string(p, chars, 0x2A26).await,
+    };
+    let clock_obs = read_clock(p, chars).await;
+    set_clock(p, chars, clock).await?;
+    let battery_pct = match find(chars, 0x2A19) {
+        Some(c) => p.read(c).await.ok().and_then(|v| v.first().copied()),
+        None => None,
+    };
+    Ok(Identified {
+        dis,
+        battery_pct,
+        clock: clock_obs,
+    })
+}
+
+/// Connects for pairing: Device Information, battery, clock read and set, and no
+/// subscription, so the device keeps its stored records for the agent's link.
+pub async fn identify(p: &Peripheral, clock: ClockSetting) -> Result<Identified, BleError> {
+    let chars = connect(p).await?;
+    read_and_set_clock(p, &chars, clock).await
+}
+
 /// Connects and prepares the link. `racp_from` is the first sequence number to fetch.
 pub async fn open(
     p: Peripheral,
     clock: ClockSetting,
     racp_from: Option<u32>,
 ) -> Result<Session, BleError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, p.connect())
-        .await
-        .map_err(|_| BleError::Timeout("connect"))??;
-    p.discover_services().await?;
-    let chars: Vec<Characteristic> = p.characteristics().into_iter().collect();
+    let chars = connect(&p).await?;
     let notifications = p.notifications().await?;
-    let dis = Dis {
-        manufacturer: read_string(&p, &chars, 0x2A29).await,
-        model: read_string(&p, &chars, 0x2A24).await,
-        serial: read_string(&p, &chars, 0x2A25).await,
-        firmware: read_string(&p, &chars, 0x2A26).await,
-    };
-    let clock_obs = read_clock(&p, &chars).await;
-    set_clock(&p, &chars, clock).await?;
-    let battery_pct = match find(&chars, 0x2A19) {
-        Some(c) => p.read(c).await.ok().and_then(|v| v.first().copied()),
-        None => None,
-    };
+    let Identified {
+        dis,
+        battery_pct,
+        clock: clock_obs,
+    } = read_and_set_clock(&p, &chars, clock).await?;
     for uuid in MEASUREMENTS {
         if let Some(c) = find(&chars, *uuid) {
             p.subscribe(c).await?;

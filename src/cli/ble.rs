@@ -198,7 +198,9 @@ pub fn pair(config: &crate::config::Config, args: &PairArgs) -> anyhow::Result<i
         d.model_id = entry.map(|e| e.model.id.clone());
         if !advert_only {
             let clock = entry.map_or(tm_devices::catalog::ClockSetting::Cts, |e| e.model.clock);
-            let s = session::open(p.clone(), clock, None).await?;
+            // No subscription here: the device would push its stored records into a
+            // connection that does not keep them.
+            let s = session::identify(&p, clock).await?;
             d.manufacturer = s.dis.manufacturer;
             d.model = s.dis.model;
             d.serial = s.dis.serial;

@@ -19,7 +19,7 @@ use tokio::io::AsyncBufReadExt as _;
     about = "BlueZ D-Bus simulator with scripted health devices"
 )]
 struct Args {
-    /// `demo` (scale + BP cuff), `clinic` (every scripted device).
+    /// `demo` (scale, BP cuff, pulse oximeter), `clinic` (every scripted device).
     #[arg(long, default_value = "demo")]
     household: String,
     /// Print `DBUS_SYSTEM_BUS_ADDRESS=<address>` as the first line.
@@ -34,8 +34,11 @@ fn household(name: &str) -> anyhow::Result<Vec<DeviceSpec>> {
     let mut cuff = profiles::bp_cuff("C0:FF:EE:00:00:02");
     cuff.stored
         .push(profiles::blood_pressure(128, 82, 97, 66, now));
+    // Pairs with the passkey 123456 (`tm-gateway pair C0:FF:EE:00:00:03 --pin 123456`).
+    let mut oximeter = profiles::oximeter("C0:FF:EE:00:00:03");
+    oximeter.stored.push(profiles::spot_check(97, 64, now));
     Ok(match name {
-        "demo" => vec![scale, cuff],
+        "demo" => vec![scale, cuff, oximeter],
         "clinic" => {
             let mut gl = profiles::glucose_meter("C0:FF:EE:00:00:05");
             gl.stored = (1..=3)
@@ -47,7 +50,7 @@ fn household(name: &str) -> anyhow::Result<Vec<DeviceSpec>> {
             vec![
                 scale,
                 cuff,
-                profiles::oximeter("C0:FF:EE:00:00:03"),
+                oximeter,
                 profiles::thermometer("C0:FF:EE:00:00:04"),
                 gl,
                 mi,

@@ -1,0 +1,400 @@
+//! One chain on loopback, every part its own process: a mosquitto with its own configuration
+//! (MQTT only), the Portal/HUB emulator, the provider on a SQLite file, the BlueZ simulator on
+//! its private bus and the gateway agent. [`Chain`] starts them, talks to each the way its
+//! users do (the emulator's control API, the provider's pages, the gateway's CLI) and reads the
+//! provider's database read-only. When a test fails, dropping it prints the tail of every log
+//! and keeps the directory for a look.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tm_protocol::Reading;
+
+use super::configs::{self, HEART_FAILURE, HUB_CLIENT, HUB_SECRET, PORTAL_KEY, PRESCRIBER};
+use super::procs::{Proc, bins, run_ok, tail, wait_for};
+use super::web::Web;
+
+/// How the gateway ships its readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `POST /api/v1/readings` at the provider.
+    Https,
+    /// Through the broker, to the provider's shared subscription.
+    Mqtt,
+}
+
+/// How the provider is stopped before it is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: it must exit by itself, successfully.
+    Term,
+    /// SIGKILL: nothing gets to finish.
+    Kill,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `TM_LOG` for the children: the caller's, or `info`.
+fn log_filter() -> String {
+    std::env::var("TM_LOG").unwrap_or_else(|_| "info".into())
+}
+
+/// The running chain. Fields drop in order: the gateway stops first, the broker last.
+pub struct Chain {
+    gateway: Option<Proc>,
+    bluez: Option<Proc>,
+    provider: Option<Proc>,
+    hub: Proc,
+    mosquitto: Option<Proc>,
+    web: Web,
+    pub hub_url: String,
+    pub provider_url: String,
+    provider_config: PathBuf,
+    provider_db: PathBuf,
+    gateway_config: PathBuf,
+    gateway_state: PathBuf,
+    bus: Option<String>,
+    logs: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Chain {
+    /// Starts the broker (MQTT), the emulator and the provider, and waits until they answer.
+    pub fn start(transport: Transport) -> Self {
+        let bins = bins();
+        let dir = tempfile::Builder::new()
+            .prefix("tm-chain-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_owned();
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        for sub in ["provider", "gateway"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+
+        let mosquitto_port = free_port();
+        let mosquitto = (transport == Transport::Mqtt).then(|| {
+            let conf = root.join("mosquitto.conf");
+            std::fs::write(&conf, configs::mosquitto(mosquitto_port)).unwrap();
+            let mut cmd = Command::new(configs::mosquitto_bin());
+            cmd.arg("-c").arg(&conf);
+            Proc::spawn("mosquitto", cmd, &logs)
+        });
+
+        let hub_port = free_port();
+        let provider_port = free_port();
+        let hub_url = format!("http://127.0.0.1:{hub_port}");
+        let provider_url = format!("http://127.0.0.1:{provider_port}");
+        let mut cmd = Command::new(&bins.hub);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{hub_port}")])
+            .args(["--client", &format!("{HUB_CLIENT}:{HUB_SECRET}")])
+            .args([
+                "--provider-url",
+                &format!("{provider_url}/portal/v1/prescriptions"),
+            ])
+            .args(["--action-url", &format!("{provider_url}/portal/v1/actions")])
+            .args(["--header", &format!("X-Tm-Portal-Key: {PORTAL_KEY}")])
+            .env("TM_LOG", log_filter());
+        let hub = Proc::spawn("tm-sim-hub", cmd, &logs);
+
+        let secret = root.join("provider/hub-secret");
+        std::fs::write(&secret, HUB_SECRET).unwrap();
+        let provider_db = root.join("provider/provider.db");
+        let provider_config = root.join("provider/provider.toml");
+        let provider_settings = configs::Provider {
+            port: provider_port,
+            database: &provider_db,
+            hub_url: &hub_url,
+            hub_secret_file: &secret,
+            broker: (transport == Transport::Mqtt).then_some(mosquitto_port),
+        };
+        std::fs::write(&provider_config, configs::provider(&provider_settings)).unwrap();
+
+        let gateway_state = root.join("gateway");
+        let gateway_config = root.join("gateway.toml");
+        std::fs::write(&gateway_config, configs::gateway(&gateway_state)).unwrap();
+
+        let mut chain = Self {
+            gateway: None,
+            bluez: None,
+            provider: None,
+            hub,
+            mosquitto,
+            web: Web::new(),
+            hub_url,
+            provider_url,
+            provider_config,
+            provider_db,
+            gateway_config,
+            gateway_state,
+            bus: None,
+            logs,
+            dir: Some(dir),
+        };
+        if chain.mosquitto.is_some() {
+            wait_for_port(mosquitto_port);
+        }
+        chain.wait_http(&format!("{}/control/stats", chain.hub_url));
+        chain.start_provider();
+        chain
+    }
+
+    fn wait_http(&mut self, url: &str) {
+        let what = format!("{url} to answer");
+        wait_for(&what, Duration::from_secs(30), || {
+            self.hub.assert_running();
+            if let Some(p) = self.provider.as_mut() {
+                p.assert_running();
+            }
+            self.web.answers(url)
+        });
+    }
+
+    /// Starts `tm-provider serve` on its configuration (same port, same database) and waits
+    /// for `/healthz`.
+    pub fn start_provider(&mut self) {
+        assert!(self.provider.is_none(), "the provider is running");
+        let mut cmd = Command::new(&bins().provider);
+        cmd.arg("--config")
+            .arg(&self.provider_config)
+            .arg("serve")
+            .env("TM_LOG", log_filter());
+        self.provider = Some(Proc::spawn("tm-provider", cmd, &self.logs));
+        self.wait_http(&format!("{}/healthz", self.provider_url));
+    }
+
+    /// Stops the provider (`how`) and starts it again on the same database and port.
+    pub fn restart_provider(&mut self, how: Stop) {
+        let mut p = self.provider.take().expect("the provider is running");
+        match how {
+            Stop::Term => {
+                let status = p.terminate(Duration::from_secs(15));
+                assert!(
+                    status.success(),
+                    "the provider exited with {status} on SIGTERM:\n{}",
+                    tail(p.log(), 40)
+                );
+            }
+            Stop::Kill => {
+                p.kill();
+            }
+        }
+        self.start_provider();
+    }
+
+    /// `POST /control/prescribe` for a heart-failure patient: returns the enrollment page the
+    /// provider answered with.
+    pub fn prescribe(&self, id: &str) -> String {
+        let answer = self.web.post_json(
+            &format!("{}/control/prescribe", self.hub_url),
+            &json!({
+                "telemonitoringId": id,
+                "patientId": "pseudo-4711",
+                "prescriberId": PRESCRIBER,
+                "fields": {"patient.language": "nl"},
+            }),
+        );
+        assert_eq!(answer["status"], 200, "the provider's answer: {answer}");
+        answer["body"]["url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no enrollment page in the answer: {answer}"))
+            .to_owned()
+    }
+
+    /// The nurse keeps the heart-failure carepath on the page and reads the one-time code.
+    pub fn enrollment_code(&self, page: &str) -> String {
+        let html = self.web.post_form(page, &[("carepath", HEART_FAILURE)]);
+        let start = html
+            .find("id=\"code\">")
+            .unwrap_or_else(|| panic!("no code on the enrollment page:\n{html}"));
+        let rest = &html[start + "id=\"code\">".len()..];
+        rest[..rest.find('<').unwrap()].trim().to_owned()
+    }
+
+    /// `POST /control/action` (`stop` or `cancel`): the provider's answer.
+    pub fn act(&self, id: &str, action: &str) -> Value {
+        self.web.post_json(
+            &format!("{}/control/action", self.hub_url),
+            &json!({"telemonitoringId": id, "action": action}),
+        )
+    }
+
+    /// The session as the HUB knows it: status, attachments, timeline.
+    pub fn session(&self, id: &str) -> Value {
+        self.web
+            .get_json(&format!("{}/control/sessions/{id}", self.hub_url))
+    }
+
+    /// Every contract violation the emulator recorded.
+    pub fn violations(&self) -> Vec<Value> {
+        let v = self
+            .web
+            .get_json(&format!("{}/control/violations", self.hub_url));
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// GETs `url` with `headers` (an attachment's listed headers) and returns the body.
+    pub fn download(&self, url: &str, headers: &Value) -> Vec<u8> {
+        self.web.get_bytes(url, headers)
+    }
+
+    /// Runs `tm-gateway --config ... ARGS` on the simulator's bus (once it runs) and returns
+    /// its stdout; panics when it fails.
+    pub fn gateway_cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(&bins().gateway);
+        cmd.arg("--config")
+            .arg(&self.gateway_config)
+            .args(args)
+            .env("TM_LOG", "warn");
+        if let Some(bus) = &self.bus {
+            cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus);
+        }
+        run_ok(&format!("tm-gateway {}", args.join(" ")), &mut cmd)
+    }
+
+    /// `tm-gateway status --json`.
+    pub fn gateway_status(&self) -> Value {
+        serde_json::from_str(&self.gateway_cli(&["status", "--json"])).unwrap()
+    }
+
+    /// The enrollment the gateway saved.
+    pub fn enrollment(&self) -> Value {
+        let text = std::fs::read_to_string(self.gateway_state.join("enrollment.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Starts `tm-sim-bluez --household demo --print-address` and waits until it serves.
+    pub fn start_bluez(&mut self) {
+        let mut cmd = Command::new(&bins().bluez);
+        cmd.args(["--household", "demo", "--print-address"])
+            .env("TM_LOG", "warn");
+        let mut p = Proc::spawn("tm-sim-bluez", cmd, &self.logs);
+        let log = p.log().to_owned();
+        let bus = wait_for("the BlueZ simulator", Duration::from_secs(20), || {
+            p.assert_running();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let bus = text
+                .lines()
+                .find_map(|l| l.strip_prefix("DBUS_SYSTEM_BUS_ADDRESS="))
+                .map(str::to_owned);
+            match bus {
+                Some(b) if text.lines().any(|l| l == "READY") => Ok(b),
+                _ => Err(text),
+            }
+        });
+        self.bluez = Some(p);
+        self.bus = Some(bus);
+    }
+
+    /// Starts `tm-gateway run` on the simulator's bus with the simulated device feeding
+    /// `count` readings at `rate` a second besides the paired devices.
+    pub fn start_gateway(&mut self, count: u32, rate: u32) {
+        assert!(self.gateway.is_none(), "the gateway is running");
+        let mut cmd = Command::new(&bins().gateway);
+        cmd.arg("--config")
+            .arg(&self.gateway_config)
+            .args(["run", "--simulate-readings", &count.to_string()])
+            .args(["--simulate-rate", &rate.to_string()])
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                self.bus.as_ref().expect("bluez runs"),
+            )
+            .env("TM_LOG", log_filter());
+        self.gateway = Some(Proc::spawn("tm-gateway", cmd, &self.logs));
+    }
+
+    /// SIGKILL to the gateway agent.
+    pub fn kill_gateway(&mut self) {
+        self.gateway.take().expect("the gateway runs").kill();
+    }
+
+    /// SIGTERM to the gateway agent; it must exit successfully.
+    pub fn stop_gateway(&mut self) {
+        let mut p = self.gateway.take().expect("the gateway runs");
+        let status = p.terminate(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "the agent exited with {status}:\n{}",
+            tail(p.log(), 40)
+        );
+    }
+
+    /// Panics with the log tail of any process of the chain that has exited.
+    pub fn assert_running(&mut self) {
+        for p in [
+            self.gateway.as_mut(),
+            self.bluez.as_mut(),
+            self.provider.as_mut(),
+            Some(&mut self.hub),
+            self.mosquitto.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            p.assert_running();
+        }
+    }
+
+    /// Every reading the provider stored for session `id`: (reading id column, payload).
+    pub fn provider_readings(&self, id: &str) -> Vec<(String, Reading)> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.provider_db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT reading_id, payload FROM readings WHERE telemonitoring_id = ?1")
+            .unwrap();
+        stmt.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .unwrap()
+        .map(|row| {
+            let (id, payload) = row.unwrap();
+            (id, serde_json::from_str(&payload).unwrap())
+        })
+        .collect()
+    }
+}
+
+fn wait_for_port(port: u16) {
+    wait_for("the broker's port", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.logs)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.sort();
+        for log in logs {
+            eprintln!(
+                "----- {} (last 40 lines)\n{}",
+                log.display(),
+                tail(&log, 40)
+            );
+        }
+        let kept = self.dir.take().unwrap().keep();
+        eprintln!(
+            "----- databases, configurations and logs kept in {}",
+            kept.display()
+        );
+    }
+}

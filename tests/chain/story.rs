@@ -1,0 +1,345 @@
+//! The story both transports play, step by step as the people and systems involved take them,
+//! and what must hold at the end: every reading the gateway produced is at the provider exactly
+//! once, the gateway's backlog is empty, every announced attachment set was downloaded and
+//! matched its metadata, and the emulator saw no contract violation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tm_protocol::Reading;
+
+use super::procs::wait_for;
+use super::stack::{Chain, Stop, Transport};
+
+/// The demo household's devices (`tm-sim-bluez --household demo`) and the one record each
+/// holds: (address, pairing passkey, LOINC code, value).
+const HOUSEHOLD: [(&str, Option<&str>, &str, f64); 3] = [
+    ("C0:FF:EE:00:00:01", None, "29463-7", 70.0),
+    ("C0:FF:EE:00:00:02", None, "8480-6", 128.0),
+    ("C0:FF:EE:00:00:03", Some("123456"), "2708-6", 97.0),
+];
+
+/// The address of `tm-gateway run --simulate-readings`'s device.
+const SIMULATED: &str = tm_gateway::simulate::SIMULATED_DEVICE;
+
+/// Readings of the simulated device, and how many it produces a second: a stream of 18 s
+/// that both restarts fall into.
+const STREAM: u32 = 360;
+const RATE: u32 = 20;
+
+/// How long any single step may take.
+const STEP: Duration = Duration::from_secs(60);
+
+/// Plays the story over `transport`, stopping the provider mid-stream with `provider_stop`.
+pub fn play(transport: Transport, provider_stop: Stop) {
+    let started = Instant::now();
+    let mut chain = Chain::start(transport);
+    let c = &mut chain;
+    let id = format!("tm-chain-{}", format!("{transport:?}").to_lowercase());
+    let expected = STREAM as usize + HOUSEHOLD.len();
+
+    // The physician prescribes; the provider answers with the nurse's enrollment page; the
+    // nurse keeps the carepath and gets a one-time code; the gateway enrolls with it.
+    let page = c.prescribe(&id);
+    assert!(page.starts_with(&c.provider_url), "enrollment page {page}");
+    let code = c.enrollment_code(&page);
+    let provider_url = c.provider_url.clone();
+    let out = c.gateway_cli(&["enroll", "--provider", &provider_url, "--code", &code]);
+    assert!(out.contains("enrolled as"), "{out}");
+    let sync = c.enrollment()["sync"].clone();
+    let want = match transport {
+        Transport::Https => "https",
+        Transport::Mqtt => "mqtt",
+    };
+    assert_eq!(
+        sync["transport"], want,
+        "sync settings from the provider: {sync}"
+    );
+    wait_for("the session to be accepted", STEP, || {
+        let s = c.session(&id);
+        (s["status"] == "accepted")
+            .then_some(())
+            .ok_or(s["status"].to_string())
+    });
+
+    // The household: the nurse scans and pairs the scale, the cuff and the oximeter.
+    c.start_bluez();
+    let scan: Value =
+        serde_json::from_str(&c.gateway_cli(&["scan", "--seconds", "2", "--json"])).unwrap();
+    for (address, ..) in HOUSEHOLD {
+        assert!(
+            scan.as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["address"] == address),
+            "{address} not found by the scan: {scan:#}"
+        );
+    }
+    for (address, passkey, ..) in HOUSEHOLD {
+        let mut args = vec!["pair", address, "--json"];
+        if let Some(p) = passkey {
+            args.extend(["--pin", p]);
+        }
+        let paired: Value = serde_json::from_str(&c.gateway_cli(&args)).unwrap();
+        assert_eq!(paired["paired"]["address"], address, "{paired}");
+    }
+    let devices: Value = serde_json::from_str(&c.gateway_cli(&["devices", "--json"])).unwrap();
+    assert_eq!(
+        devices.as_array().unwrap().len(),
+        HOUSEHOLD.len(),
+        "{devices:#}"
+    );
+
+    // The agent runs: the devices' records and the simulated stream are captured, committed
+    // to the outbox and synced; the first reading moves the session to in-progress with its
+    // attachments, which the EHR downloads and checks.
+    c.start_gateway(STREAM, RATE);
+    let first = wait_for("in-progress with its attachments verified", STEP, || {
+        c.assert_running();
+        verified_set(&c.session(&id), "in-progress")
+    });
+    let ids: Vec<&str> = first["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fhir", "pdf-nl", "pdf-en", "dashboard"], "{first:#}");
+    wait_for("the household's readings at the provider", STEP, || {
+        c.assert_running();
+        let from_devices = c
+            .provider_readings(&id)
+            .iter()
+            .filter(|(_, r)| r.device.address != SIMULATED)
+            .count();
+        (from_devices == HOUSEHOLD.len())
+            .then_some(())
+            .ok_or(format!("{from_devices} readings from the household"))
+    });
+
+    // Mid-stream, the gateway is killed and started again.
+    let quarter = STREAM as usize / 4;
+    let at_kill = wait_for("a quarter of the stream", STEP, || {
+        c.assert_running();
+        let n = produced(&c.gateway_status());
+        (n >= quarter).then_some(n).ok_or(format!("{n} produced"))
+    });
+    c.kill_gateway();
+    assert!(
+        at_kill < expected,
+        "the stream ended before the gateway was killed ({at_kill} produced): raise STREAM"
+    );
+    c.start_gateway(STREAM, RATE);
+
+    // Mid-stream again, the provider stops and starts on the same database and port.
+    let halfway = at_kill + (expected - at_kill) / 2;
+    let at_restart = wait_for(
+        "more of the stream after the gateway's restart",
+        STEP,
+        || {
+            c.assert_running();
+            let n = produced(&c.gateway_status());
+            (n >= halfway).then_some(n).ok_or(format!("{n} produced"))
+        },
+    );
+    c.restart_provider(provider_stop);
+    let after = produced(&c.gateway_status());
+    assert!(
+        after < expected,
+        "the stream ended while the provider restarted ({at_restart} produced before, \
+         {after} after): raise STREAM"
+    );
+
+    // Everything drains.
+    let status = wait_for("the gateway's backlog to drain", STEP, || {
+        c.assert_running();
+        let s = c.gateway_status();
+        (s["backlog"] == 0 && produced(&s) >= expected)
+            .then_some(s.clone())
+            .ok_or(s.to_string())
+    });
+    assert_eq!(status["acknowledged"], expected, "{status:#}");
+    assert_eq!(status["rejected"], 0, "{status:#}");
+    assert_eq!(status["quarantined"], 0, "{status:#}");
+
+    // The physician stops the telemonitoring: completed with the final set, verified.
+    let answer = c.act(&id, "stop");
+    assert_eq!(
+        answer["status"], 200,
+        "the provider's answer to stop: {answer}"
+    );
+    let last = wait_for("completed with its attachments verified", STEP, || {
+        c.assert_running();
+        verified_set(&c.session(&id), "completed")
+    });
+
+    // Nothing lost, nothing duplicated.
+    let stored = c.provider_readings(&id);
+    assert_exactly_once(&stored);
+    // The final FHIR Bundle charts every reading.
+    let fhir = last["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "fhir")
+        .unwrap();
+    let bundle: Value =
+        serde_json::from_slice(&c.download(fhir["uri"].as_str().unwrap(), &fhir["headers"]))
+            .unwrap();
+    let charted = charted_readings(&bundle);
+    let at_provider: BTreeSet<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(charted, at_provider, "readings in the final FHIR Bundle");
+
+    let session = c.session(&id);
+    let failed: Vec<&Value> = events(&session, "download")
+        .filter(|e| e["ok"] != true)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "downloads that did not match: {failed:#?}"
+    );
+    assert!(
+        events(&session, "download").count() >= 6,
+        "two sets of three documents downloaded: {session:#}"
+    );
+    let violations = c.violations();
+    assert!(
+        violations.is_empty(),
+        "contract violations: {violations:#?}"
+    );
+
+    c.stop_gateway();
+    eprintln!(
+        "{transport:?}: {expected} readings exactly once across a gateway SIGKILL (at {at_kill}) \
+         and a provider {provider_stop:?} (at {at_restart}) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Readings the gateway's outbox holds in any state.
+fn produced(status: &Value) -> usize {
+    ["acknowledged", "backlog", "rejected", "quarantined"]
+        .iter()
+        .map(|k| {
+            status[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k} in {status}"))
+        })
+        .sum::<u64>()
+        .try_into()
+        .unwrap()
+}
+
+fn events<'a>(session: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    session["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |e| e["event"] == kind)
+}
+
+/// The latest attachment set the HUB accepted with status `status`, once the EHR downloaded
+/// every document of it (everything but the dashboard) after the announcement; a download that
+/// did not match its metadata fails the test at once.
+fn verified_set(session: &Value, status: &str) -> Result<Value, String> {
+    if session["status"] != status {
+        return Err(format!("status {}", session["status"]));
+    }
+    let timeline = session["timeline"].as_array().cloned().unwrap_or_default();
+    let (at, put) = timeline
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, e)| {
+            e["event"] == "status-put"
+                && e["answer"] == 200
+                && e["body"]["status"] == status
+                && e["body"]["attachments"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        })
+        .ok_or(format!("no accepted {status} PUT with attachments"))?;
+    let body = put["body"].clone();
+    let mut downloaded = BTreeMap::new();
+    for e in timeline[at + 1..]
+        .iter()
+        .filter(|e| e["event"] == "download")
+    {
+        assert_eq!(e["ok"], true, "the EHR found a mismatch: {e}");
+        downloaded.insert(e["id"].as_str().unwrap_or_default().to_owned(), ());
+    }
+    let missing: Vec<&str> = body["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["contentType"] != "x-tm-dashboard")
+        .filter_map(|a| a["id"].as_str())
+        .filter(|id| !downloaded.contains_key(*id))
+        .collect();
+    if missing.is_empty() {
+        Ok(body)
+    } else {
+        Err(format!("not downloaded yet: {missing:?}"))
+    }
+}
+
+/// Asserts the stored readings are the stream `0..STREAM` and each household record, once.
+fn assert_exactly_once(stored: &[(String, Reading)]) {
+    let expected = STREAM as usize + HOUSEHOLD.len();
+    assert_eq!(stored.len(), expected, "readings at the provider");
+    let unique: BTreeSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(unique.len(), stored.len(), "reading ids are unique");
+    for (id, r) in stored {
+        assert_eq!(id, r.reading_id.as_str(), "the row's id is the reading's");
+    }
+    let mut sequences: Vec<u32> = stored
+        .iter()
+        .filter(|(_, r)| r.device.address == SIMULATED)
+        .map(|(_, r)| r.sequence.expect("simulated readings are numbered"))
+        .collect();
+    sequences.sort_unstable();
+    assert!(
+        sequences.iter().copied().eq(0..STREAM),
+        "the simulated stream 0..{STREAM} once each; got {} readings, first gaps or repeats: {:?}",
+        sequences.len(),
+        sequences
+            .windows(2)
+            .filter(|w| w[1] != w[0] + 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    for (address, _, code, value) in HOUSEHOLD {
+        let from: Vec<&Reading> = stored
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.device.address == address)
+            .collect();
+        assert_eq!(from.len(), 1, "one reading from {address}: {from:#?}");
+        let got = from[0].components.iter().find(|c| c.code == code);
+        assert_eq!(
+            got.map(|c| c.value),
+            Some(value),
+            "{address} {code}: {from:#?}"
+        );
+    }
+}
+
+/// The reading ids the Bundle's Observations carry (`identifier` = `<reading id>-<slug>`).
+fn charted_readings(bundle: &Value) -> BTreeSet<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Observation")
+        .map(|r| {
+            let value = r["identifier"][0]["value"].as_str().unwrap();
+            // Reading ids are hex: the first hyphen ends the id.
+            value
+                .split_once('-')
+                .map_or(value, |(id, _slug)| id)
+                .to_owned()
+        })
+        .collect()
+}

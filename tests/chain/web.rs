@@ -1,0 +1,103 @@
+//! A blocking HTTP client for the test's thread: reqwest on a small runtime of its own, so
+//! the story reads as plain sequential steps. Any non-2xx answer fails the test with the URL.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct Web {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Web {
+    pub fn new() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self { rt, client }
+    }
+
+    /// Whether `url` answers a GET with 2xx; otherwise what it answered.
+    pub fn answers(&self, url: &str) -> Result<(), String> {
+        match self
+            .rt
+            .block_on(async { self.client.get(url).send().await })
+        {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub fn get_json(&self, url: &str) -> Value {
+        self.rt.block_on(async {
+            let r = self.client.get(url).send().await.unwrap();
+            assert!(r.status().is_success(), "GET {url}: {}", r.status());
+            r.json().await.unwrap()
+        })
+    }
+
+    pub fn post_json(&self, url: &str, body: &Value) -> Value {
+        self.rt.block_on(async {
+            let r = self.client.post(url).json(body).send().await.unwrap();
+            assert!(r.status().is_success(), "POST {url}: {}", r.status());
+            r.json().await.unwrap()
+        })
+    }
+
+    /// POSTs an HTML form; returns the page.
+    pub fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> String {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.rt.block_on(async {
+            let r = self
+                .client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "POST {url}: {}", r.status());
+            r.text().await.unwrap()
+        })
+    }
+
+    /// GETs `url` with `headers` (a JSON object of name -> value) and returns the body.
+    pub fn get_bytes(&self, url: &str, headers: &Value) -> Vec<u8> {
+        self.rt.block_on(async {
+            let mut request = self.client.get(url);
+            for (name, value) in headers.as_object().into_iter().flatten() {
+                request = request.header(name, value.as_str().unwrap_or_default());
+            }
+            let r = request.send().await.unwrap();
+            assert!(r.status().is_success(), "GET {url}: {}", r.status());
+            r.bytes().await.unwrap().to_vec()
+        })
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
