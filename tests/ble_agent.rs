@@ -196,20 +196,26 @@ async fn stored_records_resume_after_the_outbox_high_water_mark_across_restarts(
         })
         .await
     );
+    assert_resumed_after_sequence_3(&fake, &provider).await;
+    assert!(agent.terminate().success());
+    fake.stop().await.unwrap();
+}
+
+/// The glucose meter was read twice: all records (1..=3) first, then only those after the last
+/// committed one (4); each record reached the provider once.
+async fn assert_resumed_after_sequence_3(fake: &FakeBluez, provider: &ProviderSide) {
     assert_eq!(
-        racp_requests(&fake, GLUCO),
+        racp_requests(fake, GLUCO),
         vec![vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x04, 0x00]],
-        "all records first, then only those after sequence 3"
+        "all records first, then only those after the last committed one"
     );
-    let mut seqs: Vec<_> = provider_readings(&provider)
+    let mut seqs: Vec<_> = provider_readings(provider)
         .await
         .iter()
         .map(|r| r.sequence)
         .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)]);
-    assert!(agent.terminate().success());
-    fake.stop().await.unwrap();
+    assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)], "each once");
 }
 
 fn racp_requests(fake: &FakeBluez, address: &str) -> Vec<Vec<u8>> {
@@ -275,18 +281,7 @@ async fn reread_devices_command_fetches_a_new_stored_record_once_and_reports_don
         gw.status()
     );
     assert_eq!(fake.connections(GLUCO).unwrap(), 2, "one reconnection");
-    assert_eq!(
-        racp_requests(&fake, GLUCO),
-        vec![vec![0x01, 0x01], vec![0x01, 0x03, 0x01, 0x04, 0x00]],
-        "all records first, then only those after the last committed one"
-    );
-    let mut seqs: Vec<_> = provider_readings(&provider)
-        .await
-        .iter()
-        .map(|r| r.sequence)
-        .collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)], "each once");
+    assert_resumed_after_sequence_3(&fake, &provider).await;
     // A re-read is a normal restart of the BLE side: no alarm.
     let drained = eventually(Duration::from_secs(10), || async {
         gw.status()["backlog"] == 0

@@ -23,5 +23,34 @@ pub const MAX_DEVICES_PER_HEARTBEAT: usize = 64;
 /// Longest free-text string (reasons, errors, model names) in any message.
 pub const MAX_TEXT_BYTES: usize = 1024;
 
+/// Shortens `text` to at most [`MAX_TEXT_BYTES`], on a character boundary, so a free-text field
+/// built from an error message always fits its message.
+pub fn fit_text(text: &mut String) {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
+
 /// Longest identifier (gateway id, batch id, command id).
 pub const MAX_ID_BYTES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_text_cuts_on_a_character_boundary() {
+        let mut short = "fine".to_owned();
+        fit_text(&mut short);
+        assert_eq!(short, "fine");
+        // 'é' is two bytes: one byte short of the limit, then a character across it.
+        let mut long = "a".repeat(MAX_TEXT_BYTES - 1) + "é" + "tail";
+        fit_text(&mut long);
+        assert_eq!(long.len(), MAX_TEXT_BYTES - 1);
+        assert!(long.chars().all(|c| c == 'a'));
+    }
+}

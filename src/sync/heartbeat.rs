@@ -63,7 +63,7 @@ pub fn build(
         .map(|a| format!("{}: {}", a.kind, a.message))
         .or_else(|| status.last_error.clone())
         .map(|mut e| {
-            truncate(&mut e, tm_protocol::limits::MAX_TEXT_BYTES);
+            tm_protocol::limits::fit_text(&mut e);
             e
         });
     Heartbeat {
@@ -86,16 +86,6 @@ pub fn build(
             quota_bytes: status.quota_bytes,
         },
         last_error,
-    }
-}
-
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
     }
 }
 

@@ -144,7 +144,7 @@ impl Reporter {
     pub fn seal(&self, command: &CommandId, outcome: &Outcome, now: DateTime<Utc>) -> Vec<u8> {
         let (status, detail) = outcome.report();
         let mut detail = detail.to_owned();
-        truncate(&mut detail, tm_protocol::limits::MAX_TEXT_BYTES);
+        tm_protocol::limits::fit_text(&mut detail);
         let result = CommandResult {
             v: tm_protocol::PROTOCOL_VERSION,
             gateway_id: self.gateway.clone(),
@@ -159,16 +159,6 @@ impl Reporter {
             &tm_protocol::encode(&result),
             &self.key,
         )
-    }
-}
-
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
     }
 }
 
