@@ -69,7 +69,7 @@ async fn https_trusts_only_the_configured_ca() {
     .unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let router = tm_provider::ingest::http::routes(provider.ingest.clone());
+    let router = tm_provider::ingest::http::routes(provider.ingest.clone()).into_router();
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(tm_provider::http::serve_with(
         tcp,

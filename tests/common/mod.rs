@@ -171,8 +171,9 @@ impl ProviderSide {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let bound = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
-        let router =
-            tm_provider::ingest::http::routes(self.ingest.clone()).merge(self.ops.routes());
+        let router = tm_provider::ingest::http::routes(self.ingest.clone())
+            .merge(self.ops.routes())
+            .into_router();
         tokio::spawn(tm_provider::http::serve(listener, router, cancel.clone()));
         (bound, cancel)
     }
