@@ -98,7 +98,9 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
              [sync]\nca_file = \"{}\"\n{}",
             state.display(),
             ca.pem_file.display(),
-            std::env::var("BENCH_SYNC_EXTRA").unwrap_or_default().replace(';', "\n")
+            std::env::var("BENCH_SYNC_EXTRA")
+                .unwrap_or_default()
+                .replace(';', "\n")
         ),
     )
     .unwrap();
@@ -181,6 +183,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
                     port,
                     client_id: "tm-provider-bench".into(),
                     credentials: None,
+                    tls: None,
                 },
                 cancel.clone(),
             ));
