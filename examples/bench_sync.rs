@@ -132,7 +132,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         Transport::Https => {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let router = tm_provider::ingest::http::routes(ingest.clone());
+            let router = tm_provider::ingest::http::routes(ingest.clone()).into_router();
             let certificates =
                 tm_provider::http::tls::Certificates::load(tm_provider::http::tls::TlsSection {
                     cert_file,
@@ -183,6 +183,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
                     port,
                     client_id: "tm-provider-bench".into(),
                     credentials: None,
+                    tls: None,
                 },
                 cancel.clone(),
             ));

@@ -43,7 +43,7 @@ async fn the_gateway_enrolls_with_the_nurses_code() {
     let assembly = tm_provider::app::assemble(file.try_into().unwrap()).unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(assembly.outbox.unwrap().run(shutdown.clone()));
-    let router = tm_provider::http::router(assembly.state.clone());
+    let router = tm_provider::http::routes(assembly.state.clone()).into_router();
     tokio::spawn(tm_provider::http::serve(listener, router, shutdown.clone()));
 
     let http = reqwest::Client::new();

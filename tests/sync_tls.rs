@@ -1,12 +1,14 @@
 //! The data path over TLS (rustls with ring on both ends), with a certificate authority made by
 //! the test: HTTPS to the provider's own TLS listener (`[tls]`), and MQTT through a mosquitto
-//! TLS listener. An agent trusting another CA refuses the server (no reading reaches the
+//! TLS listener that both the agent and the provider's subscriber (`[mqtt] url = "mqtts://..."`)
+//! connect to. An agent trusting another CA refuses the server (no reading reaches the
 //! provider, the rows stay in its outbox); the same agent trusting the right CA delivers every
-//! reading exactly once.
+//! reading exactly once. On the provider's side, a subscriber trusting another CA, or one
+//! without a client certificate on a broker that requires one, ingests nothing.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -69,7 +71,7 @@ async fn https_trusts_only_the_configured_ca() {
     .unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let router = tm_provider::ingest::http::routes(provider.ingest.clone());
+    let router = tm_provider::ingest::http::routes(provider.ingest.clone()).into_router();
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(tm_provider::http::serve_with(
         tcp,
@@ -95,23 +97,25 @@ async fn https_trusts_only_the_configured_ca() {
     stop.cancel();
 }
 
-/// mosquitto with a plain listener (the provider's subscriber) and a TLS listener (gateways).
+/// mosquitto with one TLS listener presenting `cert`; with `client_ca`, it admits only clients
+/// presenting a certificate issued by that CA (`require_certificate true`).
 struct TlsBroker {
     child: Child,
-    plain_port: u16,
-    tls_port: u16,
+    port: u16,
 }
 
 impl TlsBroker {
-    fn start(dir: &Path, cert: &Path, key: &Path) -> Self {
-        let (plain_port, tls_port) = (free_port(), free_port());
+    fn start(dir: &Path, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Self {
+        let port = free_port();
         let conf = dir.join("mosquitto-tls.conf");
+        let mutual = client_ca.map_or(String::new(), |ca| {
+            format!("cafile {}\nrequire_certificate true\n", ca.display())
+        });
         std::fs::write(
             &conf,
             format!(
                 "allow_anonymous true\npersistence false\nmax_inflight_messages 64\n\
-                 listener {plain_port} 127.0.0.1\n\
-                 listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                 listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\n{mutual}",
                 cert.display(),
                 common::pki::broker_key_copy(key).display()
             ),
@@ -124,13 +128,12 @@ impl TlsBroker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto is installed");
-        wait_for_port(plain_port);
-        wait_for_port(tls_port);
-        Self {
-            child,
-            plain_port,
-            tls_port,
-        }
+        wait_for_port(port);
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.port)
     }
 }
 
@@ -141,6 +144,27 @@ impl Drop for TlsBroker {
     }
 }
 
+/// The provider's `[mqtt]` section for `broker`, trusting `ca`, with a client certificate when
+/// given.
+fn provider_mqtt(broker: &TlsBroker, ca: &TestCa, identity: Option<&(PathBuf, PathBuf)>) -> String {
+    let mut section = format!(
+        "url = \"{}\"\nclient_id = \"tm-provider-test\"\nca_file = \"{}\"\n",
+        broker.url(),
+        ca.pem_file.display()
+    );
+    if let Some((cert, key)) = identity {
+        section += &format!(
+            "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+    }
+    section
+}
+
+/// Both ends over the broker's TLS listener: the gateway trusting another CA delivers nothing;
+/// trusting the right one, every reading reaches the provider (subscribed through the same
+/// listener) exactly once, each batch settled by the provider's receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_over_tls_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,15 +173,11 @@ async fn mqtt_over_tls_trusts_only_the_configured_ca() {
         TestCa::new(dir.path(), "wrong-ca"),
     );
     let (cert, key) = right.server_cert(dir.path());
-    let broker = TlsBroker::start(dir.path(), &cert, &key);
+    let broker = TlsBroker::start(dir.path(), &cert, &key, None);
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
-    let stop = provider.serve_mqtt(broker.plain_port);
-    gw.enroll(
-        &provider.key,
-        Transport::Mqtt,
-        &format!("mqtts://127.0.0.1:{}", broker.tls_port),
-    );
+    let stop = provider.serve_mqtt_configured(&provider_mqtt(&broker, &right, None));
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
     let timing = "backoff_initial_ms = 50\nbackoff_max_ms = 300\nreceipt_timeout_ms = 2000\n";
 
     trust(&gw, &wrong, timing);
@@ -167,6 +187,52 @@ async fn mqtt_over_tls_trusts_only_the_configured_ca() {
 
     trust(&gw, &right, timing);
     let mut agent = gw.spawn_agent(COUNT, 0);
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
+    kill(&mut agent);
+    stop.cancel();
+}
+
+/// The provider's side of a broker that requires client certificates: a provider trusting
+/// another CA, and one trusting the right CA but presenting no certificate, ingest nothing
+/// (the gateway's rows stay in its outbox); with the right CA and its certificate, every
+/// reading arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_subscribes_over_mutual_tls_only_with_the_right_ca_and_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (right, wrong) = (
+        TestCa::new(dir.path(), "right-ca"),
+        TestCa::new(dir.path(), "wrong-ca"),
+    );
+    let (cert, key) = right.server_cert(dir.path());
+    let broker = TlsBroker::start(dir.path(), &cert, &key, Some(&right.pem_file));
+    let provider_identity = right.client_cert(dir.path(), "provider-client");
+    let (gw_cert, gw_key) = right.client_cert(dir.path(), "gateway-client");
+    let gw = GatewaySide::new(dir.path(), "");
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    trust(
+        &gw,
+        &right,
+        &format!(
+            "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n\
+             backoff_initial_ms = 50\nbackoff_max_ms = 300\nreceipt_timeout_ms = 1000\n",
+            gw_cert.display(),
+            gw_key.display()
+        ),
+    );
+    let mut agent = gw.spawn_agent(COUNT, 0);
+
+    let stop =
+        provider.serve_mqtt_configured(&provider_mqtt(&broker, &wrong, Some(&provider_identity)));
+    assert_nothing_delivered(&gw, &provider).await;
+    stop.cancel();
+
+    let stop = provider.serve_mqtt_configured(&provider_mqtt(&broker, &right, None));
+    assert_nothing_delivered(&gw, &provider).await;
+    stop.cancel();
+
+    let stop =
+        provider.serve_mqtt_configured(&provider_mqtt(&broker, &right, Some(&provider_identity)));
     assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     kill(&mut agent);
     stop.cancel();

@@ -8,7 +8,7 @@ use crate::attachments::UriSigner;
 use crate::attachments::routes::AttachmentServer;
 use crate::config::Config;
 use crate::db::Db;
-use crate::http::AppState;
+use crate::http::{AppState, Routes};
 use crate::hub::client::HubClient;
 use crate::hub::outbox::{Backoff, OutboxActor};
 use crate::ingest::Ingest;
@@ -54,12 +54,19 @@ pub struct Assembly {
 }
 
 impl Assembly {
-    /// The whole HTTP router: Portal, enrollment, gateway ingest, attachment downloads.
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.state.clone())
+    /// Every route the provider serves, with its router: Portal, enrollment, gateway ingest,
+    /// attachment downloads, operations and the command poll. The OpenAPI document lists
+    /// exactly these (checked by a test).
+    pub fn routes(&self) -> Routes {
+        crate::http::routes(self.state.clone())
             .merge(crate::ingest::http::routes(self.ingest.clone()))
             .merge(crate::attachments::routes(self.attachments.clone()))
             .merge(self.ops.routes())
+    }
+
+    /// The whole HTTP router ([`Self::routes`]).
+    pub fn router(&self) -> axum::Router {
+        self.routes().into_router()
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::ingest::mqtt::settings::{MqttFile, MqttSettings};
 use crate::portal::settings::{EnrollmentSection, HubSection, PortalSection};
 use crate::publish::settings::{AttachmentSettings, AttachmentsSection};
 
@@ -72,27 +73,6 @@ pub struct ConfigFile {
     pub ops: crate::ops::OpsSection,
 }
 
-/// `[mqtt]`: the broker the gateways publish to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttFile {
-    /// `mqtt://host:port` (loopback or a TLS-terminating broker sidecar).
-    pub url: String,
-    /// Client id; unique per provider instance (the subscription is shared).
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// User name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// File holding the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-fn default_client_id() -> String {
-    "tm-provider".into()
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,8 +92,8 @@ pub struct Config {
     pub enrollment: EnrollmentSection,
     /// Signing key file.
     pub key_file: PathBuf,
-    /// MQTT ingest settings.
-    pub mqtt: Option<MqttFile>,
+    /// `[mqtt]`, validated (URL, TLS files named in pairs); its files are read at start.
+    pub mqtt: Option<MqttSettings>,
     /// `[attachments]`.
     pub attachments: AttachmentSettings,
     /// `[ops]`, validated (its thresholds parse).
@@ -146,14 +126,7 @@ impl TryFrom<ConfigFile> for Config {
             )));
         }
         crate::portal::settings::validate(&f.portal, f.hub.as_ref(), &f.enrollment)?;
-        if let Some(m) = &f.mqtt
-            && !m.url.starts_with("mqtt://")
-        {
-            return Err(ConfigError::Invalid(format!(
-                "mqtt.url must start with mqtt://, got {:?}",
-                m.url
-            )));
-        }
+        let mqtt = f.mqtt.map(MqttSettings::try_from).transpose()?;
         let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
         f.ops.thresholds()?;
         let key_file = f
@@ -168,7 +141,7 @@ impl TryFrom<ConfigFile> for Config {
             hub: f.hub,
             enrollment: f.enrollment,
             key_file,
-            mqtt: f.mqtt,
+            mqtt,
             attachments,
             ops: f.ops,
         })
@@ -209,5 +182,26 @@ mod tests {
                 .to_string()
                 .contains("public_url")
         );
+    }
+
+    #[test]
+    fn the_mqtt_section_is_validated_at_load() {
+        let base = "listen='127.0.0.1:1'\npublic_url='https://x'\ndatabase='d'\n[mqtt]\n";
+        let load = |mqtt: &str| {
+            let file: ConfigFile = toml::from_str(&format!("{base}{mqtt}")).unwrap();
+            Config::try_from(file)
+        };
+        let err = load("url = 'mqtts://broker.example'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mqtt.ca_file"), "{err}");
+        let err = load("url = 'mqtts://b'\nca_file = 'ca.pem'\nclient_key_file = 'k.pem'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mqtt.client_cert_file"), "{err}");
+        let config = load("url = 'mqtts://broker.example'\nca_file = '/etc/ca.pem'").unwrap();
+        let mqtt = config.mqtt.unwrap();
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker.example", 8883));
+        assert_eq!(mqtt.tls.unwrap().ca_file, Path::new("/etc/ca.pem"));
     }
 }

@@ -56,7 +56,12 @@ async fn main() -> anyhow::Result<()> {
                 .map(tm_provider::http::tls::Certificates::load)
                 .transpose()
                 .context("cannot load the TLS certificate")?;
-            let mqtt = config.mqtt.clone();
+            let mqtt = config
+                .mqtt
+                .as_ref()
+                .map(tm_provider::ingest::mqtt::MqttIngestConfig::load)
+                .transpose()
+                .context("cannot set up the MQTT connection")?;
             let mut assembly = tm_provider::app::assemble(config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -92,9 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 let stop = shutdown.clone();
                 tasks.spawn(async move { outbox.run(stop).await.map_err(anyhow::Error::from) });
             }
-            if let Some(m) = &mqtt {
-                let mqtt = tm_provider::ingest::mqtt::MqttIngestConfig::from_file(m)
-                    .context("cannot read the MQTT settings")?;
+            if let Some(mqtt) = mqtt {
                 let ingest = assembly.ingest.clone();
                 let stop = shutdown.clone();
                 tasks.spawn(async move {

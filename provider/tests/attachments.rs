@@ -76,7 +76,7 @@ async fn start() -> Server {
     let stop = CancellationToken::new();
     tokio::spawn(tm_provider::http::serve(
         listener,
-        routes(server),
+        routes(server).into_router(),
         stop.clone(),
     ));
     Server { base, stop }

@@ -4,60 +4,14 @@
 //! certificate and keeps the current one when the renewal is broken; a world-readable key stops
 //! the start with a message naming it.
 
+mod pki;
+
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    /// Writes a certificate for 127.0.0.1 and its key (mode 0600) to `cert` and `key`.
-    fn issue(&self, cert: &Path, key: &Path) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        let pair = KeyPair::generate().unwrap();
-        let signed = params.signed_by(&pair, &self.issuer).unwrap();
-        std::fs::write(cert, signed.pem()).unwrap();
-        write_private(key, &pair.serialize_pem());
-    }
-
-    /// A client trusting only this CA (besides the system's roots, which know neither).
-    fn client(&self) -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let root = reqwest::Certificate::from_pem(self.issuer.pem().as_bytes()).unwrap();
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .add_root_certificate(root)
-            .build()
-            .unwrap()
-    }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
+use pki::Ca;
 
 struct Provider {
     child: Child,

@@ -171,21 +171,38 @@ impl ProviderSide {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let bound = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
-        let router =
-            tm_provider::ingest::http::routes(self.ingest.clone()).merge(self.ops.routes());
+        let router = tm_provider::ingest::http::routes(self.ingest.clone())
+            .merge(self.ops.routes())
+            .into_router();
         tokio::spawn(tm_provider::http::serve(listener, router, cancel.clone()));
         (bound, cancel)
     }
 
-    /// Runs the MQTT ingest against `broker_port` until the token is cancelled.
+    /// Runs the MQTT ingest against `broker_port` (plain TCP) until the token is cancelled.
     pub fn serve_mqtt(&self, broker_port: u16) -> CancellationToken {
-        let cancel = CancellationToken::new();
-        let cfg = tm_provider::ingest::mqtt::MqttIngestConfig {
+        self.serve_mqtt_with(tm_provider::ingest::mqtt::MqttIngestConfig {
             host: "127.0.0.1".into(),
             port: broker_port,
             client_id: "tm-provider-test".into(),
             credentials: None,
-        };
+            tls: None,
+        })
+    }
+
+    /// Runs the MQTT ingest with `[mqtt]` settings written as in the provider's configuration
+    /// file (validated and loaded as `tm-provider serve` does) until the token is cancelled.
+    pub fn serve_mqtt_configured(&self, mqtt_section: &str) -> CancellationToken {
+        let file: tm_provider::config::MqttFile = toml::from_str(mqtt_section).unwrap();
+        let settings = tm_provider::config::MqttSettings::try_from(file).unwrap();
+        let cfg = tm_provider::ingest::mqtt::MqttIngestConfig::load(&settings).unwrap();
+        self.serve_mqtt_with(cfg)
+    }
+
+    fn serve_mqtt_with(
+        &self,
+        cfg: tm_provider::ingest::mqtt::MqttIngestConfig,
+    ) -> CancellationToken {
+        let cancel = CancellationToken::new();
         tokio::spawn(tm_provider::ingest::mqtt::run(
             self.ingest.clone(),
             cfg,

@@ -10,16 +10,15 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::{AttachmentKind, Digests, OutputOptions, SessionSource, UriSigner};
+use crate::http::Routes;
 
 /// The route, for the router and for building URIs.
 pub const ROUTE: &str = "/attachments/{session}/{attachment}";
@@ -58,11 +57,11 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The router serving attachments; merge it into the provider's router.
-pub fn routes<S: SessionSource>(server: Arc<AttachmentServer<S>>) -> Router {
-    Router::new()
-        .route(ROUTE, get(download::<S>))
-        .with_state(server)
+/// The routes serving attachments; merge them into the provider's.
+pub fn routes<S: SessionSource>(server: Arc<AttachmentServer<S>>) -> Routes {
+    Routes::new()
+        .get(ROUTE, download::<S>)
+        .map_router(|router| router.with_state(server))
 }
 
 fn forbidden() -> Response {

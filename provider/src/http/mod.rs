@@ -1,19 +1,22 @@
 //! The provider's HTTP server: one axum router assembled from each feature's routes, served on a
 //! listener the caller binds (tests bind `127.0.0.1:0`), stopped by a cancellation token; over
-//! HTTPS when `[tls]` is configured ([`tls`]).
+//! HTTPS when `[tls]` is configured ([`tls`]). Features register their routes through
+//! [`Routes`], which lists what the router serves (see [`routes`]).
 
+pub mod routes;
 pub mod tls;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
 use crate::portal::Portal;
+
+pub use routes::{Method, Routes};
 
 /// State shared by every handler.
 #[derive(Debug, Clone)]
@@ -24,41 +27,32 @@ pub struct AppState {
     pub portal: Arc<Portal>,
 }
 
-/// Every route the router serves, as (method, path); the OpenAPI document must list exactly
-/// these (checked by a test).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("post", crate::portal::PRESCRIPTION_ROUTE),
-    ("post", crate::portal::ACTION_ROUTE),
-    ("get", crate::enroll::PAGE_ROUTE),
-    ("post", crate::enroll::PAGE_ROUTE),
-    ("post", tm_protocol::routes::http::ENROLL),
-];
-
-/// The whole router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
+/// The Portal endpoints, the enrollment page and API, and `/healthz`; with the fallback that
+/// answers every unknown path (404 `{"message": "no such route"}`) of the assembled router.
+pub fn routes(state: AppState) -> Routes {
+    Routes::new()
+        .get("/healthz", || async { "ok" })
+        .post(
             crate::portal::PRESCRIPTION_ROUTE,
-            post(crate::portal::prescription),
+            crate::portal::prescription,
         )
-        .route(crate::portal::ACTION_ROUTE, post(crate::portal::action))
-        .route(
-            crate::enroll::PAGE_ROUTE,
-            get(crate::enroll::page::show).post(crate::enroll::page::issue),
-        )
-        .route(
+        .post(crate::portal::ACTION_ROUTE, crate::portal::action)
+        .get(crate::enroll::PAGE_ROUTE, crate::enroll::page::show)
+        .post(crate::enroll::PAGE_ROUTE, crate::enroll::page::issue)
+        .post(
             tm_protocol::routes::http::ENROLL,
-            post(crate::enroll::api::enroll),
+            crate::enroll::api::enroll,
         )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                axum::Json(serde_json::json!({ "message": "no such route" })),
-            )
+        .map_router(|router| {
+            router
+                .fallback(|| async {
+                    (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({ "message": "no such route" })),
+                    )
+                })
+                .with_state(state)
         })
-        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.

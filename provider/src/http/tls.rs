@@ -131,22 +131,24 @@ fn load_pair(files: &TlsSection) -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(certified))
 }
 
-#[cfg(unix)]
 fn refuse_exposed_key(path: &Path) -> Result<(), TlsError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| file_error(path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o004 != 0 {
+    if readable_by_others(path).map_err(|e| file_error(path, e))? {
         return Err(TlsError::KeyExposed(path.to_path_buf()));
     }
     Ok(())
 }
 
+/// Whether any user may read `path` (a private key must not be); the MQTT client key is held
+/// to the same rule.
+#[cfg(unix)]
+pub(crate) fn readable_by_others(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o004 != 0)
+}
+
 #[cfg(not(unix))]
-fn refuse_exposed_key(_path: &Path) -> Result<(), TlsError> {
-    Ok(())
+pub(crate) fn readable_by_others(path: &Path) -> std::io::Result<bool> {
+    std::fs::metadata(path).map(|_| false)
 }
 
 /// A listener yielding connections whose TLS handshake succeeded; handshakes run concurrently.

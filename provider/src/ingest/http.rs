@@ -4,24 +4,27 @@
 //! Status codes: 200 receipt; 400 malformed or mismatched; 401 bad signature; 403 unknown,
 //! revoked or unbound gateway; 413 too large; 503 store unavailable (the gateway retries).
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use tm_protocol::routes::http as routes;
+
+use crate::http::Routes;
 
 use super::{Ingest, IngestError};
 
 /// The ingest routes.
-pub fn routes(ingest: Ingest) -> Router {
-    Router::new()
-        .route(routes::READINGS, post(readings))
-        .route(routes::HEARTBEAT, post(heartbeat))
-        .route(routes::COMMAND_RESULTS, post(command_result))
-        .layer(DefaultBodyLimit::max(tm_protocol::limits::MAX_FRAME_BYTES))
-        .with_state(ingest)
+pub fn routes(ingest: Ingest) -> Routes {
+    Routes::new()
+        .post(routes::READINGS, readings)
+        .post(routes::HEARTBEAT, heartbeat)
+        .post(routes::COMMAND_RESULTS, command_result)
+        .map_router(|router| {
+            router
+                .layer(DefaultBodyLimit::max(tm_protocol::limits::MAX_FRAME_BYTES))
+                .with_state(ingest)
+        })
 }
 
 impl IntoResponse for IngestError {

@@ -15,11 +15,10 @@
 //!   `failed`) and `detail`;
 //! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first.
 
+use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -28,6 +27,7 @@ use tm_protocol::{CommandAction, GatewayId};
 use super::auth::{self, Operator};
 use super::{Ops, audit, commands, views};
 use crate::db::DbError;
+use crate::http::Routes;
 
 /// A store failure: 503, logged.
 struct Unavailable(DbError);
@@ -46,27 +46,27 @@ impl IntoResponse for Unavailable {
 }
 
 /// The routes.
-pub fn routes(ops: Ops) -> Router {
-    let authenticated = Router::new()
-        .route("/ops", get(super::dashboard::overview))
-        .route("/ops/gateways/{gateway_id}", get(super::dashboard::gateway))
-        .route("/ops/api/gateways", get(list_gateways))
-        .route("/ops/api/gateways/{gateway_id}", get(one_gateway))
-        .route(
-            "/ops/api/gateways/{gateway_id}/commands",
-            post(issue_command).get(list_commands),
-        )
-        .route("/ops/api/alerts", get(list_alerts))
-        .route("/ops/api/alerts/{alert_id}/ack", post(ack))
-        .route("/ops/api/audit", get(list_audit))
-        .route("/metrics", get(super::metrics::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            ops.clone(),
-            auth::require,
-        ));
+pub fn routes(ops: Ops) -> Routes {
+    let authenticated = Routes::new()
+        .get("/ops", super::dashboard::overview)
+        .get("/ops/gateways/{gateway_id}", super::dashboard::gateway)
+        .get("/ops/api/gateways", list_gateways)
+        .get("/ops/api/gateways/{gateway_id}", one_gateway)
+        .post("/ops/api/gateways/{gateway_id}/commands", issue_command)
+        .get("/ops/api/gateways/{gateway_id}/commands", list_commands)
+        .get("/ops/api/alerts", list_alerts)
+        .post("/ops/api/alerts/{alert_id}/ack", ack)
+        .get("/ops/api/audit", list_audit)
+        .get("/metrics", super::metrics::metrics)
+        .map_router(|router| {
+            router.route_layer(axum::middleware::from_fn_with_state(
+                ops.clone(),
+                auth::require,
+            ))
+        });
     authenticated
-        .route(tm_protocol::routes::http::COMMANDS, get(poll))
-        .with_state(ops)
+        .get(tm_protocol::routes::http::COMMANDS, poll)
+        .map_router(|router| router.with_state(ops))
 }
 
 async fn list_gateways(State(ops): State<Ops>) -> Result<Response, Unavailable> {

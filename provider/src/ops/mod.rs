@@ -117,7 +117,7 @@ impl Ops {
     }
 
     /// Dashboard, JSON API and metrics (authenticated), and the gateways' command poll.
-    pub fn routes(&self) -> axum::Router {
+    pub fn routes(&self) -> crate::http::Routes {
         api::routes(self.clone())
     }
 }

@@ -13,7 +13,7 @@ use crate::config::ConfigError;
 use crate::hub::contract::PRESCRIPTION_FIELDS;
 
 /// `[portal]`: what the provider declared to the Portal.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortalSection {
     /// Fixed headers every Portal call carries (name -> value). Values are shared secrets:
@@ -34,6 +34,19 @@ pub struct PortalSection {
 
 fn default_max_body() -> usize {
     64 * 1024
+}
+
+/// What a file without `[portal]` gets: the same defaults as an empty section (a derived
+/// `Default` would make the body limit 0 and refuse every Portal call as too large).
+impl Default for PortalSection {
+    fn default() -> Self {
+        Self {
+            fixed_headers: BTreeMap::new(),
+            patient_fields: Vec::new(),
+            prescribers: Vec::new(),
+            max_body_bytes: default_max_body(),
+        }
+    }
 }
 
 /// One prescriber (hospital) and its activation.
@@ -190,4 +203,19 @@ pub fn validate(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_section_has_the_defaults_of_an_empty_one() {
+        let empty: PortalSection = toml::from_str("").unwrap();
+        assert_eq!(empty.max_body_bytes, 64 * 1024);
+        assert_eq!(
+            PortalSection::default().max_body_bytes,
+            empty.max_body_bytes
+        );
+    }
 }

@@ -10,62 +10,30 @@
 //!
 //! The same connection carries the provider's messages to gateways outside the ingest path:
 //! [`MqttPublisher`] hands it to the command issuer (see [`crate::ops::commands`]).
+//!
+//! The connection is plain TCP (`mqtt://`, loopback or a TLS-terminating sidecar) or TLS
+//! (`mqtts://`: rustls with ring, the broker verified against `mqtt.ca_file` only, optionally
+//! with a client certificate); [`settings`] validates the `[mqtt]` section at load and
+//! [`connect`] reads its files at start. A broker whose certificate does not verify is never
+//! talked to: each attempt fails its handshake, is logged at ERROR with "TLS refused" (an
+//! operator must fix the CA or a certificate; so is a broker refusing the provider's client
+//! certificate), and is retried with the usual backoff.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use tm_protocol::routes::mqtt as topics;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Ingest;
 
-/// Where the broker is and who we are.
-#[derive(Debug, Clone)]
-pub struct MqttIngestConfig {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// MQTT client id (unique per provider instance).
-    pub client_id: String,
-    /// User name and password, when the broker needs them.
-    pub credentials: Option<(String, String)>,
-}
+pub mod connect;
+pub mod settings;
 
-impl MqttIngestConfig {
-    /// From the `[mqtt]` section.
-    pub fn from_file(f: &crate::config::MqttFile) -> std::io::Result<Self> {
-        let rest = f.url.trim_start_matches("mqtt://").trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_owned(),
-                p.parse()
-                    .map_err(|_| std::io::Error::other(format!("bad port in {:?}", f.url)))?,
-            ),
-            None => (rest.to_owned(), 1883),
-        };
-        let credentials = match &f.username {
-            Some(u) => {
-                let password = match &f.password_file {
-                    Some(p) => std::fs::read_to_string(p)?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_owned(),
-                    None => String::new(),
-                };
-                Some((u.clone(), password))
-            }
-            None => None,
-        };
-        Ok(Self {
-            host,
-            port,
-            client_id: f.client_id.clone(),
-            credentials,
-        })
-    }
-}
+pub use connect::{MqttIngestConfig, MqttSetupError};
+pub use settings::{MqttFile, MqttSettings};
 
 /// The provider's MQTT connection as seen by code that publishes to gateways (commands). It
 /// holds the client while [`run`] runs, and nothing otherwise; cheap to clone.
@@ -109,6 +77,7 @@ const WORK_CAPACITY: usize = 1024;
 
 /// Runs the subscriber until `cancel`.
 pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToken) {
+    let broker = format!("{}:{}", cfg.host, cfg.port);
     let mut options = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
     options
         .set_keep_alive(Duration::from_secs(30))
@@ -118,6 +87,13 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     if let Some((user, password)) = cfg.credentials {
         options.set_credentials(user, password);
     }
+    let tls = cfg.tls.is_some();
+    if let Some(config) = cfg.tls {
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ));
+    }
+    tracing::info!(stage = "ingest", broker = %broker, tls, "MQTT ingest connecting");
     let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
     let publisher = ingest.mqtt_publisher();
     publisher.set(Some(client.clone()));
@@ -153,7 +129,11 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 failures = failures.saturating_add(1);
                 let ceiling = 100u64 << failures.min(6);
                 let delay = Duration::from_millis(jitter(ceiling));
-                tracing::warn!(stage = "ingest", error = %e, "MQTT ingest connection failed");
+                if is_tls_refusal(&e) {
+                    tracing::error!(stage = "ingest", error = %e, "MQTT ingest connection failed: TLS refused; check mqtt.ca_file against the broker's certificate, and the client certificate when the broker requires one");
+                } else {
+                    tracing::warn!(stage = "ingest", error = %e, "MQTT ingest connection failed");
+                }
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     () = tokio::time::sleep(delay) => {}
@@ -165,6 +145,28 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     let _ = client.try_disconnect();
     drop(work_tx);
     worker.abort();
+}
+
+/// Whether a connection failed because TLS refused it: the broker's certificate does not
+/// verify, or the broker refused ours (an alert such as `CertificateRequired`). Retrying alone
+/// will not help; an operator must fix a certificate. rustls's error sits inside an I/O error
+/// somewhere in rumqttc's chain.
+fn is_tls_refusal(e: &ConnectionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn jitter(ceiling_ms: u64) -> u64 {
@@ -246,5 +248,31 @@ async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrapped(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn tls_refusals_are_told_apart_from_other_failures() {
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let required = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        // The broker's certificate, refused during the handshake.
+        let handshake = ConnectionError::Tls(rumqttc::TlsError::Io(wrapped(untrusted)));
+        assert!(is_tls_refusal(&handshake));
+        // Our missing certificate, refused by the broker while reading its CONNACK.
+        let alert = ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::Io(wrapped(required)),
+        ));
+        assert!(is_tls_refusal(&alert));
+        let refused = ConnectionError::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert!(!is_tls_refusal(&refused));
+        assert!(!is_tls_refusal(&ConnectionError::NetworkTimeout));
     }
 }
