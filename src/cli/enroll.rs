@@ -2,6 +2,10 @@
 //! the provider using the one-time code the nurse's page shows, verifies the provider's signed
 //! answer, and saves the enrollment (gateway id, provider key, sync settings) in the state
 //! directory. Exit 2 when the provider refuses the code (bad input), 1 on other failures.
+//!
+//! The provider's certificate is verified like the agent's sync link verifies it: against the
+//! system roots and `[sync] ca_file` of the configuration, so a provider whose certificate a
+//! private CA signs can be enrolled with once the CA is configured.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +22,8 @@ use crate::identity::Identity;
 const ENROLL_SIGNER: &str = "enroll";
 /// The signer id of the provider's frames.
 const PROVIDER_SIGNER: &str = "provider";
+/// How long the enrollment request may take (connect and answer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `tm-gateway enroll`.
 #[derive(Debug, clap::Args)]
@@ -49,7 +55,17 @@ pub(super) fn run(config_path: &Path, args: &Args) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, body) = runtime.block_on(post(&format!("{base}{ENROLL}"), frame))?;
+    let client = crate::sync::https_client_builder(&config.sync)?
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("cannot set up the HTTPS client")?;
+    let hint = if base.starts_with("https://") && config.sync.ca_file.is_none() {
+        " (if its certificate comes from a private CA, set [sync] ca_file in the configuration)"
+    } else {
+        ""
+    };
+    let (status, body) =
+        runtime.block_on(post(&client, &format!("{base}{ENROLL}"), frame, hint))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -82,18 +98,20 @@ pub(super) fn run(config_path: &Path, args: &Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn post(url: &str, frame: Vec<u8>) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+/// POSTs the enrollment frame; `hint` ends the message when the provider cannot be reached.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    frame: Vec<u8>,
+    hint: &str,
+) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
     let response = client
         .post(url)
         .header("content-type", FRAME_CONTENT_TYPE)
         .body(frame)
         .send()
         .await
-        .with_context(|| format!("cannot reach the provider at {url}"))?;
+        .with_context(|| format!("cannot reach the provider at {url}{hint}"))?;
     let status = response.status();
     Ok((status, response.bytes().await?.to_vec()))
 }

@@ -10,33 +10,18 @@ use crate::sync::config::SyncConfig;
 
 /// The provider answers its health endpoint over a verified connection.
 pub(super) async fn provider(enrollment: &Enrollment, sync: &SyncConfig) -> Check {
-    crate::sync::install_ring_provider();
     let base = enrollment.sync.https_url.trim_end_matches('/');
     let url = format!("{base}/healthz");
-    let mut builder = reqwest::Client::builder().timeout(CHECK_TIMEOUT);
-    if let Some(ca) = &sync.ca_file {
-        match std::fs::read(ca).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-            Ok(Ok(certs)) => {
-                for c in certs {
-                    builder = builder.add_root_certificate(c);
-                }
-            }
-            _ => {
-                return Check::fail(
-                    "provider",
-                    format!("cannot read sync.ca_file {}", ca.display()),
-                    "fix sync.ca_file in the configuration",
-                );
-            }
-        }
-    }
-    let client = match builder.build() {
+    let client = match crate::sync::https_client_builder(sync)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.timeout(CHECK_TIMEOUT).build().map_err(|e| e.to_string()))
+    {
         Ok(c) => c,
         Err(e) => {
             return Check::fail(
                 "provider",
                 format!("TLS setup failed: {e}"),
-                "check sync.ca_file",
+                "fix sync.ca_file in the configuration",
             );
         }
     };

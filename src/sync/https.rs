@@ -34,7 +34,6 @@ impl HttpsLink {
         provider_key: VerifyingKey,
         cfg: &SyncConfig,
     ) -> Result<Self, LinkError> {
-        super::tls::install_ring_provider();
         let base = base_url.trim_end_matches('/');
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(LinkError::Url {
@@ -42,21 +41,10 @@ impl HttpsLink {
                 reason: "must start with https://".into(),
             });
         }
-        let mut builder = reqwest::Client::builder()
+        let builder = super::tls::https_client_builder(cfg)?
             .timeout(cfg.request_timeout())
             .connect_timeout(cfg.request_timeout().min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| LinkError::Credential {
-                path: ca.clone(),
-                source,
-            })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| LinkError::Tls(e.to_string()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         let client = builder.build().map_err(|e| LinkError::Tls(e.to_string()))?;
         Ok(Self {
             client,

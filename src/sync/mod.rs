@@ -31,7 +31,9 @@ pub use frame::seal_batch;
 pub use https::HttpsLink;
 pub use mqtt::{MqttLink, MqttParts};
 pub use syncer::Syncer;
-pub use tls::{install_ring_provider, mqtt_client_config as tls_client_config};
+pub use tls::{
+    https_client_builder, install_ring_provider, mqtt_client_config as tls_client_config,
+};
 
 use std::time::Duration;
 

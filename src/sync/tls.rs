@@ -1,5 +1,8 @@
 //! TLS for both transports: rustls with the ring provider only (never aws-lc). Roots come from
-//! the configured CA file; client certificates (MQTT mutual TLS) from PEM files.
+//! the configured CA file (`[sync] ca_file`); client certificates (MQTT mutual TLS) from PEM
+//! files. Every HTTPS client of the agent (`enroll`, the sync link, the command poll, `doctor`)
+//! gets its roots from [`https_client_builder`], so a provider whose certificate a private CA
+//! signs is trusted by all of them or by none.
 
 use std::sync::Arc;
 
@@ -12,6 +15,31 @@ use super::config::SyncConfig;
 /// Makes ring the process-wide rustls provider (reqwest is built without one).
 pub fn install_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A reqwest client builder trusting the system roots and, when `[sync] ca_file` is set, every
+/// CA certificate in that PEM file.
+pub fn https_client_builder(cfg: &SyncConfig) -> Result<reqwest::ClientBuilder, LinkError> {
+    install_ring_provider();
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca).map_err(|source| LinkError::Credential {
+            path: ca.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| LinkError::Tls(format!("sync.ca_file {}: {e}", ca.display())))?;
+        if certs.is_empty() {
+            return Err(LinkError::Tls(format!(
+                "sync.ca_file {} holds no PEM certificate",
+                ca.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 /// A rustls client configuration for the broker, from the `[sync]` settings.

@@ -1,6 +1,8 @@
 //! The configuration files of the chain's processes, written into the test's directory: the
-//! broker's, the provider's (Portal activation, HUB client, enrollment with the transport,
-//! MQTT ingest) and the gateway's (quick retries so restarts are noticed within a second).
+//! broker's (a TLS listener for gateways, a plain loopback one for the provider), the
+//! provider's (HTTPS with its certificate, Portal activation, HUB client, enrollment with the
+//! transport, MQTT ingest) and the gateway's (the CA it trusts; quick retries so restarts are
+//! noticed within a second).
 
 use std::path::{Path, PathBuf};
 
@@ -14,11 +16,27 @@ pub const PRESCRIBER: &str = "hospital-chain";
 pub const HEART_FAILURE: &str =
     "https://hl7belgium.org/fhir/patient-monitoring/carepath/heart-failure";
 
-/// `mosquitto.conf`: loopback only, anonymous, no persistence, log on stderr.
-pub fn mosquitto(port: u16) -> String {
+/// The broker's two listeners, both on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+pub struct Broker {
+    /// Plain MQTT: the provider's subscriber (it has no TLS MQTT client).
+    pub plain_port: u16,
+    /// MQTT over TLS (`mqtts://`): what gateways are enrolled with.
+    pub tls_port: u16,
+}
+
+/// `mosquitto.conf`: loopback only, anonymous, no persistence, log on stderr; the TLS
+/// listener serves `cert` with `key` (a copy the broker's unprivileged user can read).
+pub fn mosquitto(broker: Broker, cert: &Path, key: &Path) -> String {
     format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-         log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+        "allow_anonymous true\npersistence false\n\
+         log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
+         listener {plain} 127.0.0.1\n\
+         listener {tls} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n",
+        plain = broker.plain_port,
+        tls = broker.tls_port,
+        cert = cert.display(),
+        key = key.display(),
     )
 }
 
@@ -29,24 +47,32 @@ pub struct Provider<'a> {
     pub database: &'a Path,
     pub hub_url: &'a str,
     pub hub_secret_file: &'a Path,
-    /// The broker's port: gateways are enrolled for MQTT and the provider subscribes.
-    pub broker: Option<u16>,
+    /// The server certificate (chain) and its key (mode 0600) for `[tls]`.
+    pub cert_file: &'a Path,
+    pub key_file: &'a Path,
+    /// The broker: gateways are enrolled for MQTT over TLS and the provider subscribes.
+    pub broker: Option<Broker>,
 }
 
-/// `provider.toml`.
+/// `provider.toml`: HTTPS on `port` with `[tls]`.
 pub fn provider(p: &Provider<'_>) -> String {
     let (transport, mqtt) = match p.broker {
         None => ("transport = \"https\"".to_owned(), String::new()),
-        Some(port) => (
-            format!("transport = \"mqtt\"\nmqtt_url = \"mqtt://127.0.0.1:{port}\""),
+        Some(b) => (
             format!(
-                "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"tm-provider-chain\"\n"
+                "transport = \"mqtt\"\nmqtt_url = \"mqtts://127.0.0.1:{}\"",
+                b.tls_port
+            ),
+            format!(
+                "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"tm-provider-chain\"\n",
+                b.plain_port
             ),
         ),
     };
     format!(
-        "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
          database = \"{db}\"\n\
+         [tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
          [portal]\nfixed_headers = {{ \"X-Tm-Portal-Key\" = \"{PORTAL_KEY}\" }}\n\
          patient_fields = [\"patient.language\"]\n\
          [[portal.prescribers]]\nid = \"{PRESCRIBER}\"\ndpa_signed = true\n\
@@ -58,17 +84,22 @@ pub fn provider(p: &Provider<'_>) -> String {
         db = p.database.display(),
         hub = p.hub_url,
         secret = p.hub_secret_file.display(),
+        cert = p.cert_file.display(),
+        key = p.key_file.display(),
     )
 }
 
-/// `gateway.toml`: the sync settings come from the enrollment; retries and receipt timeouts
-/// are short so a restarted peer is found again quickly.
-pub fn gateway(state_dir: &Path) -> String {
+/// `gateway.toml`: the sync settings come from the enrollment; `ca_file` is the CA of the
+/// provider's and the broker's certificates; retries and receipt timeouts are short so a
+/// restarted peer is found again quickly.
+pub fn gateway(state_dir: &Path, ca_file: &Path) -> String {
     format!(
         "state_dir = \"{}\"\nlog_level = \"info\"\n\
-         [sync]\nheartbeat_interval_s = 2\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n\
+         [sync]\nca_file = \"{}\"\n\
+         heartbeat_interval_s = 2\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n\
          request_timeout_ms = 3000\nreceipt_timeout_ms = 3000\n",
-        state_dir.display()
+        state_dir.display(),
+        ca_file.display()
     )
 }
 

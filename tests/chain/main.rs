@@ -1,8 +1,15 @@
 //! The whole chain with the shipped binaries, each its own process on loopback:
 //! `tm-sim-hub` (Portal, HUB and EHR), `tm-provider serve` (SQLite file), `tm-sim-bluez`
 //! (the demo household: scale, BP cuff, pulse oximeter on a private D-Bus), `tm-gateway`
-//! (`enroll`, `scan`, `pair`, `devices`, `run`, `status`) and, for MQTT, a mosquitto with its
-//! own configuration on an ephemeral port.
+//! (`enroll`, `scan`, `pair`, `devices`, `run`, `status`, `doctor`) and, for MQTT, a mosquitto
+//! with its own configuration on an ephemeral port.
+//!
+//! TLS is where a deployment has it, with a certificate authority the test makes ([`pki`]):
+//! the provider serves HTTPS itself (`[tls]`, `public_url = "https://..."`); the gateway trusts
+//! it through `[sync] ca_file` for every command, the emulator (`--ca-file`) for the Portal's
+//! calls and the EHR's downloads, the test's own client likewise. Over MQTT the gateway
+//! connects to the broker's TLS listener (`mqtts://`, same `ca_file`) while the provider
+//! subscribes on a plain listener bound to loopback.
 //!
 //! The story, once over HTTPS ingest and once through the broker: prescription at the Portal
 //! -> the provider answers with the enrollment page -> one-time code -> `tm-gateway enroll`
@@ -15,6 +22,8 @@
 //! every reading and the emulator recorded no violation.
 //!
 //! - [`procs`]: locating (and building) the binaries, child processes with logs, bounded waits;
+//! - [`pki`]: the test's CA and the server certificate for 127.0.0.1 (shared with the other
+//!   TLS tests, `tests/common/pki.rs`);
 //! - [`configs`]: the processes' configuration files;
 //! - [`stack`]: starting the chain and talking to each part ([`web`]: its HTTP client);
 //! - [`story`]: the steps and the checks.
@@ -23,6 +32,8 @@
 //! process's log and keeps its directory (databases, configurations, logs).
 
 mod configs;
+#[path = "../common/pki.rs"]
+mod pki;
 mod procs;
 mod stack;
 mod story;

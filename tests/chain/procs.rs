@@ -244,6 +244,19 @@ pub fn run_ok(what: &str, cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs a command to completion whatever its exit status and returns its stdout; panics when
+/// it cannot be started or was killed by a signal.
+pub fn run(what: &str, cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.code().is_some(),
+        "{what} was killed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Polls `probe` every 100 ms until it gives a value or `limit` passes; on timeout panics
 /// with what the last probe saw.
 pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {

@@ -4,7 +4,12 @@
 //! users do (the emulator's control API, the provider's pages, the gateway's CLI) and reads the
 //! provider's database read-only. When a test fails, dropping it prints the tail of every log
 //! and keeps the directory for a look.
+//!
+//! The chain's CA ([`TestCa`], in `pki/`) signs one server certificate for 127.0.0.1: the
+//! provider serves HTTPS with it and the broker's TLS listener with a copy of its key. The
+//! gateway (`[sync] ca_file`), the emulator (`--ca-file`) and the test's client trust the CA.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -12,8 +17,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tm_protocol::Reading;
 
-use super::configs::{self, HEART_FAILURE, HUB_CLIENT, HUB_SECRET, PORTAL_KEY, PRESCRIBER};
-use super::procs::{Proc, bins, run_ok, tail, wait_for};
+use super::configs::{self, Broker, HEART_FAILURE, HUB_CLIENT, HUB_SECRET, PORTAL_KEY, PRESCRIBER};
+use super::pki::{TestCa, broker_key_copy};
+use super::procs::{Proc, bins, run, run_ok, tail, wait_for};
 use super::web::Web;
 
 /// How the gateway ships its readings.
@@ -56,6 +62,7 @@ pub struct Chain {
     mosquitto: Option<Proc>,
     web: Web,
     pub hub_url: String,
+    /// `https://127.0.0.1:<port>`.
     pub provider_url: String,
     provider_config: PathBuf,
     provider_db: PathBuf,
@@ -77,14 +84,20 @@ impl Chain {
         let root = dir.path().to_owned();
         let logs = root.join("logs");
         std::fs::create_dir_all(&logs).unwrap();
-        for sub in ["provider", "gateway"] {
+        for sub in ["provider", "gateway", "pki"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
+        let ca = TestCa::new(&root.join("pki"), "chain-ca");
+        let (cert_file, key_file) = ca.server_cert(&root.join("pki"));
 
-        let mosquitto_port = free_port();
-        let mosquitto = (transport == Transport::Mqtt).then(|| {
+        let broker = (transport == Transport::Mqtt).then(|| Broker {
+            plain_port: free_port(),
+            tls_port: free_port(),
+        });
+        let mosquitto = broker.map(|broker| {
             let conf = root.join("mosquitto.conf");
-            std::fs::write(&conf, configs::mosquitto(mosquitto_port)).unwrap();
+            let key = broker_key_copy(&key_file);
+            std::fs::write(&conf, configs::mosquitto(broker, &cert_file, &key)).unwrap();
             let mut cmd = Command::new(configs::mosquitto_bin());
             cmd.arg("-c").arg(&conf);
             Proc::spawn("mosquitto", cmd, &logs)
@@ -93,7 +106,7 @@ impl Chain {
         let hub_port = free_port();
         let provider_port = free_port();
         let hub_url = format!("http://127.0.0.1:{hub_port}");
-        let provider_url = format!("http://127.0.0.1:{provider_port}");
+        let provider_url = format!("https://127.0.0.1:{provider_port}");
         let mut cmd = Command::new(&bins.hub);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{hub_port}")])
             .args(["--client", &format!("{HUB_CLIENT}:{HUB_SECRET}")])
@@ -103,6 +116,8 @@ impl Chain {
             ])
             .args(["--action-url", &format!("{provider_url}/portal/v1/actions")])
             .args(["--header", &format!("X-Tm-Portal-Key: {PORTAL_KEY}")])
+            .arg("--ca-file")
+            .arg(&ca.pem_file)
             .env("TM_LOG", log_filter());
         let hub = Proc::spawn("tm-sim-hub", cmd, &logs);
 
@@ -115,13 +130,19 @@ impl Chain {
             database: &provider_db,
             hub_url: &hub_url,
             hub_secret_file: &secret,
-            broker: (transport == Transport::Mqtt).then_some(mosquitto_port),
+            cert_file: &cert_file,
+            key_file: &key_file,
+            broker,
         };
         std::fs::write(&provider_config, configs::provider(&provider_settings)).unwrap();
 
         let gateway_state = root.join("gateway");
         let gateway_config = root.join("gateway.toml");
-        std::fs::write(&gateway_config, configs::gateway(&gateway_state)).unwrap();
+        std::fs::write(
+            &gateway_config,
+            configs::gateway(&gateway_state, &ca.pem_file),
+        )
+        .unwrap();
 
         let mut chain = Self {
             gateway: None,
@@ -129,7 +150,7 @@ impl Chain {
             provider: None,
             hub,
             mosquitto,
-            web: Web::new(),
+            web: Web::new(&ca.pem_file),
             hub_url,
             provider_url,
             provider_config,
@@ -140,8 +161,9 @@ impl Chain {
             logs,
             dir: Some(dir),
         };
-        if chain.mosquitto.is_some() {
-            wait_for_port(mosquitto_port);
+        if let Some(b) = broker {
+            wait_for_port(b.plain_port);
+            wait_for_port(b.tls_port);
         }
         chain.wait_http(&format!("{}/control/stats", chain.hub_url));
         chain.start_provider();
@@ -259,6 +281,26 @@ impl Chain {
             cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus);
         }
         run_ok(&format!("tm-gateway {}", args.join(" ")), &mut cmd)
+    }
+
+    /// `tm-gateway doctor --json`: its checks by name. Its exit status is not asserted (the
+    /// simulated BlueZ has no clock synchronisation to report, for one).
+    pub fn gateway_doctor(&self) -> BTreeMap<String, Value> {
+        let mut cmd = Command::new(&bins().gateway);
+        cmd.arg("--config")
+            .arg(&self.gateway_config)
+            .args(["doctor", "--json"])
+            .env("TM_LOG", "warn");
+        if let Some(bus) = &self.bus {
+            cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus);
+        }
+        let out: Value = serde_json::from_str(&run("tm-gateway doctor --json", &mut cmd)).unwrap();
+        out["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks in {out}"))
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone()))
+            .collect()
     }
 
     /// `tm-gateway status --json`.

@@ -1,5 +1,6 @@
 //! The story both transports play, step by step as the people and systems involved take them,
-//! and what must hold at the end: every reading the gateway produced is at the provider exactly
+//! over TLS wherever a deployment has it (the enrollment, the sync link, the Portal's calls and
+//! the EHR's downloads are HTTPS; MQTT gateways use `mqtts://`), and what must hold at the end: every reading the gateway produced is at the provider exactly
 //! once, the gateway's backlog is empty, every announced attachment set was downloaded and
 //! matched its metadata, and the emulator saw no contract violation.
 
@@ -56,6 +57,14 @@ pub fn play(transport: Transport, provider_stop: Stop) {
         sync["transport"], want,
         "sync settings from the provider: {sync}"
     );
+    assert_eq!(sync["https_url"], provider_url.as_str(), "{sync}");
+    if transport == Transport::Mqtt {
+        let broker = sync["mqtt_url"].as_str().unwrap_or_default();
+        assert!(
+            broker.starts_with("mqtts://"),
+            "the broker over TLS: {sync}"
+        );
+    }
     wait_for("the session to be accepted", STEP, || {
         let s = c.session(&id);
         (s["status"] == "accepted")
@@ -91,6 +100,21 @@ pub fn play(transport: Transport, provider_stop: Stop) {
         "{devices:#}"
     );
 
+    // The gateway's own check reaches the provider (and the broker) over verified TLS.
+    let checks = c.gateway_doctor();
+    let provider_check = &checks["provider"];
+    assert_eq!(provider_check["verdict"], "ok", "{provider_check}");
+    if transport == Transport::Mqtt {
+        let broker_check = &checks["broker"];
+        assert_eq!(broker_check["verdict"], "ok", "{broker_check}");
+        assert!(
+            broker_check["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("TLS verified")),
+            "{broker_check}"
+        );
+    }
+
     // The agent runs: the devices' records and the simulated stream are captured, committed
     // to the outbox and synced; the first reading moves the session to in-progress with its
     // attachments, which the EHR downloads and checks.
@@ -106,6 +130,10 @@ pub fn play(transport: Transport, provider_stop: Stop) {
         .map(|a| a["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["fhir", "pdf-nl", "pdf-en", "dashboard"], "{first:#}");
+    for a in first["attachments"].as_array().unwrap() {
+        let uri = a["uri"].as_str().unwrap_or_default();
+        assert!(uri.starts_with(&c.provider_url), "served over HTTPS: {uri}");
+    }
     wait_for("the household's readings at the provider", STEP, || {
         c.assert_running();
         let from_devices = c

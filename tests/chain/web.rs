@@ -1,6 +1,8 @@
 //! A blocking HTTP client for the test's thread: reqwest on a small runtime of its own, so
-//! the story reads as plain sequential steps. Any non-2xx answer fails the test with the URL.
+//! the story reads as plain sequential steps. It trusts the chain's CA, like the gateway and
+//! the emulator. Any non-2xx answer fails the test with the URL.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,14 +14,17 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new() -> Self {
+    /// A client trusting the CA certificate in `ca_file` (besides the system roots).
+    pub fn new(ca_file: &Path) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_file).unwrap()).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();

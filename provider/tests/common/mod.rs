@@ -98,6 +98,7 @@ pub async fn stack_with(dir: &std::path::Path, extra: &str) -> Stack {
             action_url: Some(format!("{provider}{}", tm_provider::portal::ACTION_ROUTE)),
             fixed_headers: vec![(FIXED.0.into(), FIXED.1.into())],
             token_ttl: Duration::from_secs(3600),
+            ca_file: None,
         },
     )
     .unwrap();

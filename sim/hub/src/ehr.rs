@@ -55,7 +55,7 @@ pub async fn check_one(http: &reqwest::Client, a: &Value) -> Vec<String> {
     }
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return vec![format!("download failed: {e}")],
+        Err(e) => return vec![format!("download failed: {}", crate::error_chain(&e))],
     };
     if !response.status().is_success() {
         return vec![format!("download answered {}", response.status())];
@@ -67,7 +67,9 @@ pub async fn check_one(http: &reqwest::Client, a: &Value) -> Vec<String> {
         .map(str::to_owned);
     let bytes = match response.bytes().await {
         Ok(b) => b,
-        Err(e) => return vec![format!("download interrupted: {e}")],
+        Err(e) => {
+            return vec![format!("download interrupted: {}", crate::error_chain(&e))];
+        }
     };
     let mut problems = Vec::new();
     if a.get("contentLength").and_then(Value::as_u64) != Some(bytes.len() as u64) {

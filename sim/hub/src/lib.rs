@@ -10,6 +10,10 @@
 //!
 //! Everything it sees lands in a per-session timeline ([`state`]), readable with the rest of
 //! the [`control`] API, which also injects faults (5xx, timeouts, slow answers, revoked tokens).
+//!
+//! The Portal and the EHR call the provider over HTTP or HTTPS (rustls with ring), verifying
+//! its certificate against the system roots and, with [`SimConfig::ca_file`], a private CA: a
+//! provider served with a certificate nobody trusts shows up as failed calls in the timeline.
 
 pub mod control;
 pub mod ehr;
@@ -18,9 +22,11 @@ pub mod portal;
 pub mod rules;
 pub mod state;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
@@ -41,6 +47,9 @@ pub struct SimConfig {
     pub fixed_headers: Vec<(String, String)>,
     /// Lifetime of issued tokens.
     pub token_ttl: Duration,
+    /// PEM file of CA certificates trusted besides the system roots when the Portal and the
+    /// EHR call the provider over HTTPS (a provider whose certificate a private CA signs).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// State shared by the handlers.
@@ -100,15 +109,44 @@ impl SimHandle {
 /// Builds the state for `config`.
 pub fn app_state(config: SimConfig, shutdown: CancellationToken) -> anyhow::Result<AppState> {
     install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = &config.ca_file {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM bundle", ca.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "{} holds no PEM certificate",
+            ca.display()
+        );
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let http = builder.build()?;
     Ok(AppState {
         hub: state::Shared::new(config.token_ttl),
         config: Arc::new(config),
         http,
         shutdown,
     })
+}
+
+/// `error` and every error under it, `: `-separated: a failed call names its cause (refused
+/// connection, unknown certificate issuer) in the timeline, not only the URL.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// Serves the emulator on `listener` in a task until the handle's token is cancelled.

@@ -1,6 +1,7 @@
 //! `tm-sim-hub` binary: `tm-sim-hub serve --listen ADDR --client ID:SECRET ...`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -36,6 +37,10 @@ enum Command {
         /// Lifetime of issued tokens, in seconds.
         #[arg(long, default_value_t = 3600)]
         token_ttl_s: u64,
+        /// PEM file of CA certificates to trust besides the system roots when calling the
+        /// provider over HTTPS (Portal requests, attachment downloads).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -55,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         action_url,
         headers,
         token_ttl_s,
+        ca_file,
     } = Cli::parse().command;
     let (client_id, client_secret) = client
         .split_once(':')
@@ -74,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         action_url,
         fixed_headers,
         token_ttl: Duration::from_secs(token_ttl_s),
+        ca_file,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

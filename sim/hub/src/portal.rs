@@ -136,7 +136,7 @@ async fn send(app: &AppState, url: &str, body: &Value, extra: &BTreeMap<String, 
     match request.send().await {
         Err(e) => Answer {
             status: 0,
-            body: Value::String(e.to_string()),
+            body: Value::String(crate::error_chain(&e)),
         },
         Ok(r) => {
             let status = r.status().as_u16();

@@ -19,6 +19,7 @@ async fn start(provider_url: Option<String>) -> (SimHandle, reqwest::Client) {
         provider_url,
         fixed_headers: vec![("X-Fixed".into(), "fixed-value".into())],
         token_ttl: Duration::from_secs(3600),
+        ca_file: None,
     };
     let handle = tm_sim_hub::spawn(listener, config).unwrap();
     (handle, reqwest::Client::new())
