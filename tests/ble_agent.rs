@@ -166,22 +166,7 @@ async fn paired_scale_and_cuff_reach_the_outbox_and_the_provider_exactly_once() 
 async fn stored_records_resume_after_the_outbox_high_water_mark_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, provider, _http) = gateway_and_provider(dir.path()).await;
-    let bus = PrivateBus::start().unwrap();
-    let mut meter = profiles::glucose_meter(GLUCO);
-    meter.stored = (1..=3)
-        .map(|s| profiles::glucose_mg_dl(s, 100 + s as i16, minutes_ago(60)))
-        .collect();
-    let fake = FakeBluez::start(bus.address(), vec![meter]).await.unwrap();
-    pair(&gw, &fake, &[(GLUCO, "sig-glucose")]).await;
-    let mut agent = gw.spawn_agent_on_bus(bus.address(), &[]);
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            provider.count().await == 3
-        })
-        .await,
-        "status: {}",
-        gw.status()
-    );
+    let (bus, fake, mut agent) = meter_with_three_records_read(&gw, &provider).await;
     assert!(agent.terminate().success());
     // The paired-devices file lags behind (written after the commit, lost in a power cut):
     // the outbox is the source of truth.
@@ -199,6 +184,31 @@ async fn stored_records_resume_after_the_outbox_high_water_mark_across_restarts(
     assert_resumed_after_sequence_3(&fake, &provider).await;
     assert!(agent.terminate().success());
     fake.stop().await.unwrap();
+}
+
+/// A glucose meter holding records 1..=3, paired, and the agent running on its bus until the
+/// three readings are at the provider.
+async fn meter_with_three_records_read(
+    gw: &GatewaySide,
+    provider: &ProviderSide,
+) -> (PrivateBus, FakeBluez, Agent) {
+    let bus = PrivateBus::start().unwrap();
+    let mut meter = profiles::glucose_meter(GLUCO);
+    meter.stored = (1..=3)
+        .map(|s| profiles::glucose_mg_dl(s, 100 + s as i16, minutes_ago(60)))
+        .collect();
+    let fake = FakeBluez::start(bus.address(), vec![meter]).await.unwrap();
+    pair(gw, &fake, &[(GLUCO, "sig-glucose")]).await;
+    let agent = gw.spawn_agent_on_bus(bus.address(), &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            provider.count().await == 3
+        })
+        .await,
+        "status: {}",
+        gw.status()
+    );
+    (bus, fake, agent)
 }
 
 /// The glucose meter was read twice: all records (1..=3) first, then only those after the last
@@ -234,22 +244,7 @@ async fn reread_devices_command_fetches_a_new_stored_record_once_and_reports_don
     let config = format!("{SYNC}heartbeat_interval_s = 1\n");
     let (gw, provider, addr, _http) = gateway_and_provider_with(dir.path(), &config).await;
     let ops = OpsApi::new(addr);
-    let bus = PrivateBus::start().unwrap();
-    let mut meter = profiles::glucose_meter(GLUCO);
-    meter.stored = (1..=3)
-        .map(|s| profiles::glucose_mg_dl(s, 100 + s as i16, minutes_ago(60)))
-        .collect();
-    let fake = FakeBluez::start(bus.address(), vec![meter]).await.unwrap();
-    pair(&gw, &fake, &[(GLUCO, "sig-glucose")]).await;
-    let mut agent = gw.spawn_agent_on_bus(bus.address(), &[]);
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            provider.count().await == 3
-        })
-        .await,
-        "status: {}",
-        gw.status()
-    );
+    let (bus, fake, mut agent) = meter_with_three_records_read(&gw, &provider).await;
 
     // The meter stores a new record. It stays connected and a RACP device sends stored records
     // only when asked: without a command the agent has no reason to reconnect.
