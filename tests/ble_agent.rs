@@ -244,7 +244,7 @@ async fn reread_devices_command_fetches_a_new_stored_record_once_and_reports_don
     let config = format!("{SYNC}heartbeat_interval_s = 1\n");
     let (gw, provider, addr, _http) = gateway_and_provider_with(dir.path(), &config).await;
     let ops = OpsApi::new(addr);
-    let (bus, fake, mut agent) = meter_with_three_records_read(&gw, &provider).await;
+    let (_bus, fake, mut agent) = meter_with_three_records_read(&gw, &provider).await;
 
     // The meter stores a new record. It stays connected and a RACP device sends stored records
     // only when asked: without a command the agent has no reason to reconnect.
