@@ -1,10 +1,14 @@
 //! `tm-gateway doctor` as a support engineer runs it: it names a missing adapter, an
 //! unreachable provider and an unenrolled gateway, says how to fix each, and exits non-zero.
-//! BlueZ is the simulator on a private bus; the provider address is a closed loopback port.
+//! BlueZ is the simulator on a private bus; the provider address is a closed loopback port, then
+//! an HTTPS server whose certificate the gateway trusts only through `[sync] ca_file`.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use common::pki::TestCa;
 use serde_json::Value;
 use tm_protocol::{GatewayId, SyncSettings, Transport};
 
@@ -175,4 +179,66 @@ async fn doctor_names_each_problem_and_its_fix() {
     assert_eq!(check(&report, "provider")["verdict"], "ok", "{report}");
     server.abort();
     drop(fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_provider_certificate_is_named_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "private-ca");
+    let (cert_file, key_file) = ca.server_cert(dir.path());
+    let certificates =
+        tm_provider::http::tls::Certificates::load(tm_provider::http::tls::TlsSection {
+            cert_file,
+            key_file,
+        })
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(tm_provider::http::serve_with(
+        listener,
+        Some(certificates),
+        app,
+        stop.clone(),
+    ));
+
+    let config = setup(dir.path(), "hci0");
+    tm_gateway::enrollment::Enrollment {
+        gateway_id: GatewayId::new("gw-doctor").unwrap(),
+        provider_url: url.clone(),
+        provider_public_key: vec![1; 32],
+        sync: SyncSettings {
+            transport: Transport::Https,
+            https_url: url,
+            mqtt_url: None,
+            heartbeat_interval_s: 60,
+        },
+        enrolled_at: chrono::Utc::now(),
+    }
+    .save(&dir.path().join("state"))
+    .unwrap();
+    let run = |config: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || doctor(&config, "unix:path=/nonexistent"))
+    };
+
+    let (code, report) = run(config.clone()).await.unwrap();
+    assert_eq!(code, 1);
+    let provider = check(&report, "provider");
+    assert_eq!(provider["verdict"], "fail", "{report}");
+    assert!(
+        provider["fix"].as_str().unwrap().contains("sync.ca_file"),
+        "{provider}"
+    );
+
+    // Trusting the provider's CA fixes it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[sync]\nca_file = {:?}\n", ca.pem_file),
+    )
+    .unwrap();
+    let (_, report) = run(config).await.unwrap();
+    assert_eq!(check(&report, "provider")["verdict"], "ok", "{report}");
+    stop.cancel();
 }

@@ -39,13 +39,22 @@ pub(super) async fn provider(enrollment: &Enrollment, sync: &SyncConfig) -> Chec
                 cause = s.to_string();
                 source = s.source();
             }
-            Check::fail(
-                "provider",
-                format!("{base} unreachable: {cause}"),
-                "check the internet connection (router, cable, Wi-Fi) and the gateway's DNS",
-            )
+            let fix = if is_certificate_refusal(&cause) {
+                "the provider's certificate is not trusted: set sync.ca_file to the certificate \
+                 authority that signed it, and check the gateway's clock (certificates are \
+                 checked against it)"
+            } else {
+                "check the internet connection (router, cable, Wi-Fi) and the gateway's DNS"
+            };
+            Check::fail("provider", format!("{base} unreachable: {cause}"), fix)
         }
     }
+}
+
+/// Whether the innermost cause of a failed request is the server's certificate being refused
+/// (rustls reports it as an invalid peer certificate: unknown issuer, expired, wrong name).
+fn is_certificate_refusal(cause: &str) -> bool {
+    cause.contains("invalid peer certificate")
 }
 
 /// The broker accepts a TCP (and for `mqtts://`, a verified TLS) connection.
