@@ -19,6 +19,14 @@ use tm_provider::http::tls::TlsSection;
 
 const COUNT: u32 = 600;
 
+/// The CA the servers' certificates come from, another one, and a server certificate and key
+/// signed by the first.
+fn two_cas(dir: &Path) -> (TestCa, TestCa, PathBuf, PathBuf) {
+    let (right, wrong) = (TestCa::new(dir, "right-ca"), TestCa::new(dir, "wrong-ca"));
+    let (cert, key) = right.server_cert(dir);
+    (right, wrong, cert, key)
+}
+
 /// Rewrites the agent's configuration to trust `ca`.
 fn trust(gw: &GatewaySide, ca: &TestCa, extra: &str) {
     std::fs::write(
@@ -56,11 +64,7 @@ async fn assert_nothing_delivered(gw: &GatewaySide, provider: &ProviderSide) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (right, wrong) = (
-        TestCa::new(dir.path(), "right-ca"),
-        TestCa::new(dir.path(), "wrong-ca"),
-    );
-    let (cert, key) = right.server_cert(dir.path());
+    let (right, wrong, cert, key) = two_cas(dir.path());
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     // The provider's own HTTPS listener (`[tls]`).
@@ -168,11 +172,7 @@ fn provider_mqtt(broker: &TlsBroker, ca: &TestCa, identity: Option<&(PathBuf, Pa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_over_tls_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (right, wrong) = (
-        TestCa::new(dir.path(), "right-ca"),
-        TestCa::new(dir.path(), "wrong-ca"),
-    );
-    let (cert, key) = right.server_cert(dir.path());
+    let (right, wrong, cert, key) = two_cas(dir.path());
     let broker = TlsBroker::start(dir.path(), &cert, &key, None);
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
@@ -199,11 +199,7 @@ async fn mqtt_over_tls_trusts_only_the_configured_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_subscribes_over_mutual_tls_only_with_the_right_ca_and_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (right, wrong) = (
-        TestCa::new(dir.path(), "right-ca"),
-        TestCa::new(dir.path(), "wrong-ca"),
-    );
-    let (cert, key) = right.server_cert(dir.path());
+    let (right, wrong, cert, key) = two_cas(dir.path());
     let broker = TlsBroker::start(dir.path(), &cert, &key, Some(&right.pem_file));
     let provider_identity = right.client_cert(dir.path(), "provider-client");
     let (gw_cert, gw_key) = right.client_cert(dir.path(), "gateway-client");
