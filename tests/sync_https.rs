@@ -148,3 +148,35 @@ async fn a_4xx_refusal_marks_rows_rejected_with_the_reason() {
     );
     assert_eq!(provider.count().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_mid_stream_over_https_lose_and_duplicate_nothing() {
+    // `scripts/soak-sync` runs the long soak over MQTT; this one keeps HTTPS honest in CI.
+    let kills: u32 = std::env::var("TM_SOAK_KILLS_HTTPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nrequest_timeout_ms = 1500\nbackoff_initial_ms = 50\nbackoff_max_ms = 400\n\
+         batch_max_readings = 200\n",
+    );
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
+    gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
+
+    let report =
+        common::soak::kill_soak(&gw, &provider, kills, 2000, Duration::from_secs(120)).await;
+    println!("soak over HTTPS: {report}");
+    assert_eq!(
+        report.mid_stream, kills,
+        "every kill came mid-stream: {report}"
+    );
+    assert!(
+        report.in_flight * 5 >= kills,
+        "at least a fifth of the kills found readings in flight: {report}"
+    );
+    assert_eq!((report.lost, report.duplicated), (0, 0), "{report}");
+    assert_eq!(gw.status()["rejected"], 0);
+}

@@ -1,4 +1,4 @@
-//! The data path over MQTT with a real mosquitto: SIGKILLs of the agent at random moments, a
+//! The data path over MQTT with a real mosquitto: SIGKILLs of the agent mid-stream, a
 //! broker restart without persistence, the provider's subscriber down for a while (batches
 //! whose receipt never comes), and every receipt delivered twice. Afterwards the provider holds
 //! every reading exactly once and the gateway's backlog is empty.
@@ -7,28 +7,21 @@ mod common;
 
 use std::time::Duration;
 
+use common::soak;
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tm_protocol::Transport;
-
-fn pseudo_random(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
 
 const FAST_RETRY: &str = "[sync]\nreceipt_timeout_ms = 1500\nbackoff_initial_ms = 50\n\
                           backoff_max_ms = 400\nbatch_max_readings = 200\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkills_at_random_moments_lose_and_duplicate_nothing() {
-    // 50 kills in CI; `scripts/soak-sync` runs many more (TM_SOAK_KILLS).
+async fn sigkills_mid_stream_lose_and_duplicate_nothing() {
+    // 200 kills in CI; `scripts/soak-sync` runs 1,000 (TM_SOAK_KILLS).
     let kills: u32 = std::env::var("TM_SOAK_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let count: u32 = 100 * kills;
+        .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
     let gw = GatewaySide::new(dir.path(), FAST_RETRY);
@@ -36,19 +29,21 @@ async fn sigkills_at_random_moments_lose_and_duplicate_nothing() {
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
     let _ingest = provider.serve_mqtt(broker.port);
 
-    let mut seed = u64::from(std::process::id()) | 1;
-    for _ in 0..kills {
-        let mut agent = gw.spawn_agent(count, 2000);
-        let run_ms = 60 + pseudo_random(&mut seed) % 240;
-        tokio::time::sleep(Duration::from_millis(run_ms)).await;
-        kill(&mut agent);
-    }
-    let mut agent = gw.spawn_agent(count, 0);
-    assert_all_delivered(&gw, &provider, count, Duration::from_secs(90)).await;
-    kill(&mut agent);
+    let report = soak::kill_soak(&gw, &provider, kills, 2000, Duration::from_secs(180)).await;
+    println!("soak over MQTT: {report}");
+    assert_eq!(report.kills, kills);
+    assert_eq!(
+        report.mid_stream, kills,
+        "every kill came mid-stream: {report}"
+    );
+    assert!(
+        report.in_flight * 5 >= kills,
+        "at least a fifth of the kills found readings in flight: {report}"
+    );
+    assert_eq!((report.lost, report.duplicated), (0, 0), "{report}");
     let status = gw.status();
     assert_eq!(status["rejected"], 0);
-    assert_eq!(status["acknowledged"], count);
+    assert_eq!(status["acknowledged"], report.readings);
 }
 
 /// Republishes every receipt on the gateway's receipt topic once more.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
