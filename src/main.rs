@@ -6,7 +6,9 @@ fn main() -> std::process::ExitCode {
     let cli = tm_gateway::cli::Cli::parse();
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TM_LOG")
+    // `TM_LOG` when set; otherwise `warn` until the configuration's `log_level` is applied
+    // (`tm_gateway::config::Config::load`).
+    let filter = tracing_subscriber::EnvFilter::try_from_env(tm_gateway::sync::commands::LOG_ENV)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Reloadable, so the provider's `set-log-level` command can change it at run time.
     let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);

@@ -514,6 +514,12 @@ pub async fn assert_exactly_once(provider: &ProviderSide, count: u32) {
 /// An agent process, killed (SIGKILL, by its PID) when dropped, also when a test fails.
 pub struct Agent(Child);
 
+impl From<Child> for Agent {
+    fn from(child: Child) -> Self {
+        Self(child)
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();

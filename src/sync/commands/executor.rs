@@ -24,6 +24,23 @@ pub fn set_log_reloader(f: impl Fn(&str) -> Result<(), String> + Send + Sync + '
     let _ = LOG_RELOADER.set(Box::new(f));
 }
 
+/// The environment variable that overrides the configured log filter.
+pub const LOG_ENV: &str = "TM_LOG";
+
+/// Applies the configuration file's `log_level` once the file is read: the process starts
+/// with `TM_LOG` (or `warn` until the file is read), and `TM_LOG`, when set, stays the
+/// override. The filter was validated when the configuration loaded.
+pub fn apply_configured_log_level(level: &str) {
+    if std::env::var_os(LOG_ENV).is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    if let Some(reload) = LOG_RELOADER.get()
+        && let Err(e) = reload(level)
+    {
+        tracing::warn!(error = %e, "log_level from the configuration not applied");
+    }
+}
+
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

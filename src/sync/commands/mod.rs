@@ -36,7 +36,9 @@ use tm_protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use executor::{Executor, Outcome, REREAD_LIMIT, set_log_reloader};
+pub use executor::{
+    Executor, LOG_ENV, Outcome, REREAD_LIMIT, apply_configured_log_level, set_log_reloader,
+};
 pub use guard::{CommandGuard, CommandRefused, SEEN_FILE};
 
 use super::Link;
