@@ -12,7 +12,8 @@
 //!   and everything else carries on; a `reread-devices` command restarts it;
 //! - the systemd watchdog ([`crate::health`]), pinged only while both the BLE and the sync
 //!   loops turn;
-//! - SIMULATOR ONLY, when asked: a synthetic device feeding the stash ([`crate::simulate`]).
+//! - SIMULATOR ONLY, in builds with the `simulator` feature and when asked: a synthetic device
+//!   feeding the stash (`crate::simulate`).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
 //! reset at the next start.
@@ -29,7 +30,7 @@ use crate::ble::paired::PairedStore;
 use crate::ble::supervisor::{BleActor, reread_channel};
 use crate::config::Config;
 use crate::enrollment::Enrollment;
-use crate::stash::{StashHandle, Stashable};
+use crate::stash::StashHandle;
 use crate::store::{Outbox, OutboxHandle, writer};
 use crate::sync::{HttpsLink, Link, MqttParts, Syncer, commands, heartbeat};
 
@@ -192,9 +193,14 @@ pub async fn run(
             Ok("ble")
         });
     }
+    #[cfg(feature = "simulator")]
     if let Some(sim) = simulation {
         tracing::warn!("SIMULATOR: feeding synthetic readings into the outbox");
         actors.spawn(simulate(stash.clone(), outbox.clone(), sim, cancel.clone()));
+    }
+    #[cfg(not(feature = "simulator"))]
+    if simulation.is_some() {
+        anyhow::bail!("this build has no simulator (cargo feature `simulator`)");
     }
 
     // Ready once every actor runs.
@@ -243,6 +249,7 @@ async fn heartbeat_actor(
     Ok("heartbeat")
 }
 
+#[cfg(feature = "simulator")]
 /// SIMULATOR ONLY: stashes records `high-water+1 .. count` of the simulated device, in chunks,
 /// waiting for each commit like a BLE link would before acknowledging records to a device.
 async fn simulate(
@@ -269,8 +276,10 @@ async fn simulate(
     let mut next = start;
     while next < sim.count && !cancel.is_cancelled() {
         let end = next.saturating_add(chunk).min(sim.count);
-        let items: Vec<Stashable> = (next..end)
-            .map(|s| Stashable::Reading(Box::new(crate::simulate::reading(device, s))))
+        let items: Vec<crate::stash::Stashable> = (next..end)
+            .map(|s| {
+                crate::stash::Stashable::Reading(Box::new(crate::simulate::reading(device, s)))
+            })
             .collect();
         match stash.stash(items).await {
             Ok(_) => next = end,

@@ -11,7 +11,8 @@
 //! - [`store`]: the SQLite outbox (one writer thread; pending -> leased -> acknowledged).
 //! - [`sync`]: signed batches over MQTT or HTTPS, receipts, backoff, heartbeats.
 //! - [`agent`]: `tm-gateway run`: the actors in one JoinSet, stopped by SIGTERM/SIGINT.
-//! - [`simulate`]: SIMULATOR ONLY, synthetic readings for tests and benchmarks.
+//! - `simulate`: SIMULATOR ONLY, synthetic readings for tests and benchmarks (cargo feature
+//!   `simulator`, off in shipped builds).
 //! - [`ble`]: BLE on btleplug: discovery, one link per paired device, pairing agent, capture.
 //! - [`health`]: sd_notify READY/STOPPING and a watchdog pinged only while the loops progress.
 //! - [`doctor`]: `tm-gateway doctor`, the gateway's health checks with fixes.
@@ -26,6 +27,7 @@ pub mod doctor;
 pub mod enrollment;
 pub mod health;
 pub mod identity;
+#[cfg(any(test, feature = "simulator"))]
 pub mod simulate;
 pub mod stash;
 pub mod store;

@@ -14,7 +14,10 @@ use tm_protocol::Transport;
 /// returns its stderr.
 fn agent_log(log_level: &str, tm_log: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let gw = GatewaySide::new(dir.path(), "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n");
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n",
+    );
     let text = std::fs::read_to_string(&gw.config).unwrap().replace(
         "log_level = \"warn\"",
         &format!("log_level = \"{log_level}\""),
