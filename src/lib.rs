@@ -1,7 +1,7 @@
 //! # tm-gateway: the home-gateway agent
 //!
 //! Reads BLE health devices, keeps every reading in a local SQLite outbox until the provider
-//! has confirmed it, and ships signed batches over MQTT or HTTPS (ARCHITECTURE §3).
+//! has confirmed it, and ships signed batches over MQTT or HTTPS (docs/architecture.md §3).
 //!
 //! Map of the crate:
 //! - [`config`]: the agent's configuration file, validated at load.

@@ -10,7 +10,7 @@
 //! leave the component out and keep the reason ([`Special::reason`]).
 //!
 //! The exponent is sign-extended. Public parsers that add a bias of 8 or forget the sign
-//! extension (gatt.md §7) decode 120 mmHg or any kPa value wrongly; the golden tests pin the
+//! extension (docs/gatt.md §7) decode 120 mmHg or any kPa value wrongly; the golden tests pin the
 //! correct reading.
 
 use std::fmt;
@@ -158,7 +158,7 @@ mod tests {
         MedFloat::from_float(u32::from_le_bytes(bytes))
     }
 
-    // gatt.md §2.1, SFLOAT rows.
+    // docs/gatt.md §2.1, SFLOAT vectors.
     #[test]
     fn sfloat_golden_vectors() {
         assert_eq!(sfloat([0x01, 0x02]).value(), Ok(513.0));
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(sfloat([0xFF, 0x17]).value(), Ok(20470.0));
     }
 
-    // gatt.md §2.1, FLOAT rows.
+    // docs/gatt.md §2.1, FLOAT vectors.
     #[test]
     fn float_golden_vectors() {
         assert_eq!(float([0x01, 0x02, 0x03, 0x04]).value(), Ok(1.97121e9));

@@ -3,7 +3,7 @@
 //! Pure code: no I/O, no async, no Bluetooth stack. The agent hands it the bytes of one GATT
 //! notification or advertisement payload and gets back readings whose components carry a LOINC
 //! code, a value and a UCUM unit, or a typed error (the agent then quarantines the raw bytes;
-//! nothing is dropped). Formats and test vectors: `gatt.md` (§1 formats, §2 vectors).
+//! nothing is dropped). Formats and test vectors: `docs/gatt.md` (§1 formats, §2 vectors).
 //!
 //! Map of the crate:
 //! - [`decode`]: the one entry point; [`Source`] says where the bytes came from (a 16-bit

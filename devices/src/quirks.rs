@@ -1,6 +1,6 @@
 //! Per-model deviations from the SIG formats. The catalog names them (kebab-case, an unknown
 //! name is an error); [`Quirks`] is the set a decoder consults. Quirks are keyed on the DIS model
-//! string because advertised names are not reliable (gatt.md §7).
+//! string because advertised names are not reliable (docs/gatt.md §7).
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 //!
 //! Device time stays **raw**: it is the device's local wall clock, without zone or DST, and it
 //! is often wrong (never set, reset by a battery change). Nothing here corrects it; the agent
-//! does that with the offset it measures at each connection (gatt.md §6). A field the device
+//! does that with the offset it measures at each connection (docs/gatt.md §6). A field the device
 //! marks unknown (year, month or day 0) is `None`. A field out of its range (month 13, hour 24)
 //! is malformed input and a typed error.
 

@@ -1,4 +1,4 @@
-//! Golden tests: the advertisement vectors of gatt.md §2.3 (Xiaomi) and §2.6 (Omron).
+//! Golden tests: the advertisement vectors of docs/gatt.md §2.3 (Xiaomi) and §2.6 (Omron).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Golden tests: every vector of gatt.md §2 for the GATT characteristics, with its source.
+//! Golden tests: every vector of docs/gatt.md §2 for the GATT characteristics, with its source.
 
 mod common;
 

@@ -177,7 +177,7 @@ pub struct MissingComponent {
     pub reason: String,
 }
 
-/// How far the effective time of a reading can be trusted (ARCHITECTURE §3, Time).
+/// How far the effective time of a reading can be trusted (docs/gatt.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TimeQuality {

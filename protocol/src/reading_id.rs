@@ -1,4 +1,4 @@
-//! The deterministic identity of a reading (ARCHITECTURE §3).
+//! The deterministic identity of a reading (docs/architecture.md §7).
 //!
 //! `reading_id = hex(SHA-256(domain || field*))`, each field length-prefixed (u32 big-endian) so
 //! no two field lists produce the same byte string. The fields, in order:

@@ -1,6 +1,6 @@
 //! # tm-provider: the Telemonitoring Provider backend
 //!
-//! Map of the crate (ARCHITECTURE §4):
+//! Map of the crate (docs/architecture.md §4):
 //! - [`config`]: the provider's configuration file, validated at load.
 //! - [`db`]: the SQLite store (embedded default): one writer, migrations at open. Each feature
 //!   owns its tables and adds its migrations to [`db::MIGRATIONS`].

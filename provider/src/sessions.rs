@@ -1,4 +1,4 @@
-//! Telemonitoring sessions: the provider owns their status (ARCHITECTURE §4).
+//! Telemonitoring sessions: the provider owns their status (docs/portal-hub.md §3).
 //!
 //! Every status change goes through [`transition`], inside the caller's transaction: it checks
 //! the move against [`Status::may_become`], updates the row, queues the HUB update in the

@@ -1,5 +1,5 @@
 //! From raw bytes to stashable items: decode with `tm-devices`, apply the time policy of
-//! ARCHITECTURE §3, compute the reading id. Pure: no I/O.
+//! docs/gatt.md §6, compute the reading id. Pure: no I/O.
 //!
 //! Time policy: a device clock is trusted only when it was read this connection and is set;
 //! then `effective = device time − (device now − gateway now)`. An unset clock (flag, year

@@ -2,7 +2,7 @@
 //! the link tasks, and the advertisement-only devices.
 //!
 //! Discovery is restarted when BlueZ has been quiet for [`BleOptions::quiet`] (scanning stalls
-//! after hours on a Pi, gatt.md §5). btleplug does not filter by service itself, and BlueZ's
+//! after hours on a Pi, docs/gatt.md §5). btleplug does not filter by service itself, and BlueZ's
 //! UUID filter can hide Xiaomi service-data adverts, so the filter is re-checked here.
 //!
 //! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse

@@ -7,7 +7,7 @@
 //! new records without connecting. Types 0x03, 0x08 and 0x09 carry the flags only.
 //!
 //! The advertised name's case ("BLEsmart_" / "BLESmart_") does not tell pairing mode; the
-//! flag does (gatt.md §3, §7). Sources: SpeziOmron `OmronManufacturerData.swift`, hass-omron
+//! flag does (docs/gatt.md §3, §7). Sources: SpeziOmron `OmronManufacturerData.swift`, hass-omron
 //! `advertisement.py`.
 
 use serde::Serialize;

@@ -6,7 +6,7 @@
 //! systolic, diastolic and mean arterial pressure as SFLOAT, then the optional fields in flag
 //! order. Pressures in kPa are converted to mm[Hg] (1 kPa = 7.500617 mm[Hg], one decimal) and
 //! the original kept. Quirks: big-endian pulse and status, and a user byte that is always
-//! present (Beurer BM85, gatt.md §2.2).
+//! present (Beurer BM85, docs/gatt.md §2.2).
 
 use tm_protocol::ReadingKind;
 

@@ -3,7 +3,7 @@
 //! 0x2A9B).
 //!
 //! Mass fields have a **fixed** step: 0.005 kg (SI) or 0.01 lb (imperial), whatever resolution
-//! the Feature characteristic announces (that only states the physical precision; gatt.md §7).
+//! the Feature characteristic announces (that only states the physical precision; docs/gatt.md §7).
 //! Heights are 0.001 m or 0.1 in. Pounds and inches are converted to kg and cm with the original
 //! kept. The raw value 0xFFFF means "measurement unsuccessful": no number, the reason kept.
 

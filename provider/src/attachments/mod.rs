@@ -6,8 +6,8 @@
 //! an update of the same file keeps its id and the EHR sees a new `etag`.
 //!
 //! Metadata ([`Attachment`]): `contentLength`, `contentMD5` (base64 of the raw MD5 digest, as
-//! HTTP Content-MD5; ARCHITECTURE §5), `etag` (the quoted hex digest: changes exactly when the
-//! bytes do), `lastModified` (the session's latest ingest), and a `uri` signed by
+//! HTTP Content-MD5; docs/portal-hub.md §5), `etag` (the quoted hex digest: changes exactly
+//! when the bytes do), `lastModified` (the session's latest ingest), and a `uri` signed by
 //! [`token::UriSigner`]. [`routes`] serves the same bytes with the same headers.
 //!
 //! The integration implements [`SessionSource`] (session context + readings + last change) over

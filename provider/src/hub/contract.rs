@@ -1,5 +1,5 @@
-//! Our reading of the Portal/HUB contract, in one place (ARCHITECTURE §4 status rules, §5
-//! interpretations). Everything that decides *what* is sent to the HUB or answered to the
+//! Our reading of the Portal/HUB contract, in one place (docs/portal-hub.md §3 status rules,
+//! §5 interpretations). Everything that decides *what* is sent to the HUB or answered to the
 //! Portal comes from here; the modules around it only move bytes.
 //!
 //! - Statuses and the legal transitions ([`Status::may_become`]): requested -> accepted ->
@@ -98,7 +98,7 @@ pub enum ActionOutcome {
 }
 
 impl Action {
-    /// The business rule (ARCHITECTURE §4 and §5).
+    /// The business rule (docs/portal-hub.md §3 and §5).
     pub fn outcome(self, current: Status) -> ActionOutcome {
         use ActionOutcome::*;
         use Status::*;
@@ -137,7 +137,7 @@ pub struct KnownCarepath {
     pub version: &'static str,
 }
 
-/// The carepaths with a HUB identifier in the IG (reference/fhir.md §3); the first is the
+/// The carepaths with a HUB identifier in the IG (docs/fhir.md §3); the first is the
 /// default.
 pub const CAREPATHS: &[KnownCarepath] = &[
     KnownCarepath {
@@ -178,7 +178,7 @@ pub struct StatusUpdate {
     /// Extra context for the EHR.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_context: Option<String>,
-    /// Sent with every update (ARCHITECTURE §4).
+    /// Sent with every update (docs/portal-hub.md §4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carepath: Option<Carepath>,
     /// The full attachment set (in-progress and completed only).

@@ -48,7 +48,7 @@ impl Measure {
     }
 }
 
-/// The heart-failure carepath (reference/fhir.md §3).
+/// The heart-failure carepath (docs/fhir.md §3).
 pub const HEART_FAILURE: &str =
     "https://hl7belgium.org/fhir/patient-monitoring/carepath/heart-failure";
 

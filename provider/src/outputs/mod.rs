@@ -30,7 +30,7 @@ pub struct Carepath {
 }
 
 impl Carepath {
-    /// The heart-failure carepath of the patient-monitoring IG (fhir.md §3): note `https` and
+    /// The heart-failure carepath of the patient-monitoring IG (docs/fhir.md §3): note `https` and
     /// `hl7belgium.org`, which is not the IG's canonical base.
     pub fn heart_failure() -> Self {
         Carepath {

@@ -1,4 +1,4 @@
-//! The Portal-facing endpoints (ARCHITECTURE §4): the prescription URI and the Action URI.
+//! The Portal-facing endpoints (docs/portal-hub.md §2): the prescription URI and the Action URI.
 //!
 //! Both check the provider's fixed headers first, then read the body (bounded), validate it
 //! ([`request`]), check that the prescriber activated us (its specific headers, its signed

@@ -1,5 +1,5 @@
 // Independent structural and profile check of FHIR R4 JSON files, with Medplum's validator
-// (reference/fhir.md section 8.1). Usage: node validate.mjs FILE.json...
+// (docs/fhir.md §8.1). Usage: node validate.mjs FILE.json...
 //
 // Each file is validated against its base resource type and, for a Bundle, every entry against
 // its base type and each profile in its meta.profile. Two messages are documented false

@@ -2,8 +2,8 @@
 //!
 //! [`PrivateBus::start`] is for the binary and for tests that own the daemon's lifetime: the
 //! daemon is killed by PID and the directory removed on drop. [`shared_test_bus`] is the
-//! in-process test harness (bluez-dbus.md §3b): libdbus caches the system-bus address for the
-//! whole process, so one bus serves every test of a binary; a `sh` watchdog holding a pipe
+//! in-process test harness (docs/bluez-simulator.md §3b): libdbus caches the system-bus address
+//! for the whole process, so one bus serves every test of a binary; a `sh` watchdog holding a pipe
 //! from the test process kills the daemon when the process exits, however it exits.
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -32,7 +32,7 @@ fn bus_config(dir: &std::path::Path) -> String {
     )
 }
 
-/// A directory name with only address-safe characters (bluez-dbus.md §6.9).
+/// A directory name with only address-safe characters (docs/bluez-simulator.md §6.9).
 fn fresh_dir(tag: &str) -> Result<PathBuf, BusError> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,8 +1,8 @@
 //! # tm-sim-bluez: a BlueZ simulator on D-Bus
 //!
 //! Owns the name `org.bluez` on a (private) bus and serves what btleplug/bluez-async and our
-//! pairing agent use (bluez-dbus.md §2): the adapter, devices and GATT objects laid out as
-//! bluetoothd does, the ObjectManager with InterfacesAdded/Removed, PropertiesChanged, BlueZ's
+//! pairing agent use (docs/bluez-simulator.md §2): the adapter, devices and GATT objects laid out
+//! as bluetoothd does, the ObjectManager with InterfacesAdded/Removed, PropertiesChanged, BlueZ's
 //! error names, the discovery filter, and pairing that calls back into a registered
 //! `org.bluez.Agent1`. The devices are scripted health devices speaking the real SIG byte
 //! formats ([`profiles`]).

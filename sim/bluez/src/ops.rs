@@ -14,7 +14,7 @@ use crate::spec::{Behaviour, uuid16};
 use crate::state::{Shared, char_path, desc_path, device_path, service_path};
 
 /// Delay between a subscription and the first stored record: real scales and cuffs push
-/// immediately after the CCCD write (bluez-dbus.md §6.6).
+/// immediately after the CCCD write (docs/bluez-simulator.md §6.6).
 const PUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// Exports the Device1 object (→ InterfacesAdded) when not yet on the bus.

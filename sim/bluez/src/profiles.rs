@@ -1,5 +1,5 @@
 //! The scripted health devices, speaking the real byte formats of the SIG profiles
-//! (gatt.md §1), and the encoders tests use to build their records.
+//! (docs/gatt.md §1), and the encoders tests use to build their records.
 
 // Calendar fields from chrono are always in range for a byte (month, day, hour, ...).
 #![allow(clippy::cast_possible_truncation)]

@@ -1,7 +1,7 @@
 //! The EHR's side: after the HUB accepts attachment metadata, every PDF and FHIR attachment is
 //! downloaded from its `uri` with its listed headers, and what arrived is compared with the
 //! metadata: `contentLength` (bytes received), `contentMD5` (base64 of the raw MD5 digest,
-//! ARCHITECTURE §5) and `etag` (the response's ETag header). Mismatches are violations.
+//! docs/portal-hub.md §5) and `etag` (the response's ETag header). Mismatches are violations.
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};

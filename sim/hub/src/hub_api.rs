@@ -93,7 +93,7 @@ fn token_valid(app: &AppState, headers: &HeaderMap) -> bool {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    // ARCHITECTURE §5: "Bearer <token>" and the bare token are both accepted.
+    // docs/portal-hub.md §5: "Bearer <token>" and the bare token are both accepted.
     let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
     app.hub.with(|s| {
         s.tokens

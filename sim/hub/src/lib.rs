@@ -1,7 +1,7 @@
 //! # tm-sim-hub: an emulator of the Telemonitoring Portal and HUB
 //!
 //! Strict enough that a provider passing it follows the contract
-//! (`shared/seeds/001_...txt`, interpreted as ARCHITECTURE §5 says). It plays three roles:
+//! (as docs/portal-hub.md states it, with the interpretations of its §5). It plays three roles:
 //! - the HUB ([`hub_api`]): `POST /auth/providers` and `PUT /prescription`, enforcing tokens,
 //!   known sessions, legal transitions, the carepath shape and well-formed attachments
 //!   ([`rules`], written independently of the provider's code);

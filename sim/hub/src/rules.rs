@@ -23,7 +23,7 @@ pub const STATUSES: [&str; 5] = [
 /// The attachment content types the HUB knows.
 pub const CONTENT_TYPES: [&str; 3] = ["application/pdf", "application/fhir+json", "x-tm-dashboard"];
 
-/// Whether `from -> to` is allowed. Re-sending the current status is an update (ARCHITECTURE
+/// Whether `from -> to` is allowed. Re-sending the current status is an update (docs/portal-hub.md
 /// §5), except for the final statuses, which never change again, and `requested`, which only
 /// the Portal sets.
 pub fn transition_allowed(from: &str, to: &str) -> bool {

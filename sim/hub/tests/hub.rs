@@ -86,7 +86,7 @@ async fn credentials_and_tokens_are_enforced() {
     assert_eq!(put(&sim, &http, "Bearer nope", &body).await.0, 401);
     let t = token(&sim, &http).await;
     assert_eq!(sim.hub.with(|s| s.token_ttl.as_secs()), 3600);
-    // The bare token is accepted too (ARCHITECTURE §5).
+    // The bare token is accepted too (docs/portal-hub.md §5).
     assert_eq!(put(&sim, &http, &t, &body).await.0, 200);
     assert_eq!(put(&sim, &http, &format!("Bearer {t}"), &body).await.0, 200);
     http.post(format!("{}/control/revoke-tokens", sim.url()))

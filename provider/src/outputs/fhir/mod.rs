@@ -5,7 +5,8 @@
 //!   Observations reference by `urn:uuid:` fullUrl;
 //! - the Observations of every charted reading, on the R4 core vital-sign profiles the
 //!   patient-monitoring IG uses (`bodyweight`, `bp`, `heartrate`, `oxygensat`, `bodytemp`, plus
-//!   `bmi` and `bodyheight`), with the codes, displays and UCUM units of [`rules`] (fhir.md §4),
+//!   `bmi` and `bodyheight`), with the codes, displays and UCUM units of [`rules`]
+//!   (docs/fhir.md §4),
 //!   `status` final, `effectiveDateTime` = the corrected time with the gateway's offset, and the
 //!   subject as a logical reference by identifier (the Portal's pseudonymous patientId; no
 //!   Patient resource is sent, as in the IG examples). Capillary glucose (2339-0 mg/dL,

@@ -1,4 +1,4 @@
-//! The rule table (fhir.md §4): for each LOINC code a device reading carries, the Observation
+//! The rule table (docs/fhir.md §4): for each LOINC code a device reading carries, the Observation
 //! it becomes: profile, display exactly as the IG examples spell it, the one UCUM code the
 //! profile allows, the human unit text, and the category.
 //!
