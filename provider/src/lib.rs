@@ -7,6 +7,7 @@
 //! - [`gateways`]: enrolled gateways and their public keys, shared by enrollment (which writes
 //!   them) and ingest (which verifies frames against them).
 //! - [`http`]: the HTTP server: one axum router assembled from each feature's routes.
+//! - [`html`]: HTML escaping for the server-rendered pages.
 //! - [`portal`]: the Portal-facing endpoints (prescription URI, Action URI) and their settings.
 //! - [`enroll`]: the nurse's enrollment page, one-time codes, the gateway enrollment API.
 //! - [`sessions`]: session statuses; every change queues its HUB update in the same commit.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod db;
 pub mod enroll;
 pub mod gateways;
+pub mod html;
 pub mod http;
 pub mod hub;
 pub mod ingest;

@@ -11,20 +11,13 @@ use rusqlite::{OptionalExtension as _, params};
 use serde::Deserialize;
 
 use crate::enroll::codes;
+use crate::html::escape;
 use crate::http::AppState;
 use crate::hub::contract::{CAREPATHS, Carepath, Status};
 
 const SELECT: &str = "SELECT s.telemonitoring_id, s.patient_id, s.status FROM prescriptions p \
                       JOIN sessions s ON s.telemonitoring_id = p.telemonitoring_id \
                       WHERE p.page_token = ?1";
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 fn page(body: &str) -> String {
     format!(

@@ -14,14 +14,7 @@ use serde::Deserialize;
 
 use super::views::{self, AlertRow, GatewayView};
 use super::{Ops, audit, commands};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use crate::html::escape as esc;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(

@@ -14,6 +14,7 @@ use tm_protocol::Reading;
 use super::labels::{Labels, format_value};
 use super::series::{Chart, Flag, Ranges, overview};
 use super::{Language, SessionContext};
+use crate::html::escape as esc;
 
 /// The attachment's content type at the HUB.
 pub const CONTENT_TYPE: &str = "x-tm-dashboard";
@@ -38,15 +39,6 @@ impl DashboardOptions {
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors {ancestors}"
         )
     }
-}
-
-/// Escapes text for HTML content and attributes.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Renders the page in `lang`.

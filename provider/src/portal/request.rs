@@ -34,8 +34,9 @@ impl Refusal {
     }
 }
 
+/// Compares a received secret without leaking, through timing, how much of it matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Every expected header must be present with its value.
