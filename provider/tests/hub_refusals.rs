@@ -55,6 +55,28 @@ fn puts(s: &Stack, id: &str) -> Vec<(String, u16)> {
     })
 }
 
+/// Files (not the dashboard) in the latest attachment set the HUB accepted for `id`.
+fn announced_files(s: &Stack, id: &str) -> usize {
+    s.sim.hub.with(|h| {
+        h.sessions[id]
+            .attachments
+            .iter()
+            .filter(|a| a["id"] != "dashboard")
+            .count()
+    })
+}
+
+/// Downloads the EHR made for `id`.
+fn downloads(s: &Stack, id: &str) -> usize {
+    s.sim.hub.with(|h| {
+        h.sessions[id]
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Download { .. }))
+            .count()
+    })
+}
+
 fn status_changes(s: &Stack, id: &str) -> Vec<String> {
     s.sim.hub.with(|h| {
         h.sessions[id]
@@ -193,8 +215,17 @@ async fn one_refusal_is_retried_and_the_session_stays_in_order() {
     let code = s.issue_code(&url).await;
     let (gw, key) = enroll(&s, &code).await;
     post_reading(&s, &gw, &key).await;
-    s.wait_hub_status(id, "accepted").await;
     s.wait_hub_status(id, "in-progress").await;
+    // The EHR fetches the announced files before the stop cuts the final set.
+    let files = announced_files(&s, id);
+    assert!(files > 0);
+    for _ in 0..500 {
+        if downloads(&s, id) >= files {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(downloads(&s, id), files);
     assert_eq!(s.act(id, "stop").await["status"], 200);
     s.wait_hub_status(id, "completed").await;
 
