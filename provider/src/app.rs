@@ -93,9 +93,10 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     });
     let (notifier, notifications) = updater::channel();
     let ingest = Ingest::new(db.clone(), provider_key.clone()).with_updates(notifier);
-    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?
-        .with_mqtt(ingest.mqtt_publisher());
     let wake = Arc::new(tokio::sync::Notify::new());
+    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?
+        .with_mqtt(ingest.mqtt_publisher())
+        .with_hub_wake(wake.clone());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
             db: db.clone(),
@@ -104,6 +105,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
             backoff: Backoff {
                 initial: Duration::from_millis(hub.retry_initial_ms),
                 max: Duration::from_millis(hub.retry_max_ms),
+                refused_window: Duration::from_millis(hub.refused_retry_window_ms),
             },
         }),
         None => {

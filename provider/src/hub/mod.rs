@@ -1,7 +1,8 @@
 //! The HUB side of the contract: our interpretation of it ([`contract`]), the client that
 //! authenticates and PUTs status updates ([`client`]), and the durable outbox those updates
-//! go through ([`outbox`]).
+//! go through ([`outbox`]), delivered session by session ([`queue`]).
 
 pub mod client;
 pub mod contract;
 pub mod outbox;
+pub mod queue;

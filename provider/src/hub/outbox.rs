@@ -1,44 +1,56 @@
 //! The durable outbox of HUB status updates, and the actor that drains it.
 //!
 //! A row is written in the same transaction as the status change it reports
-//! ([`crate::sessions::transition`]). The actor sends rows strictly in `seq` order (so every
-//! session's updates arrive in the order they happened), deletes nothing: a row becomes
-//! `delivered` only after the HUB's 2xx. 5xx, timeouts and connection errors are retried with
-//! doubling backoff (capped); a 4xx other than 401 means the HUB refuses the update for good:
-//! the row is marked `rejected` and logged at ERROR, because an operator must look at it. Rows
-//! survive a restart: the actor picks up the oldest pending row when it starts.
+//! ([`crate::sessions::transition`]). Per-session order is the contract (requested -> accepted
+//! -> in-progress -> completed / cancelled), so the actor sends a session's rows strictly in
+//! `seq` order: it only ever sends a session's oldest undelivered row ([`queue::next_due`]),
+//! and a row the HUB has not taken keeps every later row of its session waiting. Sessions are
+//! independent: one that waits never delays another's updates. Nothing is deleted: a row
+//! becomes `delivered` only after the HUB's 2xx.
+//!
+//! - 5xx, timeouts, connection errors and a 401 that re-authentication did not cure say the
+//!   HUB is unwell: the actor pauses every delivery with doubling backoff (capped).
+//! - A 4xx says the HUB refuses this update, perhaps briefly wrongly: the row is retried with
+//!   its own doubling backoff (`retry_initial_ms` .. `retry_max_ms`) for
+//!   `refused_retry_window_ms` after its first refusal; a refusal after that holds it. Holding
+//!   logs at ERROR (no patient id) and opens one `hub-update-held` alert for the session
+//!   ([`crate::ops::alerts`]) in the same transaction. An operator sees held rows and re-queues
+//!   them in `/ops` ([`crate::ops::hub_updates`]); the alert resolves when the session has no
+//!   held or re-queued row left undelivered.
+//! - Rows survive a restart in their state: held rows stay held, a refused row's schedule is
+//!   persisted (first refusal, refusals, next attempt).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::params;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{Db, DbError};
 use crate::hub::client::{HubClient, PutError};
 use crate::hub::contract::StatusUpdate;
+use crate::hub::queue::{self, Due, RefusalPolicy, Refused};
+use crate::ops::alerts;
 
-/// Persisted row states (explicit discriminants).
+/// Persisted row states (explicit discriminants; never renumber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i64)]
 pub enum RowState {
-    /// Waiting to be sent (or being retried).
+    /// Waiting to be sent: due now, backing off after a refusal, or behind an earlier row of
+    /// its session.
     Pending = 0,
     /// The HUB answered 2xx.
     Delivered = 1,
-    /// The HUB refused it with a 4xx; an operator must act.
-    Rejected = 2,
+    /// The HUB kept refusing it (4xx) past the refusal window (earlier versions: refused once):
+    /// it and its session's later rows wait for an operator to re-queue it.
+    Held = 2,
 }
 
 const INSERT: &str =
     "INSERT INTO hub_outbox (telemonitoring_id, body, state, created_at) VALUES (?1, ?2, 0, ?3)";
-const NEXT: &str = "SELECT seq, body FROM hub_outbox WHERE state = 0 ORDER BY seq LIMIT 1";
-const FINISH: &str = "UPDATE hub_outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, \
-                      done_at = ?4 WHERE seq = ?1";
-const FAILED_ATTEMPT: &str =
-    "UPDATE hub_outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1";
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 0";
+const COUNT_HELD: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 2";
 
 /// When idle, the actor looks at the table this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -57,10 +69,15 @@ pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::
     Ok(())
 }
 
-/// Rows not yet delivered.
+/// Rows not yet delivered and not held.
 pub async fn pending(db: &Db) -> Result<i64, DbError> {
     db.read(|c| c.query_row(COUNT_PENDING, [], |r| r.get(0)))
         .await
+}
+
+/// Rows held for an operator.
+pub async fn held(db: &Db) -> Result<i64, DbError> {
+    db.read(|c| c.query_row(COUNT_HELD, [], |r| r.get(0))).await
 }
 
 /// The actor's settings.
@@ -70,6 +87,18 @@ pub struct Backoff {
     pub initial: Duration,
     /// Longest retry delay.
     pub max: Duration,
+    /// How long a refused (4xx) row is retried after its first refusal before it is held.
+    pub refused_window: Duration,
+}
+
+impl Backoff {
+    fn refusals(&self) -> RefusalPolicy {
+        RefusalPolicy {
+            initial: self.initial,
+            max: self.max,
+            window: self.refused_window,
+        }
+    }
 }
 
 /// The actor that delivers the outbox to the HUB.
@@ -79,10 +108,14 @@ pub struct OutboxActor {
     pub db: Db,
     /// The HUB client.
     pub client: HubClient,
-    /// Woken when a row is queued.
+    /// Woken when a row is queued or re-queued.
     pub wake: Arc<Notify>,
     /// Retry delays.
     pub backoff: Backoff,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl OutboxActor {
@@ -93,46 +126,43 @@ impl OutboxActor {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let next: Option<(i64, String)> = self
-                .db
-                .read(|c| {
-                    c.query_row(NEXT, [], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .await?;
-            let Some((seq, body)) = next else {
+            let now = queue::now_ms();
+            let next = self.db.read(move |c| queue::next_due(c, now)).await?;
+            let Some(row) = next else {
+                let deadline = self.db.read(queue::next_deadline).await?;
+                let wait = deadline.map_or(IDLE_POLL, |at| {
+                    let left = u64::try_from(at.saturating_sub(queue::now_ms())).unwrap_or(0);
+                    Duration::from_millis(left).min(IDLE_POLL)
+                });
                 tokio::select! {
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = shutdown.cancelled() => return Ok(()),
                 }
                 continue;
             };
             let result = tokio::select! {
-                r = self.client.put(&body) => r,
+                r = self.client.put(&row.body) => r,
                 () = shutdown.cancelled() => return Ok(()),
             };
+            let seq = row.seq;
             match result {
                 Ok(()) => {
-                    self.finish(seq, RowState::Delivered, None).await?;
                     delay = self.backoff.initial;
+                    if self.delivered(row).await? {
+                        tracing::info!(stage = "hub", seq, "held update delivered; alert resolved");
+                    }
                     tracing::info!(stage = "hub", seq, "status update delivered");
                 }
                 Err(PutError::Rejected { status, message }) => {
-                    tracing::error!(stage = "hub", seq, status, %message,
-                        "the HUB refused a status update; it will not be retried");
-                    self.finish(
-                        seq,
-                        RowState::Rejected,
-                        Some(format!("{status}: {message}")),
-                    )
-                    .await?;
+                    delay = self.backoff.initial;
+                    self.refused(row, status, &message).await?;
                 }
                 Err(PutError::Retryable(reason)) => {
-                    tracing::warn!(stage = "hub", seq, %reason, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    tracing::warn!(stage = "hub", seq, %reason, retry_in_ms = millis(delay),
                         "status update not delivered; retrying");
                     self.db
-                        .write(move |c| c.execute(FAILED_ATTEMPT, params![seq, reason]))
+                        .write(move |c| queue::failed_attempt(c, seq, &reason))
                         .await?;
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -144,20 +174,68 @@ impl OutboxActor {
         }
     }
 
-    async fn finish(
-        &self,
-        seq: i64,
-        state: RowState,
-        error: Option<String>,
-    ) -> Result<(), DbError> {
+    /// Marks `row` delivered; when it was the session's last held or re-queued row, resolves
+    /// the session's alert in the same transaction (returns whether it did).
+    async fn delivered(&self, row: Due) -> Result<bool, DbError> {
         self.db
             .write(move |c| {
-                c.execute(
-                    FINISH,
-                    params![seq, state as i64, error, chrono::Utc::now().to_rfc3339()],
-                )
+                let tx = c.transaction()?;
+                queue::delivered(&tx, row.seq)?;
+                let resolved = row.was_held
+                    && queue::flagged_session(&tx, &row.telemonitoring_id)?.is_none()
+                    && alerts::resolve(
+                        &tx,
+                        alerts::AlertKind::HubUpdateHeld,
+                        &row.telemonitoring_id,
+                        chrono::Utc::now(),
+                    )?;
+                tx.commit()?;
+                Ok(resolved)
+            })
+            .await
+    }
+
+    /// Records a 4xx: schedules the row's retry, or holds it and opens the session's alert.
+    async fn refused(&self, row: Due, status: u16, message: &str) -> Result<(), DbError> {
+        let seq = row.seq;
+        let error = format!("{status}: {message}");
+        let policy = self.backoff.refusals();
+        let outcome = self
+            .db
+            .write(move |c| {
+                let tx = c.transaction()?;
+                let outcome = queue::refused(&tx, seq, &error, queue::now_ms(), &policy)?;
+                if matches!(outcome, Refused::Held { .. })
+                    && let Some(f) = queue::flagged_session(&tx, &row.telemonitoring_id)?
+                {
+                    let now = chrono::Utc::now();
+                    alerts::apply(
+                        &tx,
+                        &[alerts::Transition::Open(alerts::hub_update_held(&f))],
+                        now,
+                    )?;
+                }
+                tx.commit()?;
+                Ok(outcome)
             })
             .await?;
+        match outcome {
+            Refused::RetryAt { at_ms, refusals } => {
+                let retry_in_ms = u64::try_from(at_ms.saturating_sub(queue::now_ms())).unwrap_or(0);
+                tracing::warn!(
+                    stage = "hub",
+                    seq,
+                    status,
+                    refusals,
+                    retry_in_ms,
+                    "the HUB refused a status update; retrying it, later updates of its session wait"
+                );
+            }
+            Refused::Held { refusals } => {
+                tracing::error!(stage = "hub", seq, status, refusals, %message,
+                    "the HUB kept refusing a status update; it is held with the later updates of its session until an operator re-queues it in /ops");
+            }
+        }
         Ok(())
     }
 }

@@ -6,6 +6,11 @@
 //! condition no longer holds. Every condition has a key `(kind, subject)`; a partial unique
 //! index on the open rows makes raising the same condition twice impossible even if two
 //! evaluators raced. An acknowledged alert stays until its condition clears.
+//!
+//! `hub-update-held` (one per session) is also opened by the HUB outbox in the transaction
+//! that holds a refused update, and resolved in the one that delivers the session's last held
+//! or re-queued update ([`resolve`]), so it shows without waiting for the evaluator; the
+//! evaluator judges the same stored rows ([`crate::hub::queue::flagged`]).
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -15,6 +20,7 @@ use tm_protocol::ClockState;
 use super::adherence::{self, SessionAdherence};
 use super::health::{GatewayHealth, Liveness};
 use super::settings::Thresholds;
+use crate::hub::queue::FlaggedSession;
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -36,11 +42,14 @@ pub enum AlertKind {
     ReadingsRejected,
     /// A scheduled measurement is missing at its deadline (blue alarm).
     MeasurementMissed,
+    /// The HUB kept refusing a session's status update: it and the session's later updates
+    /// are held until an operator re-queues it (open until they are delivered).
+    HubUpdateHeld,
 }
 
 impl AlertKind {
     /// Every kind (metrics list each, even at zero).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::GatewayOffline,
         Self::BacklogStale,
         Self::BacklogGrowing,
@@ -49,6 +58,7 @@ impl AlertKind {
         Self::DiskHigh,
         Self::ReadingsRejected,
         Self::MeasurementMissed,
+        Self::HubUpdateHeld,
     ];
 
     /// Stored text.
@@ -62,6 +72,7 @@ impl AlertKind {
             Self::DiskHigh => "disk-high",
             Self::ReadingsRejected => "readings-rejected",
             Self::MeasurementMissed => "measurement-missed",
+            Self::HubUpdateHeld => "hub-update-held",
         }
     }
 }
@@ -99,6 +110,8 @@ pub struct FleetState {
     pub gateways: Vec<GatewayHealth>,
     /// Monitored sessions with a schedule.
     pub sessions: Vec<SessionAdherence>,
+    /// Sessions whose HUB updates are held (or re-queued, not yet delivered).
+    pub held_updates: Vec<FlaggedSession>,
     /// Alerts not yet resolved.
     pub open: Vec<OpenAlert>,
 }
@@ -114,6 +127,24 @@ pub enum Transition {
 
 fn hours(d: chrono::Duration) -> i64 {
     d.num_hours()
+}
+
+/// The condition of a session whose HUB update is held (subject: the session).
+pub fn hub_update_held(f: &FlaggedSession) -> Condition {
+    let answer = f.last_error.as_deref().unwrap_or("no answer recorded");
+    Condition {
+        kind: AlertKind::HubUpdateHeld,
+        subject: f.telemonitoring_id.clone(),
+        gateway_id: f.gateway_id.clone(),
+        telemonitoring_id: Some(f.telemonitoring_id.clone()),
+        detail: format!(
+            "the HUB refused update #{} ({}): {}; the session's later updates wait until it is \
+             re-queued and delivered",
+            f.seq,
+            f.status,
+            answer.chars().take(200).collect::<String>()
+        ),
+    }
 }
 
 /// The conditions that hold at `now`. Only active gateways are judged.
@@ -214,6 +245,7 @@ pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec
             });
         }
     }
+    out.extend(state.held_updates.iter().map(hub_update_held));
     out
 }
 
@@ -258,6 +290,22 @@ pub fn open_alerts(conn: &Connection) -> rusqlite::Result<Vec<OpenAlert>> {
         })
     })?
     .collect()
+}
+
+/// Resolves the unresolved alert of `(kind, subject)`, if any (inside the caller's
+/// transaction); true when one was resolved.
+pub fn resolve(
+    conn: &Connection,
+    kind: AlertKind,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE ops_alerts SET state = 'resolved', resolved_at = ?3 \
+         WHERE kind = ?1 AND subject = ?2 AND state <> 'resolved'",
+        params![kind.as_str(), subject, now.to_rfc3339()],
+    )?;
+    Ok(n > 0)
 }
 
 /// Applies transitions (inside the caller's transaction). An open that collides with an open

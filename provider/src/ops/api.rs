@@ -13,7 +13,9 @@
 //! - `GET /ops/api/gateways/{id}/commands`: the gateway's latest commands, newest first, each
 //!   with its `state` (`pending`, `expired`, or the gateway's report: `done`, `not-available`,
 //!   `failed`) and `detail`;
-//! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first.
+//! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first;
+//! - `GET /ops/api/hub-updates`, `POST /ops/api/hub-updates/{seq}/requeue`: HUB status updates
+//!   not delivered, and the re-queueing of a held one ([`super::hub_updates`]).
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
@@ -30,7 +32,7 @@ use crate::db::DbError;
 use crate::http::Routes;
 
 /// A store failure: 503, logged.
-struct Unavailable(DbError);
+pub(super) struct Unavailable(DbError);
 
 impl From<DbError> for Unavailable {
     fn from(e: DbError) -> Self {
@@ -57,6 +59,15 @@ pub fn routes(ops: Ops) -> Routes {
         .get("/ops/api/alerts", list_alerts)
         .post("/ops/api/alerts/{alert_id}/ack", ack)
         .get("/ops/api/audit", list_audit)
+        .get("/ops/api/hub-updates", super::hub_updates::list)
+        .post(
+            "/ops/api/hub-updates/{seq}/requeue",
+            super::hub_updates::requeue_api,
+        )
+        .post(
+            "/ops/hub-updates/{seq}/requeue",
+            super::hub_updates::requeue_form,
+        )
         .get("/metrics", super::metrics::metrics)
         .map_router(|router| {
             router.route_layer(axum::middleware::from_fn_with_state(

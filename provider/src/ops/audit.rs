@@ -1,9 +1,12 @@
 //! The audit log: who enrolled, paired, unpaired or replaced which device on which gateway for
-//! which session, and when. Append-only: the table's triggers refuse every UPDATE and DELETE,
-//! so not even a bug in this crate can rewrite history.
+//! which session, which operator re-queued which held HUB update, and when. Append-only: the
+//! table's triggers refuse every UPDATE and DELETE, so not even a bug in this crate can rewrite
+//! history.
 //!
 //! Enrollment is recorded in the enrollment transaction; device events are derived from the
-//! device lists of consecutive heartbeats ([`super::observe`]).
+//! device lists of consecutive heartbeats ([`super::observe`]); an operator action in the
+//! transaction that makes it ([`super::hub_updates`]). An entry about a session that never had
+//! a gateway has an empty `gateway_id`.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -21,6 +24,8 @@ pub enum AuditAction {
     Unpaired,
     /// A device left the list and another of the same model took its place.
     Replaced,
+    /// An operator re-queued a HUB status update that was held.
+    HubUpdateRequeued,
 }
 
 impl AuditAction {
@@ -31,6 +36,7 @@ impl AuditAction {
             Self::Paired => "paired",
             Self::Unpaired => "unpaired",
             Self::Replaced => "replaced",
+            Self::HubUpdateRequeued => "hub-update-requeued",
         }
     }
 }
@@ -42,7 +48,7 @@ pub struct AuditEntry {
     pub seq: i64,
     /// When.
     pub at: String,
-    /// Who (`nurse:enrollment-code`, `gateway:<id>`).
+    /// Who (`nurse:enrollment-code`, `gateway:<id>`, `operator:<name>`).
     pub actor: String,
     /// What.
     pub action: String,

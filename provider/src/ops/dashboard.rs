@@ -1,6 +1,7 @@
 //! The operations dashboard: server-rendered HTML, no script. The overview shows counts by
 //! state, the unresolved alerts (open first) and a gateway table sortable by a query parameter
-//! (`?sort=last_seen|gateway|backlog|state|alerts`); each gateway's page shows its health, its
+//! (`?sort=last_seen|gateway|backlog|state|alerts`), and the HUB status updates that were not
+//! delivered (held ones with a re-queue button, [`super::hub_updates`]); each gateway's page shows its health, its
 //! devices, its alert history, its latest remote commands with their results, and its audit
 //! trail.
 
@@ -14,7 +15,7 @@ use serde::Deserialize;
 
 use super::views::{self, AlertRow, GatewayView};
 use super::{Ops, audit, commands};
-use crate::html::escape as esc;
+pub(super) use crate::html::escape as esc;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
@@ -97,10 +98,11 @@ pub(super) async fn overview(State(ops): State<Ops>, Query(q): Query<Sort>) -> R
             Ok((
                 views::gateways(c, None, now, &t)?,
                 views::alerts(c, None, true, 500)?,
+                crate::hub::queue::undelivered(c, 500)?,
             ))
         })
         .await;
-    let Ok((mut gateways, open)) = loaded else {
+    let Ok((mut gateways, open, hub_rows)) = loaded else {
         return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
     };
     let key = q.sort.as_deref().unwrap_or("last_seen");
@@ -153,6 +155,7 @@ pub(super) async fn overview(State(ops): State<Ops>, Query(q): Query<Sort>) -> R
         );
     }
     b.push_str("</table>");
+    super::hub_updates::render(&mut b, &hub_rows);
     page("Fleet operations", &b).into_response()
 }
 

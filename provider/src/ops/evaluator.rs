@@ -17,6 +17,7 @@ pub fn load_state(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::
     Ok(FleetState {
         gateways: health::load(conn, None)?,
         sessions: adherence::load(conn, now)?,
+        held_updates: crate::hub::queue::flagged(conn)?,
         open: alerts::open_alerts(conn)?,
     })
 }

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition (version 0.0.4) of the fleet: gateways by state,
-//! backlog, alerts by kind and state, heartbeats received, reading ingest rate, HUB outbox depth.
+//! backlog, alerts by kind and state, heartbeats received, reading ingest rate, HUB outbox depth
+//! and the HUB updates held for an operator.
 //! Computed from the store at scrape time, so every provider instance reports the same figures.
 
 use std::fmt::Write as _;
@@ -47,6 +48,11 @@ pub fn render(
     )?;
     let hub_pending: i64 =
         conn.query_row("SELECT COUNT(*) FROM hub_outbox WHERE state = 0", [], |r| {
+            r.get(0)
+        })?;
+
+    let hub_held: i64 =
+        conn.query_row("SELECT COUNT(*) FROM hub_outbox WHERE state = 2", [], |r| {
             r.get(0)
         })?;
 
@@ -100,6 +106,10 @@ pub fn render(
     let _ = writeln!(
         w,
         "# HELP tm_hub_outbox_depth HUB status updates waiting to be sent.\n# TYPE tm_hub_outbox_depth gauge\ntm_hub_outbox_depth {hub_pending}"
+    );
+    let _ = writeln!(
+        w,
+        "# HELP tm_hub_outbox_held HUB status updates the HUB kept refusing, held for an operator.\n# TYPE tm_hub_outbox_held gauge\ntm_hub_outbox_held {hub_held}"
     );
     Ok(out)
 }

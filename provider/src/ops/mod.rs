@@ -6,7 +6,9 @@
 //! - [`alerts`]: conditions computed from stored state by the [`evaluator`] actor, with the
 //!   states open, acknowledged, resolved; one open row per condition. [`adherence`] is the
 //!   "blue alarm": a scheduled measurement missing at its deadline in the patient's time zone.
-//! - [`audit`]: the append-only log of enrollments and device pairings.
+//! - [`audit`]: the append-only log of enrollments, device pairings and operator actions.
+//! - [`hub_updates`]: HUB status updates the HUB kept refusing, held for an operator, who
+//!   sees them and re-queues them.
 //! - [`api`], [`dashboard`], [`metrics`]: the JSON API under `/ops/api/...`, the server-rendered
 //!   dashboard under `/ops`, Prometheus text at `/metrics`; all behind the ops token
 //!   ([`auth`]), never the Portal's headers.
@@ -22,6 +24,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod evaluator;
 pub mod health;
+pub mod hub_updates;
 pub mod metrics;
 pub mod observe;
 pub mod settings;
@@ -69,6 +72,8 @@ pub struct Ops {
     key: Arc<SigningKey>,
     /// Commands are also pushed over the provider's MQTT connection while it runs.
     mqtt: crate::ingest::mqtt::MqttPublisher,
+    /// Wakes the HUB outbox when an operator re-queues an update.
+    hub_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Ops {
@@ -98,12 +103,19 @@ impl Ops {
             token,
             key,
             mqtt: crate::ingest::mqtt::MqttPublisher::default(),
+            hub_wake: Arc::default(),
         })
     }
 
     /// Pushes issued commands over `mqtt` (the ingest's connection) too.
     pub fn with_mqtt(mut self, mqtt: crate::ingest::mqtt::MqttPublisher) -> Self {
         self.mqtt = mqtt;
+        self
+    }
+
+    /// Wakes the HUB outbox (`wake`) when an operator re-queues a held update.
+    pub fn with_hub_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.hub_wake = wake;
         self
     }
 

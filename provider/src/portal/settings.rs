@@ -81,6 +81,11 @@ pub struct HubSection {
     /// Longest retry delay.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
+    /// How long an update the HUB refuses (4xx other than 401) is retried, with the same
+    /// doubling delays, after its first refusal; a refusal after that holds it (and the later
+    /// updates of its session) until an operator re-queues it. 0 holds at the first refusal.
+    #[serde(default = "default_refused_retry_window_ms")]
+    pub refused_retry_window_ms: u64,
     /// A token is renewed this long before `expires_in` runs out (must be well below the
     /// HUB's token lifetime).
     #[serde(default = "default_token_margin_s")]
@@ -95,6 +100,9 @@ fn default_retry_initial_ms() -> u64 {
 }
 fn default_retry_max_ms() -> u64 {
     60_000
+}
+fn default_refused_retry_window_ms() -> u64 {
+    3_600_000
 }
 fn default_token_margin_s() -> u64 {
     60

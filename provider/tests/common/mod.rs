@@ -82,6 +82,11 @@ pub async fn stack(dir: &std::path::Path) -> Stack {
 
 /// A stack whose provider configuration ends with `extra` (e.g. an `[attachments]` section).
 pub async fn stack_with(dir: &std::path::Path, extra: &str) -> Stack {
+    stack_edited(dir, |text| text + extra).await
+}
+
+/// A stack whose provider configuration is `edit` applied to [`config_text`].
+pub async fn stack_edited(dir: &std::path::Path, edit: impl FnOnce(String) -> String) -> Stack {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -102,7 +107,7 @@ pub async fn stack_with(dir: &std::path::Path, extra: &str) -> Stack {
         },
     )
     .unwrap();
-    let text = config_text(dir, &addr, &sim.url()) + extra;
+    let text = edit(config_text(dir, &addr, &sim.url()));
     let (state, shutdown) = start_provider(listener, &text).await;
     Stack {
         sim,

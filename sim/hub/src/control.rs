@@ -1,5 +1,6 @@
 //! The control API under `/control`, used by tests and the demo: trigger the Portal
-//! (`prescribe`, `action`), read a session's timeline and the violations, and inject faults.
+//! (`prescribe`, `action`), read a session's timeline and the violations, inject faults, and
+//! make the HUB refuse one session's status PUTs (`refuse`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::portal::{self, Act, Prescribe};
-use crate::state::Fault;
+use crate::state::{Fault, Refusal};
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
@@ -60,6 +61,26 @@ pub async fn faults(State(app): State<AppState>, Json(list): Json<Vec<Fault>>) -
     let n = list.len();
     app.hub.with(|s| s.faults.extend(list));
     Json(json!({ "queued": n })).into_response()
+}
+
+/// `POST /control/refuse`: `{"telemonitoringId", "code", "status"?, "times"?}`: the HUB answers
+/// `code` (a 4xx) to that session's status PUTs (only those setting `status` when given),
+/// `times` times or until cleared (`"times": 0`). Refused PUTs are not applied, are recorded in
+/// the timeline with their answer, and are no violation.
+pub async fn refuse(State(app): State<AppState>, Json(r): Json<Refusal>) -> Response {
+    if !(400..500).contains(&r.code) {
+        return bad_request(format!("refusal code {} is not a 4xx", r.code));
+    }
+    let id = r.telemonitoring_id.clone();
+    let cleared = r.times == Some(0);
+    app.hub.with(|s| {
+        if cleared {
+            s.refusals.remove(&id);
+        } else {
+            s.refusals.insert(id.clone(), r);
+        }
+    });
+    Json(json!({ "telemonitoringId": id, "cleared": cleared })).into_response()
 }
 
 /// `POST /control/revoke-tokens`: every issued token becomes invalid (401 on next use).

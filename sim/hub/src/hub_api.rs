@@ -2,7 +2,9 @@
 //!
 //! Every violation is answered with a 4xx and `{"message": ...}` and recorded. Faults queued by
 //! the control API are applied before a call is looked at: a 5xx or a timeout leaves the call
-//! unprocessed, so a provider that does not retry loses the update and the tests see it.
+//! unprocessed, so a provider that does not retry loses the update and the tests see it. A
+//! refusal set for a session (`/control/refuse`) answers its 4xx to that session's PUTs, after
+//! the token check, without applying them.
 
 use axum::Json;
 use axum::extract::State;
@@ -133,6 +135,21 @@ pub async fn put_prescription(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let status = parsed
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(code) = app.hub.refusal(&id, status) {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::NOT_FOUND);
+        app.hub.record(
+            &id,
+            EventKind::StatusPut {
+                body: parsed,
+                answer: code.as_u16(),
+            },
+        );
+        return message(code, "injected refusal");
+    }
     let known = app.hub.with(|s| s.sessions.contains_key(&id));
     if !known {
         app.hub.with(|s| {

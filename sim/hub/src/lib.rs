@@ -9,7 +9,8 @@
 //! - the Portal ([`portal`]): sends prescription requests and actions to the provider.
 //!
 //! Everything it sees lands in a per-session timeline ([`state`]), readable with the rest of
-//! the [`control`] API, which also injects faults (5xx, timeouts, slow answers, revoked tokens).
+//! the [`control`] API, which also injects faults (5xx, timeouts, slow answers, revoked tokens,
+//! 4xx refusals of one session's status PUTs).
 //!
 //! The Portal and the EHR call the provider over HTTP or HTTPS (rustls with ring), verifying
 //! its certificate against the system roots and, with [`SimConfig::ca_file`], a private CA: a
@@ -80,6 +81,7 @@ pub fn router(app: AppState) -> Router {
         .route("/control/sessions/{id}", get(control::session))
         .route("/control/violations", get(control::violations))
         .route("/control/faults", post(control::faults))
+        .route("/control/refuse", post(control::refuse))
         .route("/control/revoke-tokens", post(control::revoke_tokens))
         .route("/control/token-ttl", post(control::token_ttl))
         .route("/control/stats", get(control::stats))

@@ -1,5 +1,6 @@
 //! The emulator's memory: issued tokens, the sessions the Portal created with their status and
-//! timeline, the violations seen, and the faults queued by the control API.
+//! timeline, the violations seen, the faults queued by the control API, and the refusals set
+//! for one session's status PUTs.
 //!
 //! One `std::sync::Mutex` guards it; no lock is ever held across an `.await` (every access is a
 //! short synchronous closure through [`Shared::with`]).
@@ -112,6 +113,22 @@ pub enum Fault {
     },
 }
 
+/// The HUB refuses a session's status PUTs (a HUB that is wrong about one session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Refusal {
+    /// The session whose PUTs are refused.
+    pub telemonitoring_id: String,
+    /// The 4xx answered.
+    pub code: u16,
+    /// Only PUTs setting this status (all of the session's PUTs when absent).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// How many PUTs are refused (until cleared when absent); 0 clears the session's refusal.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
 /// Mutable state of the emulator.
 #[derive(Debug, Default)]
 pub struct HubState {
@@ -123,6 +140,8 @@ pub struct HubState {
     pub violations: Vec<(String, String)>,
     /// Faults for the next HUB calls, consumed in order.
     pub faults: VecDeque<Fault>,
+    /// Refusals of one session's PUTs, by telemonitoringId.
+    pub refusals: HashMap<String, Refusal>,
     /// Lifetime of new tokens.
     pub token_ttl: Duration,
     /// Token requests served (for tests of the provider's cache).
@@ -149,6 +168,25 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Whether a PUT of `status` for `telemonitoring_id` is refused, and with which code;
+    /// counts the refusal down.
+    pub fn refusal(&self, telemonitoring_id: &str, status: &str) -> Option<u16> {
+        self.with(|s| {
+            let r = s.refusals.get_mut(telemonitoring_id)?;
+            if r.status.as_deref().is_some_and(|only| only != status) {
+                return None;
+            }
+            let code = r.code;
+            if let Some(n) = r.times.as_mut() {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.refusals.remove(telemonitoring_id);
+                }
+            }
+            Some(code)
+        })
     }
 
     /// Appends an event to a session's timeline, if the session exists.
