@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::views::{self, AlertRow, GatewayView};
 use super::{Ops, audit, commands};
-pub(super) use crate::html::escape as esc;
+use crate::html::escape as esc;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(

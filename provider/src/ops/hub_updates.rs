@@ -26,8 +26,8 @@ use super::Ops;
 use super::api::Unavailable;
 use super::audit::{self, AuditAction};
 use super::auth::Operator;
-use super::dashboard::esc;
 use crate::db::DbError;
+use crate::html::escape as esc;
 use crate::hub::queue::{self, OutboxRow, Requeued, Standing};
 
 /// Rows listed at most.
