@@ -6,7 +6,8 @@
 //! `delivered` only after the HUB's 2xx. 5xx, timeouts and connection errors are retried with
 //! doubling backoff (capped); a 4xx other than 401 means the HUB refuses the update for good:
 //! the row is marked `rejected` and logged at ERROR, because an operator must look at it. Rows
-//! survive a restart: the actor picks up the oldest pending row when it starts.
+//! survive a restart: the actor picks up the oldest pending row when it starts. A store failure
+//! never ends the actor: it is logged, and the actor starts over after a pause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,10 @@ const COUNT_PENDING: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 0";
 
 /// When idle, the actor looks at the table this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// First pause after a store failure, before the actor starts over.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Longest pause after repeated store failures.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Queues an update (call inside the status change's transaction).
 pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
@@ -86,8 +91,37 @@ pub struct OutboxActor {
 }
 
 impl OutboxActor {
-    /// Runs until `shutdown` is cancelled; stops only between calls or while waiting.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DbError> {
+    /// Runs until `shutdown` is cancelled; stops only between calls or while waiting. A store
+    /// failure (the database cannot be opened, out of file descriptors, disk full) is logged
+    /// and the actor starts over after a pause ([`STORE_RETRY`], doubling up to
+    /// [`STORE_RETRY_MAX`]): no row is lost, since rows stay pending until marked. An update
+    /// the HUB accepted but whose row could not be marked delivered is sent again (the HUB's
+    /// updates are idempotent).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut pause = STORE_RETRY;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.deliver(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if started.elapsed() > STORE_RETRY_MAX {
+                        pause = STORE_RETRY;
+                    }
+                    tracing::error!(stage = "hub", error = %e,
+                        retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        "outbox store failure; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(STORE_RETRY_MAX);
+        }
+    }
+
+    /// Delivers rows until shutdown (`Ok`) or a store failure.
+    async fn deliver(&self, shutdown: &CancellationToken) -> Result<(), DbError> {
         let mut delay = self.backoff.initial;
         loop {
             if shutdown.is_cancelled() {
