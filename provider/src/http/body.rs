@@ -3,9 +3,12 @@
 //! ends with [`BodyTimeout`]; handlers reading it get an error (answered 408 by the Portal
 //! routes), and the connection is closed after the answer since the rest of the body was never
 //! read. A client trickling a byte every few seconds therefore holds a connection for at most
-//! the body timeout, not forever.
+//! the body timeout, not forever. [`BodyEnd`] tells the server whether the body was read to its
+//! end: an answer given while part of the body is unread carries `Connection: close`.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,19 +33,36 @@ pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `inner` bounded by `limit` from now.
-pub fn with_deadline(inner: Body, limit: Duration) -> Body {
-    Body::new(DeadlineBody {
+/// Whether a request body was read to its end; when it was not, the connection cannot carry
+/// another request, and the answer says so (`Connection: close`) so that the client does not
+/// send its next request on a connection about to close.
+#[derive(Debug, Clone)]
+pub struct BodyEnd(Arc<AtomicBool>);
+
+impl BodyEnd {
+    /// Whether the whole body was read (or there was none).
+    pub fn reached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// `inner` bounded by `limit` from now, and what tells whether it was read to its end.
+pub fn with_deadline(inner: Body, limit: Duration) -> (Body, BodyEnd) {
+    let end = BodyEnd(Arc::new(AtomicBool::new(inner.is_end_stream())));
+    let body = Body::new(DeadlineBody {
         inner,
         limit,
         deadline: Box::pin(tokio::time::sleep(limit)),
-    })
+        end: end.clone(),
+    });
+    (body, end)
 }
 
 struct DeadlineBody {
     inner: Body,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
+    end: BodyEnd,
 }
 
 impl HttpBody for DeadlineBody {
@@ -55,6 +75,9 @@ impl HttpBody for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || this.inner.is_end_stream() {
+                this.end.0.store(true, Ordering::Release);
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match this.deadline.as_mut().poll(cx) {
@@ -93,11 +116,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_never_ends_times_out_and_a_complete_one_does_not() {
-        let body = with_deadline(Body::new(Silent), Duration::from_millis(100));
+        let (body, end) = with_deadline(Body::new(Silent), Duration::from_millis(100));
         let err = axum::body::to_bytes(body, 1024).await.unwrap_err();
         assert!(is_timeout(&err), "{err:?}");
+        assert!(!end.reached());
 
-        let body = with_deadline(Body::from("whole"), Duration::from_secs(3));
+        let (body, end) = with_deadline(Body::from("whole"), Duration::from_secs(3));
+        assert!(!end.reached());
         assert_eq!(axum::body::to_bytes(body, 1024).await.unwrap(), "whole");
+        assert!(end.reached());
+        assert!(
+            with_deadline(Body::empty(), Duration::from_secs(3))
+                .1
+                .reached()
+        );
     }
 }

@@ -92,7 +92,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<I> {
                     draining.done = draining.discarded >= LINGER_BYTES;
                 }
                 // The client closed its side, or the connection broke: nothing left to wait for.
-                Poll::Ready(_) => draining.done = true,
+                Poll::Ready(end) => {
+                    tracing::debug!(stage = "http", discarded = draining.discarded, end = ?end.err(),
+                        "connection drained");
+                    draining.done = true;
+                }
             }
         }
         Poll::Ready(Ok(()))

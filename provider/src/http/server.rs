@@ -11,7 +11,9 @@
 //!   client that connects and says nothing, or sends its headers a byte at a time, or keeps an
 //!   idle connection open, holds it for at most that long.
 //! - **Bodies**: a request body must arrive whole within `body_timeout_s` of its headers
-//!   ([`super::body`]).
+//!   ([`super::body`]). An answer given before the body was read to its end (413, 408, a route
+//!   that takes no body) carries `Connection: close`, and the connection ends after it: the
+//!   client does not send another request on it.
 //! - **Accept errors** (out of file descriptors, `EMFILE`/`ENFILE`, and the like) never end the
 //!   server: they are logged (at most every 10 s, with the count) and accepting resumes after a
 //!   short pause; the connections the kernel queued meanwhile are accepted then.
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -209,8 +213,19 @@ where
     let app = TowerToHyperService::new(shared.router.clone());
     let body_timeout = shared.body_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let request = request.map(|b| super::body::with_deadline(Body::new(b), body_timeout));
-        Box::pin(hyper::service::Service::call(&app, request))
+        let (parts, body) = request.into_parts();
+        let (body, end) = super::body::with_deadline(Body::new(body), body_timeout);
+        let answer = hyper::service::Service::call(&app, hyper::Request::from_parts(parts, body));
+        async move {
+            let mut response = answer.await?;
+            if !end.reached() {
+                // The rest of the body is not read: this connection carries no further request.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let conn = shared
         .builder
