@@ -201,6 +201,7 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
     let issue = |gateway: &'static str, body: &'static str| {
         http.post(format!("http://{addr}/ops/api/gateways/{gateway}/commands"))
             .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
             .body(body)
             .send()
     };

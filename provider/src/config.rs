@@ -45,6 +45,9 @@ pub struct ConfigFile {
     /// front, or for local use).
     #[serde(default)]
     pub tls: Option<crate::http::tls::TlsSection>,
+    /// Limits of the HTTP server: header and body timeouts, most connections at once.
+    #[serde(default)]
+    pub http: crate::http::HttpSection,
     /// The externally visible base URL (used in enrollment links and attachment URIs).
     pub public_url: String,
     /// SQLite database file.
@@ -80,6 +83,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `[tls]`: HTTPS certificate and key files.
     pub tls: Option<crate::http::tls::TlsSection>,
+    /// `[http]`, validated (no zero limit).
+    pub http: crate::http::HttpSection,
     /// Public base URL, without a trailing slash.
     pub public_url: String,
     /// Database file.
@@ -125,6 +130,7 @@ impl TryFrom<ConfigFile> for Config {
                 f.public_url
             )));
         }
+        f.http.validate()?;
         crate::portal::settings::validate(&f.portal, f.hub.as_ref(), &f.enrollment)?;
         let mqtt = f.mqtt.map(MqttSettings::try_from).transpose()?;
         let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
@@ -135,6 +141,7 @@ impl TryFrom<ConfigFile> for Config {
         Ok(Self {
             listen: f.listen,
             tls: f.tls,
+            http: f.http,
             public_url: f.public_url.trim_end_matches('/').to_owned(),
             database: f.database,
             portal: f.portal,
@@ -182,6 +189,28 @@ mod tests {
                 .to_string()
                 .contains("public_url")
         );
+    }
+
+    #[test]
+    fn the_http_limits_have_defaults_and_refuse_zero() {
+        let base = "listen='127.0.0.1:1'\npublic_url='https://x'\ndatabase='d'\n";
+        let load = |http: &str| {
+            let file: ConfigFile = toml::from_str(&format!("{base}{http}")).unwrap();
+            Config::try_from(file)
+        };
+        let defaults = load("").unwrap().http;
+        assert_eq!(
+            (
+                defaults.header_timeout_s,
+                defaults.body_timeout_s,
+                defaults.max_connections
+            ),
+            (10, 30, 512)
+        );
+        let set = load("[http]\nmax_connections = 64").unwrap().http;
+        assert_eq!((set.max_connections, set.header_timeout_s), (64, 10));
+        let err = load("[http]\nbody_timeout_s = 0").unwrap_err().to_string();
+        assert!(err.contains("http.body_timeout_s"), "{err}");
     }
 
     #[test]

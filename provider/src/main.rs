@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let config = tm_provider::config::Config::load(&cli.config)?;
             let listen = config.listen;
+            let limits = config.http;
             let certificates = config
                 .tls
                 .clone()
@@ -88,44 +89,57 @@ async fn main() -> anyhow::Result<()> {
             if let Some(certificates) = certificates.clone() {
                 tokio::spawn(reload_on_hangup(certificates));
             }
-            let mut tasks = tokio::task::JoinSet::new();
+            // Background actors: each one retries store failures itself and ends only on
+            // shutdown. One that ends before (a panic, a defect) stops the service with an
+            // error, so that systemd starts it afresh.
+            let mut background = tokio::task::JoinSet::new();
             let router = assembly.router();
             let updater = assembly.updater;
-            let stop = shutdown.clone();
-            tasks.spawn(async move { updater.run(stop).await.map_err(anyhow::Error::from) });
+            background.spawn(updater.run(shutdown.clone()));
             if let Some(outbox) = assembly.outbox.take() {
-                let stop = shutdown.clone();
-                tasks.spawn(async move { outbox.run(stop).await.map_err(anyhow::Error::from) });
+                background.spawn(outbox.run(shutdown.clone()));
             }
             if let Some(mqtt) = mqtt {
                 let ingest = assembly.ingest.clone();
-                let stop = shutdown.clone();
-                tasks.spawn(async move {
-                    tm_provider::ingest::mqtt::run(ingest, mqtt, stop).await;
-                    Ok(())
-                });
+                background.spawn(tm_provider::ingest::mqtt::run(
+                    ingest,
+                    mqtt,
+                    shutdown.clone(),
+                ));
             }
-            {
-                let evaluator = assembly.ops.evaluator();
-                let stop = shutdown.clone();
-                tasks.spawn(async move {
-                    evaluator.run(stop).await;
-                    Ok(())
-                });
+            background.spawn(assembly.ops.evaluator().run(shutdown.clone()));
+            // The HTTP server survives accept errors and slow clients; it returns only on
+            // shutdown.
+            let mut server = tokio::spawn(tm_provider::http::serve_with_limits(
+                listener,
+                certificates,
+                router,
+                limits,
+                shutdown.clone(),
+            ));
+            let mut failure: Option<anyhow::Error> = None;
+            tokio::select! {
+                served = &mut server => {
+                    if !shutdown.is_cancelled() {
+                        failure = Some(anyhow::anyhow!("the HTTP server stopped: {served:?}"));
+                    }
+                }
+                Some(ended) = background.join_next() => {
+                    tracing::error!(outcome = ?ended, "a background task ended; stopping");
+                    failure = Some(anyhow::anyhow!("a background task ended: {ended:?}"));
+                }
             }
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                tm_provider::http::serve_with(listener, certificates, router, stop)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
-            // The first task to end (failure or shutdown) stops the others.
-            if let Some(first) = tasks.join_next().await {
-                shutdown.cancel();
-                first??;
+            shutdown.cancel();
+            if !server.is_finished() {
+                let _ = (&mut server).await;
             }
-            while let Some(r) = tasks.join_next().await {
-                r??;
+            while let Some(ended) = background.join_next().await {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a background task failed while stopping");
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
         Command::ExportFhir { session } => {

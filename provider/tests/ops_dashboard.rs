@@ -1,5 +1,5 @@
 //! The operations dashboard, API and metrics over real HTTP: the token is required (and the
-//! Portal's headers are not accepted), headless Chromium renders the dashboard with the fleet's
+//! Portal's headers are not accepted), a command must be sent as JSON (415 otherwise), headless Chromium renders the dashboard with the fleet's
 //! counts, gateways and alerts, and `/metrics` reports the same fleet.
 
 mod browser;
@@ -35,6 +35,64 @@ async fn the_token_is_required() {
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(fleet.get(path).await.status(), 200, "{path}");
     }
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_must_be_sent_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start(dir.path()).await;
+    let gw = fleet.gateway(1).await;
+    let url = format!("{}/ops/api/gateways/{}/commands", fleet.base, gw.id);
+    let issue = |content_type: Option<&'static str>| {
+        let mut r = fleet
+            .http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .body(r#"{"type":"resync-now"}"#);
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        r.send()
+    };
+    for refused in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+    ] {
+        let r = issue(refused).await.unwrap();
+        assert_eq!(r.status(), 415, "{refused:?}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{answer}"
+        );
+    }
+    let r = issue(Some("Application/JSON; charset=utf-8"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = fleet
+        .http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"type":"reboot"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid command")
+    );
     fleet.stop().await;
 }
 

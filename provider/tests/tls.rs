@@ -1,8 +1,9 @@
 //! HTTPS served by the real `tm-provider serve` process with `[tls]`: a client trusting the
 //! test's CA gets answers, one trusting another CA and a plain-HTTP client do not; a client that
 //! connects and never says anything does not hold up the others; SIGHUP loads a renewed
-//! certificate and keeps the current one when the renewal is broken; a world-readable key stops
-//! the start with a message naming it.
+//! certificate and keeps the current one when the renewal is broken; a Portal body far above the
+//! limit gets its 413 answer every time, not a reset connection; a world-readable key stops the
+//! start with a message naming it.
 
 mod pki;
 
@@ -161,6 +162,41 @@ async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
     hangup(&provider);
     wait_for_log(&provider, "TLS certificate not reloaded", 1);
     assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn a_body_above_the_limit_gets_413_over_https_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    ca.issue(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
+    let provider = start(dir.path());
+    let client = ca.client();
+    // Ten times the default Portal limit (64 KiB).
+    let body = vec![b'x'; 10 * 64 * 1024];
+    for attempt in 0..50 {
+        let response = client
+            .post(format!("{}/portal/v1/prescriptions", provider.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                std::thread::sleep(Duration::from_millis(500));
+                panic!(
+                    "attempt {attempt}: no answer: {e:?}\n{}",
+                    std::fs::read_to_string(&provider.log).unwrap_or_default()
+                )
+            });
+        assert_eq!(response.status(), 413, "attempt {attempt}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            answer["message"].as_str().unwrap().contains("larger than"),
+            "attempt {attempt}: {answer}"
+        );
+    }
 }
 
 #[test]

@@ -396,6 +396,7 @@ impl OpsApi {
             .http
             .post(format!("{}/ops/api/gateways/{gateway}/commands", self.base))
             .bearer_auth(OPS_TOKEN)
+            .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
             .await

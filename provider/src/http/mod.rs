@@ -1,9 +1,14 @@
 //! The provider's HTTP server: one axum router assembled from each feature's routes, served on a
 //! listener the caller binds (tests bind `127.0.0.1:0`), stopped by a cancellation token; over
-//! HTTPS when `[tls]` is configured ([`tls`]). Features register their routes through
-//! [`Routes`], which lists what the router serves (see [`routes`]).
+//! HTTPS when `[tls]` is configured ([`tls`]), within the limits of `[http]` ([`server`]:
+//! header and body timeouts, a connection cap, accept errors that never end the server).
+//! Features register their routes through [`Routes`], which lists what the router serves (see
+//! [`routes`]).
 
+pub mod body;
+pub mod linger;
 pub mod routes;
+pub mod server;
 pub mod tls;
 
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use crate::db::Db;
 use crate::portal::Portal;
 
 pub use routes::{Method, Routes};
+pub use server::HttpSection;
 
 /// State shared by every handler.
 #[derive(Debug, Clone)]
@@ -55,32 +61,42 @@ pub fn routes(state: AppState) -> Routes {
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener` with the default limits until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_with(listener, None, router, shutdown).await
 }
 
-/// Serves `router` on `listener`, over TLS with `certificates` when given, until `shutdown` is
-/// cancelled.
+/// Serves `router` on `listener`, over TLS with `certificates` when given, with the default
+/// limits until `shutdown` is cancelled.
 pub async fn serve_with(
     listener: TcpListener,
     certificates: Option<Arc<tls::Certificates>>,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    match certificates {
-        None => serve(listener, router, shutdown).await,
-        Some(certificates) => {
-            let listener = tls::TlsListener::new(listener, certificates.server_config())?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
-    }
+    serve_with_limits(
+        listener,
+        certificates,
+        router,
+        HttpSection::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `router` on `listener`, over TLS with `certificates` when given, within `limits`
+/// until `shutdown` is cancelled; returns only then.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    certificates: Option<Arc<tls::Certificates>>,
+    router: Router,
+    limits: HttpSection,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let tls = certificates.map(|c| c.server_config());
+    server::run(listener, tls, router, limits, shutdown).await
 }

@@ -1,14 +1,13 @@
 //! HTTPS for the provider's server: rustls with the ring provider, TLS 1.2 and 1.3, the
 //! certificate chain and private key read from PEM files (`[tls]` in the configuration).
 //!
-//! Handshakes run in their own tasks, each bounded by [`HANDSHAKE_TIMEOUT`], so a client that
-//! opens a connection and says nothing cannot hold up anyone else; finished connections are
-//! handed to axum through [`TlsListener`]. The certificate is read again on [`Certificates::reload`]
+//! Each handshake runs in its connection's own task ([`super::server`]), bounded by
+//! [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and says nothing cannot hold up
+//! anyone else. The certificate is read again on [`Certificates::reload`]
 //! (the server calls it on SIGHUP, which `systemctl reload tm-provider` sends): a renewed
 //! certificate is served to new connections without a restart, and a renewal that does not
 //! load (unreadable, mismatched key) is refused with an error while the current one stays.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,15 +17,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 /// Longest a client may take to finish its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes running at once; further connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 512;
 
 /// `[tls]`: serve HTTPS with this certificate.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -149,78 +142,6 @@ pub(crate) fn readable_by_others(path: &Path) -> std::io::Result<bool> {
 #[cfg(not(unix))]
 pub(crate) fn readable_by_others(path: &Path) -> std::io::Result<bool> {
     std::fs::metadata(path).map(|_| false)
-}
-
-/// A listener yielding connections whose TLS handshake succeeded; handshakes run concurrently.
-#[derive(Debug)]
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Starts accepting on `tcp` with `config`; the accept task ends with the listener.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
-        Ok(Self { ready, local })
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let accepted = tokio::select! {
-            () = ready.closed() => return,
-            accepted = tcp.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let acceptor = acceptor.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = ready.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(pair) => pair,
-            // The accept task only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@
 //!   held or re-queued row left undelivered.
 //! - Rows survive a restart in their state: held rows stay held, a refused row's schedule is
 //!   persisted (first refusal, refusals, next attempt).
+//! - A store failure (the database cannot be opened, out of file descriptors, disk full) never
+//!   ends the actor: it is logged and the actor starts over after a pause; rows stay as they
+//!   were, and an update the HUB took but whose row could not be marked is sent again (the
+//!   HUB's updates are idempotent).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +58,10 @@ const COUNT_HELD: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 2";
 
 /// When idle, the actor looks at the table this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// First pause after a store failure, before the actor starts over.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Longest pause after repeated store failures.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Queues an update (call inside the status change's transaction).
 pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
@@ -119,8 +127,33 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl OutboxActor {
-    /// Runs until `shutdown` is cancelled; stops only between calls or while waiting.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DbError> {
+    /// Runs until `shutdown` is cancelled; stops only between calls or while waiting. A store
+    /// failure is logged and the actor starts over after a pause ([`STORE_RETRY`], doubling up
+    /// to [`STORE_RETRY_MAX`]).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut pause = STORE_RETRY;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.deliver(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if started.elapsed() > STORE_RETRY_MAX {
+                        pause = STORE_RETRY;
+                    }
+                    tracing::error!(stage = "hub", error = %e, retry_in_ms = millis(pause),
+                        "outbox store failure; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(STORE_RETRY_MAX);
+        }
+    }
+
+    /// Delivers rows until shutdown (`Ok`) or a store failure.
+    async fn deliver(&self, shutdown: &CancellationToken) -> Result<(), DbError> {
         let mut delay = self.backoff.initial;
         loop {
             if shutdown.is_cancelled() {

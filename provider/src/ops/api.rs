@@ -9,7 +9,9 @@
 //! - `POST /ops/api/gateways/{id}/commands` with `{"type": "resync-now"}` (or
 //!   `{"type": "set-log-level", "level": "debug"}`, `{"type": "reread-devices"}`): issue a
 //!   signed command (201 with the command); pushed over MQTT when the provider runs its MQTT
-//!   connection, and served to the gateway's poll until it has a result or expires;
+//!   connection, and served to the gateway's poll until it has a result or expires. The body
+//!   must be sent as `Content-Type: application/json` (otherwise 415); refusals of the body
+//!   (415, 400) are `{"message": ...}`;
 //! - `GET /ops/api/gateways/{id}/commands`: the gateway's latest commands, newest first, each
 //!   with its `state` (`pending`, `expired`, or the gateway's report: `done`, `not-available`,
 //!   `failed`) and `detail`;
@@ -19,7 +21,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -163,22 +165,46 @@ async fn list_audit(
     Ok(Json(json!({ "audit": entries })).into_response())
 }
 
+/// A refusal of the JSON API: `{"message": ...}`.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "message": message.into() }))).into_response()
+}
+
+/// Whether the request says its body is JSON (`application/json`, parameters allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
 async fn issue_command(
     State(ops): State<Ops>,
     Extension(who): Extension<Operator>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, Unavailable> {
+    if !is_json(&headers) {
+        return Ok(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
     let action: CommandAction = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => {
-            return Ok((StatusCode::BAD_REQUEST, format!("invalid command: {e}")).into_response());
+            return Ok(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("invalid command: {e}"),
+            ));
         }
     };
     if let CommandAction::SetLogLevel { level } = &action
         && (level.is_empty() || level.len() > 200)
     {
-        return Ok((StatusCode::BAD_REQUEST, "invalid log level").into_response());
+        return Ok(refuse(StatusCode::BAD_REQUEST, "invalid log level"));
     }
     let Ok(gateway) = GatewayId::new(id) else {
         return Ok((StatusCode::NOT_FOUND, "no such gateway").into_response());

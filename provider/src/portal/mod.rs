@@ -35,14 +35,36 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Reads at most `limit` bytes of a body.
+/// Reads at most `limit` bytes of a body: 413 above it, 408 when the client did not send it
+/// in time ([`crate::http::body`]), 400 when the connection broke off.
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Refusal> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {limit} bytes"),
-        )
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let cause = e.into_inner();
+        if crate::http::body::is_timeout(cause.as_ref()) {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            )
+        } else if is_length_limit(cause.as_ref()) {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes"),
+            )
+        } else {
+            Refusal::new(StatusCode::BAD_REQUEST, "request body incomplete")
+        }
     })
+}
+
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn internal(e: impl std::fmt::Display) -> Refusal {

@@ -12,7 +12,8 @@
 //!
 //! Pending work is derived from the store (readings above the published snapshot), not kept
 //! in memory: at start, and every `sweep_every`, the actor scans for it, so a restart or a
-//! dropped notification loses nothing.
+//! dropped notification loses nothing. A store failure never ends the actor: it pauses, then
+//! starts over with a sweep.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ use crate::sessions;
 /// Capacity of the notification channel. When full, a notification is dropped (never
 /// blocking ingest): the session's readings are committed, and the next sweep finds them.
 pub const NOTIFICATION_CAPACITY: usize = 1024;
+
+/// First pause after a store failure, before the actor starts over.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Longest pause after repeated store failures.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How often the actor scans the store for pending sessions by default.
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
@@ -97,12 +103,43 @@ pub struct SessionUpdater {
 }
 
 impl SessionUpdater {
-    /// Runs until `shutdown`; returns early only when the store fails.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DbError> {
+    /// Runs until `shutdown`. A store failure is logged and the actor starts over after a
+    /// pause (doubling from [`STORE_RETRY`] up to [`STORE_RETRY_MAX`]) with a sweep, which
+    /// finds again whatever the failed step left pending.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
-        self.sweep(&mut due).await?;
-        let mut next_sweep = tokio::time::Instant::now() + self.sweep_every;
         let mut open = true;
+        let mut pause = STORE_RETRY;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.work(&mut due, &mut open, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if started.elapsed() > STORE_RETRY_MAX {
+                        pause = STORE_RETRY;
+                    }
+                    tracing::error!(stage = "publish", error = %e,
+                        retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        "updater store failure; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(STORE_RETRY_MAX);
+        }
+    }
+
+    /// Sweeps, then publishes what is due until shutdown (`Ok`) or a store failure.
+    async fn work(
+        &mut self,
+        due: &mut HashMap<String, DateTime<Utc>>,
+        open: &mut bool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), DbError> {
+        self.sweep(due).await?;
+        let mut next_sweep = tokio::time::Instant::now() + self.sweep_every;
         loop {
             let now = Utc::now();
             let ready: Vec<String> = due
@@ -124,14 +161,14 @@ impl SessionUpdater {
             let wait = until_due.map_or(until_sweep, |d| d.min(until_sweep));
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                message = self.notifications.recv(), if open => match message {
-                    Some(id) => self.schedule(&mut due, id).await?,
-                    None => open = false,
+                message = self.notifications.recv(), if *open => match message {
+                    Some(id) => self.schedule(due, id).await?,
+                    None => *open = false,
                 },
                 () = tokio::time::sleep(wait) => {}
             }
             if tokio::time::Instant::now() >= next_sweep {
-                self.sweep(&mut due).await?;
+                self.sweep(due).await?;
                 next_sweep = tokio::time::Instant::now() + self.sweep_every;
             }
         }
