@@ -1,7 +1,7 @@
 //! The limits of the real `tm-provider serve` process's HTTP server (`[http]`), attacked from
 //! outside over loopback: a client sending its headers a byte a second is disconnected after
 //! the header timeout, one trickling its body after the body timeout; connections beyond the cap
-//! are closed at once and service resumes when they go; and with fewer file descriptors than
+//! are answered 503 and closed, and service resumes when they go; and with fewer file descriptors than
 //! idle connections the provider keeps running, answers again once the idle connections time
 //! out, and still ingests.
 
@@ -203,7 +203,7 @@ async fn wait_healthy(provider: &mut Provider, bound: Duration) -> Duration {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_are_closed_and_service_resumes_when_they_go() {
+async fn connections_beyond_the_cap_are_answered_503_and_service_resumes_when_they_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut provider = start(
         dir.path(),
@@ -226,7 +226,16 @@ async fn connections_beyond_the_cap_are_closed_and_service_resumes_when_they_go(
         String::from_utf8_lossy(&answer),
         provider.log()
     );
-    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("too many connections; retry in a second\"}"),
+        "{answer}"
+    );
     assert!(healthz(&provider).await.is_err());
     let log = provider.log();
     assert_eq!(log.matches("connection limit reached").count(), 1, "{log}");

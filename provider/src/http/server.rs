@@ -2,10 +2,11 @@
 //! of `[http]` ([`HttpSection`]):
 //!
 //! - **Connections**: at most `max_connections` at once (TLS handshakes included). A connection
-//!   beyond the cap is closed at once, without an answer, and logged (`connection limit
-//!   reached`, at most every 10 s with the count refused): the client sees the connection closed
-//!   and retries later; connections already open are not disturbed. The cap keeps file
-//!   descriptors free for the store.
+//!   beyond the cap is answered `503` with `Retry-After` and a JSON message, then closed
+//!   ([`refuse_busy`]), and logged (`connection limit reached`, at most every 10 s with the count
+//!   refused); connections already open are not disturbed. Those answers are themselves bounded
+//!   ([`BUSY_ANSWERS`] at once, each within [`BUSY_ANSWER_TIME`]); beyond that a connection is
+//!   closed without one. The cap keeps file descriptors free for the store.
 //! - **Headers**: a request's headers must arrive within `header_timeout_s`, counted from the
 //!   first read on a new or idle keep-alive connection; otherwise the connection is closed. A
 //!   client that connects and says nothing, or sends its headers a byte at a time, or keeps an
@@ -53,6 +54,14 @@ use crate::config::ConfigError;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// Repeated warnings (accept errors, refused connections) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Connections beyond the cap being answered `503` at once; small, so that refusing cannot
+/// itself hold many file descriptors.
+pub const BUSY_ANSWERS: usize = 32;
+/// Longest time spent answering one connection beyond the cap (TLS handshake, reading its
+/// request head, writing the answer).
+pub const BUSY_ANSWER_TIME: Duration = Duration::from_secs(2);
+/// Most bytes of a request head read before the `503` is written anyway.
+const BUSY_HEAD_BYTES: usize = 8 * 1024;
 
 /// `[http]`: limits of the HTTP server.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -63,7 +72,7 @@ pub struct HttpSection {
     pub header_timeout_s: u64,
     /// Seconds a client may take to send a request's body, after its headers.
     pub body_timeout_s: u64,
-    /// Most connections open at once; further ones are closed at once.
+    /// Most connections open at once; further ones are answered `503` and closed.
     pub max_connections: usize,
 }
 
@@ -148,6 +157,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let busy_slots = Arc::new(Semaphore::new(BUSY_ANSWERS));
     let connections = TaskTracker::new();
     let (mut accept_errors, mut refused) = (Throttled::default(), Throttled::default());
     loop {
@@ -170,13 +180,20 @@ pub async fn run(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
+            if let Ok(busy) = busy_slots.clone().try_acquire_owned() {
+                let acceptor = shared.acceptor.clone();
+                connections.spawn(async move {
+                    let _ =
+                        tokio::time::timeout(BUSY_ANSWER_TIME, refuse_busy(stream, acceptor)).await;
+                    drop(busy);
+                });
+            }
             if let Some(count) = refused.hit() {
                 tracing::warn!(
                     stage = "http",
                     max_connections = limits.max_connections,
                     count,
-                    "connection limit reached; new connections are closed"
+                    "connection limit reached; new connections are answered 503"
                 );
             }
             continue;
@@ -187,6 +204,36 @@ pub async fn run(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Answers a connection beyond the cap: (after the TLS handshake) reads its request head, as
+/// far as it comes, and writes `503 Service Unavailable` with `Retry-After: 1` and
+/// `Connection: close`, then ends the connection. The caller bounds the time it takes.
+async fn refuse_busy(stream: TcpStream, acceptor: Option<TlsAcceptor>) -> std::io::Result<()> {
+    match acceptor {
+        None => answer_busy(stream).await,
+        Some(acceptor) => answer_busy(acceptor.accept(stream).await?).await,
+    }
+}
+
+async fn answer_busy<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while head.len() < BUSY_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match io.read(&mut chunk).await? {
+            0 => break,
+            n => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = r#"{"message":"the server is busy: too many connections; retry in a second"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    io.write_all(answer.as_bytes()).await?;
+    io.shutdown().await
 }
 
 /// Errors about one connection that the client already gave up on.
