@@ -199,6 +199,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE ops_commands ADD COLUMN finished_at TEXT;
     ALTER TABLE ops_commands ADD COLUMN reported_at TEXT;
     "#,
+    // 8: the connection number of the latest signed MQTT status (a replayed last-will of an
+    // older connection is ignored).
+    r#"
+    ALTER TABLE ops_gateway_health ADD COLUMN mqtt_status_connection INTEGER;
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).

@@ -6,6 +6,13 @@
 //! condition no longer holds. Every condition has a key `(kind, subject)`; a partial unique
 //! index on the open rows makes raising the same condition twice impossible even if two
 //! evaluators raced. An acknowledged alert stays until its condition clears.
+//!
+//! Two conditions are about the provider's own MQTT ingest rather than a gateway, judged from
+//! the in-memory counters of this instance ([`crate::ingest::mqtt::stats`]): messages refused
+//! in the last 15 minutes (`mqtt-messages-refused`), and connections lost to a packet larger
+//! than the provider reads (`mqtt-packet-too-large`: the broker's `max_packet_size` is missing
+//! or too high). Each has the subject `mqtt-ingest`, so one alert is open per kind; it
+//! resolves 15 minutes after the last such event.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -13,6 +20,7 @@ use serde::Serialize;
 use tm_protocol::ClockState;
 
 use super::adherence::{self, SessionAdherence};
+use crate::ingest::mqtt::stats::{MqttActivity, RECENT_WINDOW};
 use super::health::{GatewayHealth, Liveness};
 use super::settings::Thresholds;
 
@@ -36,11 +44,15 @@ pub enum AlertKind {
     ReadingsRejected,
     /// A scheduled measurement is missing at its deadline (blue alarm).
     MeasurementMissed,
+    /// The MQTT ingest refused messages recently (forged, malformed, too large, ...).
+    MqttMessagesRefused,
+    /// The broker delivered a packet larger than the provider reads: its limit must be set.
+    MqttPacketTooLarge,
 }
 
 impl AlertKind {
     /// Every kind (metrics list each, even at zero).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::GatewayOffline,
         Self::BacklogStale,
         Self::BacklogGrowing,
@@ -49,6 +61,8 @@ impl AlertKind {
         Self::DiskHigh,
         Self::ReadingsRejected,
         Self::MeasurementMissed,
+        Self::MqttMessagesRefused,
+        Self::MqttPacketTooLarge,
     ];
 
     /// Stored text.
@@ -62,6 +76,8 @@ impl AlertKind {
             Self::DiskHigh => "disk-high",
             Self::ReadingsRejected => "readings-rejected",
             Self::MeasurementMissed => "measurement-missed",
+            Self::MqttMessagesRefused => "mqtt-messages-refused",
+            Self::MqttPacketTooLarge => "mqtt-packet-too-large",
         }
     }
 }
@@ -101,7 +117,12 @@ pub struct FleetState {
     pub sessions: Vec<SessionAdherence>,
     /// Alerts not yet resolved.
     pub open: Vec<OpenAlert>,
+    /// This instance's recent MQTT ingest events.
+    pub mqtt: MqttActivity,
 }
+
+/// Subject of the MQTT ingest's own alerts.
+pub const MQTT_SUBJECT: &str = "mqtt-ingest";
 
 /// A change to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +217,40 @@ pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec
                 );
             }
         }
+    }
+    let recent = |events: &[DateTime<Utc>]| {
+        events
+            .iter()
+            .filter(|t| **t <= now && now - **t <= RECENT_WINDOW)
+            .count()
+    };
+    let minutes = RECENT_WINDOW.num_minutes();
+    let refused = recent(&state.mqtt.refused);
+    if refused > 0 {
+        out.push(Condition {
+            kind: AlertKind::MqttMessagesRefused,
+            subject: MQTT_SUBJECT.into(),
+            gateway_id: None,
+            telemonitoring_id: None,
+            detail: format!(
+                "{refused} MQTT messages refused in the last {minutes} min \
+                 (reasons: tm_mqtt_messages_refused_total in /metrics)"
+            ),
+        });
+    }
+    let oversized = recent(&state.mqtt.oversized);
+    if oversized > 0 {
+        out.push(Condition {
+            kind: AlertKind::MqttPacketTooLarge,
+            subject: MQTT_SUBJECT.into(),
+            gateway_id: None,
+            telemonitoring_id: None,
+            detail: format!(
+                "the broker delivered {oversized} packets larger than the provider reads in the \
+                 last {minutes} min: set max_packet_size {} in the broker's configuration",
+                tm_protocol::routes::mqtt::MAX_PACKET_BYTES
+            ),
+        });
     }
     for s in &state.sessions {
         for (measure, since) in adherence::missed(s, now, t.time_zone, t.deadline) {
