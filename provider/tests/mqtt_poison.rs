@@ -2,8 +2,8 @@
 //! `tm-provider serve` with its persistent session and manual acknowledgements.
 //!
 //! - A broker without a packet limit lets through a message larger than any frame, garbage, a
-//!   message on a topic that is not the protocol's, a forged frame and another gateway's
-//!   frame: each is refused, acknowledged once and counted by reason in `/metrics`, an alert
+//!   message on a topic that is not the protocol's, a forged frame, an unknown gateway's frame
+//!   and another gateway's frame on this one's topic: each is refused, acknowledged once and counted by reason in `/metrics`, an alert
 //!   is open, and the next valid batch is stored and receipted, with one connection. After a
 //!   restart nothing of it comes back.
 //! - A packet larger than the provider reads (a broker configured above the provider's limit)
@@ -115,6 +115,13 @@ async fn poison_messages_are_refused_once_and_never_block_the_next() {
     attacker
         .publish(&topics::readings(&gw), forged_frame, false)
         .await;
+    // A gateway nobody enrolled, on its own topic.
+    let stranger = GatewayId::new("gw-poison-stranger").unwrap();
+    let (stranger_key, _) = SigningKey::generate().unwrap();
+    let (stranger_frame, _) = batch_frame(&stranger, &stranger_key, "poison-stranger", 7, 1);
+    attacker
+        .publish(&topics::readings(&stranger), stranger_frame, false)
+        .await;
     // The other enrolled gateway's id in the frame, on this gateway's topic.
     let mismatched = tm_protocol::seal(
         tm_protocol::MessageKind::Heartbeat,
@@ -138,6 +145,7 @@ async fn poison_messages_are_refused_once_and_never_block_the_next() {
         ("wrong-topic", 1),
         ("bad-signature", 1),
         ("signer-mismatch", 1),
+        ("unknown-gateway", 1),
     ];
     for (reason, n) in reasons {
         eventually(&format!("{n} refused as {reason}"), || async {
