@@ -66,7 +66,9 @@ impl Statuses {
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let bytes = p.payload.to_vec();
                             let status = tm_protocol::Frame::parse(&bytes)
-                                .and_then(|f| f.verify(MessageKind::Status, &key).map(<[u8]>::to_vec))
+                                .and_then(|f| {
+                                    f.verify(MessageKind::Status, &key).map(<[u8]>::to_vec)
+                                })
                                 .ok()
                                 .and_then(|payload| tm_protocol::decode::<Status>(&payload).ok());
                             if let Some(status) = status {
@@ -108,7 +110,10 @@ impl Drop for Statuses {
 async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
-    let gw = GatewaySide::new(dir.path(), "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 400\n");
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 400\n",
+    );
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     let (addr, _http) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
     let _ingest = provider.serve_mqtt(broker.port);
@@ -132,7 +137,10 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
                 >= n
         }
     };
-    assert!(eventually(Duration::from_secs(20), online(1)).await, "no signed online");
+    assert!(
+        eventually(Duration::from_secs(20), online(1)).await,
+        "no signed online"
+    );
     let first = statuses.seen()[0].1.connection;
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -170,7 +178,10 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
         stored(&provider, &gw.id).await
             == (Some("offline".into()), Some(i64::try_from(first).unwrap()))
     };
-    assert!(eventually(Duration::from_secs(10), offline).await, "the last-will did not count");
+    assert!(
+        eventually(Duration::from_secs(10), offline).await,
+        "the last-will did not count"
+    );
     let (will, status) = statuses
         .seen()
         .into_iter()
@@ -180,7 +191,10 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
 
     // Started again: a newer connection; the old last-will, replayed, changes nothing.
     let _agent = gw.spawn_agent_logged(&[], "info", &dir.path().join("agent-2.log"));
-    assert!(eventually(Duration::from_secs(20), online(2)).await, "no second online");
+    assert!(
+        eventually(Duration::from_secs(20), online(2)).await,
+        "no second online"
+    );
     let second = statuses
         .seen()
         .iter()
@@ -196,7 +210,10 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
     assert!(eventually(Duration::from_secs(10), now_online).await);
     statuses.publish(&topic, will).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(now_online().await, "a replayed last-will overrode a newer online");
+    assert!(
+        now_online().await,
+        "a replayed last-will overrode a newer online"
+    );
     let refused = provider
         .ingest
         .mqtt_publisher()

@@ -160,7 +160,10 @@ async fn poison_messages_are_refused_once_and_never_block_the_next() {
     assert_eq!(provider.metric("tm_mqtt_oversized_packets_total").await, 0);
     assert_eq!(fleet.broker.provider_connections(), 1);
     let log = provider.log();
-    assert!(log.contains("reason=\"too-large\"") || log.contains("reason=too-large"), "{log}");
+    assert!(
+        log.contains("reason=\"too-large\"") || log.contains("reason=too-large"),
+        "{log}"
+    );
     assert!(!log.contains("garbage"), "a payload was logged:\n{log}");
     drop(provider);
 
@@ -170,7 +173,11 @@ async fn poison_messages_are_refused_once_and_never_block_the_next() {
     fleet.valid_batch_flows("poison-valid-2", 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (reason, _) in reasons {
-        assert_eq!(provider.refused(reason).await, 0, "{reason} delivered again");
+        assert_eq!(
+            provider.refused(reason).await,
+            0,
+            "{reason} delivered again"
+        );
     }
     assert_eq!(provider.metric("tm_mqtt_connections_total").await, 1);
     assert_eq!(fleet.broker.provider_connections(), 2);

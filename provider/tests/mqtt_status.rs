@@ -95,7 +95,8 @@ async fn only_the_gateways_own_signed_status_changes_its_liveness() {
         )
         .await;
     eventually("online stored", || async {
-        stored_status(dir.path(), &gw).await == (Some("online".into()), Some(i64::try_from(first).unwrap()))
+        stored_status(dir.path(), &gw).await
+            == (Some("online".into()), Some(i64::try_from(first).unwrap()))
     })
     .await;
     connection.vanish();

@@ -20,9 +20,9 @@ use serde::Serialize;
 use tm_protocol::ClockState;
 
 use super::adherence::{self, SessionAdherence};
-use crate::ingest::mqtt::stats::{MqttActivity, RECENT_WINDOW};
 use super::health::{GatewayHealth, Liveness};
 use super::settings::Thresholds;
+use crate::ingest::mqtt::stats::{MqttActivity, RECENT_WINDOW};
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -12,9 +12,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::alerts::AlertKind;
-use crate::ingest::mqtt::{MqttStats, Refusal};
 use super::health::{self, Liveness};
 use super::{Ops, views};
+use crate::ingest::mqtt::{MqttStats, Refusal};
 
 /// Window for the ingest rate.
 const RATE_WINDOW_S: i64 = 300;

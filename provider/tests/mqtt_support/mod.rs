@@ -242,7 +242,10 @@ impl Provider {
             .json()
             .await
             .unwrap();
-        v["gateway"]["liveness"].as_str().unwrap_or_default().to_owned()
+        v["gateway"]["liveness"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 

@@ -157,7 +157,10 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 if eventloop.mqtt_options.clean_session() {
                     // The broker dropped the old session and its queue: back to a persistent
                     // session, subscribed as usual.
-                    tracing::warn!(stage = "ingest", "MQTT ingest shed the broker's queue; reconnecting with the persistent session");
+                    tracing::warn!(
+                        stage = "ingest",
+                        "MQTT ingest shed the broker's queue; reconnecting with the persistent session"
+                    );
                     eventloop.mqtt_options.set_clean_session(false);
                     eventloop.clean();
                     continue;
@@ -188,7 +191,10 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                     tracing::error!(stage = "ingest", error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
                     if oversized.failed(std::time::Instant::now()) {
                         publisher.stats().shed();
-                        tracing::error!(stage = "ingest", "MQTT ingest reconnecting once with a clean session: the broker drops what it queued for this provider (gateways resend readings without a receipt)");
+                        tracing::error!(
+                            stage = "ingest",
+                            "MQTT ingest reconnecting once with a clean session: the broker drops what it queued for this provider (gateways resend readings without a receipt)"
+                        );
                         eventloop.mqtt_options.set_clean_session(true);
                     }
                 } else if is_tls_refusal(&e) {
@@ -219,7 +225,10 @@ struct Oversized {
 impl Oversized {
     /// Counts one at `now`; true when the queue is to be shed (then starts over).
     fn failed(&mut self, now: std::time::Instant) -> bool {
-        if self.since.is_none_or(|s| now.duration_since(s) > SHED_WINDOW) {
+        if self
+            .since
+            .is_none_or(|s| now.duration_since(s) > SHED_WINDOW)
+        {
             *self = Self {
                 since: Some(now),
                 count: 0,

@@ -105,7 +105,9 @@ pub struct MqttActivity {
 }
 
 fn remember(list: &Mutex<VecDeque<DateTime<Utc>>>, at: DateTime<Utc>) {
-    let mut list = list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     while list
         .front()
         .is_some_and(|t| *t < at - RECENT_WINDOW || list.len() >= RECENT_MAX)
@@ -116,7 +118,9 @@ fn remember(list: &Mutex<VecDeque<DateTime<Utc>>>, at: DateTime<Utc>) {
 }
 
 fn recent(list: &Mutex<VecDeque<DateTime<Utc>>>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-    let list = list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     list.iter()
         .copied()
         .filter(|t| *t >= now - RECENT_WINDOW)
