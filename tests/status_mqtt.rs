@@ -35,10 +35,13 @@ async fn stored(provider: &ProviderSide, gw: &GatewayId) -> (Option<String>, Opt
         .unwrap()
 }
 
+/// Status frames seen on the topic, each with what it says.
+type Seen = Arc<Mutex<Vec<(Vec<u8>, Status)>>>;
+
 /// Every status frame published on the gateway's topic, verified with its key.
 struct Statuses {
     client: AsyncClient,
-    seen: Arc<Mutex<Vec<(Vec<u8>, Status)>>>,
+    seen: Seen,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +49,7 @@ impl Statuses {
     async fn watch(port: u16, gw: &GatewayId, key: tm_protocol::VerifyingKey) -> Self {
         let (client, mut eventloop) =
             AsyncClient::new(MqttOptions::new("test-status", "127.0.0.1", port), 16);
-        let seen: Arc<Mutex<Vec<(Vec<u8>, Status)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let topic = topics::status(gw);
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let task = {
