@@ -86,7 +86,13 @@ pub async fn run(
                 .mqtt_url
                 .as_deref()
                 .context("the enrollment selects MQTT but holds no broker URL")?;
-            let parts = MqttParts::new(url, &enrollment.gateway_id, provider_key, &config.sync)?;
+            let parts = MqttParts::new(
+                url,
+                &enrollment.gateway_id,
+                key.clone(),
+                provider_key,
+                &config.sync,
+            )?;
             let event_loop = parts.event_loop;
             let cancel = cancel.clone();
             actors.spawn(async move {

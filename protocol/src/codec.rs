@@ -197,6 +197,10 @@ impl Message for CommandResult {
     }
 }
 
+impl Message for Status {
+    const NAME: &'static str = "status";
+}
+
 impl Message for EnrollmentRequest {
     const NAME: &'static str = "enrollment request";
 

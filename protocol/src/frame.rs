@@ -43,6 +43,8 @@ pub enum MessageKind {
     EnrollmentResponse = 6,
     /// A [`crate::CommandResult`], signed by the gateway.
     CommandResult = 7,
+    /// A [`crate::Status`] (MQTT liveness), signed by the gateway.
+    Status = 8,
 }
 
 impl MessageKind {
@@ -55,6 +57,7 @@ impl MessageKind {
             5 => Self::EnrollmentRequest,
             6 => Self::EnrollmentResponse,
             7 => Self::CommandResult,
+            8 => Self::Status,
             _ => return None,
         })
     }
@@ -254,8 +257,8 @@ mod tests {
             FrameError::BadMagic
         );
         assert_eq!(
-            Frame::parse(b"TMF1\x09\x01a").unwrap_err(),
-            FrameError::UnknownKind(9)
+            Frame::parse(b"TMF1\x10\x01a").unwrap_err(),
+            FrameError::UnknownKind(16)
         );
         assert_eq!(
             Frame::parse(b"TMF1\x01\x00").unwrap_err(),

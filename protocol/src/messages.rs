@@ -380,6 +380,37 @@ pub struct Heartbeat {
     pub last_error: Option<String>,
 }
 
+/// Whether a gateway's MQTT connection is up, as carried by [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkState {
+    /// Published (retained) by the gateway right after it connected.
+    Online,
+    /// The connection's last-will, published by the broker when the connection drops (or by
+    /// the gateway itself when it stops cleanly).
+    Offline,
+}
+
+/// The gateway's liveness on its retained status topic, signed with the gateway key like every
+/// other gateway message, so nobody else can flip a gateway online or offline.
+///
+/// `connection` is fixed before each connection attempt and carried by both that
+/// connection's `online` and its last-will `offline`. It only grows on one gateway (see the
+/// agent's MQTT transport), so the provider can tell a replayed last-will of an older
+/// connection from the current one and ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    /// Protocol version.
+    pub v: u16,
+    /// The reporting gateway (must be the frame's signer).
+    pub gateway_id: GatewayId,
+    /// Online or offline.
+    pub state: LinkState,
+    /// The connection this status belongs to.
+    pub connection: u64,
+}
+
 /// What a remote command asks the agent to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]

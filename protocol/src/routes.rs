@@ -13,7 +13,11 @@ pub mod mqtt {
     /// Prefix of every topic; the version changes with [`crate::PROTOCOL_VERSION`].
     pub const PREFIX: &str = "tm/v1/gw";
 
-    /// Maximum MQTT packet size both sides configure: a full frame plus topic and headers.
+    /// Maximum MQTT packet size of the fleet: a full frame plus topic and headers. Gateways
+    /// never publish larger packets, and the broker is configured to refuse anything larger
+    /// (mosquitto `max_packet_size 1052672`: the client that sends it is disconnected and the
+    /// message never queued). The provider reads packets well above it (see its MQTT ingest),
+    /// so a broker configured without the limit cannot wedge the provider's session either.
     pub const MAX_PACKET_BYTES: usize = crate::limits::MAX_FRAME_BYTES + 4096;
 
     /// Gateway -> provider: signed reading batches (QoS 1).
@@ -28,7 +32,8 @@ pub mod mqtt {
     pub fn heartbeat(gw: &GatewayId) -> String {
         format!("{PREFIX}/{gw}/heartbeat")
     }
-    /// Gateway liveness, retained: `online` on connect, `offline` as the last-will.
+    /// Gateway liveness, retained: a signed [`crate::Status`] frame, `online` on connect and
+    /// `offline` as the last-will, both naming the same connection.
     pub fn status(gw: &GatewayId) -> String {
         format!("{PREFIX}/{gw}/status")
     }
@@ -58,11 +63,6 @@ pub mod mqtt {
     pub fn shared(filter: &str) -> String {
         format!("$share/{SHARE_GROUP}/{filter}")
     }
-
-    /// Payload of the retained status topic while connected.
-    pub const STATUS_ONLINE: &[u8] = b"online";
-    /// Payload of the last-will on the status topic.
-    pub const STATUS_OFFLINE: &[u8] = b"offline";
 
     /// The gateway id and the last segment of a topic under [`PREFIX`], for example
     /// `("gw-1", "readings")`.
@@ -106,6 +106,11 @@ pub mod http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_broker_limit_is_the_packet_limit() {
+        assert_eq!(mqtt::MAX_PACKET_BYTES, 1_052_672);
+    }
 
     #[test]
     fn topics_round_trip_through_parse() {

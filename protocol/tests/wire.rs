@@ -165,6 +165,14 @@ fn every_message_round_trips() {
             finished_at: at(5),
         });
     }
+    for state in [LinkState::Online, LinkState::Offline] {
+        round_trip(&Status {
+            v: PROTOCOL_VERSION,
+            gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+            state,
+            connection: 1_764_547_200_123,
+        });
+    }
     let (key, _) = SigningKey::generate().unwrap();
     round_trip(&EnrollmentRequest {
         v: PROTOCOL_VERSION,

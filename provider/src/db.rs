@@ -199,7 +199,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE ops_commands ADD COLUMN finished_at TEXT;
     ALTER TABLE ops_commands ADD COLUMN reported_at TEXT;
     "#,
-    // HUB outbox per session: a row the HUB refused (4xx) is retried with backoff for a bounded
+    // 8: HUB outbox per session: a row the HUB refused (4xx) is retried with backoff for a bounded
     // window (`first_refused_at_ms`, `refusals`, `next_attempt_at_ms`), then held (state 2, which
     // rows refused by earlier versions already carry) until an operator re-queues it
     // (`held_at_ms` stays set until the row is delivered). Later rows of the session wait behind
@@ -210,6 +210,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE hub_outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE hub_outbox ADD COLUMN held_at_ms INTEGER;
     CREATE INDEX hub_outbox_session ON hub_outbox(telemonitoring_id, state, seq);
+    "#,
+    // 9: the connection number of the latest signed MQTT status (a replayed last-will of an
+    // older connection is ignored).
+    r#"
+    ALTER TABLE ops_gateway_health ADD COLUMN mqtt_status_connection INTEGER;
     "#,
 ];
 

@@ -4,7 +4,13 @@
 //! hands receipts to the batch waiting for them and keeps reconnecting with jittered backoff
 //! (rumqttc has none of its own). On every CONNACK it re-subscribes to the gateway's receipt
 //! and command topics and publishes the retained `online` status; the last-will publishes
-//! `offline`. Command frames are handed, unverified, to the command actor
+//! `offline`. Both are [`tm_protocol::Status`] frames signed with the gateway key and name the
+//! same connection number, chosen before each connection attempt (and the last-will of the
+//! CONNECT set to it): the gateway's clock in milliseconds, and always above the previous
+//! number of this process, so the provider can ignore a replayed last-will of an older
+//! connection and nobody without the key can flip the gateway's liveness. After a reboot with a
+//! clock set back, statuses look older than the last one the provider saw and are ignored
+//! until the clock passes it; liveness then follows heartbeats alone. Command frames are handed, unverified, to the command actor
 //! ([`super::commands`]), which verifies them exactly as it verifies polled ones. The session
 //! is persistent (`clean_session = false`), so the broker keeps commands published while the
 //! gateway was offline and delivers them when it reconnects.
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use tm_protocol::routes::mqtt as topics;
-use tm_protocol::{BatchId, GatewayId, Receipt, VerifyingKey};
+use tm_protocol::{BatchId, GatewayId, LinkState, Receipt, SigningKey, VerifyingKey};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +71,10 @@ pub struct MqttEventLoop {
     receipts_topic: String,
     commands_topic: String,
     status_topic: String,
+    gateway: GatewayId,
+    key: Arc<SigningKey>,
+    /// The connection number of the last-will set for the current (or next) connection.
+    connection: u64,
     provider_key: VerifyingKey,
     orphans: mpsc::Sender<Receipt>,
     commands: mpsc::Sender<Vec<u8>>,
@@ -108,6 +118,7 @@ impl MqttParts {
     pub fn new(
         url: &str,
         gateway: &GatewayId,
+        key: Arc<SigningKey>,
         provider_key: VerifyingKey,
         cfg: &SyncConfig,
     ) -> Result<Self, LinkError> {
@@ -117,13 +128,14 @@ impl MqttParts {
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES)
-            .set_inflight(u16::try_from(cfg.in_flight_batches * 2 + 8).unwrap_or(100))
-            .set_last_will(LastWill::new(
-                topics::status(gateway),
-                topics::STATUS_OFFLINE,
-                QoS::AtLeastOnce,
-                true,
-            ));
+            .set_inflight(u16::try_from(cfg.in_flight_batches * 2 + 8).unwrap_or(100));
+        let connection = next_connection(0);
+        options.set_last_will(LastWill::new(
+            topics::status(gateway),
+            status_frame(gateway, &key, LinkState::Offline, connection),
+            QoS::AtLeastOnce,
+            true,
+        ));
         if let Some(user) = &cfg.mqtt_username {
             let password = match &cfg.mqtt_password_file {
                 Some(path) => std::fs::read_to_string(path)
@@ -162,6 +174,9 @@ impl MqttParts {
             receipts_topic: topics::receipts(gateway),
             commands_topic: topics::commands(gateway),
             status_topic: topics::status(gateway),
+            gateway: gateway.clone(),
+            key,
+            connection,
             provider_key,
             orphans: orphans_tx,
             commands: commands_tx,
@@ -251,7 +266,7 @@ impl MqttEventLoop {
                         &self.status_topic,
                         QoS::AtLeastOnce,
                         true,
-                        topics::STATUS_ONLINE,
+                        self.status(LinkState::Online),
                     );
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.receipts_topic => {
@@ -268,6 +283,7 @@ impl MqttEventLoop {
                 Ok(_) => {}
                 Err(e) => {
                     self.fail_waiters();
+                    self.next_connection();
                     let delay = self.backoff.next_delay();
                     tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "MQTT connection failed");
                     tokio::select! {
@@ -281,7 +297,7 @@ impl MqttEventLoop {
             &self.status_topic,
             QoS::AtLeastOnce,
             true,
-            topics::STATUS_OFFLINE,
+            self.status(LinkState::Offline),
         );
         let _ = self.client.try_disconnect();
         // Flush the offline status and DISCONNECT, briefly.
@@ -289,6 +305,23 @@ impl MqttEventLoop {
             while self.eventloop.poll().await.is_ok() {}
         })
         .await;
+    }
+
+    /// This connection's signed status.
+    fn status(&self, state: LinkState) -> Vec<u8> {
+        status_frame(&self.gateway, &self.key, state, self.connection)
+    }
+
+    /// Numbers the next connection attempt and sets its last-will to match.
+    fn next_connection(&mut self) {
+        self.connection = next_connection(self.connection);
+        let will = LastWill::new(
+            &self.status_topic,
+            self.status(LinkState::Offline),
+            QoS::AtLeastOnce,
+            true,
+        );
+        self.eventloop.mqtt_options.set_last_will(will);
     }
 
     fn on_receipt(&self, bytes: &[u8]) {
@@ -321,9 +354,47 @@ impl MqttEventLoop {
     }
 }
 
+/// A connection number above `previous`: the clock in milliseconds when it is ahead.
+fn next_connection(previous: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    now.max(previous.saturating_add(1))
+}
+
+/// A signed status frame of `gateway`.
+pub fn status_frame(
+    gateway: &GatewayId,
+    key: &SigningKey,
+    state: LinkState,
+    connection: u64,
+) -> Vec<u8> {
+    let status = tm_protocol::Status {
+        v: tm_protocol::PROTOCOL_VERSION,
+        gateway_id: gateway.clone(),
+        state,
+        connection,
+    };
+    tm_protocol::seal(
+        tm_protocol::MessageKind::Status,
+        gateway.as_str(),
+        &tm_protocol::encode(&status),
+        key,
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{next_connection, parse_url};
+
+    #[test]
+    fn connection_numbers_always_grow() {
+        let first = next_connection(0);
+        assert!(first > 1_700_000_000_000, "the clock in milliseconds");
+        assert!(next_connection(first) > first);
+        // Ahead of the clock (set back): still above the previous one.
+        assert_eq!(next_connection(u64::MAX - 1), u64::MAX);
+    }
 
     #[test]
     fn broker_urls() {

@@ -27,7 +27,7 @@ mod store;
 use std::sync::Arc;
 
 use tm_protocol::{
-    CommandResult, Frame, FrameError, Heartbeat, MessageKind, ReadingBatch, SigningKey,
+    CommandResult, Frame, FrameError, Heartbeat, MessageKind, ReadingBatch, SigningKey, Status,
 };
 
 use crate::db::{Db, DbError};
@@ -202,6 +202,25 @@ impl Ingest {
         store::save_heartbeat(&self.db, heartbeat.clone()).await?;
         crate::ops::observe_heartbeat(&self.db, heartbeat).await?;
         Ok(())
+    }
+
+    /// Records a gateway's signed MQTT status (`online`, or its last-will `offline`). Returns
+    /// false when it belongs to an older connection than the latest status stored: a replayed
+    /// last-will, which changes nothing.
+    pub async fn status(&self, bytes: &[u8]) -> Result<bool, IngestError> {
+        let (gateway, payload) = self.open(bytes, MessageKind::Status).await?;
+        let status: Status =
+            tm_protocol::decode(payload).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        if status.gateway_id != gateway.gateway_id {
+            return Err(IngestError::Mismatch(
+                "the status names another gateway than its signer".into(),
+            ));
+        }
+        let now = chrono::Utc::now();
+        Ok(self
+            .db
+            .write(move |c| crate::ops::health::record_status(c, &status, now))
+            .await?)
     }
 
     /// Records a command result frame (the first report of each command is kept).

@@ -11,6 +11,12 @@
 //! that holds a refused update, and resolved in the one that delivers the session's last held
 //! or re-queued update ([`resolve`]), so it shows without waiting for the evaluator; the
 //! evaluator judges the same stored rows ([`crate::hub::queue::flagged`]).
+//! Two conditions are about the provider's own MQTT ingest rather than a gateway, judged from
+//! the in-memory counters of this instance ([`crate::ingest::mqtt::stats`]): messages refused
+//! in the last 15 minutes (`mqtt-messages-refused`), and connections lost to a packet larger
+//! than the provider reads (`mqtt-packet-too-large`: the broker's `max_packet_size` is missing
+//! or too high). Each has the subject `mqtt-ingest`, so one alert is open per kind; it
+//! resolves 15 minutes after the last such event.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -21,6 +27,7 @@ use super::adherence::{self, SessionAdherence};
 use super::health::{GatewayHealth, Liveness};
 use super::settings::Thresholds;
 use crate::hub::queue::FlaggedSession;
+use crate::ingest::mqtt::stats::{MqttActivity, RECENT_WINDOW};
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -45,11 +52,15 @@ pub enum AlertKind {
     /// The HUB kept refusing a session's status update: it and the session's later updates
     /// are held until an operator re-queues it (open until they are delivered).
     HubUpdateHeld,
+    /// The MQTT ingest refused messages recently (forged, malformed, too large, ...).
+    MqttMessagesRefused,
+    /// The broker delivered a packet larger than the provider reads: its limit must be set.
+    MqttPacketTooLarge,
 }
 
 impl AlertKind {
     /// Every kind (metrics list each, even at zero).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::GatewayOffline,
         Self::BacklogStale,
         Self::BacklogGrowing,
@@ -59,6 +70,8 @@ impl AlertKind {
         Self::ReadingsRejected,
         Self::MeasurementMissed,
         Self::HubUpdateHeld,
+        Self::MqttMessagesRefused,
+        Self::MqttPacketTooLarge,
     ];
 
     /// Stored text.
@@ -73,6 +86,8 @@ impl AlertKind {
             Self::ReadingsRejected => "readings-rejected",
             Self::MeasurementMissed => "measurement-missed",
             Self::HubUpdateHeld => "hub-update-held",
+            Self::MqttMessagesRefused => "mqtt-messages-refused",
+            Self::MqttPacketTooLarge => "mqtt-packet-too-large",
         }
     }
 }
@@ -114,7 +129,12 @@ pub struct FleetState {
     pub held_updates: Vec<FlaggedSession>,
     /// Alerts not yet resolved.
     pub open: Vec<OpenAlert>,
+    /// This instance's recent MQTT ingest events.
+    pub mqtt: MqttActivity,
 }
+
+/// Subject of the MQTT ingest's own alerts.
+pub const MQTT_SUBJECT: &str = "mqtt-ingest";
 
 /// A change to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +247,40 @@ pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec
                 );
             }
         }
+    }
+    let recent = |events: &[DateTime<Utc>]| {
+        events
+            .iter()
+            .filter(|t| **t <= now && now - **t <= RECENT_WINDOW)
+            .count()
+    };
+    let minutes = RECENT_WINDOW.num_minutes();
+    let refused = recent(&state.mqtt.refused);
+    if refused > 0 {
+        out.push(Condition {
+            kind: AlertKind::MqttMessagesRefused,
+            subject: MQTT_SUBJECT.into(),
+            gateway_id: None,
+            telemonitoring_id: None,
+            detail: format!(
+                "{refused} MQTT messages refused in the last {minutes} min \
+                 (reasons: tm_mqtt_messages_refused_total in /metrics)"
+            ),
+        });
+    }
+    let oversized = recent(&state.mqtt.oversized);
+    if oversized > 0 {
+        out.push(Condition {
+            kind: AlertKind::MqttPacketTooLarge,
+            subject: MQTT_SUBJECT.into(),
+            gateway_id: None,
+            telemonitoring_id: None,
+            detail: format!(
+                "the broker delivered {oversized} packets larger than the provider reads in the \
+                 last {minutes} min: set max_packet_size {} in the broker's configuration",
+                tm_protocol::routes::mqtt::MAX_PACKET_BYTES
+            ),
+        });
     }
     for s in &state.sessions {
         for (measure, since) in adherence::missed(s, now, t.time_zone, t.deadline) {

@@ -1,6 +1,7 @@
 //! The alert evaluator actor: every `evaluate_interval_s` it reads the fleet state, computes the
 //! transitions ([`super::alerts::evaluate`]) and applies them, all in one write transaction, so
-//! what it reads and what it writes cannot drift apart. Stopped by its cancellation token.
+//! what it reads and what it writes cannot drift apart. Besides the stored state it judges this
+//! instance's recent MQTT ingest events (refused messages, oversized packets). Stopped by its cancellation token.
 
 use std::time::Duration;
 
@@ -11,27 +12,42 @@ use super::alerts::{self, FleetState, Transition};
 use super::settings::Thresholds;
 use super::{adherence, health};
 use crate::db::{Db, DbError};
+use crate::ingest::mqtt::MqttPublisher;
+use crate::ingest::mqtt::stats::MqttActivity;
 
-/// Reads the whole state the evaluator judges (inside a transaction or not).
+/// Reads the whole state the evaluator judges (inside a transaction or not), with no MQTT
+/// ingest events.
 pub fn load_state(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Result<FleetState> {
     Ok(FleetState {
         gateways: health::load(conn, None)?,
         sessions: adherence::load(conn, now)?,
         held_updates: crate::hub::queue::flagged(conn)?,
         open: alerts::open_alerts(conn)?,
+        mqtt: MqttActivity::default(),
     })
 }
 
-/// One evaluation at `now`; returns what changed.
+/// One evaluation at `now`, with no MQTT ingest events; returns what changed.
 pub async fn run_once(
     db: &Db,
     thresholds: &Thresholds,
     now: DateTime<Utc>,
 ) -> Result<Vec<Transition>, DbError> {
+    run_with(db, thresholds, MqttActivity::default(), now).await
+}
+
+/// One evaluation at `now` with this instance's recent MQTT ingest events.
+pub async fn run_with(
+    db: &Db,
+    thresholds: &Thresholds,
+    mqtt: MqttActivity,
+    now: DateTime<Utc>,
+) -> Result<Vec<Transition>, DbError> {
     let t = thresholds.clone();
     db.write(move |conn| {
         let tx = conn.transaction()?;
-        let state = load_state(&tx, now)?;
+        let mut state = load_state(&tx, now)?;
+        state.mqtt = mqtt;
         let transitions = alerts::evaluate(&state, now, &t);
         alerts::apply(&tx, &transitions, now)?;
         tx.commit()?;
@@ -49,6 +65,8 @@ pub struct Evaluator {
     pub thresholds: Thresholds,
     /// Time between runs.
     pub interval: Duration,
+    /// The MQTT connection's counters (its recent refusals raise alerts).
+    pub mqtt: MqttPublisher,
 }
 
 impl Evaluator {
@@ -61,7 +79,9 @@ impl Evaluator {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match run_once(&self.db, &self.thresholds, Utc::now()).await {
+            let now = Utc::now();
+            let mqtt = self.mqtt.stats().activity(now);
+            match run_with(&self.db, &self.thresholds, mqtt, now).await {
                 Ok(changes) => {
                     for c in &changes {
                         match c {

@@ -4,7 +4,9 @@
 //!
 //! A gateway is [`Liveness::Online`] while its last heartbeat is recent (`online_within_s`) and
 //! no MQTT last-will (`offline` on its status topic) arrived after that heartbeat; operations
-//! judge by last-seen, never by a status flag alone.
+//! judge by last-seen, never by a status flag alone. Statuses are signed by the gateway and
+//! numbered by connection ([`record_status`]): only the gateway can flip its own status, and an
+//! older connection's last-will cannot override a newer connection's `online`.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -196,26 +198,48 @@ pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<Gatew
     Ok(gateways)
 }
 
-/// Records an MQTT status message (`online`/`offline`, retained, the last-will) for a gateway.
-/// The payload is not signed: it only ever makes a gateway look offline until its next
-/// heartbeat, which is signed.
+/// Records a gateway's verified MQTT status (`online`, or `offline`: its last-will). An
+/// `offline` counts only when it belongs to the connection of the latest status or a newer one,
+/// and an `online` only when its connection is newer than the latest status's (or repeats it),
+/// so a replayed last-will of an older connection changes nothing. Returns whether the status
+/// was applied.
 pub fn record_status(
     conn: &Connection,
-    gateway_id: &str,
-    payload: &[u8],
+    status: &tm_protocol::Status,
     at: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let status = match payload {
-        tm_protocol::routes::mqtt::STATUS_ONLINE => "online",
-        tm_protocol::routes::mqtt::STATUS_OFFLINE => "offline",
-        _ => return Ok(()),
+) -> rusqlite::Result<bool> {
+    use rusqlite::OptionalExtension as _;
+    let gateway_id = status.gateway_id.as_str();
+    let latest: Option<(Option<String>, Option<i64>)> = conn
+        .query_row(
+            "SELECT mqtt_status, mqtt_status_connection FROM ops_gateway_health \
+             WHERE gateway_id = ?1",
+            [gateway_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    // Connection numbers are milliseconds since 1970: far below i64::MAX.
+    let connection = i64::try_from(status.connection).unwrap_or(i64::MAX);
+    let (state, applies) = match (status.state, latest) {
+        (tm_protocol::LinkState::Offline, Some((_, Some(c)))) => ("offline", connection >= c),
+        (tm_protocol::LinkState::Online, Some((s, Some(c)))) => (
+            "online",
+            connection > c || (connection == c && s.as_deref() == Some("online")),
+        ),
+        (tm_protocol::LinkState::Offline, _) => ("offline", true),
+        (tm_protocol::LinkState::Online, _) => ("online", true),
     };
+    if !applies {
+        return Ok(false);
+    }
     conn.execute(
-        "INSERT INTO ops_gateway_health (gateway_id, mqtt_status, mqtt_status_at) \
-         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM gateways WHERE gateway_id = ?1) \
+        "INSERT INTO ops_gateway_health (gateway_id, mqtt_status, mqtt_status_at, \
+         mqtt_status_connection) \
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM gateways WHERE gateway_id = ?1) \
          ON CONFLICT(gateway_id) DO UPDATE SET mqtt_status = excluded.mqtt_status, \
-         mqtt_status_at = excluded.mqtt_status_at",
-        params![gateway_id, status, at.to_rfc3339()],
+         mqtt_status_at = excluded.mqtt_status_at, \
+         mqtt_status_connection = excluded.mqtt_status_connection",
+        params![gateway_id, state, at.to_rfc3339(), connection],
     )?;
-    Ok(())
+    Ok(true)
 }

@@ -2,6 +2,9 @@
 //! backlog, alerts by kind and state, heartbeats received, reading ingest rate, HUB outbox depth
 //! and the HUB updates held for an operator.
 //! Computed from the store at scrape time, so every provider instance reports the same figures.
+//! The MQTT ingest's counters (messages refused by reason, connections, connections lost to an
+//! oversized packet, broker queues shed) are this instance's, counted in memory since it started
+//! ([`crate::ingest::mqtt::stats`]).
 
 use std::fmt::Write as _;
 
@@ -12,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::alerts::AlertKind;
 use super::health::{self, Liveness};
 use super::{Ops, views};
+use crate::ingest::mqtt::{MqttStats, Refusal};
 
 /// Window for the ingest rate.
 const RATE_WINDOW_S: i64 = 300;
@@ -111,7 +115,36 @@ pub fn render(
         w,
         "# HELP tm_hub_outbox_held HUB status updates the HUB kept refusing, held for an operator.\n# TYPE tm_hub_outbox_held gauge\ntm_hub_outbox_held {hub_held}"
     );
+    mqtt_counters(w, ops.mqtt.stats());
     Ok(out)
+}
+
+fn mqtt_counters(w: &mut String, stats: &MqttStats) {
+    let _ = writeln!(
+        w,
+        "# HELP tm_mqtt_messages_refused_total MQTT messages refused (and acknowledged) by this instance, by reason.\n# TYPE tm_mqtt_messages_refused_total counter"
+    );
+    for reason in Refusal::ALL {
+        let _ = writeln!(
+            w,
+            "tm_mqtt_messages_refused_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            stats.refused_total(reason)
+        );
+    }
+    let (connections, oversized, shed) = stats.connection_totals();
+    let _ = writeln!(
+        w,
+        "# HELP tm_mqtt_connections_total MQTT connections this instance made to the broker.\n# TYPE tm_mqtt_connections_total counter\ntm_mqtt_connections_total {connections}"
+    );
+    let _ = writeln!(
+        w,
+        "# HELP tm_mqtt_oversized_packets_total MQTT connections lost to a packet larger than the provider reads.\n# TYPE tm_mqtt_oversized_packets_total counter\ntm_mqtt_oversized_packets_total {oversized}"
+    );
+    let _ = writeln!(
+        w,
+        "# HELP tm_mqtt_sessions_shed_total Reconnects with a clean session that dropped the broker's queue for this instance.\n# TYPE tm_mqtt_sessions_shed_total counter\ntm_mqtt_sessions_shed_total {shed}"
+    );
 }
 
 /// `GET /metrics`.

@@ -125,6 +125,7 @@ impl Ops {
             db: self.db.clone(),
             thresholds: (*self.thresholds).clone(),
             interval: Duration::from_secs(self.section.evaluate_interval_s.max(1)),
+            mqtt: self.mqtt.clone(),
         }
     }
 

@@ -8,6 +8,31 @@
 //! receipt topic, and only then acknowledges the message to the broker.
 //! The topic's gateway id must equal the frame's signer.
 //!
+//! No message can stop the ingest ([`handle`]): whatever the provider cannot take (wrong topic,
+//! signer not matching the topic, unknown or inactive gateway, bad signature, malformed, too
+//! large, a stale status) is refused, acknowledged once like any other message, counted by
+//! reason ([`stats`], `tm_mqtt_messages_refused_total` in `/metrics`) and raises the
+//! `mqtt-messages-refused` ops alert; the next message is handled as usual.
+//!
+//! Packet size. The broker is configured to refuse packets above
+//! [`topics::MAX_PACKET_BYTES`] (mosquitto `max_packet_size`, see README), so such messages
+//! never reach the provider. rumqttc checks a packet's length from its fixed header and fails
+//! the whole connection when it is above the read limit, before the packet id is known: such a
+//! message can never be acknowledged, and with a persistent session and manual acks the broker
+//! sends it again on every reconnect, forever. So the provider reads packets up to
+//! [`READ_LIMIT_BYTES`] (four times the fleet's packet limit): anything a broker configured
+//! within that lets through is read whole, then refused by the frame-size check above and
+//! acknowledged. A broker configured without any limit may still deliver a larger packet: each
+//! such failure is counted (`tm_mqtt_oversized_packets_total`), logged at ERROR naming the fix
+//! (the broker's `max_packet_size`) and raises the `mqtt-packet-too-large` alert; after
+//! [`SHED_AFTER`] of them within [`SHED_WINDOW`] the provider connects once with a clean
+//! session, which makes the broker drop this provider's session and everything queued in it
+//! (`tm_mqtt_sessions_shed_total`), then reconnects with its persistent session and
+//! subscribes again. What is shed: readings (nothing is lost: a gateway keeps every reading
+//! until it holds a receipt, and sends it again), heartbeats (the next one follows within a
+//! minute) and command results (the command shows no result; issue it again), and whatever
+//! gateways publish between the clean and the persistent connection.
+//!
 //! The same connection carries the provider's messages to gateways outside the ingest path:
 //! [`MqttPublisher`] hands it to the command issuer (see [`crate::ops::commands`]).
 //!
@@ -30,19 +55,38 @@ use tokio_util::sync::CancellationToken;
 use super::Ingest;
 
 pub mod connect;
+mod handle;
 pub mod settings;
+pub mod stats;
 
 pub use connect::{MqttIngestConfig, MqttSetupError};
 pub use settings::{MqttFile, MqttSettings};
+pub use stats::{MqttStats, Refusal};
 
-/// The provider's MQTT connection as seen by code that publishes to gateways (commands). It
-/// holds the client while [`run`] runs, and nothing otherwise; cheap to clone.
+/// The largest packet the provider reads: well above [`topics::MAX_PACKET_BYTES`], so a
+/// message a broker lets through is refused and acknowledged instead of failing the connection.
+pub const READ_LIMIT_BYTES: usize = 4 * topics::MAX_PACKET_BYTES;
+/// Connections lost to packets above [`READ_LIMIT_BYTES`] within [`SHED_WINDOW`] before the
+/// broker's queue for this provider is shed.
+pub const SHED_AFTER: u32 = 3;
+/// See [`SHED_AFTER`].
+pub const SHED_WINDOW: Duration = Duration::from_secs(600);
+
+/// The provider's MQTT connection as seen by code outside the ingest: it publishes to gateways
+/// (commands), and tells operations what the connection counted ([`MqttStats`]). It holds the
+/// client while [`run`] runs, and nothing otherwise; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct MqttPublisher {
     client: Arc<RwLock<Option<AsyncClient>>>,
+    stats: Arc<MqttStats>,
 }
 
 impl MqttPublisher {
+    /// What the MQTT ingest counted since the provider started.
+    pub fn stats(&self) -> &MqttStats {
+        &self.stats
+    }
+
     fn set(&self, client: Option<AsyncClient>) {
         *self
             .client
@@ -83,7 +127,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES);
+        .set_max_packet_size(READ_LIMIT_BYTES, topics::MAX_PACKET_BYTES);
     if let Some((user, password)) = cfg.credentials {
         options.set_credentials(user, password);
     }
@@ -100,6 +144,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
     let worker = tokio::spawn(work(ingest, client.clone(), work_rx));
     let mut failures: u32 = 0;
+    let mut oversized = Oversized::default();
     loop {
         let event = tokio::select! {
             () = cancel.cancelled() => break,
@@ -108,6 +153,18 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
+                publisher.stats().connected();
+                if eventloop.mqtt_options.clean_session() {
+                    // The broker dropped the old session and its queue: back to a persistent
+                    // session, subscribed as usual.
+                    tracing::warn!(
+                        stage = "ingest",
+                        "MQTT ingest shed the broker's queue; reconnecting with the persistent session"
+                    );
+                    eventloop.mqtt_options.set_clean_session(false);
+                    eventloop.clean();
+                    continue;
+                }
                 tracing::info!(stage = "ingest", "MQTT ingest connected");
                 for filter in [
                     topics::ALL_READINGS,
@@ -129,7 +186,18 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 failures = failures.saturating_add(1);
                 let ceiling = 100u64 << failures.min(6);
                 let delay = Duration::from_millis(jitter(ceiling));
-                if is_tls_refusal(&e) {
+                if is_oversized(&e) {
+                    publisher.stats().oversized(chrono::Utc::now());
+                    tracing::error!(stage = "ingest", error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
+                    if oversized.failed(std::time::Instant::now()) {
+                        publisher.stats().shed();
+                        tracing::error!(
+                            stage = "ingest",
+                            "MQTT ingest reconnecting once with a clean session: the broker drops what it queued for this provider (gateways resend readings without a receipt)"
+                        );
+                        eventloop.mqtt_options.set_clean_session(true);
+                    }
+                } else if is_tls_refusal(&e) {
                     tracing::error!(stage = "ingest", error = %e, "MQTT ingest connection failed: TLS refused; check mqtt.ca_file against the broker's certificate, and the client certificate when the broker requires one");
                 } else {
                     tracing::warn!(stage = "ingest", error = %e, "MQTT ingest connection failed");
@@ -145,6 +213,44 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     let _ = client.try_disconnect();
     drop(work_tx);
     worker.abort();
+}
+
+/// Connection failures on packets above [`READ_LIMIT_BYTES`].
+#[derive(Debug, Default)]
+struct Oversized {
+    since: Option<std::time::Instant>,
+    count: u32,
+}
+
+impl Oversized {
+    /// Counts one at `now`; true when the queue is to be shed (then starts over).
+    fn failed(&mut self, now: std::time::Instant) -> bool {
+        if self
+            .since
+            .is_none_or(|s| now.duration_since(s) > SHED_WINDOW)
+        {
+            *self = Self {
+                since: Some(now),
+                count: 0,
+            };
+        }
+        self.count += 1;
+        if self.count >= SHED_AFTER {
+            *self = Self::default();
+            return true;
+        }
+        false
+    }
+}
+
+/// Whether a connection failed on a packet above the read limit.
+fn is_oversized(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(_)
+        ))
+    )
 }
 
 /// Whether a connection failed because TLS refused it: the broker's certificate does not
@@ -188,67 +294,12 @@ async fn work(ingest: Ingest, client: AsyncClient, mut rx: mpsc::Receiver<Publis
         }
         let (ingest, client) = (ingest.clone(), client.clone());
         running.spawn(async move {
-            handle(&ingest, &client, &p).await;
+            handle::handle(&ingest, &client, &p).await;
             let _ = client.ack(&p).await;
         });
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
-}
-
-async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
-    let Some((gateway, leaf)) = topics::parse(&p.topic) else {
-        tracing::warn!(stage = "ingest", "message on an unexpected topic ignored");
-        return;
-    };
-    let signer_matches = tm_protocol::Frame::parse(&p.payload)
-        .map(|f| f.signer() == gateway.as_str())
-        .unwrap_or(true);
-    if !signer_matches {
-        tracing::warn!(stage = "ingest", gateway = %gateway, "frame signed by another gateway than its topic; refused");
-        return;
-    }
-    match leaf {
-        "readings" => match ingest.readings(&p.payload, None).await {
-            Ok(done) => {
-                if let Err(e) = client
-                    .publish(
-                        topics::receipts(&gateway),
-                        QoS::AtLeastOnce,
-                        false,
-                        done.receipt_frame,
-                    )
-                    .await
-                {
-                    tracing::warn!(stage = "ingest", error = %e, "receipt not published; the gateway will resend");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "batch refused")
-            }
-        },
-        "heartbeat" => {
-            if let Err(e) = ingest.heartbeat(&p.payload).await {
-                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "heartbeat refused");
-            }
-        }
-        "command-results" => {
-            if let Err(e) = ingest.command_result(&p.payload).await {
-                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "command result refused");
-            }
-        }
-        "status" => {
-            let (db, id, payload) = (ingest.db().clone(), gateway.to_string(), p.payload.clone());
-            let now = chrono::Utc::now();
-            if let Err(e) = db
-                .write(move |c| crate::ops::health::record_status(c, &id, &payload, now))
-                .await
-            {
-                tracing::warn!(stage = "ingest", error = %e, "gateway status not stored");
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]
@@ -257,6 +308,24 @@ mod tests {
 
     fn wrapped(e: rustls::Error) -> std::io::Error {
         std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn the_queue_is_shed_after_repeated_oversized_packets_only() {
+        let t0 = std::time::Instant::now();
+        let mut o = Oversized::default();
+        assert!(!o.failed(t0));
+        assert!(!o.failed(t0 + Duration::from_secs(1)));
+        assert!(o.failed(t0 + Duration::from_secs(2)));
+        // Starts over; failures far apart never shed.
+        assert!(!o.failed(t0 + Duration::from_secs(3)));
+        assert!(!o.failed(t0 + Duration::from_secs(700)));
+        assert!(!o.failed(t0 + Duration::from_secs(1400)));
+        let too_large = ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(READ_LIMIT_BYTES + 1),
+        ));
+        assert!(is_oversized(&too_large));
+        assert!(!is_oversized(&ConnectionError::NetworkTimeout));
     }
 
     #[test]

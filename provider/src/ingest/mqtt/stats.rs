@@ -1,0 +1,199 @@
+//! What the MQTT ingest counts: messages refused (by reason), connections made, connections
+//! lost to a packet above the provider's read limit, and broker queues shed. The counters live
+//! in memory, per provider instance, from its start (`/metrics` shows them as counters, which
+//! Prometheus expects to restart at zero); the recent refusals and oversized packets are kept,
+//! bounded, for the alert evaluator ([`crate::ops::alerts`]).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::ingest::IngestError;
+
+/// Why a message was refused. Every refused message is still acknowledged to the broker, once,
+/// so it is never delivered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Not a topic of the protocol (for example a gateway id that is not a slug).
+    WrongTopic,
+    /// The frame is signed by another gateway than the one its topic names.
+    SignerMismatch,
+    /// The signer is not an enrolled gateway.
+    UnknownGateway,
+    /// The gateway is revoked or unbound.
+    InactiveGateway,
+    /// The signature does not verify against the enrolled key.
+    BadSignature,
+    /// Not a frame, not the expected message, or the message names another gateway or batch.
+    Malformed,
+    /// Larger than a frame may be.
+    TooLarge,
+    /// A verified status of an older connection than the latest one seen: it changes nothing.
+    StaleStatus,
+}
+
+impl Refusal {
+    /// Every reason (metrics list each, even at zero).
+    pub const ALL: [Self; 8] = [
+        Self::WrongTopic,
+        Self::SignerMismatch,
+        Self::UnknownGateway,
+        Self::InactiveGateway,
+        Self::BadSignature,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::StaleStatus,
+    ];
+
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WrongTopic => "wrong-topic",
+            Self::SignerMismatch => "signer-mismatch",
+            Self::UnknownGateway => "unknown-gateway",
+            Self::InactiveGateway => "inactive-gateway",
+            Self::BadSignature => "bad-signature",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too-large",
+            Self::StaleStatus => "stale-status",
+        }
+    }
+
+    /// The refusal an ingest error stands for; `None` for a store failure (not the message's
+    /// fault: the gateway sends it again).
+    pub fn of(e: &IngestError) -> Option<Self> {
+        Some(match e {
+            IngestError::Malformed(_) | IngestError::Mismatch(_) => Self::Malformed,
+            IngestError::TooLarge(_) => Self::TooLarge,
+            IngestError::UnknownGateway => Self::UnknownGateway,
+            IngestError::NotActive(_) => Self::InactiveGateway,
+            IngestError::BadSignature => Self::BadSignature,
+            IngestError::Store(_) | IngestError::Commit(_) => return None,
+        })
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// How far back the recent events reach (the alert window).
+pub const RECENT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
+/// Most recent events kept of each sort.
+const RECENT_MAX: usize = 1024;
+
+/// The counters; shared by the ingest, `/metrics` and the alert evaluator.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    refused: [AtomicU64; Refusal::ALL.len()],
+    connections: AtomicU64,
+    oversized: AtomicU64,
+    shed: AtomicU64,
+    recent_refused: Mutex<VecDeque<DateTime<Utc>>>,
+    recent_oversized: Mutex<VecDeque<DateTime<Utc>>>,
+}
+
+/// The events of the last [`RECENT_WINDOW`], for the alert evaluator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttActivity {
+    /// When messages were refused.
+    pub refused: Vec<DateTime<Utc>>,
+    /// When the connection failed on a packet above the read limit.
+    pub oversized: Vec<DateTime<Utc>>,
+}
+
+fn remember(list: &Mutex<VecDeque<DateTime<Utc>>>, at: DateTime<Utc>) {
+    let mut list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while list
+        .front()
+        .is_some_and(|t| *t < at - RECENT_WINDOW || list.len() >= RECENT_MAX)
+    {
+        list.pop_front();
+    }
+    list.push_back(at);
+}
+
+fn recent(list: &Mutex<VecDeque<DateTime<Utc>>>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    list.iter()
+        .copied()
+        .filter(|t| *t >= now - RECENT_WINDOW)
+        .collect()
+}
+
+impl MqttStats {
+    /// Counts a refused message.
+    pub fn refused(&self, reason: Refusal, at: DateTime<Utc>) {
+        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+        remember(&self.recent_refused, at);
+    }
+
+    /// Counts a CONNACK.
+    pub fn connected(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection lost to a packet above the read limit.
+    pub fn oversized(&self, at: DateTime<Utc>) {
+        self.oversized.fetch_add(1, Ordering::Relaxed);
+        remember(&self.recent_oversized, at);
+    }
+
+    /// Counts a broker queue shed (a reconnect with a clean session).
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages refused for `reason` since start.
+    pub fn refused_total(&self, reason: Refusal) -> u64 {
+        self.refused[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// `(connections, oversized packets, queues shed)` since start.
+    pub fn connection_totals(&self) -> (u64, u64, u64) {
+        (
+            self.connections.load(Ordering::Relaxed),
+            self.oversized.load(Ordering::Relaxed),
+            self.shed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The events of the last [`RECENT_WINDOW`] before `now`.
+    pub fn activity(&self, now: DateTime<Utc>) -> MqttActivity {
+        MqttActivity {
+            refused: recent(&self.recent_refused, now),
+            oversized: recent(&self.recent_oversized, now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_reason_and_keeps_only_the_recent_window() {
+        let stats = MqttStats::default();
+        let t0 = Utc::now();
+        stats.refused(Refusal::TooLarge, t0 - chrono::Duration::hours(1));
+        stats.refused(Refusal::TooLarge, t0);
+        stats.refused(Refusal::WrongTopic, t0);
+        stats.oversized(t0);
+        assert_eq!(stats.refused_total(Refusal::TooLarge), 2);
+        assert_eq!(stats.refused_total(Refusal::WrongTopic), 1);
+        assert_eq!(stats.refused_total(Refusal::Malformed), 0);
+        let activity = stats.activity(t0);
+        assert_eq!((activity.refused.len(), activity.oversized.len()), (2, 1));
+        assert!(stats.activity(t0 + RECENT_WINDOW * 2).refused.is_empty());
+        for _ in 0..RECENT_MAX * 2 {
+            stats.refused(Refusal::Malformed, t0);
+        }
+        assert_eq!(stats.activity(t0).refused.len(), RECENT_MAX);
+    }
+}
