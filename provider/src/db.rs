@@ -199,6 +199,34 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE ops_commands ADD COLUMN finished_at TEXT;
     ALTER TABLE ops_commands ADD COLUMN reported_at TEXT;
     "#,
+    // 8: readings unique per session, enforced by the store: a UNIQUE key on
+    // (telemonitoring_id, reading_id) replaces the global de-duplication through the id-prefix
+    // index, so a reading id stored for one patient never hides another patient's reading.
+    // The key covers the whole id (a prefix cannot be UNIQUE); the ingest writer inserts with
+    // ON CONFLICT DO NOTHING and tells stored from duplicate by the affected-row count.
+    r#"
+    CREATE TABLE readings_per_session (
+        reading_id        TEXT NOT NULL,
+        gateway_id        TEXT NOT NULL,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        batch_id          TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        effective_time    TEXT NOT NULL,
+        received_at       TEXT NOT NULL,
+        ingested_at       TEXT NOT NULL,
+        payload           TEXT NOT NULL,
+        UNIQUE (telemonitoring_id, reading_id)
+    );
+    -- Row ids are kept: session_outputs.published_through refers to them. Ids were unique
+    -- across the store until now, so no row conflicts here.
+    INSERT INTO readings_per_session (rowid, reading_id, gateway_id, telemonitoring_id,
+        batch_id, kind, effective_time, received_at, ingested_at, payload)
+        SELECT rowid, reading_id, gateway_id, telemonitoring_id, batch_id, kind, effective_time,
+        received_at, ingested_at, payload FROM readings ORDER BY rowid;
+    DROP TABLE readings;
+    ALTER TABLE readings_per_session RENAME TO readings;
+    CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).
@@ -363,5 +391,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn the_store_keeps_a_reading_once_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("provider.db")).unwrap();
+        let err = db
+            .write(|c| {
+                for session in ["tm-a", "tm-b"] {
+                    c.execute(
+                        "INSERT INTO sessions (telemonitoring_id, patient_id, prescriber_id, \
+                         status, created_at, updated_at) VALUES (?1, 'p', 'rx', 'accepted', '', '')",
+                        [session],
+                    )?;
+                }
+                let insert = "INSERT INTO readings (reading_id, gateway_id, telemonitoring_id, \
+                    batch_id, kind, effective_time, received_at, ingested_at, payload) \
+                    VALUES (?1, 'gw', ?2, 'b', 'glucose', '', '', '', '{}')";
+                let id = "ab".repeat(32);
+                c.execute(insert, [id.as_str(), "tm-a"])?;
+                // The same id under another session is another patient's reading.
+                c.execute(insert, [id.as_str(), "tm-b"])?;
+                c.execute(insert, [id.as_str(), "tm-a"])
+            })
+            .await
+            .unwrap_err();
+        let DbError::Sqlite { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{source}"
+        );
     }
 }
