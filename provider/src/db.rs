@@ -287,6 +287,7 @@ impl Db {
             .map_err(err)?;
         configure(&conn).map_err(err)?;
         migrate(&mut conn).map_err(err)?;
+        identify(&conn).map_err(err)?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
@@ -296,6 +297,20 @@ impl Db {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's id: random, written once when the store is created (see
+    /// [`crate::store_id`]).
+    pub fn store_id(&self) -> Result<String, DbError> {
+        let conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.query_row(SELECT_STORE_ID, [], |r| r.get(0))
+            .map_err(|source| DbError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Runs `f` with the single writer connection on a blocking thread.
@@ -339,6 +354,27 @@ impl Db {
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
     }
+}
+
+const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";
+
+/// Gives the store its id once: a new store at creation, a store from before store ids at its
+/// first open by this version. Kept beside `schema_migrations`, outside [`MIGRATIONS`]: it
+/// belongs to the file, not to a feature.
+fn identify(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS store_identity (store_id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
+    )?;
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| rusqlite::Error::InvalidQuery)?;
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        "INSERT INTO store_identity (store_id, created_at) SELECT ?1, ?2 \
+         WHERE NOT EXISTS (SELECT 1 FROM store_identity)",
+        rusqlite::params![id, chrono::Utc::now().to_rfc3339()],
+    )?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -425,5 +461,16 @@ mod tests {
             Some(rusqlite::ErrorCode::ConstraintViolation),
             "{source}"
         );
+    }
+
+    #[test]
+    fn a_store_gets_its_id_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provider.db");
+        let id = Db::open(&path).unwrap().store_id().unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(Db::open(&path).unwrap().store_id().unwrap(), id);
+        let other = Db::open(&dir.path().join("other.db")).unwrap();
+        assert_ne!(other.store_id().unwrap(), id);
     }
 }
