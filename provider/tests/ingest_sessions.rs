@@ -151,7 +151,10 @@ async fn another_sessions_reading_ids_hide_nothing_and_a_resend_is_named_duplica
     );
     for (id, before) in ids.iter().zip(&before) {
         let rows = rows_of(&s, id.as_str()).await;
-        let sessions: Vec<_> = rows.iter().map(|(t, g, _)| (t.as_str(), g.as_str())).collect();
+        let sessions: Vec<_> = rows
+            .iter()
+            .map(|(t, g, _)| (t.as_str(), g.as_str()))
+            .collect();
         assert_eq!(
             sessions,
             [("tm-a", a.id.as_str()), ("tm-b", b.id.as_str())],
@@ -203,7 +206,9 @@ async fn a_reading_received_a_day_ahead_is_rejected_with_the_reason() {
     assert_eq!(receipt.rejected.len(), 1, "{receipt:?}");
     assert_eq!(receipt.rejected[0].reading_id, ahead.reading_id);
     assert!(
-        receipt.rejected[0].reason.contains("received in the future"),
+        receipt.rejected[0]
+            .reason
+            .contains("received in the future"),
         "{receipt:?}"
     );
     assert_eq!(rows_of(&s, normal.reading_id.as_str()).await.len(), 1);

@@ -148,9 +148,16 @@ fn a_zero_length_database_after_serving_is_refused_and_left_alone() {
     assert!(log.contains("is an empty file"), "{log}");
     assert!(log.contains(&recorded), "names the store it served: {log}");
     assert!(log.contains(&db.display().to_string()), "{log}");
-    assert!(log.contains("restore the database from its backup"), "{log}");
+    assert!(
+        log.contains("restore the database from its backup"),
+        "{log}"
+    );
     assert!(log.contains("--accept-new-store"), "{log}");
-    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "the file is untouched");
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "the file is untouched"
+    );
     assert_eq!(store_id_of(dir.path()), recorded, "the record is untouched");
 }
 
@@ -164,8 +171,15 @@ fn another_providers_store_is_refused_with_both_ids() {
     let (our_id, their_id) = (store_id_of(ours.path()), store_id_of(theirs.path()));
     assert_ne!(our_id, their_id);
     assert!(log.contains(&our_id) && log.contains(&their_id), "{log}");
-    assert!(log.contains("restore the database from its backup"), "{log}");
-    assert_eq!(std::fs::read(&db).unwrap(), foreign, "the file is untouched");
+    assert!(
+        log.contains("restore the database from its backup"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        foreign,
+        "the file is untouched"
+    );
 }
 
 #[test]
@@ -175,11 +189,19 @@ fn a_file_of_garbage_is_refused_by_the_check() {
     let db = reset_to(dir.path(), &garbage);
     let log = refused(dir.path(), &[]);
     assert!(log.contains("damaged or not a database"), "{log}");
-    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
     // Not even the explicit flag serves a damaged file.
     let log = refused(dir.path(), &["--accept-new-store"]);
     assert!(log.contains("damaged or not a database"), "{log}");
-    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
 }
 
 #[test]

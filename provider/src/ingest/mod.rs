@@ -181,8 +181,7 @@ impl Ingest {
             .commit(&self.db, job)
             .await?
             .map_err(IngestError::NotActive)?;
-        if !receipt.duplicates.is_empty() || !receipt.rejected.is_empty() || device_time_ahead > 0
-        {
+        if !receipt.duplicates.is_empty() || !receipt.rejected.is_empty() || device_time_ahead > 0 {
             tracing::info!(
                 stage = "ingest",
                 gateway = %gateway_id,
