@@ -185,7 +185,7 @@ fn another_providers_store_is_refused_with_both_ids() {
 #[test]
 fn a_file_of_garbage_is_refused_by_the_check() {
     let dir = served_once();
-    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
     let db = reset_to(dir.path(), &garbage);
     let log = refused(dir.path(), &[]);
     assert!(log.contains("damaged or not a database"), "{log}");
