@@ -285,10 +285,17 @@ pub struct Receipt {
     pub v: u16,
     /// The batch this answers.
     pub batch_id: BatchId,
-    /// Committed (now or earlier: a duplicate is accepted again, never stored twice).
+    /// Committed (now or earlier: a duplicate is accepted again, never stored twice). Every
+    /// reading named here may be settled by the gateway.
     pub accepted: Vec<ReadingId>,
     /// Refused for good, each with the reason; the gateway keeps them visible, never retries.
     pub rejected: Vec<Rejection>,
+    /// The accepted readings that were already stored for the gateway's session before this
+    /// batch (a re-sent reading, a replayed batch): also listed in `accepted`, named here so
+    /// "already had it" is told apart from "stored now". Left out of the JSON when empty, so a
+    /// receipt without duplicates has the same bytes as before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<ReadingId>,
 }
 
 /// A reading the provider refused, and why.

@@ -133,6 +133,14 @@ fn every_message_round_trips() {
             reading_id: reading(2).reading_id,
             reason: "device not bound to this session".into(),
         }],
+        duplicates: vec![],
+    });
+    round_trip(&Receipt {
+        v: PROTOCOL_VERSION,
+        batch_id: BatchId::new("b-0002").unwrap(),
+        accepted: vec![reading(1).reading_id, reading(3).reading_id],
+        rejected: vec![],
+        duplicates: vec![reading(3).reading_id],
     });
     round_trip(&heartbeat());
     for action in [
@@ -204,6 +212,30 @@ fn wire_shape_is_readable_json() {
     assert_eq!(r["components"][1]["original"]["unit"], "kPa");
     assert_eq!(r["raw"], "HngAUABaAAA=");
     assert_eq!(r["effective_time"], "2026-05-05T18:53:20+02:00");
+}
+
+/// A receipt without duplicates has exactly the bytes it had before `duplicates` existed, and
+/// such a receipt (from an older provider) still decodes; duplicates are named when present.
+#[test]
+fn receipt_names_duplicates_only_when_there_are_some() {
+    let id = reading(1).reading_id;
+    let plain = Receipt {
+        v: PROTOCOL_VERSION,
+        batch_id: BatchId::new("b-0001").unwrap(),
+        accepted: vec![id.clone()],
+        rejected: vec![],
+        duplicates: vec![],
+    };
+    let before = format!(r#"{{"v":1,"batch_id":"b-0001","accepted":["{id}"],"rejected":[]}}"#);
+    assert_eq!(String::from_utf8(encode(&plain)).unwrap(), before);
+    assert_eq!(decode::<Receipt>(before.as_bytes()).unwrap(), plain);
+    let dup = Receipt {
+        duplicates: vec![id.clone()],
+        ..plain
+    };
+    let json: serde_json::Value = serde_json::from_slice(&encode(&dup)).unwrap();
+    assert_eq!(json["duplicates"][0], id.as_str());
+    assert_eq!(json["accepted"][0], id.as_str());
 }
 
 #[test]

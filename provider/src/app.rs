@@ -22,6 +22,9 @@ pub enum StartError {
     /// The store.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    /// The store is not the one this provider serves, or is damaged.
+    #[error(transparent)]
+    StoreId(#[from] crate::store_id::StoreIdError),
     /// The provider key.
     #[error(transparent)]
     Key(#[from] tm_protocol::IdentityError),
@@ -70,10 +73,14 @@ impl Assembly {
     }
 }
 
-/// Opens the store, loads (or creates, mode 0600) the provider key and the attachment key,
-/// builds the HUB client, the ingest and the session updater.
+/// Checks that the store is the one this provider serves and is healthy
+/// ([`crate::store_id::check`]), opens it, loads (or creates, mode 0600) the provider key and
+/// the attachment key, builds the HUB client, the ingest and the session updater.
 pub fn assemble(config: Config) -> Result<Assembly, StartError> {
+    let record = crate::store_id::record_path(&config.key_file);
+    crate::store_id::check(&config.database, &record, config.accept_new_store)?;
     let db = Db::open(&config.database)?;
+    crate::store_id::confirm(&record, &db.store_id()?)?;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
     let uri_key = crate::publish::settings::load_or_create_uri_key(&config.attachments.key_file)?;
     let options = config.attachments.output_options(&config.public_url);

@@ -95,8 +95,12 @@ pub struct Config {
     pub hub: Option<HubSection>,
     /// `[enrollment]`.
     pub enrollment: EnrollmentSection,
-    /// Signing key file.
+    /// Signing key file (the id of the store it serves is recorded beside it, see
+    /// [`crate::store_id`]).
     pub key_file: PathBuf,
+    /// Serve the store even when it is not the one recorded (`serve --accept-new-store`; not
+    /// in the file: a one-time decision, never a standing setting).
+    pub accept_new_store: bool,
     /// `[mqtt]`, validated (URL, TLS files named in pairs); its files are read at start.
     pub mqtt: Option<MqttSettings>,
     /// `[attachments]`.
@@ -148,6 +152,7 @@ impl TryFrom<ConfigFile> for Config {
             hub: f.hub,
             enrollment: f.enrollment,
             key_file,
+            accept_new_store: false,
             mqtt,
             attachments,
             ops: f.ops,

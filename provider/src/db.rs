@@ -216,6 +216,34 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE ops_gateway_health ADD COLUMN mqtt_status_connection INTEGER;
     "#,
+    // 10: readings unique per session, enforced by the store: a UNIQUE key on
+    // (telemonitoring_id, reading_id) replaces the global de-duplication through the id-prefix
+    // index, so a reading id stored for one patient never hides another patient's reading.
+    // The key covers the whole id (a prefix cannot be UNIQUE); the ingest writer inserts with
+    // ON CONFLICT DO NOTHING and tells stored from duplicate by the affected-row count.
+    r#"
+    CREATE TABLE readings_per_session (
+        reading_id        TEXT NOT NULL,
+        gateway_id        TEXT NOT NULL,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        batch_id          TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        effective_time    TEXT NOT NULL,
+        received_at       TEXT NOT NULL,
+        ingested_at       TEXT NOT NULL,
+        payload           TEXT NOT NULL,
+        UNIQUE (telemonitoring_id, reading_id)
+    );
+    -- Row ids are kept: session_outputs.published_through refers to them. Ids were unique
+    -- across the store until now, so no row conflicts here.
+    INSERT INTO readings_per_session (rowid, reading_id, gateway_id, telemonitoring_id,
+        batch_id, kind, effective_time, received_at, ingested_at, payload)
+        SELECT rowid, reading_id, gateway_id, telemonitoring_id, batch_id, kind, effective_time,
+        received_at, ingested_at, payload FROM readings ORDER BY rowid;
+    DROP TABLE readings;
+    ALTER TABLE readings_per_session RENAME TO readings;
+    CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).
@@ -276,6 +304,7 @@ impl Db {
             .map_err(err)?;
         configure(&conn).map_err(err)?;
         migrate(&mut conn).map_err(err)?;
+        identify(&conn).map_err(err)?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
@@ -285,6 +314,20 @@ impl Db {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's id: random, written once when the store is created (see
+    /// [`crate::store_id`]).
+    pub fn store_id(&self) -> Result<String, DbError> {
+        let conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.query_row(SELECT_STORE_ID, [], |r| r.get(0))
+            .map_err(|source| DbError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Runs `f` with the single writer connection on a blocking thread.
@@ -328,6 +371,27 @@ impl Db {
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
     }
+}
+
+const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";
+
+/// Gives the store its id once: a new store at creation, a store from before store ids at its
+/// first open by this version. Kept beside `schema_migrations`, outside [`MIGRATIONS`]: it
+/// belongs to the file, not to a feature.
+fn identify(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS store_identity (store_id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
+    )?;
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| rusqlite::Error::InvalidQuery)?;
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        "INSERT INTO store_identity (store_id, created_at) SELECT ?1, ?2 \
+         WHERE NOT EXISTS (SELECT 1 FROM store_identity)",
+        rusqlite::params![id, chrono::Utc::now().to_rfc3339()],
+    )?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -380,5 +444,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn the_store_keeps_a_reading_once_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("provider.db")).unwrap();
+        let err = db
+            .write(|c| {
+                for session in ["tm-a", "tm-b"] {
+                    c.execute(
+                        "INSERT INTO sessions (telemonitoring_id, patient_id, prescriber_id, \
+                         status, created_at, updated_at) VALUES (?1, 'p', 'rx', 'accepted', '', '')",
+                        [session],
+                    )?;
+                }
+                let insert = "INSERT INTO readings (reading_id, gateway_id, telemonitoring_id, \
+                    batch_id, kind, effective_time, received_at, ingested_at, payload) \
+                    VALUES (?1, 'gw', ?2, 'b', 'glucose', '', '', '', '{}')";
+                let id = "ab".repeat(32);
+                c.execute(insert, [id.as_str(), "tm-a"])?;
+                // The same id under another session is another patient's reading.
+                c.execute(insert, [id.as_str(), "tm-b"])?;
+                c.execute(insert, [id.as_str(), "tm-a"])
+            })
+            .await
+            .unwrap_err();
+        let DbError::Sqlite { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{source}"
+        );
+    }
+
+    #[test]
+    fn a_store_gets_its_id_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provider.db");
+        let id = Db::open(&path).unwrap().store_id().unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(Db::open(&path).unwrap().store_id().unwrap(), id);
+        let other = Db::open(&dir.path().join("other.db")).unwrap();
+        assert_ne!(other.store_id().unwrap(), id);
     }
 }

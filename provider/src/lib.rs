@@ -47,6 +47,7 @@ pub mod outputs;
 pub mod portal;
 pub mod publish;
 pub mod sessions;
+pub mod store_id;
 
 /// Installs ring as the process's rustls provider (never aws-lc); harmless when already done.
 pub fn install_crypto_provider() {

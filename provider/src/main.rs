@@ -26,7 +26,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve,
+    Serve {
+        /// Serve the configured database even though it is not the store this provider served
+        /// (an empty, reset or other provider's store; see the README, "Store identity"). The
+        /// provider then records it as its store. Without it, such a start is refused.
+        #[arg(long)]
+        accept_new_store: bool,
+    },
     /// Print a session's current FHIR attachment (the published Bundle the EHR downloads);
     /// reads the store, no server needed.
     ExportFhir {
@@ -47,8 +53,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => {
-            let config = tm_provider::config::Config::load(&cli.config)?;
+        Command::Serve { accept_new_store } => {
+            let mut config = tm_provider::config::Config::load(&cli.config)?;
+            config.accept_new_store = accept_new_store;
             let listen = config.listen;
             let limits = config.http;
             let certificates = config

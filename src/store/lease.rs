@@ -10,6 +10,10 @@
 //! restart, a duplicate receipt) falls back to the lookup by `reading_id`, so the outcome is the
 //! same either way.
 //!
+//! A reading the receipt names as a duplicate (the provider already had it for this gateway's
+//! session) is also in `accepted` and settles as acknowledged; [`SettleOutcome::duplicates`]
+//! counts them so the sync log can say how many were sent twice.
+//!
 //! Lease and receipt bookkeeping commits with `synchronous=NORMAL` (see [`Outbox::relaxed`]).
 
 use std::collections::VecDeque;
@@ -49,6 +53,9 @@ pub struct SettleOutcome {
     pub acknowledged: usize,
     /// Rows newly rejected.
     pub rejected: usize,
+    /// Of the rows newly acknowledged, those the provider already had (a reading sent twice:
+    /// the receipt names it as a duplicate). Settled like the others.
+    pub duplicates: usize,
 }
 
 /// Leases remembered for settling by row id; older ones are forgotten (their receipts settle
@@ -214,6 +221,8 @@ impl Outbox {
         };
         let tx = self.conn.transaction().map_err(&err)?;
         let mut out = SettleOutcome::default();
+        let duplicates: std::collections::HashSet<&str> =
+            receipt.duplicates.iter().map(|id| id.as_str()).collect();
         {
             let mut ack_row = tx.prepare(ACKNOWLEDGE_ROW).map_err(&err)?;
             let mut ack = tx.prepare(ACKNOWLEDGE).map_err(&err)?;
@@ -223,10 +232,14 @@ impl Outbox {
                     Some(row) => ack_row.execute(params![row, id, now]).map_err(&err)?,
                     None => 0,
                 };
-                out.acknowledged += match by_row {
+                let n = match by_row {
                     0 => ack.execute(params![id, now]).map_err(&err)?,
                     n => n,
                 };
+                out.acknowledged += n;
+                if duplicates.contains(id) {
+                    out.duplicates += n;
+                }
             }
             let mut reject_row = tx.prepare(REJECT_ROW).map_err(&err)?;
             let mut reject = tx.prepare(REJECT_ONE).map_err(&err)?;

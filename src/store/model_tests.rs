@@ -64,6 +64,7 @@ fn receipt_for(batch: &BatchId, ids: &[String], k: usize) -> Receipt {
         batch_id: batch.clone(),
         accepted,
         rejected,
+        duplicates: vec![],
     }
 }
 

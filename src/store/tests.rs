@@ -108,6 +108,7 @@ fn at_the_quota_acknowledged_rows_go_first_then_new_readings_are_refused_loudly(
                 batch_id: b.batch_id,
                 accepted: ids,
                 rejected: vec![],
+                duplicates: vec![],
             })
             .unwrap();
     }
@@ -162,4 +163,47 @@ async fn the_writer_group_commits_stash_requests_and_keeps_quarantined_bytes() {
     drop((stash, handle));
     forward.await.unwrap();
     thread.join().unwrap();
+}
+
+#[test]
+fn readings_the_provider_already_had_settle_as_acknowledged_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut outbox, _) = Outbox::open(&dir.path().join(FILE_NAME), 1 << 30).unwrap();
+    outbox.stash(&[&readings(0..4)]).unwrap();
+    let b = outbox
+        .lease(LeaseLimits {
+            max_readings: 10,
+            max_bytes: 1 << 20,
+            live_lane: 0,
+        })
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = b
+        .readings
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<tm_protocol::Reading>(p)
+                .unwrap()
+                .reading_id
+        })
+        .collect();
+    let receipt = tm_protocol::Receipt {
+        v: tm_protocol::PROTOCOL_VERSION,
+        batch_id: b.batch_id,
+        accepted: ids.clone(),
+        rejected: vec![],
+        duplicates: ids[..3].to_vec(),
+    };
+    let outcome = outbox.settle(&receipt).unwrap();
+    assert_eq!(
+        outcome,
+        SettleOutcome {
+            acknowledged: 4,
+            rejected: 0,
+            duplicates: 3,
+        }
+    );
+    assert_eq!(outbox.status().unwrap().pending, 0);
+    // The same receipt again changes nothing and counts nothing.
+    assert_eq!(outbox.settle(&receipt).unwrap(), SettleOutcome::default());
 }

@@ -106,7 +106,7 @@ impl Syncer {
                     let Ok((batch, result)) = joined else { continue };
                     match result {
                         Ok(receipt) => {
-                            self.outbox.settle(receipt).await?;
+                            log_settled(&self.outbox.settle(receipt).await?);
                             backoff.reset();
                             if had_error {
                                 had_error = false;
@@ -133,7 +133,7 @@ impl Syncer {
                     }
                 }
                 Some(receipt) = recv_orphan(&mut orphans) => {
-                    self.outbox.settle(receipt).await?;
+                    log_settled(&self.outbox.settle(receipt).await?);
                 }
                 () = self.resync.notified() => {
                     tracing::info!(stage = "sync", "re-sync requested by the provider");
@@ -154,5 +154,17 @@ async fn recv_orphan(orphans: &mut Option<mpsc::Receiver<Receipt>>) -> Option<Re
     match orphans {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Says, without naming any reading, how many of a receipt's readings the provider already had.
+fn log_settled(outcome: &crate::store::SettleOutcome) {
+    if outcome.duplicates > 0 {
+        tracing::info!(
+            stage = "sync",
+            acknowledged = outcome.acknowledged,
+            duplicates = outcome.duplicates,
+            "provider already had some readings of this batch; settled as acknowledged"
+        );
     }
 }

@@ -8,11 +8,15 @@
 //! 2. verify the Ed25519 signature over the exact bytes received, *before* parsing the JSON;
 //! 3. decode the batch strictly (limits, unknown fields) and check it names its signer;
 //! 4. per reading: refuse readings outside the gateway's session (received before the gateway
-//!    was enrolled on it); insert the rest unless their `reading_id` is already stored, so a
-//!    replayed batch or a re-sent reading changes nothing;
+//!    was enrolled on it) and readings received in the future (more than ten minutes ahead of
+//!    the provider's clock); insert the rest unless the gateway's session already has their
+//!    `reading_id` (a UNIQUE key per session in the store: a replayed batch or a re-sent
+//!    reading changes nothing, and an id stored under another session hides nothing there);
+//!    a device time far in the future is stored and counted in a warning (see [`store`]);
 //! 5. commit (WAL, `synchronous=FULL`; batches arriving during a commit share the next one,
 //!    see [`group_commit`]), and only then build the receipt, signed with the provider key,
-//!    naming every reading accepted (new or already stored) or rejected;
+//!    naming every reading accepted (new or already stored), which of those were already
+//!    stored (`duplicates`), and every reading rejected with its reason;
 //! 6. when new readings were stored, notify the session updater ([`crate::publish::updater`]):
 //!    a non-blocking send of the session id; the status and attachments follow there.
 //!
@@ -162,16 +166,40 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
+        let gateway_id = gateway.gateway_id.clone();
         let job = store::BatchJob {
             gateway: gateway.gateway_id,
             session: session.clone(),
             batch,
         };
-        let (receipt, inserted) = self
+        let store::Stored {
+            receipt,
+            inserted,
+            device_time_ahead,
+        } = self
             .commits
             .commit(&self.db, job)
             .await?
             .map_err(IngestError::NotActive)?;
+        if !receipt.duplicates.is_empty() || !receipt.rejected.is_empty() || device_time_ahead > 0 {
+            tracing::info!(
+                stage = "ingest",
+                gateway = %gateway_id,
+                inserted,
+                duplicates = receipt.duplicates.len(),
+                rejected = receipt.rejected.len(),
+                device_time_ahead,
+                "batch stored in part"
+            );
+        }
+        if device_time_ahead > 0 {
+            tracing::warn!(
+                stage = "ingest",
+                gateway = %gateway_id,
+                readings = device_time_ahead,
+                "stored readings whose device time is more than 10 minutes ahead of the provider's clock; check the device clock"
+            );
+        }
         if inserted > 0
             && let Some(updates) = &self.updates
         {

@@ -1,17 +1,26 @@
-//! The ingest tables: `readings` (one row per `reading_id`, kept unique here: the table's
-//! index is on a prefix of the id, see migration 6) and `gateway_heartbeats`.
+//! The ingest tables: `readings` (one row per session and `reading_id`: the UNIQUE key of
+//! migration 10 keeps a reading once per session, so the same id under another session is
+//! another patient's reading and is stored there) and `gateway_heartbeats`.
+//!
+//! Times the gateway sends are checked against the provider's clock: a reading received
+//! before the gateway's enrollment or more than [`FUTURE_SKEW_MS`] ahead of the provider's
+//! clock is rejected in the receipt (the gateway's clock was wrong when it received it); a
+//! device time (`effective_time`) far in the future is stored, like a device time far in the
+//! past, because it is what the device measured and its `time_quality` says how far it can be
+//! trusted, and counted in the batch's log line.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use tm_protocol::{GatewayId, Heartbeat, PROTOCOL_VERSION, ReadingBatch, Receipt, Rejection};
 
 use crate::db::{Db, DbError};
 
-/// The id is looked up through the compact prefix index, then compared whole.
-const EXISTS: &str = "SELECT 1 FROM readings \
-    WHERE substr(reading_id, 1, 16) = substr(?1, 1, 16) AND reading_id = ?1";
+/// Stores the reading unless the session already has it: one affected row means stored, none
+/// means duplicate (the UNIQUE key on (telemonitoring_id, reading_id) decides, in the store).
 const INSERT_READING: &str = "INSERT INTO readings (reading_id, gateway_id, \
     telemonitoring_id, batch_id, kind, effective_time, received_at, ingested_at, payload) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    ON CONFLICT (telemonitoring_id, reading_id) DO NOTHING";
 const SESSION_OF: &str = "SELECT s.status, g.enrolled_at FROM gateways g \
     JOIN sessions s ON s.telemonitoring_id = g.telemonitoring_id \
     WHERE g.gateway_id = ?1 AND g.telemonitoring_id = ?2";
@@ -25,6 +34,17 @@ const ENDED: &[&str] = &["completed", "cancelled"];
 /// Clock skew tolerated between the gateway's receive time and its enrollment.
 const ENROLLMENT_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// How far ahead of the provider's clock a gateway's receive time may be. Gateways keep their
+/// clock with NTP and the provider too, so a few seconds is normal; ten minutes also covers a
+/// gateway that has not synchronised yet since boot. A reading received later than that cannot
+/// have been received yet: the gateway's clock is wrong, and stored it would sort after every
+/// real reading of the session and end its monitoring period in the future.
+pub(super) const FUTURE_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// The receipt's reason for a reading received in the future.
+pub(super) const RECEIVED_IN_FUTURE: &str = "received in the future: the gateway's clock was \
+    more than 10 minutes ahead of the provider's when it received the reading";
+
 /// A verified batch waiting to be committed.
 #[derive(Debug)]
 pub(super) struct BatchJob {
@@ -36,9 +56,20 @@ pub(super) struct BatchJob {
     pub batch: ReadingBatch,
 }
 
-/// What committing one batch gave: the receipt and how many readings were new, or why the
-/// gateway's readings are no longer taken.
-pub(super) type BatchOutcome = Result<(Receipt, usize), &'static str>;
+/// What committing one batch stored.
+#[derive(Debug)]
+pub(super) struct Stored {
+    /// The receipt to sign.
+    pub receipt: Receipt,
+    /// Readings newly stored.
+    pub inserted: usize,
+    /// Stored readings whose device time is more than [`FUTURE_SKEW_MS`] ahead of the
+    /// provider's clock.
+    pub device_time_ahead: usize,
+}
+
+/// What committing one batch gave, or why the gateway's readings are no longer taken.
+pub(super) type BatchOutcome = Result<Stored, &'static str>;
 
 /// Inserts the batches in one transaction (one fsync for all of them) and commits; the
 /// outcomes are in the order of `jobs`. Nothing is answered before this returns.
@@ -47,16 +78,15 @@ pub(super) fn commit_batches(
     jobs: &[BatchJob],
 ) -> rusqlite::Result<Vec<BatchOutcome>> {
     let tx = conn.transaction()?;
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = Utc::now();
     let mut outcomes = Vec::with_capacity(jobs.len());
     {
         let mut statements = Statements {
             session: tx.prepare(SESSION_OF)?,
-            exists: tx.prepare(EXISTS)?,
             insert: tx.prepare(INSERT_READING)?,
         };
         for job in jobs {
-            outcomes.push(insert_batch(&mut statements, job, &now)?);
+            outcomes.push(insert_batch(&mut statements, job, now)?);
         }
     }
     tx.commit()?;
@@ -65,14 +95,13 @@ pub(super) fn commit_batches(
 
 struct Statements<'c> {
     session: rusqlite::Statement<'c>,
-    exists: rusqlite::Statement<'c>,
     insert: rusqlite::Statement<'c>,
 }
 
 fn insert_batch(
     s: &mut Statements<'_>,
     job: &BatchJob,
-    now: &str,
+    now: DateTime<Utc>,
 ) -> rusqlite::Result<BatchOutcome> {
     let BatchJob {
         gateway,
@@ -93,9 +122,13 @@ fn insert_batch(
     }
     let enrolled_ms = chrono::DateTime::parse_from_rfc3339(&enrolled_at)
         .map_or(i64::MIN, |t| t.timestamp_millis());
+    let future_ms = now.timestamp_millis().saturating_add(FUTURE_SKEW_MS);
+    let ingested_at = now.to_rfc3339();
     let mut accepted = Vec::with_capacity(batch.readings.len());
     let mut rejected = Vec::new();
+    let mut duplicates = Vec::new();
     let mut inserted = 0;
+    let mut device_time_ahead = 0;
     for r in &batch.readings {
         if r.received_at.timestamp_millis() < enrolled_ms.saturating_sub(ENROLLMENT_SKEW_MS) {
             rejected.push(Rejection {
@@ -106,17 +139,21 @@ fn insert_batch(
             });
             continue;
         }
-        accepted.push(r.reading_id.clone());
-        if s.exists.exists([r.reading_id.as_str()])? {
+        if r.received_at.timestamp_millis() > future_ms {
+            rejected.push(Rejection {
+                reading_id: r.reading_id.clone(),
+                reason: RECEIVED_IN_FUTURE.into(),
+            });
             continue;
         }
+        accepted.push(r.reading_id.clone());
         let kind = serde_json::to_value(r.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         let payload = serde_json::to_string(r)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        inserted += s.insert.execute(params![
+        let stored = s.insert.execute(params![
             r.reading_id.as_str(),
             gateway.as_str(),
             session,
@@ -124,19 +161,29 @@ fn insert_batch(
             kind,
             r.effective_time.to_rfc3339(),
             r.received_at.to_rfc3339(),
-            now,
+            ingested_at,
             payload
         ])?;
+        if stored == 0 {
+            duplicates.push(r.reading_id.clone());
+            continue;
+        }
+        inserted += stored;
+        if r.effective_time.timestamp_millis() > future_ms {
+            device_time_ahead += 1;
+        }
     }
-    Ok(Ok((
-        Receipt {
+    Ok(Ok(Stored {
+        receipt: Receipt {
             v: PROTOCOL_VERSION,
             batch_id: batch.batch_id.clone(),
             accepted,
             rejected,
+            duplicates,
         },
         inserted,
-    )))
+        device_time_ahead,
+    }))
 }
 
 /// Keeps the latest heartbeat of the gateway.

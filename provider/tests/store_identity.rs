@@ -1,0 +1,239 @@
+//! The real `tm-provider serve` process refuses a store that is not the one it served: a
+//! database file reset to zero length, another provider's store, a file of garbage. Each time it
+//! exits non-zero with a message naming the database, the ids and what to do, and leaves the
+//! file as it was. The first start on nothing just runs, and `--accept-new-store` serves a new
+//! store on purpose and records it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A provider process; killed when dropped.
+struct Provider {
+    child: Child,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("provider.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             database = \"{db}\"\n",
+            db = dir.join("provider.db").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Provider {
+    let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+        .arg("--config")
+        .arg(config(dir, port))
+        .arg("serve")
+        .args(extra)
+        .env("TM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("provider.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Provider { child }
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("provider.log")).unwrap_or_default()
+}
+
+/// Starts the provider and waits (bounded) until it listens.
+fn serve(dir: &Path, extra: &[&str]) -> Provider {
+    let port = free_port();
+    let mut provider = spawn(dir, port, extra);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = provider.child.try_wait().unwrap() {
+            panic!("the provider exited ({status}): {}", log(dir));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider did not listen: {}",
+            log(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    provider
+}
+
+/// Stops the provider with SIGTERM (it closes the store: the WAL is checkpointed) and waits.
+fn stop(mut provider: Provider) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(provider.child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while provider.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the provider did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the provider and expects it to refuse: exit non-zero within the bound, without ever
+/// listening. Returns its log.
+fn refused(dir: &Path, extra: &[&str]) -> String {
+    let port = free_port();
+    let mut provider = spawn(dir, port, extra);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = provider.child.try_wait().unwrap() {
+            assert!(!status.success(), "exited 0: {}", log(dir));
+            return log(dir);
+        }
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the provider serves this store: {}",
+            log(dir)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the provider neither served nor exited: {}",
+            log(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A directory where a provider has served once and stopped cleanly.
+fn served_once() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    stop(serve(dir.path(), &[]));
+    dir
+}
+
+fn store_id_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("provider.store-id"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The database file, with its WAL and shared memory removed (what a reset leaves).
+fn reset_to(dir: &Path, bytes: &[u8]) -> PathBuf {
+    let db = dir.join("provider.db");
+    for side in ["provider.db-wal", "provider.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(side));
+    }
+    std::fs::write(&db, bytes).unwrap();
+    db
+}
+
+#[test]
+fn a_zero_length_database_after_serving_is_refused_and_left_alone() {
+    let dir = served_once();
+    let db = reset_to(dir.path(), b"");
+    let log = refused(dir.path(), &[]);
+    let recorded = store_id_of(dir.path());
+    assert!(log.contains("is an empty file"), "{log}");
+    assert!(log.contains(&recorded), "names the store it served: {log}");
+    assert!(log.contains(&db.display().to_string()), "{log}");
+    assert!(
+        log.contains("restore the database from its backup"),
+        "{log}"
+    );
+    assert!(log.contains("--accept-new-store"), "{log}");
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "the file is untouched"
+    );
+    assert_eq!(store_id_of(dir.path()), recorded, "the record is untouched");
+}
+
+#[test]
+fn another_providers_store_is_refused_with_both_ids() {
+    let ours = served_once();
+    let theirs = served_once();
+    let foreign = std::fs::read(theirs.path().join("provider.db")).unwrap();
+    let db = reset_to(ours.path(), &foreign);
+    let log = refused(ours.path(), &[]);
+    let (our_id, their_id) = (store_id_of(ours.path()), store_id_of(theirs.path()));
+    assert_ne!(our_id, their_id);
+    assert!(log.contains(&our_id) && log.contains(&their_id), "{log}");
+    assert!(
+        log.contains("restore the database from its backup"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        foreign,
+        "the file is untouched"
+    );
+}
+
+#[test]
+fn a_file_of_garbage_is_refused_by_the_check() {
+    let dir = served_once();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
+    let db = reset_to(dir.path(), &garbage);
+    let log = refused(dir.path(), &[]);
+    assert!(log.contains("damaged or not a database"), "{log}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
+    // Not even the explicit flag serves a damaged file.
+    let log = refused(dir.path(), &["--accept-new-store"]);
+    assert!(log.contains("damaged or not a database"), "{log}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
+}
+
+#[test]
+fn a_damaged_page_is_refused_by_quick_check() {
+    let dir = served_once();
+    let db = dir.path().join("provider.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 3 * 4096, "a store of several pages");
+    // Page 2 onwards: overwrite a b-tree page header with nonsense, keep the file header.
+    for b in &mut bytes[4096..4096 + 64] {
+        *b = 0xEE;
+    }
+    let db = reset_to(dir.path(), &bytes);
+    let log = refused(dir.path(), &[]);
+    assert!(log.contains("damaged or not a database"), "{log}");
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file is untouched");
+}
+
+#[test]
+fn the_first_start_runs_and_a_new_store_is_served_only_when_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    stop(serve(dir.path(), &[]));
+    let first = store_id_of(dir.path());
+    // The same store again: served.
+    stop(serve(dir.path(), &[]));
+    assert_eq!(store_id_of(dir.path()), first);
+    // Reset, then accepted on purpose: served, and recorded as the store from now on.
+    reset_to(dir.path(), b"");
+    stop(serve(dir.path(), &["--accept-new-store"]));
+    let second = store_id_of(dir.path());
+    assert_ne!(second, first);
+    assert!(log(dir.path()).contains("--accept-new-store"));
+    stop(serve(dir.path(), &[]));
+    assert_eq!(store_id_of(dir.path()), second);
+}
