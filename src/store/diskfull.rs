@@ -20,6 +20,11 @@
 //! - **Retry with backoff.** Writing the reserve again (the test for "space is back") is tried
 //!   at most every [`RETRY_INITIAL`]..[`RETRY_MAX`], doubling.
 //!
+//! - **Start on a full disk.** Opening checkpoints and truncates the WAL first (what it holds
+//!   goes into the database file, the rest of its bytes back to the file system), and leases
+//!   left by the previous run are reset at the first lease when that write cannot be made at
+//!   open.
+//!
 //! A failed write is always rolled back by SQLite; what was committed before stays committed.
 
 use std::io::Write as _;
@@ -212,6 +217,11 @@ impl Outbox {
     /// A write failed for lack of space: release the reserve and raise the alarm.
     pub(super) fn on_disk_full(&mut self) {
         if self.disk.on_full() {
+            // Move what the WAL holds into the database file now, while the released reserve
+            // has room for it: afterwards the WAL is reused from its start without growing.
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             self.raise_disk_full();
         }
     }

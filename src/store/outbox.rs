@@ -25,6 +25,9 @@ pub struct Outbox {
     pub(super) disk: DiskGuard,
     /// The record of this outbox outside itself ([`super::mark`]).
     pub(super) mark: MarkWriter,
+    /// Leases of the previous run could not be reset at open (a full disk): done before the
+    /// first lease.
+    pub(super) stale_leases: bool,
 }
 
 /// Why a stash did not commit (before it becomes a [`StashError`]).
@@ -80,18 +83,29 @@ impl Outbox {
             leases: LeaseBook::default(),
             disk,
             mark: MarkWriter::new(path, outbox_id),
+            stale_leases: false,
         };
         outbox.refresh_mark(true);
         if outbox.disk.is_full() {
             outbox.raise_disk_full();
         }
-        let released = outbox.retrying(|o| o.release_all())?;
-        if released > 0 {
-            tracing::info!(
+        if outbox.disk.is_full() {
+            let _ = outbox
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        match outbox.retrying(|o| o.release_all()) {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(
                 stage = "outbox",
                 rows = released,
                 "leases from the previous run reset"
-            );
+            ),
+            // On a full disk: reset at the first lease instead (nothing is leased before).
+            Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
+                outbox.stale_leases = true;
+            }
+            Err(e) => return Err(e),
         }
         Ok((outbox, report))
     }
