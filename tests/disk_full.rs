@@ -101,10 +101,14 @@ async fn a_full_disk_keeps_the_agent_running_and_loses_nothing() {
 
     // The provider is down; the stream fills the disk.
     let mut agent = gw.spawn_agent(COUNT, 0);
-    let full = eventually(Duration::from_secs(60), || async {
-        has_alarm(&gw.status(), "disk-full")
+    let mut stopped = false;
+    let full = eventually(Duration::from_secs(60), || {
+        stopped = !agent.is_running();
+        let alarmed = has_alarm(&gw.status(), "disk-full");
+        async move { stopped || alarmed }
     })
     .await;
+    assert!(!stopped, "the agent stopped on the full disk");
     let status = gw.status();
     assert!(full, "no disk-full alarm: {status}");
     tokio::time::sleep(Duration::from_secs(3)).await;
