@@ -184,7 +184,7 @@ impl Syncer {
                                 _ => backoff.next_delay(),
                             };
                             if let Some(message) = refusal.failed(&e) {
-                                tracing::error!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "the provider refuses this gateway; readings kept, will resend");
+                                tracing::error!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "the provider refuses this gateway or leaves its batches unanswered; readings kept, will resend");
                                 self.alarm(Some(message)).await?;
                             } else {
                                 tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "batch not settled; will resend");
