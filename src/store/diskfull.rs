@@ -267,6 +267,11 @@ pub fn reserve_path(db_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The refusal a stash gets while the disk is full.
+pub(super) fn disk_full_refusal() -> String {
+    "the disk is full: readings refused, kept on the device (alarm disk-full)".into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,9 +300,4 @@ mod tests {
         assert!(guard.space_back());
         assert!(reserve.exists() && !guard.is_full());
     }
-}
-
-/// The refusal a stash gets while the disk is full.
-pub(super) fn disk_full_refusal() -> String {
-    "the disk is full: readings refused, kept on the device (alarm disk-full)".into()
 }
