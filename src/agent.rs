@@ -16,7 +16,9 @@
 //!   feeding the stash (`crate::simulate`).
 //!
 //! The agent exits non-zero when an actor fails so systemd restarts it; leases left behind are
-//! reset at the next start.
+//! reset at the next start. An outbox error is not such a failure: the actors log it and retry
+//! (a full disk raises the `disk-full` alarm, see [`crate::store::diskfull`]); only the outbox
+//! writer being gone stops them. A disk too full to open the outbox at start is waited out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,11 +57,9 @@ pub async fn run(
     let provider_key = enrollment
         .provider_key()
         .context("the enrollment holds no valid provider key: enroll again")?;
-    let path = config.outbox_path();
-    let quota = config.store.quota_bytes();
-    let (outbox, report) = tokio::task::spawn_blocking(move || Outbox::open(&path, quota))
-        .await
-        .context("outbox open task")??;
+    let Some((outbox, report)) = open_outbox(&config, &cancel).await? else {
+        return Ok(());
+    };
     if let Some(aside) = report.moved_aside {
         tracing::error!(moved_to = %aside.display(), "outbox was corrupt; a fresh one is in use");
     }
@@ -241,6 +241,41 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     failure.map_or(Ok(()), Err)
 }
+
+/// Opens the outbox. A disk too full even for that (after the reserve was released) is waited
+/// out, retrying every [`OPEN_RETRY`], instead of exiting into a restart loop; `None` when
+/// cancelled meanwhile.
+async fn open_outbox(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<(Outbox, crate::store::OpenReport)>> {
+    let notifier = crate::health::Notifier::from_env();
+    loop {
+        let path = config.outbox_path();
+        let quota = config.store.quota_bytes();
+        match tokio::task::spawn_blocking(move || Outbox::open(&path, quota))
+            .await
+            .context("outbox open task")?
+        {
+            Ok(opened) => return Ok(Some(opened)),
+            Err(crate::store::StoreError::Sqlite { source, path })
+                if crate::store::diskfull::is_disk_full(&source) =>
+            {
+                tracing::error!(stage = "outbox", path = %path.display(), error = %source, "the disk is full: the outbox cannot be opened; retrying");
+                notifier.notify("STATUS=disk full: the outbox cannot be opened");
+                notifier.notify("WATCHDOG=1");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(OPEN_RETRY) => {}
+        }
+    }
+}
+
+/// Pause between attempts to open the outbox on a full disk.
+const OPEN_RETRY: Duration = Duration::from_secs(10);
 
 async fn heartbeat_actor(
     outbox: OutboxHandle,

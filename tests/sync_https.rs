@@ -1,8 +1,10 @@
 //! The data path over HTTPS (reqwest, plain HTTP on loopback): the provider unreachable for a
 //! while, then answering 500, 429 with Retry-After, and not answering in time, before it
 //! forwards to the real ingest. Every reading arrives exactly once, each request carries its
-//! batch id as `Idempotency-Key`, and the 429's Retry-After is honoured. A 4xx refusal leaves
-//! the rows rejected with the reason, visible in `tm-gateway status`.
+//! batch id as `Idempotency-Key`, and the 429's Retry-After is honoured. A provider refusing the
+//! gateway itself (403: revoked, unknown) loses nothing: the rows stay pending with the
+//! `provider-refuses-gateway` alarm and all arrive once it accepts again. A content refusal
+//! (422) leaves the rows rejected with the reason, visible in `tm-gateway status`.
 
 mod common;
 
@@ -113,21 +115,93 @@ async fn outage_500_429_and_timeout_then_exactly_once() {
     assert_eq!(gw.status()["rejected"], 0);
 }
 
+/// Whether `status` lists an alarm of `kind`.
+fn has_alarm(status: &serde_json::Value, kind: &str) -> bool {
+    status["alarms"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["kind"] == kind))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_4xx_refusal_marks_rows_rejected_with_the_reason() {
+async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_again() {
+    const COUNT: u32 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nrefused_retry_ms = 600\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n",
+    );
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    let set_state = |state| {
+        let id = gw.id.clone();
+        provider
+            .db
+            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
+    };
+    // The provider does not accept this gateway (HTTP 403), as after its registry was lost.
+    set_state(tm_provider::gateways::GatewayState::Revoked)
+        .await
+        .unwrap();
+    let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
+    gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
+    let mut agent = gw.spawn_agent(COUNT, 0);
+    let alarmed = eventually(Duration::from_secs(20), || async {
+        let s = gw.status();
+        has_alarm(&s, "provider-refuses-gateway") && s["backlog"] == COUNT
+    })
+    .await;
+    let status = gw.status();
+    assert!(alarmed, "{status}");
+    // Several refusals later nothing was given up.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let status = gw.status();
+    assert_eq!(status["rejected"], 0, "{status}");
+    assert_eq!(status["backlog"], COUNT, "{status}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("HTTP 403"),
+        "{status}"
+    );
+    assert_eq!(provider.count().await, 0);
+
+    // The provider accepts the gateway again: every reading arrives, once.
+    set_state(tm_provider::gateways::GatewayState::Active)
+        .await
+        .unwrap();
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(30)).await;
+    let cleared = eventually(Duration::from_secs(10), || async {
+        !has_alarm(&gw.status(), "provider-refuses-gateway")
+    })
+    .await;
+    kill(&mut agent);
+    let status = gw.status();
+    assert!(cleared, "{status}");
+    assert_eq!(status["rejected"], 0);
+}
+
+/// Answers every batch with a content refusal (422), as a provider whose validation refuses
+/// what the batch holds.
+async fn refuse_content() -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "reading batch: unsupported protocol version 2",
+    )
+        .into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_refusal_marks_rows_rejected_with_the_reason() {
     const COUNT: u32 = 40;
     let dir = tempfile::tempdir().unwrap();
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
-    let id = gw.id.clone();
-    provider
-        .db
-        .write(move |c| {
-            tm_provider::gateways::set_state(c, &id, tm_provider::gateways::GatewayState::Revoked)
-        })
+    let router = axum::Router::new().route(
+        tm_protocol::routes::http::READINGS,
+        axum::routing::post(refuse_content),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
     gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
     let mut agent = gw.spawn_agent(COUNT, 0);
     let rejected = eventually(Duration::from_secs(20), || async {
@@ -143,10 +217,10 @@ async fn a_4xx_refusal_marks_rows_rejected_with_the_reason() {
         .unwrap()
         .to_owned();
     assert!(
-        reason.contains("HTTP 403") && reason.contains("revoked"),
+        reason.contains("HTTP 422") && reason.contains("unsupported protocol version"),
         "{reason}"
     );
-    assert_eq!(provider.count().await, 0);
+    assert!(!has_alarm(&status, "provider-refuses-gateway"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,3 +102,54 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
     assert_exactly_once(&provider, COUNT).await;
     assert_eq!(gw.status()["acknowledged"], COUNT);
 }
+
+fn has_alarm(status: &serde_json::Value, kind: &str) -> bool {
+    status["alarms"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["kind"] == kind))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_delivered_later() {
+    const COUNT: u32 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let gw = GatewaySide::new(
+        dir.path(),
+        "[sync]\nreceipt_timeout_ms = 400\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\
+         in_flight_batches = 1\nbatch_max_readings = 100\n",
+    );
+    let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
+    let set_state = |state| {
+        let id = gw.id.clone();
+        provider
+            .db
+            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
+    };
+    // The provider refuses the gateway: over MQTT it answers with no receipt at all.
+    set_state(tm_provider::gateways::GatewayState::Revoked)
+        .await
+        .unwrap();
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    let _ingest = provider.serve_mqtt(broker.port);
+    let mut agent = gw.spawn_agent(COUNT, 0);
+    let alarmed = eventually(Duration::from_secs(30), || async {
+        has_alarm(&gw.status(), "provider-refuses-gateway")
+    })
+    .await;
+    let status = gw.status();
+    assert!(alarmed, "{status}");
+    assert_eq!(status["rejected"], 0);
+    assert_eq!(status["backlog"], COUNT);
+
+    set_state(tm_provider::gateways::GatewayState::Active)
+        .await
+        .unwrap();
+    assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
+    let cleared = eventually(Duration::from_secs(10), || async {
+        !has_alarm(&gw.status(), "provider-refuses-gateway")
+    })
+    .await;
+    kill(&mut agent);
+    assert!(cleared, "{}", gw.status());
+}

@@ -128,6 +128,10 @@ const ENVELOPE_BYTES: usize = 512;
 impl Outbox {
     /// Leases the next batch, or `None` when nothing is pending.
     pub fn lease(&mut self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
+        if self.stale_leases {
+            self.release_all()?;
+            self.stale_leases = false;
+        }
         self.relaxed(|o| o.lease_inner(limits))
     }
 

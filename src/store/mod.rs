@@ -21,13 +21,25 @@
 //!   provider de-duplicates by `reading_id`).
 //! - bytes that failed to decode are kept in the `quarantine` table.
 //! - an unreadable database file is moved aside with an alarm and a fresh one opened, so the
-//!   agent keeps capturing.
+//!   agent keeps capturing; the pending rows still readable in the moved-aside file are
+//!   salvaged into the fresh one ([`salvage`]), the alarm says how many and how many could not
+//!   be read.
+//! - a reset that `quick_check` cannot see (a file truncated to zero length, a lost or damaged
+//!   WAL) is caught at start against a record kept outside the database ([`mark`]) and raises
+//!   the `outbox-reset` alarm.
+//! - a full disk does not stop the agent: a reserve file keeps the writes that must succeed
+//!   (receipts, releases, pruning, alarms) possible, the `disk-full` alarm is raised, new
+//!   readings are refused (never acknowledged to the device) until space is back
+//!   ([`diskfull`]).
 //!
 //! One writer: [`writer::spawn`] runs [`Outbox`] on a dedicated thread and serves
 //! [`OutboxHandle`] requests; `tm-gateway status` reads through its own read-only connection.
 
+pub mod diskfull;
 mod lease;
+pub mod mark;
 mod outbox;
+pub mod salvage;
 mod schema;
 pub mod writer;
 
@@ -59,7 +71,8 @@ pub enum RowState {
 /// Something an operator must see (`tm-gateway status`, the heartbeat's last error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
-    /// Stable kind: `quota-high`, `quota-full`, `database-corrupt`, `ble-unavailable`.
+    /// Stable kind: one of [`alarm`] (`quota-high`, `quota-full`, `database-corrupt`,
+    /// `ble-unavailable`, `disk-full`, `outbox-reset`, `provider-refuses-gateway`).
     pub kind: String,
     /// What happened and what to do.
     pub message: String,
@@ -77,6 +90,27 @@ pub mod alarm {
     pub const DATABASE_CORRUPT: &str = "database-corrupt";
     /// BlueZ or the configured adapter is unavailable: no device is being read.
     pub const BLE_UNAVAILABLE: &str = "ble-unavailable";
+    /// The file system of the state directory is full: the outbox runs on its reserve, new
+    /// readings are refused (they stay on the devices) until space is back.
+    pub const DISK_FULL: &str = "disk-full";
+    /// The outbox was found empty or replaced although readings had been committed to it
+    /// (a truncated file, a lost WAL, a file moved aside): readings may be lost.
+    pub const OUTBOX_RESET: &str = "outbox-reset";
+    /// The provider refuses the gateway itself (HTTP 401/403/404, or MQTT batches without a
+    /// receipt): readings are kept and sent again with a long backoff.
+    pub const PROVIDER_REFUSES_GATEWAY: &str = "provider-refuses-gateway";
+
+    /// The order in which alarms take the heartbeat's one `last_error` slot: the ones that
+    /// mean readings are (or may be) lost or refused come first.
+    pub const SEVERITY: &[&str] = &[
+        DISK_FULL,
+        OUTBOX_RESET,
+        DATABASE_CORRUPT,
+        PROVIDER_REFUSES_GATEWAY,
+        QUOTA_FULL,
+        BLE_UNAVAILABLE,
+        QUOTA_HIGH,
+    ];
 }
 
 /// Disk use above this share of the quota raises [`alarm::QUOTA_HIGH`].
@@ -154,3 +188,6 @@ mod model_tests;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_damage;

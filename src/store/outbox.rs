@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::diskfull::{self, DiskGuard, is_disk_full};
 use super::lease::LeaseBook;
+use super::mark::{self, MarkWriter};
 use super::schema::{self, OpenReport};
 use super::{OutboxStatus, QUOTA_ALARM_PERCENT, RowState, StoreError, alarm, now_ms};
 use crate::stash::{StashError, StashOutcome, Stashable};
@@ -19,6 +21,27 @@ pub struct Outbox {
     quota_bytes: u64,
     /// Row ids of recently leased batches, so their receipts settle rows by row id.
     pub(super) leases: LeaseBook,
+    /// The disk reserve and the disk-full state ([`super::diskfull`]).
+    pub(super) disk: DiskGuard,
+    /// The record of this outbox outside itself ([`super::mark`]).
+    pub(super) mark: MarkWriter,
+    /// Leases of the previous run could not be reset at open (a full disk): done before the
+    /// first lease.
+    pub(super) stale_leases: bool,
+}
+
+/// Why a stash did not commit (before it becomes a [`StashError`]).
+pub(super) enum StashFail {
+    /// The quota or the full disk refuses it; the message says which.
+    Refused(String),
+    /// SQLite failed.
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StashFail {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e)
+    }
 }
 
 const INSERT_READING: &str = "INSERT OR IGNORE INTO readings \
@@ -33,7 +56,7 @@ const UPSERT_MARK: &str = "INSERT INTO device_marks \
 const INSERT_QUARANTINE: &str = "INSERT INTO quarantine \
     (device_address, characteristic, raw, received_at_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)";
 const PRUNE: &str = "DELETE FROM readings WHERE state = 2 AND settled_at_ms <= ?1";
-const EVICT_ACKNOWLEDGED: &str = "DELETE FROM readings WHERE state = 2";
+pub(super) const EVICT_ACKNOWLEDGED: &str = "DELETE FROM readings WHERE state = 2";
 pub(super) const SET_META: &str = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)";
 const RAISE: &str =
     "INSERT OR IGNORE INTO alarms (kind, message, raised_at_ms) VALUES (?1, ?2, ?3)";
@@ -41,22 +64,48 @@ const CLEAR: &str = "DELETE FROM alarms WHERE kind = ?1";
 const HIGH_WATER: &str = "SELECT last_sequence FROM device_marks WHERE device_address = ?1";
 
 impl Outbox {
-    /// Opens (or creates) the outbox at `path`, resets leases left by a previous run.
+    /// Opens (or creates) the outbox at `path`, resets leases left by a previous run. On a full
+    /// disk the reserve is released and the open tried again, so the outbox opens with the
+    /// `disk-full` alarm.
     pub fn open(path: &Path, quota_bytes: u64) -> Result<(Self, OpenReport), StoreError> {
-        let (conn, report) = schema::open_writer(path)?;
-        let outbox = Self {
+        let mut disk = DiskGuard::open(path, quota_bytes);
+        let (conn, report, outbox_id) = match prepare(path, &disk) {
+            Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
+                disk.on_full();
+                prepare(path, &disk)?
+            }
+            other => other?,
+        };
+        let mut outbox = Self {
             conn,
             path: path.to_path_buf(),
             quota_bytes,
             leases: LeaseBook::default(),
+            disk,
+            mark: MarkWriter::new(path, outbox_id),
+            stale_leases: false,
         };
-        let released = outbox.release_all()?;
-        if released > 0 {
-            tracing::info!(
+        outbox.refresh_mark(true);
+        if outbox.disk.is_full() {
+            outbox.raise_disk_full();
+        }
+        if outbox.disk.is_full() {
+            let _ = outbox
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        match outbox.retrying(|o| o.release_all()) {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(
                 stage = "outbox",
                 rows = released,
                 "leases from the previous run reset"
-            );
+            ),
+            // On a full disk: reset at the first lease instead (nothing is leased before).
+            Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
+                outbox.stale_leases = true;
+            }
+            Err(e) => return Err(e),
         }
         Ok((outbox, report))
     }
@@ -69,55 +118,66 @@ impl Outbox {
     }
 
     /// Commits `requests` (each a list of items) in one transaction. Returns one outcome per
-    /// request, or a refusal for all of them when the quota is reached.
+    /// request, or a refusal for all of them when the quota is reached or the disk is full
+    /// (nothing of a refused request is committed: capture keeps the records).
     pub fn stash(&mut self, requests: &[&[Stashable]]) -> Result<Vec<StashOutcome>, StashError> {
+        self.check_space();
         let incoming: usize = requests
             .iter()
             .flat_map(|r| r.iter())
             .map(stashed_size)
             .sum();
-        self.make_room(incoming)?;
-        let refuse = |e: rusqlite::Error| StashError::Refused(format!("outbox write failed: {e}"));
-        let tx = self.conn.transaction().map_err(refuse)?;
+        let result = self
+            .disk_gate(incoming)
+            .and_then(|()| self.make_room(incoming))
+            .and_then(|()| self.commit_stash(requests).map_err(StashFail::Db));
+        match result {
+            Ok(outcomes) => Ok(outcomes),
+            Err(StashFail::Refused(message)) => Err(StashError::Refused(message)),
+            Err(StashFail::Db(e)) if is_disk_full(&e) => {
+                self.on_disk_full();
+                Err(StashError::Refused(diskfull::disk_full_refusal()))
+            }
+            Err(StashFail::Db(e)) => Err(StashError::Refused(format!("outbox write failed: {e}"))),
+        }
+    }
+
+    fn commit_stash(&mut self, requests: &[&[Stashable]]) -> rusqlite::Result<Vec<StashOutcome>> {
+        let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(requests.len());
         {
-            let mut insert = tx.prepare(INSERT_READING).map_err(refuse)?;
-            let mut mark = tx.prepare(UPSERT_MARK).map_err(refuse)?;
-            let mut quarantine = tx.prepare(INSERT_QUARANTINE).map_err(refuse)?;
+            let mut insert = tx.prepare(INSERT_READING)?;
+            let mut mark = tx.prepare(UPSERT_MARK)?;
+            let mut quarantine = tx.prepare(INSERT_QUARANTINE)?;
             for items in requests {
                 let mut out = StashOutcome::default();
                 for item in *items {
                     match item {
                         Stashable::Reading(r) => {
                             let payload = serde_json::to_vec(r.as_ref())
-                                .map_err(|e| StashError::Refused(e.to_string()))?;
+                                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
                             let received = r.received_at.timestamp_millis();
-                            let n = insert
-                                .execute(params![
-                                    r.reading_id.as_str(),
-                                    r.device.address,
-                                    received,
-                                    payload
-                                ])
-                                .map_err(refuse)?;
+                            let n = insert.execute(params![
+                                r.reading_id.as_str(),
+                                r.device.address,
+                                received,
+                                payload
+                            ])?;
                             if n == 1 {
                                 out.inserted += 1;
-                                mark.execute(params![r.device.address, r.sequence, received])
-                                    .map_err(refuse)?;
+                                mark.execute(params![r.device.address, r.sequence, received])?;
                             } else {
                                 out.duplicates += 1;
                             }
                         }
                         Stashable::Quarantined(q) => {
-                            quarantine
-                                .execute(params![
-                                    q.device_address,
-                                    q.characteristic,
-                                    q.raw,
-                                    q.received_at.timestamp_millis(),
-                                    q.error
-                                ])
-                                .map_err(refuse)?;
+                            quarantine.execute(params![
+                                q.device_address,
+                                q.characteristic,
+                                q.raw,
+                                q.received_at.timestamp_millis(),
+                                q.error
+                            ])?;
                             out.inserted += 1;
                         }
                     }
@@ -125,18 +185,18 @@ impl Outbox {
                 outcomes.push(out);
             }
         }
-        tx.commit().map_err(refuse)?;
+        tx.commit()?;
         Ok(outcomes)
     }
 
     /// Keeps disk use under the quota: raises or clears the 80 % alarm, evicts acknowledged
     /// rows when `incoming` would not fit, and refuses (with an alarm) when it still does not.
-    fn make_room(&mut self, incoming: usize) -> Result<(), StashError> {
-        let refuse = |e: rusqlite::Error| StashError::Refused(format!("outbox write failed: {e}"));
+    fn make_room(&mut self, incoming: usize) -> Result<(), StashFail> {
         let incoming = u64::try_from(incoming).unwrap_or(u64::MAX);
-        let mut used = schema::used_bytes(&self.conn).map_err(refuse)?;
+        let mut used = schema::used_bytes(&self.conn)?;
         if used.saturating_add(incoming) > self.quota_bytes {
-            let evicted = self.conn.execute(EVICT_ACKNOWLEDGED, []).map_err(refuse)?;
+            self.conn.execute(mark::NOTE_HIGH_ROW, [])?;
+            let evicted = self.conn.execute(EVICT_ACKNOWLEDGED, [])?;
             if evicted > 0 {
                 tracing::warn!(
                     stage = "outbox",
@@ -144,7 +204,7 @@ impl Outbox {
                     "quota reached: acknowledged rows evicted early"
                 );
             }
-            used = schema::used_bytes(&self.conn).map_err(refuse)?;
+            used = schema::used_bytes(&self.conn)?;
         }
         if used.saturating_add(incoming) > self.quota_bytes {
             let message = format!(
@@ -158,21 +218,26 @@ impl Outbox {
                 quota = self.quota_bytes,
                 "{message}"
             );
-            self.raise(alarm::QUOTA_FULL, &message).map_err(refuse)?;
-            return Err(StashError::Refused(message));
+            self.raise(alarm::QUOTA_FULL, &message)?;
+            return Err(StashFail::Refused(message));
         }
-        self.clear(alarm::QUOTA_FULL).map_err(refuse)?;
+        self.clear(alarm::QUOTA_FULL)?;
         let high = self.quota_bytes / 100 * QUOTA_ALARM_PERCENT;
         if used.saturating_add(incoming) > high {
             let message = format!(
                 "outbox uses {used} of {} bytes (over {QUOTA_ALARM_PERCENT} %)",
                 self.quota_bytes
             );
-            self.raise(alarm::QUOTA_HIGH, &message).map_err(refuse)?;
+            self.raise(alarm::QUOTA_HIGH, &message)?;
         } else {
-            self.clear(alarm::QUOTA_HIGH).map_err(refuse)?;
+            self.clear(alarm::QUOTA_HIGH)?;
         }
         Ok(())
+    }
+
+    /// Refreshes the mark file (at most every few seconds unless `force`).
+    pub(super) fn refresh_mark(&mut self, force: bool) {
+        self.mark.refresh(&self.conn, force);
     }
 
     /// Raises (`Some(message)`) or clears (`None`) an alarm of another part of the agent.
@@ -184,21 +249,40 @@ impl Outbox {
         .map_err(self.err())
     }
 
-    fn raise(&self, kind: &str, message: &str) -> rusqlite::Result<()> {
+    pub(super) fn raise(&self, kind: &str, message: &str) -> rusqlite::Result<()> {
         self.conn.execute(RAISE, params![kind, message, now_ms()])?;
         Ok(())
     }
 
-    fn clear(&self, kind: &str) -> rusqlite::Result<()> {
+    pub(super) fn clear(&self, kind: &str) -> rusqlite::Result<()> {
         self.conn.execute(CLEAR, [kind])?;
         Ok(())
     }
 
-    /// Deletes acknowledged rows settled at or before `settled_before_ms`.
+    /// Deletes acknowledged rows settled at or before `settled_before_ms`; on a full disk
+    /// every acknowledged row, and the WAL is truncated to hand the space back.
     pub fn prune(&mut self, settled_before_ms: i64) -> Result<usize, StoreError> {
+        let before = if self.disk.is_full() {
+            i64::MAX
+        } else {
+            settled_before_ms
+        };
         self.conn
-            .execute(PRUNE, [settled_before_ms])
-            .map_err(self.err())
+            .execute(mark::NOTE_HIGH_ROW, [])
+            .map_err(self.err())?;
+        let n = self.conn.execute(PRUNE, [before]).map_err(self.err())?;
+        if n > 0 && self.disk.is_full() {
+            tracing::warn!(
+                stage = "outbox",
+                rows = n,
+                "disk full: acknowledged rows pruned early"
+            );
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            self.disk.look_now();
+        }
+        Ok(n)
     }
 
     /// Records the last sync error (`None` clears it).
@@ -246,6 +330,71 @@ impl Outbox {
             })
             .map_err(self.err())
     }
+}
+
+/// Opens the database (moving a corrupt file aside), sets the checkpoint interval for the disk
+/// reserve, and checks the outbox's identity against its mark: salvages a moved-aside file, or
+/// raises `outbox-reset` when the mark shows readings this database does not have.
+fn prepare(path: &Path, disk: &DiskGuard) -> Result<(Connection, OpenReport, String), StoreError> {
+    let (mut conn, report) = schema::open_writer(path)?;
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(sql)?;
+    let pages =
+        diskfull::autocheckpoint_pages(disk.bytes(), u64::try_from(page_size).unwrap_or(4096));
+    conn.pragma_update(None, "wal_autocheckpoint", pages)
+        .map_err(sql)?;
+    let previous = mark::load(&mark::mark_path(path));
+    let (outbox_id, created_now) = mark::identity(&conn).map_err(sql)?;
+    if let Some(aside) = &report.moved_aside {
+        let salvaged = super::salvage::salvage(aside, &mut conn).map_err(sql)?;
+        salvage_alarm(&conn, aside, salvaged).map_err(sql)?;
+    } else {
+        let highest = mark::highest_row(&conn).map_err(sql)?;
+        if let Some(message) = mark::judge(previous.as_ref(), &outbox_id, created_now, highest) {
+            tracing::error!(stage = "outbox", "{message}");
+            conn.execute(RAISE, params![alarm::OUTBOX_RESET, message, now_ms()])
+                .map_err(sql)?;
+        }
+    }
+    Ok((conn, report, outbox_id))
+}
+
+/// Replaces the `database-corrupt` alarm with what the salvage of the moved-aside file got.
+fn salvage_alarm(
+    conn: &Connection,
+    aside: &Path,
+    salvaged: super::salvage::Salvaged,
+) -> rusqlite::Result<()> {
+    let what = if salvaged.unopenable {
+        "nothing could be read from it: readings in it that were not yet sent are lost".to_owned()
+    } else {
+        format!(
+            "{} readings not yet sent were recovered from it and will be sent; {} rows could not \
+             be read",
+            salvaged.recovered, salvaged.unreadable
+        )
+    };
+    let message = format!(
+        "the outbox database was unreadable at start; it was moved to {} for inspection and a \
+         fresh outbox opened: {what}.",
+        aside.display()
+    );
+    tracing::error!(
+        stage = "outbox",
+        recovered = salvaged.recovered,
+        unreadable = salvaged.unreadable,
+        "corrupt outbox salvaged"
+    );
+    conn.execute(
+        "INSERT OR REPLACE INTO alarms (kind, message, raised_at_ms) VALUES (?1, ?2, ?3)",
+        params![alarm::DATABASE_CORRUPT, message, now_ms()],
+    )?;
+    Ok(())
 }
 
 /// Bytes a stashed item is expected to take on disk (payload plus row overhead).

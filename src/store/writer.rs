@@ -4,6 +4,11 @@
 //!
 //! Stash requests are group-committed: when several are queued, they share one transaction
 //! (one fsync), and each caller is answered after that commit.
+//!
+//! Every other write goes through [`Outbox::retrying`]: when it fails for lack of space, the
+//! disk reserve is released (the `disk-full` alarm raised) and the write tried once more
+//! ([`super::diskfull`]). An error is answered to the caller, never ends the thread: the thread
+//! stops only when every handle is dropped.
 
 use std::collections::VecDeque;
 
@@ -60,7 +65,10 @@ fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
             Some(op) => op,
             None => match rx.blocking_recv() {
                 Some(op) => op,
-                None => return,
+                None => {
+                    outbox.refresh_mark(true);
+                    return;
+                }
             },
         };
         match op {
@@ -91,36 +99,37 @@ fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
                 }
             }
             Op::Lease(limits, reply) => {
-                let _ = reply.send(outbox.lease(limits));
+                let _ = reply.send(outbox.retrying(|o| o.lease(limits)));
             }
             Op::Settle(receipt, reply) => {
-                let _ = reply.send(outbox.settle(&receipt));
+                let _ = reply.send(outbox.retrying(|o| o.settle(&receipt)));
             }
             Op::Release(batch, reply) => {
-                let _ = reply.send(outbox.release(&batch));
+                let _ = reply.send(outbox.retrying(|o| o.release(&batch)));
             }
             Op::ReleaseAll(reply) => {
-                let _ = reply.send(outbox.release_all());
+                let _ = reply.send(outbox.retrying(|o| o.release_all()));
             }
             Op::Reject(batch, reason, reply) => {
-                let _ = reply.send(outbox.reject_batch(&batch, &reason));
+                let _ = reply.send(outbox.retrying(|o| o.reject_batch(&batch, &reason)));
             }
             Op::Prune(before, reply) => {
-                let _ = reply.send(outbox.prune(before));
+                let _ = reply.send(outbox.retrying(|o| o.prune(before)));
             }
             Op::LastError(e, reply) => {
-                let _ = reply.send(outbox.set_last_error(e.as_deref()));
+                let _ = reply.send(outbox.retrying(|o| o.set_last_error(e.as_deref())));
             }
             Op::HighWater(device, reply) => {
                 let _ = reply.send(outbox.high_water(&device));
             }
             Op::Alarm(kind, message, reply) => {
-                let _ = reply.send(outbox.set_alarm(kind, message.as_deref()));
+                let _ = reply.send(outbox.retrying(|o| o.set_alarm(kind, message.as_deref())));
             }
             Op::Status(reply) => {
                 let _ = reply.send(outbox.status());
             }
         }
+        outbox.refresh_mark(false);
     }
 }
 

@@ -64,6 +64,9 @@ pub struct SyncConfig {
     pub backoff_initial_ms: u64,
     /// Longest backoff.
     pub backoff_max_ms: u64,
+    /// Pause before a batch is sent again after the provider refused the gateway itself
+    /// (HTTP 401/403/404, unanswered MQTT batches); jittered between half and all of it.
+    pub refused_retry_ms: u64,
     /// Seconds between heartbeats; overrides the enrollment's value when set.
     pub heartbeat_interval_s: Option<u32>,
     /// PEM file of the CA that signs the broker's / provider's certificate (else system roots
@@ -90,6 +93,7 @@ impl Default for SyncConfig {
             request_timeout_ms: 30_000,
             backoff_initial_ms: 500,
             backoff_max_ms: 300_000,
+            refused_retry_ms: 600_000,
             heartbeat_interval_s: None,
             ca_file: None,
             client_cert_file: None,
@@ -117,6 +121,9 @@ impl SyncConfig {
         }
         if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
             return Err("sync.backoff_initial_ms must be > 0 and <= backoff_max_ms".into());
+        }
+        if self.refused_retry_ms < 100 {
+            return Err("sync.refused_retry_ms must be at least 100".into());
         }
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
             return Err("sync.client_cert_file and sync.client_key_file go together".into());

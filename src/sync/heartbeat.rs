@@ -3,7 +3,8 @@
 //! contact and battery, disk use, clock state, last error and alarms) so operations can see a
 //! gateway they never visit. A heartbeat that cannot be sent is skipped: the next one replaces
 //! it. The devices come from the paired-devices file ([`crate::ble::paired`]), read afresh for
-//! each heartbeat.
+//! each heartbeat. Every raised alarm kind is named in the heartbeat's `last_error`
+//! ([`alarm_summary`]); the provider turns the ones an operator must act on into alerts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,10 +58,7 @@ pub fn build(
     devices: Vec<DeviceHealth>,
 ) -> Heartbeat {
     let now = chrono::Utc::now();
-    let last_error = status
-        .alarms
-        .last()
-        .map(|a| format!("{}: {}", a.kind, a.message))
+    let last_error = alarm_summary(&status.alarms)
         .or_else(|| status.last_error.clone())
         .map(|mut e| {
             tm_protocol::limits::fit_text(&mut e);
@@ -87,6 +85,28 @@ pub fn build(
         },
         last_error,
     }
+}
+
+/// The alarms in the heartbeat's `last_error`: `kind: message` of the most severe one
+/// ([`crate::store::alarm::SEVERITY`]), the kinds of the others after it with `+`
+/// (`disk-full +provider-refuses-gateway: ...`), so the provider sees every raised kind even
+/// when the text is cut to the protocol's limit.
+pub fn alarm_summary(alarms: &[crate::store::Alarm]) -> Option<String> {
+    let rank = |kind: &str| {
+        crate::store::alarm::SEVERITY
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(usize::MAX)
+    };
+    let mut sorted: Vec<_> = alarms.iter().collect();
+    sorted.sort_by_key(|a| (rank(&a.kind), std::cmp::Reverse(a.raised_at_ms)));
+    let (first, rest) = sorted.split_first()?;
+    let mut kinds = first.kind.clone();
+    for a in rest {
+        kinds.push_str(" +");
+        kinds.push_str(&a.kind);
+    }
+    Some(format!("{kinds}: {}", first.message))
 }
 
 /// systemd-timesyncd creates this file once the clock is synchronized.
@@ -116,8 +136,13 @@ pub async fn run(
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(status) = outbox.status().await else {
-            return;
+        let status = match outbox.status().await {
+            Ok(status) => status,
+            Err(crate::store::StoreError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(stage = "heartbeat", error = %e, "outbox status unreadable; heartbeat skipped");
+                continue;
+            }
         };
         let devices = paired_devices(&paired).await;
         let heartbeat = build(&gateway, started.elapsed(), &status, devices);

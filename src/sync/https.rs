@@ -3,7 +3,10 @@
 //! Heartbeats and command results are posted to their own routes and answered with no body.
 //!
 //! Status mapping: 200 -> verify the receipt; 429/503 -> wait `Retry-After`; 408 and 5xx ->
-//! retry with backoff; other 4xx -> the provider refused the batch for good (rows rejected with
+//! retry with backoff; 401/403/404/410 -> the provider refuses the gateway itself (signature,
+//! unknown, revoked or unbound gateway, a wrong route): the rows stay pending, an alarm is raised
+//! and the batch is retried after the long `refused_retry_ms` backoff; other 4xx (400 malformed,
+//! 413 too large, 422) -> the provider refused the batch's content for good (rows rejected with
 //! the status and the provider's message). Timeouts and connection errors retry.
 
 use std::time::Duration;
@@ -140,7 +143,37 @@ fn classify(status: reqwest::StatusCode, retry_after: Option<Duration>, body: &[
     match status.as_u16() {
         429 | 503 => SendError::RetryAfter(retry_after.unwrap_or(Duration::from_secs(1)), reason),
         408 => SendError::Retry(reason),
+        401 | 403 | 404 | 410 => SendError::GatewayRefused(reason),
         400..=499 => SendError::Rejected(reason),
         _ => SendError::Retry(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(code: u16) -> SendError {
+        classify(
+            reqwest::StatusCode::from_u16(code).unwrap(),
+            None,
+            b"provider message",
+        )
+    }
+
+    #[test]
+    fn identity_refusals_are_retried_content_refusals_are_final() {
+        for code in [401, 403, 404, 410] {
+            assert!(
+                matches!(class(code), SendError::GatewayRefused(_)),
+                "{code}"
+            );
+        }
+        for code in [400, 413, 422] {
+            assert!(matches!(class(code), SendError::Rejected(_)), "{code}");
+        }
+        assert!(matches!(class(503), SendError::RetryAfter(..)));
+        assert!(matches!(class(500), SendError::Retry(_)));
+        assert!(matches!(class(408), SendError::Retry(_)));
     }
 }

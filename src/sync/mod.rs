@@ -9,7 +9,18 @@
 //! - a retryable failure (connection lost, timeout, HTTP 5xx, no receipt in time) puts the rows
 //!   back to pending and pauses sending with exponential backoff and full jitter (or for the
 //!   server's `Retry-After` on 429/503);
-//! - an HTTP 4xx refusal marks the rows rejected with the reason (`tm-gateway status`).
+//! - the provider refusing the gateway itself (HTTP 401/403/404: bad signature, unknown,
+//!   revoked or unbound gateway, e.g. after the provider's registry was reset) is not a verdict
+//!   on the readings: the rows go back to pending, the `provider-refuses-gateway` alarm is raised
+//!   (`tm-gateway status`, the heartbeat) and sending pauses for `refused_retry_ms` before it
+//!   tries again; the first verified receipt clears the alarm. Over MQTT the provider answers a
+//!   refused batch with no receipt at all: after [`syncer::UNANSWERED_ALARM_AFTER`] batches in a
+//!   row that timed out while the broker connection stayed up, the same alarm is raised;
+//! - only a refusal of the content is final: a receipt's `rejected` list (per reading), and the
+//!   batch-level content refusals HTTP 400 (malformed frame), 413 (too large) and 422 and any
+//!   other 4xx, which mark the batch's rows rejected with the reason (`tm-gateway status`). A
+//!   batch the provider cannot parse would be refused again unchanged, so retrying it would only
+//!   stall the readings behind it.
 //!
 //! A PUBACK or a TCP write proves nothing: only the receipt does. Duplicates caused by
 //! re-sending are expected; the provider de-duplicates by `reading_id`.
@@ -51,6 +62,14 @@ pub enum SendError {
     /// Refused for good: the rows are rejected with this reason.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The provider refuses this gateway (authentication, enrollment, unknown gateway): not a
+    /// verdict on the readings. The rows stay pending and sending pauses for the long backoff.
+    #[error("provider refuses this gateway: {0}")]
+    GatewayRefused(String),
+    /// The batch was published and the connection stayed up, but no receipt came in time
+    /// (MQTT: the provider sends none for a batch it refuses). Retried like [`Self::Retry`].
+    #[error("retryable: {0}")]
+    Unanswered(String),
 }
 
 /// Why a link could not be set up.

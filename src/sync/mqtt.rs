@@ -18,9 +18,13 @@
 //! rumqttc cannot say which publish a PUBACK belongs to, and drops its in-memory queue when the
 //! broker has no session, so neither PUBACK nor `session_present` means anything here: a batch
 //! is settled only by the provider's receipt. When the connection drops, every batch waiting
-//! for a receipt fails at once and its rows are leased again.
+//! for a receipt fails at once and its rows are leased again. A batch whose receipt does not
+//! come in time while the connection stayed up fails as [`SendError::Unanswered`]: the provider
+//! sends no receipt for a batch it refuses (e.g. an unknown gateway), and the syncer raises the
+//! `provider-refuses-gateway` alarm after a few of them in a row.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +39,24 @@ use super::{Backoff, LinkError, SendError, open_receipt};
 
 type Waiters = Arc<Mutex<HashMap<BatchId, oneshot::Sender<Receipt>>>>;
 
+/// The broker connection as the event loop sees it: up or not, and how many times it was lost,
+/// so a batch can tell a missing receipt on a live connection (the provider did not answer)
+/// from one lost with the connection.
+#[derive(Debug, Default)]
+struct Connection {
+    up: AtomicBool,
+    losses: AtomicU64,
+}
+
+impl Connection {
+    /// The loss count when the connection is up now.
+    fn up_since(&self) -> Option<u64> {
+        self.up
+            .load(Ordering::SeqCst)
+            .then(|| self.losses.load(Ordering::SeqCst))
+    }
+}
+
 /// Receipts nobody waits for (late, duplicated): settled by the syncer. When full, the extra
 /// receipt is dropped: its rows are simply sent again and de-duplicated by the provider.
 pub const ORPHAN_RECEIPTS_CAPACITY: usize = 64;
@@ -44,6 +66,7 @@ pub const ORPHAN_RECEIPTS_CAPACITY: usize = 64;
 pub struct MqttLink {
     client: AsyncClient,
     waiters: Waiters,
+    connection: Arc<Connection>,
     readings_topic: String,
     heartbeat_topic: String,
     command_results_topic: String,
@@ -68,6 +91,7 @@ pub struct MqttEventLoop {
     eventloop: EventLoop,
     client: AsyncClient,
     waiters: Waiters,
+    connection: Arc<Connection>,
     receipts_topic: String,
     commands_topic: String,
     status_topic: String,
@@ -157,11 +181,13 @@ impl MqttParts {
         }
         let (client, eventloop) = AsyncClient::new(options, cfg.in_flight_batches * 2 + 8);
         let waiters: Waiters = Arc::default();
+        let connection: Arc<Connection> = Arc::default();
         let (orphans_tx, orphans_rx) = mpsc::channel(ORPHAN_RECEIPTS_CAPACITY);
         let (commands_tx, commands_rx) = mpsc::channel(super::commands::PUSHED_CAPACITY);
         let link = MqttLink {
             client: client.clone(),
             waiters: waiters.clone(),
+            connection: connection.clone(),
             readings_topic: topics::readings(gateway),
             heartbeat_topic: topics::heartbeat(gateway),
             command_results_topic: topics::command_results(gateway),
@@ -171,6 +197,7 @@ impl MqttParts {
             eventloop,
             client,
             waiters,
+            connection,
             receipts_topic: topics::receipts(gateway),
             commands_topic: topics::commands(gateway),
             status_topic: topics::status(gateway),
@@ -201,6 +228,7 @@ impl MqttLink {
         frame: Vec<u8>,
     ) -> Result<Receipt, SendError> {
         let (tx, rx) = oneshot::channel();
+        let up_since = self.connection.up_since();
         self.waiters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -215,10 +243,14 @@ impl MqttLink {
         };
         let result = match tokio::time::timeout(self.receipt_timeout, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::Retry(format!(
-                "no receipt within {} ms",
-                self.receipt_timeout.as_millis()
-            ))),
+            Err(_) => {
+                let message = format!("no receipt within {} ms", self.receipt_timeout.as_millis());
+                if up_since.is_some() && self.connection.up_since() == up_since {
+                    Err(SendError::Unanswered(message))
+                } else {
+                    Err(SendError::Retry(message))
+                }
+            }
         };
         if result.is_err() {
             self.waiters
@@ -255,6 +287,7 @@ impl MqttEventLoop {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!(stage = "sync", "connected to the MQTT broker");
                     self.backoff.reset();
+                    self.connection.up.store(true, Ordering::SeqCst);
                     // try_*: never block the event loop on its own request channel.
                     let _ = self
                         .client
@@ -282,6 +315,8 @@ impl MqttEventLoop {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.connection.losses.fetch_add(1, Ordering::SeqCst);
+                    self.connection.up.store(false, Ordering::SeqCst);
                     self.fail_waiters();
                     self.next_connection();
                     let delay = self.backoff.next_delay();

@@ -1,5 +1,11 @@
 //! The syncer actor: lease, seal, send, settle; keeps a bounded window of batches in flight.
+//!
+//! It stops only when the outbox writer is gone: an outbox that refuses a write (a full disk)
+//! makes it log, keep the unrecorded receipt in memory, pause and retry, so the gateway keeps
+//! shipping (and so freeing) what it holds. A provider refusing the gateway itself keeps the
+//! rows pending with the `provider-refuses-gateway` alarm (see [`super`]).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tm_protocol::{BatchId, GatewayId, Receipt, SigningKey};
@@ -10,12 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::SyncConfig;
 use super::{Backoff, Link, SendError, seal_batch};
-use crate::store::{LeaseLimits, OutboxHandle, StoreError};
+use crate::store::{LeaseLimits, OutboxHandle, StoreError, alarm};
 
 /// How often an idle syncer looks for new pending rows.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How often acknowledged rows past their retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
+/// Pauses of leasing while the outbox refuses writes (a full disk): first and longest.
+const STORE_RETRY_INITIAL: Duration = Duration::from_millis(200);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// MQTT batches in a row without a receipt, the broker connection up all along, before the
+/// `provider-refuses-gateway` alarm is raised.
+pub const UNANSWERED_ALARM_AFTER: u32 = 3;
 
 /// Ships the outbox over one link.
 #[derive(Debug)]
@@ -51,33 +63,62 @@ impl Syncer {
         }
     }
 
-    /// Runs until `cancel`; returns an error only when the outbox is gone.
+    /// Runs until `cancel`; returns an error only when the outbox writer is gone. Any other
+    /// outbox error (a full disk, an I/O error) is logged and retried on a later turn: a receipt
+    /// that could not be recorded is kept in memory and applied again, rows whose release failed
+    /// are released again, and leasing pauses for the store backoff.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), StoreError> {
         let mut in_flight: JoinSet<(BatchId, Result<Receipt, SendError>)> = JoinSet::new();
         let mut backoff = Backoff::new(
             Duration::from_millis(self.config.backoff_initial_ms),
             Duration::from_millis(self.config.backoff_max_ms),
         );
+        let refused_ms = self.config.refused_retry_ms;
+        let mut store_backoff = Backoff::new(STORE_RETRY_INITIAL, STORE_RETRY_MAX);
         let mut paused_until = Instant::now();
         let mut had_error = false;
+        let mut refusal = Refusal::default();
         let mut next_prune = Instant::now();
         let mut orphans = self.orphan_receipts.take();
+        let mut unsettled: VecDeque<Receipt> = VecDeque::new();
+        let mut unreleased: Vec<BatchId> = Vec::new();
         loop {
             if let Some(beat) = &self.beat {
                 beat.tick();
             }
+            if !self
+                .retry_store_work(&mut unsettled, &mut unreleased)
+                .await?
+            {
+                paused_until = paused_until.max(Instant::now() + store_backoff.next_delay());
+            }
             if Instant::now() >= next_prune {
                 let keep_ms =
                     i64::try_from(self.retain_acknowledged.as_millis()).unwrap_or(i64::MAX);
-                self.outbox.prune(crate::store::now_ms() - keep_ms).await?;
-                next_prune = Instant::now() + PRUNE_EVERY;
+                match self.outbox.prune(crate::store::now_ms() - keep_ms).await {
+                    Ok(_) => next_prune = Instant::now() + PRUNE_EVERY,
+                    Err(e) => {
+                        store_failed(&e, "prune")?;
+                        next_prune = Instant::now() + STORE_RETRY_MAX;
+                    }
+                }
             }
             let mut idle = false;
-            while in_flight.len() < self.config.in_flight_batches && Instant::now() >= paused_until
+            while unsettled.is_empty()
+                && in_flight.len() < self.config.in_flight_batches
+                && Instant::now() >= paused_until
             {
-                let Some(batch) = self.outbox.lease(self.limits()).await? else {
-                    idle = true;
-                    break;
+                let batch = match self.outbox.lease(self.limits()).await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => {
+                        idle = true;
+                        break;
+                    }
+                    Err(e) => {
+                        store_failed(&e, "lease")?;
+                        paused_until = Instant::now() + store_backoff.next_delay();
+                        break;
+                    }
                 };
                 let frame = seal_batch(&self.gateway, &self.key, &batch);
                 let link = self.link.clone();
@@ -106,34 +147,65 @@ impl Syncer {
                     let Ok((batch, result)) = joined else { continue };
                     match result {
                         Ok(receipt) => {
-                            log_settled(&self.outbox.settle(receipt).await?);
+                            match self.outbox.settle(receipt.clone()).await {
+                                Ok(outcome) => log_settled(&outcome),
+                                Err(e) => {
+                                    store_failed(&e, "settle")?;
+                                    unsettled.push_back(receipt);
+                                    continue;
+                                }
+                            }
+                            store_backoff.reset();
                             backoff.reset();
+                            if refusal.answered() {
+                                self.alarm(None).await?;
+                            }
                             if had_error {
                                 had_error = false;
-                                self.outbox.set_last_error(None).await?;
+                                self.last_error(None).await?;
                             }
                         }
                         Err(SendError::Rejected(reason)) => {
-                            let rows = self.outbox.reject(batch, reason.clone()).await?;
-                            tracing::error!(stage = "sync", rows, %reason, "provider refused a batch; rows kept as rejected");
-                            self.outbox.set_last_error(Some(reason)).await?;
+                            match self.outbox.reject(batch.clone(), reason.clone()).await {
+                                Ok(rows) => tracing::error!(stage = "sync", rows, %reason, "provider refused a batch's content; rows kept as rejected"),
+                                Err(e) => {
+                                    store_failed(&e, "reject")?;
+                                    unreleased.push(batch);
+                                }
+                            }
+                            self.last_error(Some(reason)).await?;
                             had_error = true;
                         }
                         Err(e) => {
-                            self.outbox.release(batch).await?;
+                            if let Err(err) = self.outbox.release(batch.clone()).await {
+                                store_failed(&err, "release")?;
+                                unreleased.push(batch);
+                            }
                             let delay = match &e {
                                 SendError::RetryAfter(d, _) => *d,
+                                SendError::GatewayRefused(_) => refused_delay(refused_ms),
                                 _ => backoff.next_delay(),
                             };
-                            tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "batch not settled; will resend");
+                            if let Some(message) = refusal.failed(&e) {
+                                tracing::error!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "the provider refuses this gateway or leaves its batches unanswered; readings kept, will resend");
+                                self.alarm(Some(message)).await?;
+                            } else {
+                                tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "batch not settled; will resend");
+                            }
                             paused_until = paused_until.max(Instant::now() + delay);
-                            self.outbox.set_last_error(Some(e.to_string())).await?;
+                            self.last_error(Some(e.to_string())).await?;
                             had_error = true;
                         }
                     }
                 }
                 Some(receipt) = recv_orphan(&mut orphans) => {
-                    log_settled(&self.outbox.settle(receipt).await?);
+                    match self.outbox.settle(receipt.clone()).await {
+                        Ok(outcome) => log_settled(&outcome),
+                        Err(e) => {
+                            store_failed(&e, "settle")?;
+                            unsettled.push_back(receipt);
+                        }
+                    }
                 }
                 () = self.resync.notified() => {
                     tracing::info!(stage = "sync", "re-sync requested by the provider");
@@ -145,8 +217,121 @@ impl Syncer {
         }
         in_flight.abort_all();
         // Rows of aborted batches go back to pending now (they would be at the next start too).
-        self.outbox.release_all().await?;
+        if let Err(e) = self.outbox.release_all().await {
+            store_failed(&e, "release")?;
+        }
         Ok(())
+    }
+
+    /// Applies receipts and releases that failed earlier. `false` while the outbox still
+    /// refuses them (the caller pauses leasing).
+    async fn retry_store_work(
+        &self,
+        unsettled: &mut VecDeque<Receipt>,
+        unreleased: &mut Vec<BatchId>,
+    ) -> Result<bool, StoreError> {
+        while let Some(receipt) = unsettled.front() {
+            match self.outbox.settle(receipt.clone()).await {
+                Ok(outcome) => {
+                    log_settled(&outcome);
+                    unsettled.pop_front();
+                }
+                Err(e) => {
+                    store_failed(&e, "settle")?;
+                    return Ok(false);
+                }
+            }
+        }
+        while let Some(batch) = unreleased.last() {
+            match self.outbox.release(batch.clone()).await {
+                Ok(_) => {
+                    unreleased.pop();
+                }
+                Err(e) => {
+                    store_failed(&e, "release")?;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Raises or clears the `provider-refuses-gateway` alarm; a failed write is only logged.
+    async fn alarm(&self, message: Option<String>) -> Result<(), StoreError> {
+        match self
+            .outbox
+            .set_alarm(alarm::PROVIDER_REFUSES_GATEWAY, message)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => store_failed(&e, "alarm"),
+        }
+    }
+
+    /// Records the last sync error; a failed write is only logged.
+    async fn last_error(&self, error: Option<String>) -> Result<(), StoreError> {
+        match self.outbox.set_last_error(error).await {
+            Ok(()) => Ok(()),
+            Err(e) => store_failed(&e, "last-error"),
+        }
+    }
+}
+
+/// `Err` only when the writer is gone (the agent stops); any other outbox error is logged and
+/// the work retried later (the writer raises the `disk-full` alarm itself).
+fn store_failed(e: &StoreError, what: &'static str) -> Result<(), StoreError> {
+    if matches!(e, StoreError::Closed) {
+        return Err(StoreError::Closed);
+    }
+    tracing::error!(stage = "sync", step = what, error = %e, "outbox write failed; will retry");
+    Ok(())
+}
+
+/// The pause after the provider refused the gateway: between half and all of `refused_ms`.
+fn refused_delay(refused_ms: u64) -> Duration {
+    let half = refused_ms / 2;
+    Duration::from_millis(half + super::random_u64() % (refused_ms - half + 1))
+}
+
+/// Tracks refusals of the gateway itself, for the `provider-refuses-gateway` alarm.
+#[derive(Debug, Default)]
+struct Refusal {
+    raised: bool,
+    unanswered: u32,
+}
+
+impl Refusal {
+    /// A batch failed with `e`: the alarm message when the alarm must be raised (again).
+    fn failed(&mut self, e: &SendError) -> Option<String> {
+        match e {
+            SendError::GatewayRefused(reason) => {
+                self.raised = true;
+                Some(format!(
+                    "the provider refuses this gateway ({reason}); readings are kept and sent \
+                     again every few minutes. Check the gateway's enrollment at the provider \
+                     (unknown, revoked or unbound gateway) or enroll it again."
+                ))
+            }
+            SendError::Unanswered(_) => {
+                self.unanswered = self.unanswered.saturating_add(1);
+                (self.unanswered >= UNANSWERED_ALARM_AFTER).then(|| {
+                    self.raised = true;
+                    format!(
+                        "{} batches in a row got no receipt although the broker connection \
+                         stayed up: the provider may refuse this gateway (unknown, revoked or \
+                         unbound) or its ingest may be down; readings are kept and sent again.",
+                        self.unanswered
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A receipt arrived: `true` when the alarm was raised and must be cleared.
+    fn answered(&mut self) -> bool {
+        self.unanswered = 0;
+        std::mem::take(&mut self.raised)
     }
 }
 

@@ -529,6 +529,11 @@ impl Drop for Agent {
 }
 
 impl Agent {
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
     /// SIGTERM to the agent we spawned, then waits (up to 15 s) for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.0.id().to_string();

@@ -56,11 +56,20 @@ pub enum AlertKind {
     MqttMessagesRefused,
     /// The broker delivered a packet larger than the provider reads: its limit must be set.
     MqttPacketTooLarge,
+    /// The gateway's heartbeat names its `disk-full` alarm: its disk is full, new readings stay
+    /// on the devices until space is freed.
+    GatewayDiskFull,
+    /// The gateway's heartbeat names its `outbox-reset` alarm: its outbox was found reset or
+    /// lost its last writes; readings may be lost.
+    GatewayOutboxReset,
+    /// The gateway's heartbeat names its `provider-refuses-gateway` alarm: its readings are
+    /// refused (or unanswered) for its identity and are kept on the gateway.
+    GatewayRefused,
 }
 
 impl AlertKind {
     /// Every kind (metrics list each, even at zero).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::GatewayOffline,
         Self::BacklogStale,
         Self::BacklogGrowing,
@@ -72,6 +81,9 @@ impl AlertKind {
         Self::HubUpdateHeld,
         Self::MqttMessagesRefused,
         Self::MqttPacketTooLarge,
+        Self::GatewayDiskFull,
+        Self::GatewayOutboxReset,
+        Self::GatewayRefused,
     ];
 
     /// Stored text.
@@ -88,7 +100,40 @@ impl AlertKind {
             Self::HubUpdateHeld => "hub-update-held",
             Self::MqttMessagesRefused => "mqtt-messages-refused",
             Self::MqttPacketTooLarge => "mqtt-packet-too-large",
+            Self::GatewayDiskFull => "disk-full",
+            Self::GatewayOutboxReset => "outbox-reset",
+            Self::GatewayRefused => "provider-refuses-gateway",
         }
+    }
+
+    /// The alert a gateway alarm kind named in a heartbeat becomes, for the kinds an operator
+    /// must act on.
+    pub fn from_gateway_alarm(kind: &str) -> Option<Self> {
+        match kind {
+            "disk-full" => Some(Self::GatewayDiskFull),
+            "outbox-reset" => Some(Self::GatewayOutboxReset),
+            "provider-refuses-gateway" => Some(Self::GatewayRefused),
+            _ => None,
+        }
+    }
+}
+
+/// The alarm kinds a gateway names at the start of its heartbeat's `last_error`:
+/// `kind +other +third: message of the first` (the gateway's alarm summary).
+pub fn gateway_alarm_kinds(last_error: &str) -> Vec<&str> {
+    let Some((head, _)) = last_error.split_once(": ") else {
+        return Vec::new();
+    };
+    let kinds: Vec<&str> = head.split(" +").map(str::trim).collect();
+    let kebab = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if kinds.iter().all(|k| kebab(k)) {
+        kinds
+    } else {
+        Vec::new()
     }
 }
 
@@ -105,6 +150,16 @@ pub struct Condition {
     pub telemonitoring_id: Option<String>,
     /// For the operator (never a measured value or a patient id).
     pub detail: String,
+}
+
+/// At most 200 bytes of `text`, cut at a character boundary.
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    let mut end = line.len().min(200);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 /// An alert row not yet resolved.
@@ -228,6 +283,20 @@ pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec
                 id.clone(),
                 format!("outbox at {pct}% of its quota"),
             );
+        }
+        if let Some(last_error) = &hb.last_error {
+            let message = last_error.split_once(": ").map_or("", |(_, m)| m);
+            // The message is the first (most severe) alarm's; the others are named only.
+            for (i, alarm) in gateway_alarm_kinds(last_error).into_iter().enumerate() {
+                if let Some(kind) = AlertKind::from_gateway_alarm(alarm) {
+                    let detail = if i == 0 {
+                        format!("gateway alarm {alarm}: {}", first_line(message))
+                    } else {
+                        format!("gateway alarm {alarm} (see tm-gateway status)")
+                    };
+                    raise(kind, id.clone(), detail);
+                }
+            }
         }
         if hb.backlog.rejected > 0 {
             raise(
@@ -396,4 +465,26 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod gateway_alarm_tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_alarm_kinds_are_read_from_the_summary() {
+        assert_eq!(
+            gateway_alarm_kinds("disk-full +provider-refuses-gateway: the file system is full"),
+            vec!["disk-full", "provider-refuses-gateway"]
+        );
+        assert_eq!(gateway_alarm_kinds("outbox-reset: x"), vec!["outbox-reset"]);
+        assert!(gateway_alarm_kinds("retryable: HTTP 500: boom").len() == 1);
+        assert!(gateway_alarm_kinds("cannot connect to the provider").is_empty());
+        assert!(gateway_alarm_kinds("HTTP 403: Forbidden: x").is_empty());
+        assert_eq!(
+            AlertKind::from_gateway_alarm("disk-full"),
+            Some(AlertKind::GatewayDiskFull)
+        );
+        assert_eq!(AlertKind::from_gateway_alarm("retryable"), None);
+    }
 }
