@@ -197,13 +197,16 @@ async fn missed_measurements_raise_blue_alarms_until_the_patient_measures() {
 
     // The patient measures BP (with pulse) twelve hours before: BP and heart rate clear.
     let at = (then - Duration::hours(12)).fixed_offset();
-    let bp = fixtures::reading(
+    let mut bp = fixtures::reading(
         "2A35",
         &fixtures::bp_frame(128, 82, 97, 66),
         fixtures::omron_cuff(),
         at,
         tm_protocol::TimeQuality::DeviceSynced,
     );
+    // The evaluator runs two days ahead; the gateway received it by the provider's own clock
+    // (a receive time ahead of that clock is refused).
+    bp.received_at = Utc::now();
     assert_eq!(fleet.readings(&gw, "b-1", vec![bp]).await, 200);
     let t = fleet.evaluate(then + Duration::minutes(10)).await;
     assert_eq!(
