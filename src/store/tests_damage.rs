@@ -146,6 +146,7 @@ fn readable_pending_rows_of_a_corrupt_file_are_salvaged_once() {
             batch_id: first.batch_id,
             accepted: ids_of(&first.readings),
             rejected: vec![],
+            duplicates: vec![],
         })
         .unwrap();
     let acknowledged: HashSet<_> = ids_of(&first.readings).into_iter().collect();
@@ -204,6 +205,7 @@ fn readable_pending_rows_of_a_corrupt_file_are_salvaged_once() {
                 batch_id: batch.batch_id,
                 accepted: ids_of(&batch.readings),
                 rejected: vec![],
+                duplicates: vec![],
             })
             .unwrap();
     }

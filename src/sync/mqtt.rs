@@ -98,7 +98,7 @@ pub struct MqttEventLoop {
     gateway: GatewayId,
     key: Arc<SigningKey>,
     /// The connection number of the last-will set for the current (or next) connection.
-    connection: u64,
+    status_number: u64,
     provider_key: VerifyingKey,
     orphans: mpsc::Sender<Receipt>,
     commands: mpsc::Sender<Vec<u8>>,
@@ -153,10 +153,10 @@ impl MqttParts {
             .set_clean_session(false)
             .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES)
             .set_inflight(u16::try_from(cfg.in_flight_batches * 2 + 8).unwrap_or(100));
-        let connection = next_connection(0);
+        let status_number = next_connection(0);
         options.set_last_will(LastWill::new(
             topics::status(gateway),
-            status_frame(gateway, &key, LinkState::Offline, connection),
+            status_frame(gateway, &key, LinkState::Offline, status_number),
             QoS::AtLeastOnce,
             true,
         ));
@@ -203,7 +203,7 @@ impl MqttParts {
             status_topic: topics::status(gateway),
             gateway: gateway.clone(),
             key,
-            connection,
+            status_number,
             provider_key,
             orphans: orphans_tx,
             commands: commands_tx,
@@ -344,12 +344,12 @@ impl MqttEventLoop {
 
     /// This connection's signed status.
     fn status(&self, state: LinkState) -> Vec<u8> {
-        status_frame(&self.gateway, &self.key, state, self.connection)
+        status_frame(&self.gateway, &self.key, state, self.status_number)
     }
 
     /// Numbers the next connection attempt and sets its last-will to match.
     fn next_connection(&mut self) {
-        self.connection = next_connection(self.connection);
+        self.status_number = next_connection(self.status_number);
         let will = LastWill::new(
             &self.status_topic,
             self.status(LinkState::Offline),
