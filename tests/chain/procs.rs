@@ -4,7 +4,8 @@
 //!
 //! `tm-gateway` is the binary cargo built for this test. `tm-provider`, `tm-sim-hub` and
 //! `tm-sim-bluez` belong to other workspace members, so cargo does not build them for a test of
-//! this crate: [`bins`] runs `cargo build --workspace --bins` once per test run, into the same
+//! this crate: [`bins`] runs `cargo build --workspace --bins --features tm-gateway/simulator`
+//! once per test run, into the same
 //! target directory and profile, so the chain never runs a stale binary. It is the command
 //! `scripts/test` and `scripts/demo` run (same packages, so the same unified features): after
 //! them it is a no-op, where building only the three packages would compile their dependencies
@@ -99,6 +100,10 @@ fn build_workspace_bins(bin_dir: &Path) {
             "--locked",
             "--workspace",
             "--bins",
+            // The agent with its simulator, as the tests run it: this build re-links
+            // `tm-gateway` in place, and every other test starts that binary.
+            "--features",
+            "tm-gateway/simulator",
             "--profile",
             &profile,
         ])
