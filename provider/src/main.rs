@@ -132,8 +132,12 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 Some(ended) = background.join_next() => {
-                    tracing::error!(outcome = ?ended, "a background task ended; stopping");
-                    failure = Some(anyhow::anyhow!("a background task ended: {ended:?}"));
+                    // After a signal the actors end first (the server still answers what is
+                    // in flight): that is the shutdown, not a failure.
+                    if !shutdown.is_cancelled() {
+                        tracing::error!(outcome = ?ended, "a background task ended; stopping");
+                        failure = Some(anyhow::anyhow!("a background task ended: {ended:?}"));
+                    }
                 }
             }
             shutdown.cancel();
