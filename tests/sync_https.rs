@@ -115,13 +115,6 @@ async fn outage_500_429_and_timeout_then_exactly_once() {
     assert_eq!(gw.status()["rejected"], 0);
 }
 
-/// Whether `status` lists an alarm of `kind`.
-fn has_alarm(status: &serde_json::Value, kind: &str) -> bool {
-    status["alarms"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|a| a["kind"] == kind))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_again() {
     const COUNT: u32 = 40;

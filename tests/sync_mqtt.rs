@@ -103,12 +103,6 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
     assert_eq!(gw.status()["acknowledged"], COUNT);
 }
 
-fn has_alarm(status: &serde_json::Value, kind: &str) -> bool {
-    status["alarms"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|a| a["kind"] == kind))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_delivered_later() {
     const COUNT: u32 = 300;

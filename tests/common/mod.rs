@@ -365,6 +365,13 @@ impl GatewaySide {
     }
 }
 
+/// Whether `tm-gateway status --json` output shows the alarm `kind` raised.
+pub fn has_alarm(status: &serde_json::Value, kind: &str) -> bool {
+    status["alarms"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["kind"] == kind))
+}
+
 /// The lines of an agent's log file that contain every one of `needles`.
 pub fn log_lines(log: &Path, needles: &[&str]) -> Vec<String> {
     std::fs::read_to_string(log)
