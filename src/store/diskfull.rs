@@ -5,8 +5,9 @@
 //!
 //! - **A reserve.** At open the outbox keeps a file of [`reserve_bytes`] next to the database
 //!   (`outbox.db.reserve`). The first write that fails for lack of space deletes it, so the
-//!   writes that must succeed (recording receipts, releasing leases, the alarm, pruning, and the
-//!   WAL checkpoint that moves committed pages into the database file) find room. The WAL is
+//!   writes that must succeed (recording receipts, the alarm, pruning, and the WAL checkpoint
+//!   that moves committed pages into the database file) find room. When even that is used up,
+//!   the WAL is checkpointed and truncated and the write tried once more. The WAL is
 //!   checkpointed every `reserve / 2` bytes, so what a checkpoint must add to the database file
 //!   fits in the reserve.
 //! - **The `disk-full` alarm** is raised at once (`tm-gateway status`, the heartbeat, and so an
@@ -14,6 +15,9 @@
 //! - **Readings are refused, never lost.** While the disk is full a stash is taken only when the
 //!   database's free pages hold it (the file does not grow); otherwise it is refused with an
 //!   error, capture does not acknowledge the records to the device, and the device keeps them.
+//! - **The drain needs no new space.** A lease writes nothing ([`super::lease`]), and while the
+//!   disk is full a receipt deletes the rows it acknowledges instead of updating them: shipping
+//!   only frees pages, so the backlog drains on a disk with no byte left.
 //! - **Space is freed.** Pruning evicts every acknowledged row at once (the retention window is
 //!   waived) and, when it deleted rows, truncates the WAL so the file system gets those bytes
 //!   back; then the reserve is written again.
@@ -21,9 +25,9 @@
 //!   at most every [`RETRY_INITIAL`]..[`RETRY_MAX`], doubling.
 //!
 //! - **Start on a full disk.** Opening checkpoints and truncates the WAL first (what it holds
-//!   goes into the database file, the rest of its bytes back to the file system), and leases
-//!   left by the previous run are reset at the first lease when that write cannot be made at
-//!   open.
+//!   goes into the database file, the rest of its bytes back to the file system); rows an
+//!   earlier version left leased in the database are reset at the first lease when that write
+//!   cannot be made at open.
 //!
 //! A failed write is always rolled back by SQLite; what was committed before stays committed.
 
@@ -208,10 +212,25 @@ impl Outbox {
         match f(self) {
             Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
                 self.on_disk_full();
-                f(self)
+                match f(self) {
+                    Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
+                        // Still no room (the reserve went earlier): hand what the WAL file
+                        // holds beyond its frames back to the file system, then once more.
+                        self.truncate_wal();
+                        f(self)
+                    }
+                    other => other,
+                }
             }
             other => other,
         }
+    }
+
+    /// Checkpoints and truncates the WAL (its committed frames are in the database file after).
+    pub(super) fn truncate_wal(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 
     /// A write failed for lack of space: release the reserve and raise the alarm.

@@ -5,7 +5,8 @@
 //! the source of truth; nothing about the network (PUBACK, HTTP status, session state) removes
 //! it. Only a receipt signed by the provider settles it.
 //!
-//! Row lifecycle ([`RowState`], stored as its discriminant):
+//! Row lifecycle ([`RowState`]; `leased` lives in the writer's memory, the others are stored
+//! as their discriminant):
 //!
 //! ```text
 //! pending --lease--> leased --receipt accepted--> acknowledged --retention/quota--> pruned (deleted)
@@ -13,11 +14,14 @@
 //!    +---release--------+   (send failed, receipt timeout, reconnect, agent restart)
 //! ```
 //!
+//! A lease writes nothing ([`lease`]): only receipts change rows, so a reading costs one insert
+//! and one update, and on a full disk an acknowledged row is deleted at once.
+//!
 //! Invariants:
 //! - `reading_id` is UNIQUE: a device re-sending its memory creates no second row.
 //! - a pending or leased row is never deleted; at the disk quota the outbox evicts acknowledged
 //!   rows first and then refuses new writes with an alarm (capture keeps the device's records).
-//! - leases are reset at start: a batch in flight when the agent died is sent again (the
+//! - leases end with the process: a batch in flight when the agent died is sent again (the
 //!   provider de-duplicates by `reading_id`).
 //! - bytes that failed to decode are kept in the `quarantine` table.
 //! - an unreadable database file is moved aside with an alarm and a fresh one opened, so the
@@ -28,7 +32,7 @@
 //!   WAL) is caught at start against a record kept outside the database ([`mark`]) and raises
 //!   the `outbox-reset` alarm.
 //! - a full disk does not stop the agent: a reserve file keeps the writes that must succeed
-//!   (receipts, releases, pruning, alarms) possible, the `disk-full` alarm is raised, new
+//!   (receipts, pruning, alarms) possible, the `disk-full` alarm is raised, new
 //!   readings are refused (never acknowledged to the device) until space is back
 //!   ([`diskfull`]).
 //!
@@ -60,7 +64,8 @@ pub const FILE_NAME: &str = "outbox.db";
 pub enum RowState {
     /// Committed, waiting to be shipped.
     Pending = 0,
-    /// Part of a batch in flight; back to pending if no receipt arrives.
+    /// Part of a batch in flight; back to pending if no receipt arrives. Known only to the
+    /// running agent (stored as pending); `1` in databases of earlier versions.
     Leased = 1,
     /// A provider receipt named it as committed; pruned after the retention window.
     Acknowledged = 2,

@@ -1,5 +1,5 @@
 //! Model test of the outbox state machine: random sequences of stash, lease, receipt (accepted,
-//! rejected, duplicated, lost), release and restart, checked against a plain in-memory model.
+//! rejected, duplicated, lost), release, pruning and restart, checked against a plain in-memory model.
 //! Invariants: no reading that was not acknowledged or rejected ever leaves the outbox, every
 //! row is in the state the model predicts, and after a final drain every reading is settled.
 
@@ -16,32 +16,36 @@ use crate::stash::Stashable;
 enum Step {
     /// Stash readings with these sequence numbers (repeats are duplicates).
     Stash(Vec<u32>),
-    Lease(usize),
+    /// Lease up to `n` readings, `live` of them newest first.
+    Lease(usize, usize),
     /// Receipt for outstanding batch `i % n`: accept all but every `k`-th, which is rejected.
     Receipt(usize, usize),
     /// The same receipt again.
     DuplicateReceipt,
     /// The batch is lost (timeout): release it.
     Lose(usize),
+    /// Acknowledged rows are pruned (row ids are then reused by later stashes).
+    Prune,
     Restart,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => proptest::collection::vec(0u32..40, 1..6).prop_map(Step::Stash),
-        3 => (1usize..8).prop_map(Step::Lease),
+        3 => (1usize..8, 0usize..2).prop_map(|(n, live)| Step::Lease(n, live)),
         3 => (0usize..4, 2usize..6).prop_map(|(i, k)| Step::Receipt(i, k)),
         1 => Just(Step::DuplicateReceipt),
         1 => (0usize..4).prop_map(Step::Lose),
+        1 => Just(Step::Prune),
         1 => Just(Step::Restart),
     ]
 }
 
-fn limits(n: usize) -> LeaseLimits {
+fn limits(n: usize, live: usize) -> LeaseLimits {
     LeaseLimits {
         max_readings: n,
         max_bytes: 1 << 20,
-        live_lane: 1,
+        live_lane: live,
     }
 }
 
@@ -80,8 +84,34 @@ fn ids_of(payloads: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
+/// Applies a receipt to the model: (rows acknowledged, rows rejected) by it.
+fn apply(model: &mut HashMap<String, RowState>, receipt: &Receipt) -> (usize, usize) {
+    let mut settle = |id: &str, to: RowState| {
+        // A pruned reading has no row any more: nothing to settle.
+        let Some(s) = model.get_mut(id) else {
+            return 0;
+        };
+        let open = matches!(s, RowState::Pending | RowState::Leased);
+        if open {
+            *s = to;
+        }
+        usize::from(open)
+    };
+    let acknowledged = receipt
+        .accepted
+        .iter()
+        .map(|id| settle(id.as_str(), RowState::Acknowledged))
+        .sum();
+    let rejected = receipt
+        .rejected
+        .iter()
+        .map(|r| settle(r.reading_id.as_str(), RowState::Rejected))
+        .sum();
+    (acknowledged, rejected)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn outbox_matches_the_model(steps in proptest::collection::vec(step(), 1..40)) {
@@ -106,9 +136,9 @@ proptest! {
                     prop_assert_eq!(out[0].inserted, new);
                     prop_assert_eq!(out[0].inserted + out[0].duplicates, seqs.len());
                 }
-                Step::Lease(n) => {
+                Step::Lease(n, live) => {
                     let pending = model.values().filter(|s| **s == RowState::Pending).count();
-                    match outbox.lease(limits(n)).unwrap() {
+                    match outbox.lease(limits(n, live)).unwrap() {
                         None => prop_assert_eq!(pending, 0),
                         Some(b) => {
                             let ids = ids_of(&b.readings);
@@ -126,32 +156,31 @@ proptest! {
                     let key = batches.keys().nth(i % batches.len()).unwrap().clone();
                     let (batch, ids) = batches.remove(&key).unwrap();
                     let receipt = receipt_for(&batch, &ids, k);
-                    outbox.settle(&receipt).unwrap();
-                    for id in &receipt.accepted {
-                        let s = model.get_mut(id.as_str()).unwrap();
-                        if matches!(s, RowState::Pending | RowState::Leased) { *s = RowState::Acknowledged; }
-                    }
-                    for r in &receipt.rejected {
-                        let s = model.get_mut(r.reading_id.as_str()).unwrap();
-                        if matches!(s, RowState::Pending | RowState::Leased) { *s = RowState::Rejected; }
-                    }
+                    let out = outbox.settle(&receipt).unwrap();
+                    prop_assert_eq!((out.acknowledged, out.rejected), apply(&mut model, &receipt));
                     last_receipt = Some(receipt);
                 }
                 Step::DuplicateReceipt => {
+                    // Changes nothing, unless a reading it names was pruned and stashed again
+                    // since: the provider has that one, so it settles.
                     if let Some(r) = &last_receipt {
                         let again = outbox.settle(r).unwrap();
-                        prop_assert_eq!(again.acknowledged + again.rejected, 0);
+                        prop_assert_eq!((again.acknowledged, again.rejected), apply(&mut model, r));
                     }
                 }
                 Step::Lose(i) => {
                     if batches.is_empty() { continue; }
                     let key = batches.keys().nth(i % batches.len()).unwrap().clone();
                     let (batch, ids) = batches.remove(&key).unwrap();
-                    outbox.release(&batch).unwrap();
+                    outbox.release(&batch);
                     for id in ids {
                         let s = model.get_mut(&id).unwrap();
                         if *s == RowState::Leased { *s = RowState::Pending; }
                     }
+                }
+                Step::Prune => {
+                    outbox.prune(i64::MAX).unwrap();
+                    model.retain(|_, s| *s != RowState::Acknowledged);
                 }
                 Step::Restart => {
                     drop(outbox);
@@ -171,8 +200,8 @@ proptest! {
             prop_assert_eq!(status.leased, count(RowState::Leased));
         }
         // Drain: whatever happened, every reading ends settled.
-        outbox.release_all().unwrap();
-        while let Some(b) = outbox.lease(limits(7)).unwrap() {
+        outbox.release_all();
+        while let Some(b) = outbox.lease(limits(7, 1)).unwrap() {
             let ids = ids_of(&b.readings);
             outbox.settle(&receipt_for(&b.batch_id, &ids, usize::MAX)).unwrap();
         }

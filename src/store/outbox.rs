@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::diskfull::{self, DiskGuard, is_disk_full};
-use super::lease::LeaseBook;
+use super::lease::{Leases, RESET_STORED_LEASES};
 use super::mark::{self, MarkWriter};
 use super::schema::{self, OpenReport};
 use super::{OutboxStatus, QUOTA_ALARM_PERCENT, RowState, StoreError, alarm, now_ms};
@@ -19,14 +19,14 @@ pub struct Outbox {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
     quota_bytes: u64,
-    /// Row ids of recently leased batches, so their receipts settle rows by row id.
-    pub(super) leases: LeaseBook,
+    /// The batches in flight ([`super::lease`]): kept in memory only.
+    pub(super) leases: Leases,
     /// The disk reserve and the disk-full state ([`super::diskfull`]).
     pub(super) disk: DiskGuard,
     /// The record of this outbox outside itself ([`super::mark`]).
     pub(super) mark: MarkWriter,
-    /// Leases of the previous run could not be reset at open (a full disk): done before the
-    /// first lease.
+    /// Rows an earlier version left leased in the database could not be reset at open (a full
+    /// disk): done before the first lease.
     pub(super) stale_leases: bool,
 }
 
@@ -80,7 +80,7 @@ impl Outbox {
             conn,
             path: path.to_path_buf(),
             quota_bytes,
-            leases: LeaseBook::default(),
+            leases: Leases::default(),
             disk,
             mark: MarkWriter::new(path, outbox_id),
             stale_leases: false,
@@ -90,16 +90,15 @@ impl Outbox {
             outbox.raise_disk_full();
         }
         if outbox.disk.is_full() {
-            let _ = outbox
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            outbox.truncate_wal();
         }
-        match outbox.retrying(|o| o.release_all()) {
+        let reset = |o: &mut Self| o.conn.execute(RESET_STORED_LEASES, []).map_err(o.err());
+        match outbox.retrying(reset) {
             Ok(0) => {}
             Ok(released) => tracing::info!(
                 stage = "outbox",
                 rows = released,
-                "leases from the previous run reset"
+                "leases stored by an earlier version reset"
             ),
             // On a full disk: reset at the first lease instead (nothing is leased before).
             Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
@@ -145,6 +144,7 @@ impl Outbox {
     fn commit_stash(&mut self, requests: &[&[Stashable]]) -> rusqlite::Result<Vec<StashOutcome>> {
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(requests.len());
+        let mut first_row = None;
         {
             let mut insert = tx.prepare(INSERT_READING)?;
             let mut mark = tx.prepare(UPSERT_MARK)?;
@@ -164,6 +164,7 @@ impl Outbox {
                                 payload
                             ])?;
                             if n == 1 {
+                                first_row.get_or_insert(tx.last_insert_rowid());
                                 out.inserted += 1;
                                 mark.execute(params![r.device.address, r.sequence, received])?;
                             } else {
@@ -186,6 +187,9 @@ impl Outbox {
             }
         }
         tx.commit()?;
+        if let Some(first) = first_row {
+            self.leases.pending_from(first);
+        }
         Ok(outcomes)
     }
 
@@ -277,9 +281,7 @@ impl Outbox {
                 rows = n,
                 "disk full: acknowledged rows pruned early"
             );
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            self.truncate_wal();
             self.disk.look_now();
         }
         Ok(n)
@@ -308,20 +310,26 @@ impl Outbox {
 
     /// The status for `tm-gateway status` and the heartbeat.
     pub fn status(&self) -> Result<OutboxStatus, StoreError> {
-        schema::status(&self.conn, self.quota_bytes).map_err(self.err())
+        let mut status = schema::status(&self.conn, self.quota_bytes).map_err(self.err())?;
+        // Leases are in memory: the database counts their rows as pending.
+        let leased = u64::try_from(self.leased_count()).unwrap_or(u64::MAX);
+        status.leased = leased;
+        status.pending = status.pending.saturating_sub(leased);
+        Ok(status)
     }
 
     /// The state of one reading (tests and diagnostics).
     pub fn row_state(&self, reading_id: &str) -> Result<Option<RowState>, StoreError> {
         self.conn
             .query_row(
-                "SELECT state FROM readings WHERE reading_id = ?1",
+                "SELECT id, state FROM readings WHERE reading_id = ?1",
                 [reading_id],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()
             .map(|s| {
-                s.map(|s| match s {
+                s.map(|(id, s)| match s {
+                    0 if self.is_leased(id) => RowState::Leased,
                     0 => RowState::Pending,
                     1 => RowState::Leased,
                     2 => RowState::Acknowledged,

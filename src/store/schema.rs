@@ -9,7 +9,8 @@ use super::{Alarm, OutboxStatus, StoreError, alarm, now_ms};
 
 /// Schema migrations, applied in order at open; index + 1 is the version. Never edit one that
 /// has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE readings (
         id             INTEGER PRIMARY KEY,      -- capture order
         reading_id     TEXT NOT NULL UNIQUE,
@@ -47,7 +48,11 @@ const MIGRATIONS: &[&str] = &[r#"
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
-"#];
+"#,
+    // Leases are kept in memory since version 2: `batch_id` and `attempts` are no longer
+    // written, and the index on `batch_id` has nothing to find.
+    "DROP INDEX IF EXISTS readings_batch;",
+];
 
 /// What opening found.
 #[derive(Debug, Clone, PartialEq, Eq)]

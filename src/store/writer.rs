@@ -105,10 +105,10 @@ fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
                 let _ = reply.send(outbox.retrying(|o| o.settle(&receipt)));
             }
             Op::Release(batch, reply) => {
-                let _ = reply.send(outbox.retrying(|o| o.release(&batch)));
+                let _ = reply.send(Ok(outbox.release(&batch)));
             }
             Op::ReleaseAll(reply) => {
-                let _ = reply.send(outbox.retrying(|o| o.release_all()));
+                let _ = reply.send(Ok(outbox.release_all()));
             }
             Op::Reject(batch, reason, reply) => {
                 let _ = reply.send(outbox.retrying(|o| o.reject_batch(&batch, &reason)));

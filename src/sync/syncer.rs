@@ -65,8 +65,8 @@ impl Syncer {
 
     /// Runs until `cancel`; returns an error only when the outbox writer is gone. Any other
     /// outbox error (a full disk, an I/O error) is logged and retried on a later turn: a receipt
-    /// that could not be recorded is kept in memory and applied again, rows whose release failed
-    /// are released again, and leasing pauses for the store backoff.
+    /// that could not be recorded is kept in memory and applied again, and leasing pauses for
+    /// the store backoff.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), StoreError> {
         let mut in_flight: JoinSet<(BatchId, Result<Receipt, SendError>)> = JoinSet::new();
         let mut backoff = Backoff::new(
@@ -81,15 +81,11 @@ impl Syncer {
         let mut next_prune = Instant::now();
         let mut orphans = self.orphan_receipts.take();
         let mut unsettled: VecDeque<Receipt> = VecDeque::new();
-        let mut unreleased: Vec<BatchId> = Vec::new();
         loop {
             if let Some(beat) = &self.beat {
                 beat.tick();
             }
-            if !self
-                .retry_store_work(&mut unsettled, &mut unreleased)
-                .await?
-            {
+            if !self.retry_settle(&mut unsettled).await? {
                 paused_until = paused_until.max(Instant::now() + store_backoff.next_delay());
             }
             if Instant::now() >= next_prune {
@@ -168,10 +164,8 @@ impl Syncer {
                         Err(SendError::Rejected(reason)) => {
                             match self.outbox.reject(batch.clone(), reason.clone()).await {
                                 Ok(rows) => tracing::error!(stage = "sync", rows, %reason, "provider refused a batch's content; rows kept as rejected"),
-                                Err(e) => {
-                                    store_failed(&e, "reject")?;
-                                    unreleased.push(batch);
-                                }
+                                // Not recorded: the rows were released and are sent again.
+                                Err(e) => store_failed(&e, "reject")?,
                             }
                             self.last_error(Some(reason)).await?;
                             had_error = true;
@@ -179,7 +173,6 @@ impl Syncer {
                         Err(e) => {
                             if let Err(err) = self.outbox.release(batch.clone()).await {
                                 store_failed(&err, "release")?;
-                                unreleased.push(batch);
                             }
                             let delay = match &e {
                                 SendError::RetryAfter(d, _) => *d,
@@ -223,13 +216,9 @@ impl Syncer {
         Ok(())
     }
 
-    /// Applies receipts and releases that failed earlier. `false` while the outbox still
+    /// Applies receipts that could not be recorded earlier. `false` while the outbox still
     /// refuses them (the caller pauses leasing).
-    async fn retry_store_work(
-        &self,
-        unsettled: &mut VecDeque<Receipt>,
-        unreleased: &mut Vec<BatchId>,
-    ) -> Result<bool, StoreError> {
+    async fn retry_settle(&self, unsettled: &mut VecDeque<Receipt>) -> Result<bool, StoreError> {
         while let Some(receipt) = unsettled.front() {
             match self.outbox.settle(receipt.clone()).await {
                 Ok(outcome) => {
@@ -238,17 +227,6 @@ impl Syncer {
                 }
                 Err(e) => {
                     store_failed(&e, "settle")?;
-                    return Ok(false);
-                }
-            }
-        }
-        while let Some(batch) = unreleased.last() {
-            match self.outbox.release(batch.clone()).await {
-                Ok(_) => {
-                    unreleased.pop();
-                }
-                Err(e) => {
-                    store_failed(&e, "release")?;
                     return Ok(false);
                 }
             }

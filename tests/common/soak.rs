@@ -34,8 +34,6 @@ pub struct SoakReport {
     pub mid_stream: u32,
     /// Kills that found committed readings not yet acknowledged by the provider.
     pub in_flight: u32,
-    /// Kills that found a batch sent and waiting for its receipt.
-    pub awaiting_receipt: u32,
     /// Length of the whole stream (sequences `0..readings`).
     pub readings: u32,
     /// Sequences missing at the provider.
@@ -48,14 +46,8 @@ impl std::fmt::Display for SoakReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "kills={} mid_stream={} in_flight={} awaiting_receipt={} readings={} lost={} duplicated={}",
-            self.kills,
-            self.mid_stream,
-            self.in_flight,
-            self.awaiting_receipt,
-            self.readings,
-            self.lost,
-            self.duplicated
+            "kills={} mid_stream={} in_flight={} readings={} lost={} duplicated={}",
+            self.kills, self.mid_stream, self.in_flight, self.readings, self.lost, self.duplicated
         )
     }
 }
@@ -65,10 +57,8 @@ impl std::fmt::Display for SoakReport {
 struct Peek {
     /// Highest committed sequence of the simulated device.
     high_water: Option<u32>,
-    /// Rows pending or leased.
+    /// Rows not acknowledged yet (pending or in flight: leases are known only to the agent).
     unacknowledged: u64,
-    /// Rows leased (sent, waiting for a receipt).
-    leased: u64,
 }
 
 fn peek(outbox: &Path) -> Peek {
@@ -89,15 +79,13 @@ fn peek(outbox: &Path) -> Peek {
             )
             .optional()?
             .flatten();
-        let (unacknowledged, leased): (i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(state = 1), 0) FROM readings WHERE state IN (0, 1)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let unacknowledged: i64 =
+            conn.query_row("SELECT COUNT(*) FROM readings WHERE state = 0", [], |r| {
+                r.get(0)
+            })?;
         Ok(Peek {
             high_water: high_water.and_then(|s| u32::try_from(s).ok()),
             unacknowledged: u64::try_from(unacknowledged).unwrap_or(0),
-            leased: u64::try_from(leased).unwrap_or(0),
         })
     };
     // A brand-new outbox may not have its tables yet.
@@ -153,9 +141,6 @@ pub async fn kill_soak(
         }
         if seen.unacknowledged > 0 {
             report.in_flight += 1;
-        }
-        if seen.leased > 0 {
-            report.awaiting_receipt += 1;
         }
     }
     let last = peek(&outbox).high_water.map_or(0, |s| s + 1);
