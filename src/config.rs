@@ -16,7 +16,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/tm-gateway/gateway.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}")]
+    #[error(
+        "cannot read configuration {path}: {source}{}",
+        missing_hint(path, source)
+    )]
     Read {
         /// The configuration file.
         path: PathBuf,
@@ -35,6 +38,18 @@ pub enum ConfigError {
     /// A value is out of its allowed range.
     #[error("configuration: {0}")]
     Invalid(String),
+}
+
+/// What to do about a configuration file that does not exist.
+fn missing_hint(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() != std::io::ErrorKind::NotFound {
+        return String::new();
+    }
+    format!(
+        " (copy config/gateway.example.toml to {}, or name another file with --config PATH or \
+         TM_GATEWAY_CONFIG)",
+        path.display()
+    )
 }
 
 /// The file's shape.

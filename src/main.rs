@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
     match tm_gateway::cli::run(cli) {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tm_protocol::report::error_chain(e.as_ref()));
             std::process::ExitCode::from(1)
         }
     }

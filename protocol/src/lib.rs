@@ -24,6 +24,7 @@ pub mod identity;
 pub mod limits;
 pub mod messages;
 pub mod reading_id;
+pub mod report;
 pub mod routes;
 
 pub use codec::{DecodeError, decode, encode};

@@ -26,7 +26,8 @@
 //!   TLS tests, `tests/common/pki.rs`);
 //! - [`configs`]: the processes' configuration files;
 //! - [`stack`]: starting the chain and talking to each part ([`web`]: its HTTP client);
-//! - [`story`]: the steps and the checks.
+//! - [`story`]: the steps and the checks;
+//! - [`readme`]: the README's command examples, run as written with the same binaries.
 //!
 //! The two tests run one after the other (2-core CI). A failing test prints the tail of every
 //! process's log and keeps its directory (databases, configurations, logs).
@@ -35,6 +36,7 @@ mod configs;
 #[path = "../common/pki.rs"]
 mod pki;
 mod procs;
+mod readme;
 mod stack;
 mod story;
 mod web;
