@@ -18,6 +18,7 @@
 //! opens the frame, verifies it against the enrolled gateway key, decodes it, commits the
 //! readings and answers with a receipt (itself a signed frame) naming each reading id.
 
+pub mod backoff;
 pub mod codec;
 pub mod frame;
 pub mod identity;

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::http::{AppState, Routes};
 use crate::hub::client::HubClient;
-use crate::hub::outbox::{Backoff, OutboxActor};
+use crate::hub::outbox::{OutboxActor, Retries};
 use crate::ingest::Ingest;
 use crate::portal::Portal;
 use crate::publish::updater::{self, SessionUpdater};
@@ -109,7 +109,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
             db: db.clone(),
             client: HubClient::new(hub)?,
             wake: wake.clone(),
-            backoff: Backoff {
+            backoff: Retries {
                 initial: Duration::from_millis(hub.retry_initial_ms),
                 max: Duration::from_millis(hub.retry_max_ms),
                 refused_window: Duration::from_millis(hub.refused_retry_window_ms),

@@ -29,6 +29,10 @@ use crate::stash::{StashHandle, Stashable};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest backoff delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// First pause before a refused stash is tried again; doubles up to [`STASH_RETRY_MAX`].
+pub const STASH_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between two tries of a refused stash.
+pub const STASH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Shortest interval between two checks that a subscribed device is still connected.
 pub const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Records arriving this soon after subscription come from the device's memory.
@@ -70,19 +74,13 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// Backoff delay for `attempt` with up to 50 % jitter.
+/// Backoff delay before connection attempt `attempt + 1`: doubling from [`BACKOFF_BASE`] up
+/// to [`BACKOFF_MAX`], the lower half of each step random (devices of one home that dropped
+/// together do not reconnect in the same instant).
 pub fn backoff_delay(attempt: u32) -> Duration {
-    let exp = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(8))
-        .min(BACKOFF_MAX);
-    let nanos = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    );
-    let jitter = exp.mul_f64((nanos % 500) as f64 / 1000.0);
-    exp + jitter
+    tm_protocol::backoff::Backoff::new(BACKOFF_BASE, BACKOFF_MAX)
+        .with_jitter(tm_protocol::backoff::Jitter::Half)
+        .delay_at(attempt)
 }
 
 impl Link {
@@ -263,8 +261,10 @@ impl Link {
                 Stashable::Quarantined(_) => None,
             })
             .max();
-        // Clinical data: wait for the commit, retrying while the outbox refuses.
-        let mut delay = Duration::from_millis(100);
+        // Clinical data: wait for the commit, retrying while the outbox refuses (no jitter: the
+        // outbox is local).
+        let mut retry = tm_protocol::backoff::Backoff::new(STASH_RETRY_FIRST, STASH_RETRY_MAX)
+            .with_jitter(tm_protocol::backoff::Jitter::None);
         loop {
             match self.stash.stash(items.clone()).await {
                 Ok(_) => break,
@@ -272,9 +272,8 @@ impl Link {
                     tracing::error!(stage = "stash", device = %self.device.address, error = %e, "outbox refused readings; retrying");
                     tokio::select! {
                         _ = self.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = tokio::time::sleep(retry.next_delay()) => {}
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }

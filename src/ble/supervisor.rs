@@ -50,11 +50,11 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// time limit ([`RereadHandle::reread`]).
 pub const REREAD_REQUESTS_CAPACITY: usize = 4;
 
-/// Delay before attempt `failures + 1`.
+/// Delay before attempt `failures + 1` (a local adapter is looked at again: no jitter).
 pub fn retry_delay(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
-        .min(RETRY_MAX)
+    tm_protocol::backoff::Backoff::new(RETRY_FIRST, RETRY_MAX)
+        .with_jitter(tm_protocol::backoff::Jitter::None)
+        .delay_at(failures.saturating_sub(1))
 }
 
 /// The answer to a re-read: the number of links started, or why Bluetooth is unavailable.

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::ErrorCode;
+use tm_protocol::backoff::{Backoff, Jitter};
 
 use super::mark;
 use super::outbox::{EVICT_ACKNOWLEDGED, StashFail};
@@ -75,8 +76,10 @@ pub fn is_disk_full(e: &rusqlite::Error) -> bool {
 pub(super) struct DiskGuard {
     path: PathBuf,
     bytes: u64,
-    /// Set while the disk is full: when to look for space next, and the pause after that.
-    full: Option<(Instant, Duration)>,
+    /// Set while the disk is full: when to look for space next.
+    full: Option<Instant>,
+    /// Pauses between looks: [`RETRY_INITIAL`] doubling to [`RETRY_MAX`], no jitter.
+    retry: Backoff,
 }
 
 impl DiskGuard {
@@ -87,10 +90,11 @@ impl DiskGuard {
             path: reserve_path(db_path),
             bytes: reserve_bytes(quota_bytes),
             full: None,
+            retry: Backoff::new(RETRY_INITIAL, RETRY_MAX).with_jitter(Jitter::None),
         };
         if let Err(e) = guard.fill() {
             tracing::error!(stage = "outbox", error = %e, "no room for the outbox's disk reserve");
-            guard.full = Some((Instant::now() + RETRY_INITIAL, RETRY_INITIAL));
+            guard.full = Some(Instant::now() + guard.retry.ceiling());
         }
         guard
     }
@@ -116,15 +120,17 @@ impl DiskGuard {
             );
         }
         let _ = std::fs::remove_file(&self.path);
-        let pause = self.full.map_or(RETRY_INITIAL, |(_, p)| p);
-        self.full = Some((Instant::now() + pause, pause));
+        if first {
+            self.retry.reset();
+        }
+        self.full = Some(Instant::now() + self.retry.ceiling());
         first
     }
 
     /// While the disk is full, at most once per backoff step: tries to write the reserve again.
     /// `true` when it succeeded now (space is back; the caller clears the alarm).
     pub(super) fn space_back(&mut self) -> bool {
-        let Some((next, pause)) = self.full else {
+        let Some(next) = self.full else {
             return false;
         };
         if Instant::now() < next {
@@ -137,8 +143,8 @@ impl DiskGuard {
                 true
             }
             Err(_) => {
-                let pause = (pause * 2).min(RETRY_MAX);
-                self.full = Some((Instant::now() + pause, pause));
+                self.retry.next_delay();
+                self.full = Some(Instant::now() + self.retry.ceiling());
                 false
             }
         }
@@ -146,8 +152,8 @@ impl DiskGuard {
 
     /// Looks for space at the next [`Self::space_back`] (after space was freed).
     pub(super) fn look_now(&mut self) {
-        if let Some((_, pause)) = self.full {
-            self.full = Some((Instant::now(), pause));
+        if self.full.is_some() {
+            self.full = Some(Instant::now());
         }
     }
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SyncConfig;
-use super::{Backoff, Link, SendError, seal_batch};
+use super::{Backoff, Jitter, Link, SendError, seal_batch};
 use crate::store::{LeaseLimits, OutboxHandle, StoreError, alarm};
 
 /// How often an idle syncer looks for new pending rows.
@@ -267,8 +267,10 @@ fn store_failed(e: &StoreError, what: &'static str) -> Result<(), StoreError> {
 
 /// The pause after the provider refused the gateway: between half and all of `refused_ms`.
 fn refused_delay(refused_ms: u64) -> Duration {
-    let half = refused_ms / 2;
-    Duration::from_millis(half + super::random_u64() % (refused_ms - half + 1))
+    let pause = Duration::from_millis(refused_ms);
+    Backoff::new(pause, pause)
+        .with_jitter(Jitter::Half)
+        .delay_at(0)
 }
 
 /// Tracks refusals of the gateway itself, for the `provider-refuses-gateway` alarm.

@@ -31,6 +31,8 @@ use rusqlite::params;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use tm_protocol::backoff::{Backoff, Jitter};
+
 use crate::db::{Db, DbError};
 use crate::hub::client::{HubClient, PutError};
 use crate::hub::contract::StatusUpdate;
@@ -90,7 +92,7 @@ pub async fn held(db: &Db) -> Result<i64, DbError> {
 
 /// The actor's settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub struct Retries {
     /// First retry delay.
     pub initial: Duration,
     /// Longest retry delay.
@@ -99,7 +101,7 @@ pub struct Backoff {
     pub refused_window: Duration,
 }
 
-impl Backoff {
+impl Retries {
     fn refusals(&self) -> RefusalPolicy {
         RefusalPolicy {
             initial: self.initial,
@@ -119,7 +121,7 @@ pub struct OutboxActor {
     /// Woken when a row is queued or re-queued.
     pub wake: Arc<Notify>,
     /// Retry delays.
-    pub backoff: Backoff,
+    pub backoff: Retries,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -131,30 +133,31 @@ impl OutboxActor {
     /// failure is logged and the actor starts over after a pause ([`STORE_RETRY`], doubling up
     /// to [`STORE_RETRY_MAX`]).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut pause = STORE_RETRY;
+        let mut retry = Backoff::new(STORE_RETRY, STORE_RETRY_MAX).with_jitter(Jitter::None);
         loop {
             let started = tokio::time::Instant::now();
             match self.deliver(&shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     if started.elapsed() > STORE_RETRY_MAX {
-                        pause = STORE_RETRY;
+                        retry.reset();
                     }
+                    let pause = retry.next_delay();
                     tracing::error!(stage = "hub", error = %e, retry_in_ms = millis(pause),
                         "outbox store failure; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return,
+                    }
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => return,
-            }
-            pause = (pause * 2).min(STORE_RETRY_MAX);
         }
     }
 
     /// Delivers rows until shutdown (`Ok`) or a store failure.
     async fn deliver(&self, shutdown: &CancellationToken) -> Result<(), DbError> {
-        let mut delay = self.backoff.initial;
+        // Full jitter: many providers' outboxes retrying one HUB do not come back together.
+        let mut retry = Backoff::new(self.backoff.initial, self.backoff.max);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -181,17 +184,18 @@ impl OutboxActor {
             let seq = row.seq;
             match result {
                 Ok(()) => {
-                    delay = self.backoff.initial;
+                    retry.reset();
                     if self.delivered(row).await? {
                         tracing::info!(stage = "hub", seq, "held update delivered; alert resolved");
                     }
                     tracing::info!(stage = "hub", seq, "status update delivered");
                 }
                 Err(PutError::Rejected { status, message }) => {
-                    delay = self.backoff.initial;
+                    retry.reset();
                     self.refused(row, status, &message).await?;
                 }
                 Err(PutError::Retryable(reason)) => {
+                    let delay = retry.next_delay();
                     tracing::warn!(stage = "hub", seq, %reason, retry_in_ms = millis(delay),
                         "status update not delivered; retrying");
                     self.db
@@ -201,7 +205,6 @@ impl OutboxActor {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return Ok(()),
                     }
-                    delay = (delay * 2).min(self.backoff.max);
                 }
             }
         }

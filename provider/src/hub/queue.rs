@@ -137,11 +137,9 @@ fn ms(d: Duration) -> i64 {
 impl RefusalPolicy {
     /// The delay after the `n`-th refusal (1-based): `initial`, doubling, at most `max`.
     pub fn delay(&self, n: u32) -> Duration {
-        let doubled = self
-            .initial
-            .checked_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
-            .unwrap_or(self.max);
-        doubled.min(self.max)
+        tm_protocol::backoff::Backoff::new(self.initial, self.max)
+            .with_jitter(tm_protocol::backoff::Jitter::None)
+            .delay_at(n.saturating_sub(1))
     }
 }
 

@@ -109,25 +109,26 @@ impl SessionUpdater {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut open = true;
-        let mut pause = STORE_RETRY;
+        let mut retry = tm_protocol::backoff::Backoff::new(STORE_RETRY, STORE_RETRY_MAX)
+            .with_jitter(tm_protocol::backoff::Jitter::None);
         loop {
             let started = tokio::time::Instant::now();
             match self.work(&mut due, &mut open, &shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     if started.elapsed() > STORE_RETRY_MAX {
-                        pause = STORE_RETRY;
+                        retry.reset();
                     }
+                    let pause = retry.next_delay();
                     tracing::error!(stage = "publish", error = %e,
                         retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                         "updater store failure; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return,
+                    }
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => return,
-            }
-            pause = (pause * 2).min(STORE_RETRY_MAX);
         }
     }
 

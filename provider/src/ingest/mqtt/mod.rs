@@ -143,7 +143,8 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     publisher.set(Some(client.clone()));
     let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
     let worker = tokio::spawn(work(ingest, client.clone(), work_rx));
-    let mut failures: u32 = 0;
+    let mut reconnect =
+        tm_protocol::backoff::Backoff::new(Duration::from_millis(200), Duration::from_millis(6400));
     let mut oversized = Oversized::default();
     loop {
         let event = tokio::select! {
@@ -152,7 +153,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
+                reconnect.reset();
                 publisher.stats().connected();
                 if eventloop.mqtt_options.clean_session() {
                     // The broker dropped the old session and its queue: back to a persistent
@@ -183,9 +184,9 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             }
             Ok(_) => {}
             Err(e) => {
-                failures = failures.saturating_add(1);
-                let ceiling = 100u64 << failures.min(6);
-                let delay = Duration::from_millis(jitter(ceiling));
+                // Full jitter from 200 ms to 6.4 s: every instance of every provider reconnecting
+                // to one broker after its restart does not come back in the same instant.
+                let delay = reconnect.next_delay();
                 if is_oversized(&e) {
                     publisher.stats().oversized(chrono::Utc::now());
                     tracing::error!(stage = "ingest", error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
@@ -273,13 +274,6 @@ fn is_tls_refusal(e: &ConnectionError) -> bool {
         current = err.source();
     }
     false
-}
-
-fn jitter(ceiling_ms: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    u64::from(nanos) % (ceiling_ms + 1)
 }
 
 /// Messages ingested at once: batches handled together share one commit (see
