@@ -103,6 +103,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     let wake = Arc::new(tokio::sync::Notify::new());
     let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?
         .with_mqtt(ingest.mqtt_publisher())
+        .with_counters(ingest.counters())
         .with_hub_wake(wake.clone());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {

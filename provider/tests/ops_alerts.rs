@@ -207,7 +207,14 @@ async fn missed_measurements_raise_blue_alarms_until_the_patient_measures() {
     // The evaluator runs two days ahead; the gateway received it by the provider's own clock
     // (a receive time ahead of that clock is refused).
     bp.received_at = Utc::now();
-    assert_eq!(fleet.readings(&gw, "b-1", vec![bp]).await, 200);
+    assert_eq!(fleet.readings(&gw, "b-1", vec![bp.clone()]).await, 200);
+    // The instance's ingest counter: the reading once, not again when it is sent twice.
+    assert_eq!(fleet.readings(&gw, "b-2", vec![bp]).await, 200);
+    let metrics = fleet.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "tm_readings_ingested_total 1"),
+        "{metrics}"
+    );
     let t = fleet.evaluate(then + Duration::minutes(10)).await;
     assert_eq!(
         resolved(&t),

@@ -76,6 +76,18 @@ pub struct Ingest {
     commits: group_commit::GroupCommit,
     /// The MQTT connection while [`mqtt::run`] runs (commands to gateways go out on it).
     mqtt: mqtt::MqttPublisher,
+    /// What this instance stored since it started (`/metrics`).
+    counters: Arc<IngestCounters>,
+}
+
+/// What one provider instance ingested since it started: real counters, read by `/metrics`
+/// (Prometheus takes the rate; the sum over instances is the fleet's).
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Readings newly stored (a duplicate is not counted again).
+    pub readings: prometheus_client::metrics::counter::Counter,
+    /// Verified heartbeats stored.
+    pub heartbeats: prometheus_client::metrics::counter::Counter,
 }
 
 /// What a verified batch did.
@@ -96,12 +108,18 @@ impl Ingest {
             updates: None,
             commits: group_commit::GroupCommit::default(),
             mqtt: mqtt::MqttPublisher::default(),
+            counters: Arc::default(),
         }
     }
 
     /// The provider's MQTT connection for messages to gateways (set while [`mqtt::run`] runs).
     pub fn mqtt_publisher(&self) -> mqtt::MqttPublisher {
         self.mqtt.clone()
+    }
+
+    /// What this instance ingested since it started.
+    pub fn counters(&self) -> Arc<IngestCounters> {
+        self.counters.clone()
     }
 
     /// Tells `notifier` after each commit that stored new readings (the session updater).
@@ -200,6 +218,9 @@ impl Ingest {
                 "stored readings whose device time is more than 10 minutes ahead of the provider's clock; check the device clock"
             );
         }
+        self.counters
+            .readings
+            .inc_by(u64::try_from(inserted).unwrap_or(u64::MAX));
         if inserted > 0
             && let Some(updates) = &self.updates
         {
@@ -229,6 +250,7 @@ impl Ingest {
         }
         store::save_heartbeat(&self.db, heartbeat.clone()).await?;
         crate::ops::observe_heartbeat(&self.db, heartbeat).await?;
+        self.counters.heartbeats.inc();
         Ok(())
     }
 

@@ -1,150 +1,176 @@
-//! `GET /metrics`: Prometheus text exposition (version 0.0.4) of the fleet: gateways by state,
-//! backlog, alerts by kind and state, heartbeats received, reading ingest rate, HUB outbox depth
-//! and the HUB updates held for an operator.
-//! Computed from the store at scrape time, so every provider instance reports the same figures.
-//! The MQTT ingest's counters (messages refused by reason, connections, connections lost to an
-//! oversized packet, broker queues shed) are this instance's, counted in memory since it started
-//! ([`crate::ingest::mqtt::stats`]).
-
-use std::fmt::Write as _;
+//! `GET /metrics`: the OpenMetrics text exposition, through the Prometheus client crate.
+//!
+//! Two kinds of figures, told apart because several provider instances share one store:
+//!
+//! - **Fleet gauges, from the store at scrape time**, so every instance reports the same value:
+//!   gateways by state, their backlog and its oldest reading, unresolved alerts by kind and
+//!   state, the HUB outbox's depth and the updates held for an operator. They describe state
+//!   (take `max` across instances, not `sum`).
+//! - **This instance's counters, in memory since it started** (Prometheus expects them to
+//!   restart at zero): readings stored and heartbeats received by its ingest
+//!   ([`crate::ingest::IngestCounters`]; `rate(tm_readings_ingested_total[5m])` is the ingest
+//!   rate), and its MQTT connection's messages refused by reason, connections, connections lost
+//!   to an oversized packet and broker queues shed ([`crate::ingest::mqtt::stats`]). They add up
+//!   across instances.
+//!
+//! A scrape builds a registry of its own: fresh gauges set from the store, and the instance's
+//! counters registered as they are (they are shared handles, not copies).
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::alerts::AlertKind;
 use super::health::{self, Liveness};
 use super::{Ops, views};
-use crate::ingest::mqtt::{MqttStats, Refusal};
+use crate::ingest::mqtt::stats::Labels;
 
-/// Window for the ingest rate.
-const RATE_WINDOW_S: i64 = 300;
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Renders the metrics text at `now`.
-pub fn render(
+/// What the store says about the fleet at `now`.
+struct Fleet {
+    gateways: Family<Labels, Gauge>,
+    backlog: Gauge,
+    oldest: Gauge,
+    alerts: Family<Labels, Gauge>,
+    hub_pending: Gauge,
+    hub_held: Gauge,
+}
+
+fn gauge(value: impl TryInto<i64>) -> Gauge {
+    let g = Gauge::default();
+    g.set(value.try_into().unwrap_or(i64::MAX));
+    g
+}
+
+fn fleet(
     conn: &rusqlite::Connection,
     ops: &Ops,
     now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<String> {
-    let gateways = health::load(conn, None)?;
-    let mut by_state = [0usize; 4];
-    let (mut backlog, mut oldest, mut heartbeats) = (0u64, 0u64, 0u64);
-    for g in &gateways {
-        let i = match (g.is_active(), g.liveness(now, &ops.thresholds)) {
-            (false, _) => 3,
-            (true, Liveness::Online) => 0,
-            (true, Liveness::Offline) => 1,
-            (true, Liveness::NeverSeen) => 2,
+) -> rusqlite::Result<Fleet> {
+    let gateways = Family::<Labels, Gauge>::default();
+    for state in ["online", "offline", "never-seen", "inactive"] {
+        let _ = gateways.get_or_create(&vec![("state", state)]);
+    }
+    let (mut backlog, mut oldest) = (0u64, 0u64);
+    for g in health::load(conn, None)? {
+        let state = match (g.is_active(), g.liveness(now, &ops.thresholds)) {
+            (false, _) => "inactive",
+            (true, Liveness::Online) => "online",
+            (true, Liveness::Offline) => "offline",
+            (true, Liveness::NeverSeen) => "never-seen",
         };
-        by_state[i] += 1;
-        heartbeats += g.heartbeats_total;
+        gateways.get_or_create(&vec![("state", state)]).inc();
         if let Some(hb) = &g.heartbeat {
             backlog += hb.backlog.depth;
             oldest = oldest.max(hb.backlog.oldest_age_s.unwrap_or(0));
         }
     }
-    let alerts = views::alerts(conn, None, true, 100_000)?;
-    let since = (now - chrono::Duration::seconds(RATE_WINDOW_S)).to_rfc3339();
-    let recent: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM readings WHERE ingested_at >= ?1",
-        [since],
-        |r| r.get(0),
-    )?;
-    let hub_pending: i64 =
-        conn.query_row("SELECT COUNT(*) FROM hub_outbox WHERE state = 0", [], |r| {
-            r.get(0)
-        })?;
-
-    let hub_held: i64 =
-        conn.query_row("SELECT COUNT(*) FROM hub_outbox WHERE state = 2", [], |r| {
-            r.get(0)
-        })?;
-
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(
-        w,
-        "# HELP tm_gateways Enrolled gateways by state.\n# TYPE tm_gateways gauge"
-    );
-    for (i, state) in ["online", "offline", "never-seen", "inactive"]
-        .iter()
-        .enumerate()
-    {
-        let _ = writeln!(w, "tm_gateways{{state=\"{state}\"}} {}", by_state[i]);
-    }
-    let _ = writeln!(
-        w,
-        "# HELP tm_gateway_backlog_readings Unacknowledged readings on all gateways.\n# TYPE tm_gateway_backlog_readings gauge\ntm_gateway_backlog_readings {backlog}"
-    );
-    let _ = writeln!(
-        w,
-        "# HELP tm_gateway_backlog_oldest_seconds Age of the oldest unacknowledged reading on any gateway.\n# TYPE tm_gateway_backlog_oldest_seconds gauge\ntm_gateway_backlog_oldest_seconds {oldest}"
-    );
-    let _ = writeln!(
-        w,
-        "# HELP tm_alerts Unresolved alerts by kind and state.\n# TYPE tm_alerts gauge"
-    );
+    let alerts = Family::<Labels, Gauge>::default();
     for kind in AlertKind::ALL {
         for state in ["open", "acknowledged"] {
-            let n = alerts
-                .iter()
-                .filter(|a| a.kind == kind.as_str() && a.state == state)
-                .count();
-            let _ = writeln!(
-                w,
-                "tm_alerts{{kind=\"{}\",state=\"{state}\"}} {n}",
-                kind.as_str()
-            );
+            let _ = alerts.get_or_create(&vec![("kind", kind.as_str()), ("state", state)]);
         }
     }
-    let _ = writeln!(
-        w,
-        "# HELP tm_heartbeats_received_total Verified heartbeats received.\n# TYPE tm_heartbeats_received_total counter\ntm_heartbeats_received_total {heartbeats}"
-    );
-    #[allow(clippy::cast_precision_loss)]
-    let rate = recent as f64 / RATE_WINDOW_S as f64;
-    let _ = writeln!(
-        w,
-        "# HELP tm_readings_ingested_per_second Readings stored per second over the last 5 minutes.\n# TYPE tm_readings_ingested_per_second gauge\ntm_readings_ingested_per_second {rate}"
-    );
-    let _ = writeln!(
-        w,
-        "# HELP tm_hub_outbox_depth HUB status updates waiting to be sent.\n# TYPE tm_hub_outbox_depth gauge\ntm_hub_outbox_depth {hub_pending}"
-    );
-    let _ = writeln!(
-        w,
-        "# HELP tm_hub_outbox_held HUB status updates the HUB kept refusing, held for an operator.\n# TYPE tm_hub_outbox_held gauge\ntm_hub_outbox_held {hub_held}"
-    );
-    mqtt_counters(w, ops.mqtt.stats());
-    Ok(out)
+    for a in views::alerts(conn, None, true, 100_000)? {
+        let kind = AlertKind::ALL.iter().find(|k| k.as_str() == a.kind);
+        let state = ["open", "acknowledged"].into_iter().find(|s| *s == a.state);
+        if let (Some(kind), Some(state)) = (kind, state) {
+            alerts
+                .get_or_create(&vec![("kind", kind.as_str()), ("state", state)])
+                .inc();
+        }
+    }
+    let count = |state: i64| -> rusqlite::Result<i64> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM hub_outbox WHERE state = ?1",
+            [state],
+            |r| r.get(0),
+        )
+    };
+    Ok(Fleet {
+        gateways,
+        backlog: gauge(backlog),
+        oldest: gauge(oldest),
+        alerts,
+        hub_pending: gauge(count(0)?),
+        hub_held: gauge(count(2)?),
+    })
 }
 
-fn mqtt_counters(w: &mut String, stats: &MqttStats) {
-    let _ = writeln!(
-        w,
-        "# HELP tm_mqtt_messages_refused_total MQTT messages refused (and acknowledged) by this instance, by reason.\n# TYPE tm_mqtt_messages_refused_total counter"
+/// Renders the exposition at `now`.
+pub fn render(
+    conn: &rusqlite::Connection,
+    ops: &Ops,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<String> {
+    let fleet = fleet(conn, ops, now)?;
+    let mut r = Registry::default();
+    r.register("tm_gateways", "Enrolled gateways by state.", fleet.gateways);
+    r.register(
+        "tm_gateway_backlog_readings",
+        "Unacknowledged readings on all gateways (their last heartbeats).",
+        fleet.backlog,
     );
-    for reason in Refusal::ALL {
-        let _ = writeln!(
-            w,
-            "tm_mqtt_messages_refused_total{{reason=\"{}\"}} {}",
-            reason.as_str(),
-            stats.refused_total(reason)
-        );
-    }
-    let (connections, oversized, shed) = stats.connection_totals();
-    let _ = writeln!(
-        w,
-        "# HELP tm_mqtt_connections_total MQTT connections this instance made to the broker.\n# TYPE tm_mqtt_connections_total counter\ntm_mqtt_connections_total {connections}"
+    r.register(
+        "tm_gateway_backlog_oldest_seconds",
+        "Age of the oldest unacknowledged reading on any gateway.",
+        fleet.oldest,
     );
-    let _ = writeln!(
-        w,
-        "# HELP tm_mqtt_oversized_packets_total MQTT connections lost to a packet larger than the provider reads.\n# TYPE tm_mqtt_oversized_packets_total counter\ntm_mqtt_oversized_packets_total {oversized}"
+    r.register(
+        "tm_alerts",
+        "Unresolved alerts by kind and state.",
+        fleet.alerts,
     );
-    let _ = writeln!(
-        w,
-        "# HELP tm_mqtt_sessions_shed_total Reconnects with a clean session that dropped the broker's queue for this instance.\n# TYPE tm_mqtt_sessions_shed_total counter\ntm_mqtt_sessions_shed_total {shed}"
+    r.register(
+        "tm_hub_outbox_depth",
+        "HUB status updates waiting to be sent.",
+        fleet.hub_pending,
     );
+    r.register(
+        "tm_hub_outbox_held",
+        "HUB status updates the HUB kept refusing, held for an operator.",
+        fleet.hub_held,
+    );
+    r.register(
+        "tm_readings_ingested",
+        "Readings newly stored by this instance since it started.",
+        ops.counters.readings.clone(),
+    );
+    r.register(
+        "tm_heartbeats_received",
+        "Verified heartbeats stored by this instance since it started.",
+        ops.counters.heartbeats.clone(),
+    );
+    let mqtt = ops.mqtt.stats();
+    r.register(
+        "tm_mqtt_messages_refused",
+        "MQTT messages refused (and acknowledged) by this instance, by reason.",
+        mqtt.refused.clone(),
+    );
+    r.register(
+        "tm_mqtt_connections",
+        "MQTT connections this instance made to the broker.",
+        mqtt.connections.clone(),
+    );
+    r.register(
+        "tm_mqtt_oversized_packets",
+        "MQTT connections lost to a packet larger than the provider reads.",
+        mqtt.oversized.clone(),
+    );
+    r.register(
+        "tm_mqtt_sessions_shed",
+        "Reconnects with a clean session that dropped the broker's queue for this instance.",
+        mqtt.shed.clone(),
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &r)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    Ok(out)
 }
 
 /// `GET /metrics`.
@@ -155,7 +181,7 @@ pub async fn metrics(State(ops): State<Ops>) -> Response {
         .read(move |c| render(c, &o, chrono::Utc::now()))
         .await
     {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(stage = "ops", error = %e, "metrics unavailable");
             axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()

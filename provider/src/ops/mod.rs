@@ -74,6 +74,8 @@ pub struct Ops {
     mqtt: crate::ingest::mqtt::MqttPublisher,
     /// Wakes the HUB outbox when an operator re-queues an update.
     hub_wake: Arc<tokio::sync::Notify>,
+    /// What this instance's ingest counted (`/metrics`).
+    counters: Arc<crate::ingest::IngestCounters>,
 }
 
 impl Ops {
@@ -104,12 +106,19 @@ impl Ops {
             key,
             mqtt: crate::ingest::mqtt::MqttPublisher::default(),
             hub_wake: Arc::default(),
+            counters: Arc::default(),
         })
     }
 
     /// Pushes issued commands over `mqtt` (the ingest's connection) too.
     pub fn with_mqtt(mut self, mqtt: crate::ingest::mqtt::MqttPublisher) -> Self {
         self.mqtt = mqtt;
+        self
+    }
+
+    /// Reports the ingest's counters in `/metrics`.
+    pub fn with_counters(mut self, counters: Arc<crate::ingest::IngestCounters>) -> Self {
+        self.counters = counters;
         self
     }
 

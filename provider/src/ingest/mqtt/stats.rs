@@ -6,7 +6,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+/// Labels of a metric: `(name, value)` pairs.
+pub type Labels = Vec<(&'static str, &'static str)>;
 
 use chrono::{DateTime, Utc};
 
@@ -74,8 +79,8 @@ impl Refusal {
         })
     }
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    fn labels(self) -> Labels {
+        vec![("reason", self.as_str())]
     }
 }
 
@@ -84,13 +89,18 @@ pub const RECENT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
 /// Most recent events kept of each sort.
 const RECENT_MAX: usize = 1024;
 
-/// The counters; shared by the ingest, `/metrics` and the alert evaluator.
-#[derive(Debug, Default)]
+/// The counters; shared by the ingest, `/metrics` (which registers them as they are) and the
+/// alert evaluator.
+#[derive(Debug)]
 pub struct MqttStats {
-    refused: [AtomicU64; Refusal::ALL.len()],
-    connections: AtomicU64,
-    oversized: AtomicU64,
-    shed: AtomicU64,
+    /// Messages refused, by `reason` ([`Refusal::as_str`]; every reason listed, even at zero).
+    pub refused: Family<Labels, Counter>,
+    /// CONNACKs received.
+    pub connections: Counter,
+    /// Connections lost to a packet above the read limit.
+    pub oversized: Counter,
+    /// Broker queues shed (reconnects with a clean session).
+    pub shed: Counter,
     recent_refused: Mutex<VecDeque<DateTime<Utc>>>,
     recent_oversized: Mutex<VecDeque<DateTime<Utc>>>,
 }
@@ -127,41 +137,49 @@ fn recent(list: &Mutex<VecDeque<DateTime<Utc>>>, now: DateTime<Utc>) -> Vec<Date
         .collect()
 }
 
+impl Default for MqttStats {
+    fn default() -> Self {
+        let refused = Family::default();
+        for reason in Refusal::ALL {
+            let _ = refused.get_or_create(&reason.labels());
+        }
+        Self {
+            refused,
+            connections: Counter::default(),
+            oversized: Counter::default(),
+            shed: Counter::default(),
+            recent_refused: Mutex::default(),
+            recent_oversized: Mutex::default(),
+        }
+    }
+}
+
 impl MqttStats {
     /// Counts a refused message.
     pub fn refused(&self, reason: Refusal, at: DateTime<Utc>) {
-        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.refused.get_or_create(&reason.labels()).inc();
         remember(&self.recent_refused, at);
     }
 
     /// Counts a CONNACK.
     pub fn connected(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.connections.inc();
     }
 
     /// Counts a connection lost to a packet above the read limit.
     pub fn oversized(&self, at: DateTime<Utc>) {
-        self.oversized.fetch_add(1, Ordering::Relaxed);
+        self.oversized.inc();
         remember(&self.recent_oversized, at);
     }
 
     /// Counts a broker queue shed (a reconnect with a clean session).
     pub fn shed(&self) {
-        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.shed.inc();
     }
 
     /// Messages refused for `reason` since start.
     pub fn refused_total(&self, reason: Refusal) -> u64 {
-        self.refused[reason.index()].load(Ordering::Relaxed)
-    }
-
-    /// `(connections, oversized packets, queues shed)` since start.
-    pub fn connection_totals(&self) -> (u64, u64, u64) {
-        (
-            self.connections.load(Ordering::Relaxed),
-            self.oversized.load(Ordering::Relaxed),
-            self.shed.load(Ordering::Relaxed),
-        )
+        self.refused.get_or_create(&reason.labels()).get()
     }
 
     /// The events of the last [`RECENT_WINDOW`] before `now`.
