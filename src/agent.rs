@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::ble::central::BleOptions;
 use crate::ble::paired::PairedStore;
@@ -95,10 +96,13 @@ pub async fn run(
             )?;
             let event_loop = parts.event_loop;
             let cancel = cancel.clone();
-            actors.spawn(async move {
-                event_loop.run(cancel).await;
-                Ok("mqtt")
-            });
+            actors.spawn(
+                async move {
+                    event_loop.run(cancel).await;
+                    Ok("mqtt")
+                }
+                .instrument(tracing::info_span!("mqtt")),
+            );
             (
                 Link::Mqtt(parts.link),
                 Some(parts.orphan_receipts),
@@ -128,25 +132,31 @@ pub async fn run(
     };
     {
         let cancel = cancel.clone();
-        actors.spawn(async move {
-            syncer.run(cancel).await?;
-            Ok("sync")
-        });
+        actors.spawn(
+            async move {
+                syncer.run(cancel).await?;
+                Ok("sync")
+            }
+            .instrument(tracing::info_span!("sync")),
+        );
     }
     let interval = config
         .sync
         .heartbeat_interval_s
         .unwrap_or(sync.heartbeat_interval_s)
         .max(1);
-    actors.spawn(heartbeat_actor(
-        outbox.clone(),
-        crate::ble::paired::PairedStore::in_state_dir(&config.state_dir),
-        link.clone(),
-        enrollment.gateway_id.clone(),
-        key.clone(),
-        Duration::from_secs(u64::from(interval)),
-        cancel.clone(),
-    ));
+    actors.spawn(
+        heartbeat_actor(
+            outbox.clone(),
+            crate::ble::paired::PairedStore::in_state_dir(&config.state_dir),
+            link.clone(),
+            enrollment.gateway_id.clone(),
+            key.clone(),
+            Duration::from_secs(u64::from(interval)),
+            cancel.clone(),
+        )
+        .instrument(tracing::info_span!("heartbeat")),
+    );
     let (reread, rereads) = reread_channel();
     {
         // Commands are polled over HTTPS whatever the reading transport, and pushed over MQTT
@@ -179,10 +189,13 @@ pub async fn run(
             },
         };
         let cancel = cancel.clone();
-        actors.spawn(async move {
-            actor.run(cancel).await;
-            Ok("commands")
-        });
+        actors.spawn(
+            async move {
+                actor.run(cancel).await;
+                Ok("commands")
+            }
+            .instrument(tracing::info_span!("commands")),
+        );
     }
     {
         let ble = BleActor {
@@ -194,10 +207,13 @@ pub async fn run(
             beat: Some(progress.register("ble")),
         };
         let cancel = cancel.clone();
-        actors.spawn(async move {
-            ble.run(cancel).await;
-            Ok("ble")
-        });
+        actors.spawn(
+            async move {
+                ble.run(cancel).await;
+                Ok("ble")
+            }
+            .instrument(tracing::info_span!("ble")),
+        );
     }
     #[cfg(feature = "simulator")]
     if let Some(sim) = simulation {
@@ -261,7 +277,7 @@ async fn open_outbox(
             Err(crate::store::StoreError::Sqlite { source, path })
                 if crate::store::diskfull::is_disk_full(&source) =>
             {
-                tracing::error!(stage = "outbox", path = %path.display(), error = %source, "the disk is full: the outbox cannot be opened; retrying");
+                tracing::error!(path = %path.display(), error = %source, "the disk is full: the outbox cannot be opened; retrying");
                 notifier.notify("STATUS=disk full: the outbox cannot be opened");
                 notifier.notify("WATCHDOG=1");
             }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::capture::{AdvertCollapser, Capture, to_stashables};
 use super::link::Link;
@@ -110,7 +111,7 @@ async fn load_paired(store: &PairedStore) -> Vec<PairedDevice> {
     match tokio::task::spawn_blocking(move || store.load()).await {
         Ok(Ok(all)) => all,
         Ok(Err(e)) => {
-            tracing::error!(stage = "ble", error = %e, "cannot read the paired devices");
+            tracing::error!(error = %e, "cannot read the paired devices");
             Vec::new()
         }
         Err(_) => Vec::new(),
@@ -206,7 +207,7 @@ impl Central {
                 () = cancel.cancelled() => return Ok(()),
                 _ = pulse.tick() => continue,
                 () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
-                    tracing::warn!(stage = "discover", "BlueZ quiet; restarting discovery");
+                    tracing::warn!("BlueZ quiet; restarting discovery");
                     let _ = adapter.stop_scan().await;
                     start_scan(adapter).await?;
                     self.status.send_modify(|s| s.discovery_starts += 1);
@@ -273,7 +274,7 @@ impl Central {
         links.links.retain(|address, (_, token)| {
             let keep = wanted.contains(address);
             if !keep {
-                tracing::info!(stage = "link", device = %address, "unpaired; stopping its link");
+                tracing::info!(device = %address, "unpaired; stopping its link");
                 token.cancel();
             }
             keep
@@ -296,6 +297,7 @@ impl Central {
             }
             let (tx, rx) = mpsc::channel(LINK_EVENTS_CAPACITY);
             let token = cancel.child_token();
+            let span = tracing::info_span!("link", device = %address);
             links.links.insert(address, (tx, token.clone()));
             let link = Link {
                 device: d,
@@ -307,7 +309,7 @@ impl Central {
                 cancel: token,
                 connect_timeout: self.opts.connect_timeout,
             };
-            links.tasks.spawn(link.run());
+            links.tasks.spawn(link.run().instrument(span));
         }
         while links.tasks.try_join_next().is_some() {}
         let live = links.tasks.len();
@@ -345,10 +347,7 @@ impl Central {
         };
         let items = to_stashables(&capture, &tm_devices::Quirks::NONE);
         if !items.is_empty() && self.stash.stash(items).await.is_err() {
-            tracing::error!(
-                stage = "stash",
-                "outbox closed; advertisement reading not kept"
-            );
+            tracing::error!("outbox closed; advertisement reading not kept");
         }
     }
 }

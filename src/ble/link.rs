@@ -128,12 +128,12 @@ impl Link {
         };
         match result {
             Ok(session) => {
-                tracing::info!(stage = "link", device = %self.device.address, "subscribed");
+                tracing::info!("subscribed");
                 LinkState::Subscribed(Box::new(session), tokio::time::Instant::now())
             }
             Err(BleError::DeviceGone) => LinkState::Idle,
             Err(e) => {
-                tracing::warn!(stage = "link", device = %self.device.address, attempt, error = %e, "connection failed");
+                tracing::warn!(attempt, error = %e, "connection failed");
                 // Drain adverts that queued up while connecting; the backoff decides the retry.
                 while self.events.try_recv().is_ok() {}
                 LinkState::Backoff(attempt + 1)
@@ -197,7 +197,7 @@ impl Link {
                         if s.peripheral.is_connected().await.unwrap_or(false) {
                             continue;
                         }
-                        tracing::info!(stage = "link", device = %self.device.address, "link lost");
+                        tracing::info!("link lost");
                         return LinkState::Idle;
                     }
                     // A device advertising is not connected to us: a disconnect was missed
@@ -206,7 +206,7 @@ impl Link {
                         if checked.elapsed() >= LIVENESS_CHECK {
                             checked = tokio::time::Instant::now();
                             if !s.peripheral.is_connected().await.unwrap_or(true) {
-                                tracing::info!(stage = "link", device = %self.device.address, "link lost");
+                                tracing::info!("link lost");
                                 return LinkState::Connecting(0);
                             }
                         }
@@ -261,6 +261,11 @@ impl Link {
                 Stashable::Quarantined(_) => None,
             })
             .max();
+        for item in &items {
+            if let Stashable::Reading(r) = item {
+                tracing::debug!(reading_id = %r.reading_id, characteristic = %r.characteristic, "reading captured");
+            }
+        }
         // Clinical data: wait for the commit, retrying while the outbox refuses (no jitter: the
         // outbox is local).
         let mut retry = tm_protocol::backoff::Backoff::new(STASH_RETRY_FIRST, STASH_RETRY_MAX)
@@ -269,7 +274,7 @@ impl Link {
             match self.stash.stash(items.clone()).await {
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::error!(stage = "stash", device = %self.device.address, error = %e, "outbox refused readings; retrying");
+                    tracing::error!(error = %e, "outbox refused readings; retrying");
                     tokio::select! {
                         _ = self.cancel.cancelled() => return,
                         _ = tokio::time::sleep(retry.next_delay()) => {}
@@ -295,7 +300,7 @@ impl Link {
         })
         .await;
         if let Ok(Err(e)) = res {
-            tracing::warn!(stage = "link", error = %e, "cannot update the paired-devices file");
+            tracing::warn!(error = %e, "cannot update the paired-devices file");
         }
     }
 }

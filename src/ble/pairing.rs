@@ -88,7 +88,7 @@ impl Agent {
     }
 
     fn display_pin_code(&self, _device: OwnedObjectPath, pincode: String) {
-        tracing::info!(stage = "pair", "type PIN {pincode} on the device");
+        tracing::info!("type PIN {pincode} on the device");
     }
 
     async fn request_confirmation(

@@ -225,7 +225,7 @@ async fn set_clock(
     }
     // Devices may refuse a clock write (ATT 0x80 "data field ignored"); readings still flow.
     if let Err(e) = p.write(c, &bytes, WriteType::WithResponse).await {
-        tracing::warn!(stage = "clock", error = %e, "device refused the clock write");
+        tracing::warn!(error = %e, "device refused the clock write");
     }
     Ok(())
 }

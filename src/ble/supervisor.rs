@@ -142,10 +142,7 @@ impl BleActor {
             {
                 Ended::Cancelled => break,
                 Ended::Reread => {
-                    tracing::info!(
-                        stage = "ble",
-                        "reading every paired device again, as requested"
-                    );
+                    tracing::info!("reading every paired device again, as requested");
                     continue;
                 }
                 Ended::Failed(e) => {
@@ -161,7 +158,6 @@ impl BleActor {
             failures = failures.saturating_add(1);
             let delay = retry_delay(failures);
             tracing::error!(
-                stage = "ble",
                 error = %error,
                 retry_in_s = delay.as_secs(),
                 "Bluetooth unavailable: no device is being read"
@@ -176,7 +172,7 @@ impl BleActor {
                 .set_alarm(alarm::BLE_UNAVAILABLE, Some(message))
                 .await
             {
-                tracing::error!(stage = "ble", error = %e, "cannot record the Bluetooth alarm");
+                tracing::error!(error = %e, "cannot record the Bluetooth alarm");
             }
             self.wait_to_retry(delay, &mut waiting, &cancel).await;
         }
@@ -212,7 +208,7 @@ impl BleActor {
                 () = tokio::time::sleep_until(deadline) => return,
                 _ = pulse.tick() => {}
                 reply = self.rereads.next() => {
-                    tracing::info!(stage = "ble", "re-read requested: retrying Bluetooth now");
+                    tracing::info!("re-read requested: retrying Bluetooth now");
                     waiting.push(reply);
                     return;
                 }
@@ -263,10 +259,10 @@ impl BleActor {
                     up = true;
                     // None: the central is gone; its result follows.
                     let Some(links) = ready else { continue };
-                    tracing::info!(stage = "ble", links, "discovery running");
+                    tracing::info!(links, "discovery running");
                     *failures = 0;
                     if let Err(e) = self.outbox.set_alarm(alarm::BLE_UNAVAILABLE, None).await {
-                        tracing::error!(stage = "ble", error = %e, "cannot clear the Bluetooth alarm");
+                        tracing::error!(error = %e, "cannot clear the Bluetooth alarm");
                     }
                     for reply in waiting.drain(..) {
                         let _ = reply.send(Ok(links));
@@ -300,7 +296,7 @@ impl BleActor {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(stage = "ble", error = %e, "cannot read a high-water mark")
+                    tracing::warn!(error = %e, "cannot read a high-water mark")
                 }
             }
         }

@@ -93,7 +93,7 @@ impl DiskGuard {
             retry: Backoff::new(RETRY_INITIAL, RETRY_MAX).with_jitter(Jitter::None),
         };
         if let Err(e) = guard.fill() {
-            tracing::error!(stage = "outbox", error = %e, "no room for the outbox's disk reserve");
+            tracing::error!(error = %e, "no room for the outbox's disk reserve");
             guard.full = Some(Instant::now() + guard.retry.ceiling());
         }
         guard
@@ -115,7 +115,6 @@ impl DiskGuard {
         let first = self.full.is_none();
         if first {
             tracing::error!(
-                stage = "outbox",
                 "the disk is full: reserve released, new readings refused until space is back"
             );
         }
@@ -139,7 +138,7 @@ impl DiskGuard {
         match self.fill() {
             Ok(()) => {
                 self.full = None;
-                tracing::info!(stage = "outbox", "disk space is back: reserve restored");
+                tracing::info!("disk space is back: reserve restored");
                 true
             }
             Err(_) => {
@@ -196,11 +195,7 @@ impl Outbox {
             .execute(mark::NOTE_HIGH_ROW, [])
             .and_then(|_| self.conn.execute(EVICT_ACKNOWLEDGED, []));
         if let Ok(rows @ 1..) = evicted {
-            tracing::warn!(
-                stage = "outbox",
-                rows,
-                "disk full: acknowledged rows evicted early"
-            );
+            tracing::warn!(rows, "disk full: acknowledged rows evicted early");
         }
         if free_bytes(&self.conn)? < needed {
             return Err(StashFail::Refused(disk_full_refusal()));
@@ -260,7 +255,7 @@ impl Outbox {
             dir.display()
         );
         if let Err(e) = self.raise(alarm::DISK_FULL, &message) {
-            tracing::error!(stage = "outbox", error = %e, "disk-full alarm not recorded");
+            tracing::error!(error = %e, "disk-full alarm not recorded");
         }
     }
 
@@ -270,7 +265,7 @@ impl Outbox {
         if self.disk.space_back()
             && let Err(e) = self.clear(alarm::DISK_FULL)
         {
-            tracing::warn!(stage = "outbox", error = %e, "disk-full alarm not cleared yet");
+            tracing::warn!(error = %e, "disk-full alarm not cleared yet");
             if is_disk_full(&e) {
                 self.on_disk_full();
             }

@@ -163,6 +163,15 @@ impl Leases {
     }
 }
 
+/// The reading id in a stored reading's JSON (for the debug trail; the JSON is ours).
+fn payload_id(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        reading_id: String,
+    }
+    serde_json::from_slice::<Id>(payload).map_or_else(|_| "?".into(), |i| i.reading_id)
+}
+
 fn first_row(rows: &[(u64, i64)]) -> Option<i64> {
     rows.iter().map(|(_, id)| *id).min()
 }
@@ -223,6 +232,11 @@ impl Outbox {
             return Ok(None);
         }
         let batch_id = new_batch_id(picked[0].0);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for (_, _, payload) in &picked {
+                tracing::debug!(batch = %batch_id, reading_id = payload_id(payload), "reading leased");
+            }
+        }
         self.leases.start(
             batch_id.clone(),
             picked.iter().map(|(id, key, _)| (*key, *id)).collect(),
@@ -375,6 +389,7 @@ impl Outbox {
                     usize::from(found.is_some())
                 };
                 out.acknowledged += n;
+                tracing::debug!(batch = %receipt.batch_id, reading_id = id, settled = n, "reading acknowledged");
                 if duplicates.contains(id) {
                     out.duplicates += n;
                 }
@@ -383,6 +398,7 @@ impl Outbox {
             let mut reject = tx.prepare_cached(REJECT_ONE).map_err(&err)?;
             for r in &receipt.rejected {
                 let id = r.reading_id.as_str();
+                tracing::debug!(batch = %receipt.batch_id, reading_id = id, "reading rejected");
                 let done = match row_of(rows, id) {
                     Some(row) => reject_row
                         .execute(params![row, id, now, r.reason])

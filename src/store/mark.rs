@@ -170,7 +170,7 @@ impl MarkWriter {
         };
         match save(&self.path, &mark) {
             Ok(()) => self.written = Some(highest),
-            Err(e) => tracing::warn!(stage = "outbox", error = %e, "outbox mark not written"),
+            Err(e) => tracing::warn!(error = %e, "outbox mark not written"),
         }
     }
 }

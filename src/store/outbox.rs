@@ -95,11 +95,9 @@ impl Outbox {
         let reset = |o: &mut Self| o.conn.execute(RESET_STORED_LEASES, []).map_err(o.err());
         match outbox.retrying(reset) {
             Ok(0) => {}
-            Ok(released) => tracing::info!(
-                stage = "outbox",
-                rows = released,
-                "leases stored by an earlier version reset"
-            ),
+            Ok(released) => {
+                tracing::info!(rows = released, "leases stored by an earlier version reset")
+            }
             // On a full disk: reset at the first lease instead (nothing is leased before).
             Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
                 outbox.stale_leases = true;
@@ -164,10 +162,13 @@ impl Outbox {
                                 payload
                             ])?;
                             if n == 1 {
-                                first_row.get_or_insert(tx.last_insert_rowid());
+                                let row = tx.last_insert_rowid();
+                                first_row.get_or_insert(row);
+                                tracing::debug!(reading_id = %r.reading_id, row, "reading committed");
                                 out.inserted += 1;
                                 mark.execute(params![r.device.address, r.sequence, received])?;
                             } else {
+                                tracing::debug!(reading_id = %r.reading_id, "reading already in the outbox");
                                 out.duplicates += 1;
                             }
                         }
@@ -203,7 +204,6 @@ impl Outbox {
             let evicted = self.conn.execute(EVICT_ACKNOWLEDGED, [])?;
             if evicted > 0 {
                 tracing::warn!(
-                    stage = "outbox",
                     rows = evicted,
                     "quota reached: acknowledged rows evicted early"
                 );
@@ -216,12 +216,7 @@ impl Outbox {
                  on the devices; restore connectivity to the provider or raise store.quota_mb",
                 self.quota_bytes
             );
-            tracing::error!(
-                stage = "outbox",
-                used,
-                quota = self.quota_bytes,
-                "{message}"
-            );
+            tracing::error!(used, quota = self.quota_bytes, "{message}");
             self.raise(alarm::QUOTA_FULL, &message)?;
             return Err(StashFail::Refused(message));
         }
@@ -276,11 +271,7 @@ impl Outbox {
             .map_err(self.err())?;
         let n = self.conn.execute(PRUNE, [before]).map_err(self.err())?;
         if n > 0 && self.disk.is_full() {
-            tracing::warn!(
-                stage = "outbox",
-                rows = n,
-                "disk full: acknowledged rows pruned early"
-            );
+            tracing::warn!(rows = n, "disk full: acknowledged rows pruned early");
             self.truncate_wal();
             self.disk.look_now();
         }
@@ -364,7 +355,7 @@ fn prepare(path: &Path, disk: &DiskGuard) -> Result<(Connection, OpenReport, Str
     } else {
         let highest = mark::highest_row(&conn).map_err(sql)?;
         if let Some(message) = mark::judge(previous.as_ref(), &outbox_id, created_now, highest) {
-            tracing::error!(stage = "outbox", "{message}");
+            tracing::error!("{message}");
             conn.execute(RAISE, params![alarm::OUTBOX_RESET, message, now_ms()])
                 .map_err(sql)?;
         }
@@ -393,7 +384,6 @@ fn salvage_alarm(
         aside.display()
     );
     tracing::error!(
-        stage = "outbox",
         recovered = salvaged.recovered,
         unreadable = salvaged.unreadable,
         "corrupt outbox salvaged"

@@ -75,7 +75,6 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, OpenReport), Store
         Err(e) if is_corruption(&e) => {
             let aside = move_aside(path)?;
             tracing::error!(
-                stage = "outbox",
                 moved_to = %aside.display(),
                 error = %e,
                 "outbox database unreadable: moved aside, starting a fresh one"

@@ -59,6 +59,7 @@ pub fn spawn(outbox: Outbox) -> (OutboxHandle, std::thread::JoinHandle<()>) {
 }
 
 fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
+    let _span = tracing::info_span!("outbox").entered();
     let mut deferred: VecDeque<Op> = VecDeque::new();
     loop {
         let op = match deferred.pop_front() {

@@ -43,7 +43,7 @@ async fn paired_devices(store: &PairedStore) -> Vec<DeviceHealth> {
             .map(device_health)
             .collect(),
         Ok(Err(e)) => {
-            tracing::warn!(stage = "heartbeat", error = %e, "paired devices unreadable");
+            tracing::warn!(error = %e, "paired devices unreadable");
             Vec::new()
         }
         Err(_) => Vec::new(),
@@ -140,7 +140,7 @@ pub async fn run(
             Ok(status) => status,
             Err(crate::store::StoreError::Closed) => return,
             Err(e) => {
-                tracing::warn!(stage = "heartbeat", error = %e, "outbox status unreadable; heartbeat skipped");
+                tracing::warn!(error = %e, "outbox status unreadable; heartbeat skipped");
                 continue;
             }
         };
@@ -149,7 +149,7 @@ pub async fn run(
         let payload = tm_protocol::encode(&heartbeat);
         let frame = tm_protocol::seal(MessageKind::Heartbeat, gateway.as_str(), &payload, &key);
         if let Err(e) = link.send_heartbeat(frame).await {
-            tracing::debug!(stage = "heartbeat", error = %e, "heartbeat not sent");
+            tracing::debug!(error = %e, "heartbeat not sent");
         }
     }
 }

@@ -285,7 +285,7 @@ impl MqttEventLoop {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(stage = "sync", "connected to the MQTT broker");
+                    tracing::info!("connected to the MQTT broker");
                     self.backoff.reset();
                     self.connection.up.store(true, Ordering::SeqCst);
                     // try_*: never block the event loop on its own request channel.
@@ -308,7 +308,6 @@ impl MqttEventLoop {
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.commands_topic => {
                     if self.commands.try_send(p.payload.to_vec()).is_err() {
                         tracing::warn!(
-                            stage = "commands",
                             "command actor busy: pushed command dropped; the poll will fetch it"
                         );
                     }
@@ -320,7 +319,7 @@ impl MqttEventLoop {
                     self.fail_waiters();
                     self.next_connection();
                     let delay = self.backoff.next_delay();
-                    tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "MQTT connection failed");
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "MQTT connection failed");
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(delay) => {}
@@ -363,7 +362,7 @@ impl MqttEventLoop {
         let receipt = match open_receipt(bytes, &self.provider_key) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(stage = "sync", error = %e, "receipt refused");
+                tracing::warn!(error = %e, "receipt refused");
                 return;
             }
         };

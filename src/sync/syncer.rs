@@ -117,6 +117,7 @@ impl Syncer {
                     }
                 };
                 let frame = seal_batch(&self.gateway, &self.key, &batch);
+                tracing::debug!(batch = %batch.batch_id, readings = batch.readings.len(), bytes = frame.len(), "batch sent");
                 let link = self.link.clone();
                 let id = batch.batch_id;
                 in_flight.spawn(async move {
@@ -163,7 +164,7 @@ impl Syncer {
                         }
                         Err(SendError::Rejected(reason)) => {
                             match self.outbox.reject(batch.clone(), reason.clone()).await {
-                                Ok(rows) => tracing::error!(stage = "sync", rows, %reason, "provider refused a batch's content; rows kept as rejected"),
+                                Ok(rows) => tracing::error!(rows, %reason, "provider refused a batch's content; rows kept as rejected"),
                                 // Not recorded: the rows were released and are sent again.
                                 Err(e) => store_failed(&e, "reject")?,
                             }
@@ -180,10 +181,10 @@ impl Syncer {
                                 _ => backoff.next_delay(),
                             };
                             if let Some(message) = refusal.failed(&e) {
-                                tracing::error!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "the provider refuses this gateway or leaves its batches unanswered; readings kept, will resend");
+                                tracing::error!(error = %e, retry_in_ms = delay.as_millis(), "the provider refuses this gateway or leaves its batches unanswered; readings kept, will resend");
                                 self.alarm(Some(message)).await?;
                             } else {
-                                tracing::warn!(stage = "sync", error = %e, retry_in_ms = delay.as_millis(), "batch not settled; will resend");
+                                tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "batch not settled; will resend");
                             }
                             paused_until = paused_until.max(Instant::now() + delay);
                             self.last_error(Some(e.to_string())).await?;
@@ -201,7 +202,7 @@ impl Syncer {
                     }
                 }
                 () = self.resync.notified() => {
-                    tracing::info!(stage = "sync", "re-sync requested by the provider");
+                    tracing::info!("re-sync requested by the provider");
                     paused_until = Instant::now();
                     backoff.reset();
                 }
@@ -261,7 +262,7 @@ fn store_failed(e: &StoreError, what: &'static str) -> Result<(), StoreError> {
     if matches!(e, StoreError::Closed) {
         return Err(StoreError::Closed);
     }
-    tracing::error!(stage = "sync", step = what, error = %e, "outbox write failed; will retry");
+    tracing::error!(step = what, error = %e, "outbox write failed; will retry");
     Ok(())
 }
 
@@ -326,7 +327,6 @@ async fn recv_orphan(orphans: &mut Option<mpsc::Receiver<Receipt>>) -> Option<Re
 fn log_settled(outcome: &crate::store::SettleOutcome) {
     if outcome.duplicates > 0 {
         tracing::info!(
-            stage = "sync",
             acknowledged = outcome.acknowledged,
             duplicates = outcome.duplicates,
             "provider already had some readings of this batch; settled as acknowledged"

@@ -68,6 +68,7 @@ fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "forbidden\n").into_response()
 }
 
+#[tracing::instrument(name = "attachment", skip_all)]
 async fn download<S: SessionSource>(
     State(server): State<Arc<AttachmentServer<S>>>,
     Path((session, attachment)): Path<(String, String)>,
@@ -83,7 +84,7 @@ async fn download<S: SessionSource>(
     {
         Ok(g) => g,
         Err(e) => {
-            tracing::info!(stage = "attachment", reason = %e, "attachment token refused");
+            tracing::info!(reason = %e, "attachment token refused");
             return forbidden();
         }
     };
@@ -94,7 +95,7 @@ async fn download<S: SessionSource>(
         Ok(Some(d)) if d.context.prescriber_id == grant.prescriber_id => d,
         Ok(_) => return forbidden(),
         Err(e) => {
-            tracing::warn!(stage = "attachment", error = %e, "session store unavailable");
+            tracing::warn!(error = %e, "session store unavailable");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
         }
     };
@@ -109,7 +110,7 @@ async fn download<S: SessionSource>(
     {
         Ok(b) => b,
         Err(e) => {
-            tracing::error!(stage = "attachment", error = %e, "rendering failed");
+            tracing::error!(error = %e, "rendering failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };

@@ -50,6 +50,7 @@ enum Outcome {
     Refused(Refusal),
 }
 
+#[tracing::instrument(name = "enroll", skip_all)]
 async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
     let portal = &app.portal;
     let limit = portal.config.enrollment.failed_attempts_per_minute;
@@ -112,7 +113,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         })
         .await
         .map_err(|e| {
-            tracing::error!(stage = "enroll", error = %e, "store failure");
+            tracing::error!(error = %e, "store failure");
             Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error, try again",
@@ -133,7 +134,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         Outcome::Refused(r) => Err(r),
         Outcome::Enrolled(gw) => {
             portal.wake_outbox.notify_one();
-            tracing::info!(stage = "enroll", gateway = %gw, "gateway enrolled");
+            tracing::info!(gateway = %gw, "gateway enrolled");
             let settings = &portal.config.enrollment;
             let response = EnrollmentResponse {
                 v: tm_protocol::PROTOCOL_VERSION,

@@ -30,6 +30,7 @@ fn page(body: &str) -> String {
     )
 }
 
+#[tracing::instrument(name = "enroll", skip_all)]
 async fn lookup(
     app: &AppState,
     token: String,
@@ -48,7 +49,7 @@ async fn lookup(
         })
         .await
         .map_err(|e| {
-            tracing::error!(stage = "enroll", error = %e, "store failure");
+            tracing::error!(error = %e, "store failure");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Html(page("<p>Internal error, try again.</p>")),
@@ -110,6 +111,7 @@ pub struct IssueForm {
 }
 
 /// `POST /enroll/{token}`: issues a one-time code for the chosen carepath.
+#[tracing::instrument(name = "enroll", skip_all)]
 pub async fn issue(
     State(app): State<AppState>,
     Path(token): Path<String>,
@@ -166,7 +168,7 @@ pub async fn issue(
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(stage = "enroll", error = %e, "store failure");
+            tracing::error!(error = %e, "store failure");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Html(page("<p>Internal error.</p>")),

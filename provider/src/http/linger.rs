@@ -93,7 +93,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<I> {
                 }
                 // The client closed its side, or the connection broke: nothing left to wait for.
                 Poll::Ready(end) => {
-                    tracing::debug!(stage = "http", discarded = draining.discarded, end = ?end.err(),
+                    tracing::debug!(discarded = draining.discarded, end = ?end.err(),
                         "connection drained");
                     draining.done = true;
                 }

@@ -45,6 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::linger::Linger;
 use super::tls::HANDSHAKE_TIMEOUT;
@@ -138,6 +139,7 @@ struct Shared {
 
 /// Serves `router` on `listener` (over TLS with `tls`) within `limits` until `shutdown`.
 /// Returns only on shutdown.
+#[tracing::instrument(name = "http", skip_all)]
 pub async fn run(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -170,7 +172,7 @@ pub async fn run(
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 if let Some(count) = accept_errors.hit() {
-                    tracing::warn!(stage = "http", error = %e, count,
+                    tracing::warn!(error = %e, count,
                         "accepting connections failed; retrying");
                 }
                 tokio::select! {
@@ -190,7 +192,6 @@ pub async fn run(
             }
             if let Some(count) = refused.hit() {
                 tracing::warn!(
-                    stage = "http",
                     max_connections = limits.max_connections,
                     count,
                     "connection limit reached; new connections are answered 503"
@@ -198,7 +199,7 @@ pub async fn run(
             }
             continue;
         };
-        connections.spawn(connection(shared.clone(), stream, slot));
+        connections.spawn(connection(shared.clone(), stream, slot).in_current_span());
     }
     drop(listener);
     connections.close();
@@ -248,8 +249,8 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, _slot: OwnedSemaphor
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => serve_connection(&shared, tls).await,
-        Ok(Err(e)) => tracing::debug!(stage = "http", error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(stage = "http", "TLS handshake timed out"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
     }
 }
 
@@ -289,6 +290,6 @@ where
     })
     .await;
     if let Err(e) = done {
-        tracing::debug!(stage = "http", error = %e, "connection closed");
+        tracing::debug!(error = %e, "connection closed");
     }
 }

@@ -132,6 +132,7 @@ impl OutboxActor {
     /// Runs until `shutdown` is cancelled; stops only between calls or while waiting. A store
     /// failure is logged and the actor starts over after a pause ([`STORE_RETRY`], doubling up
     /// to [`STORE_RETRY_MAX`]).
+    #[tracing::instrument(name = "hub", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut retry = Backoff::new(STORE_RETRY, STORE_RETRY_MAX).with_jitter(Jitter::None);
         loop {
@@ -143,7 +144,7 @@ impl OutboxActor {
                         retry.reset();
                     }
                     let pause = retry.next_delay();
-                    tracing::error!(stage = "hub", error = %e, retry_in_ms = millis(pause),
+                    tracing::error!(error = %e, retry_in_ms = millis(pause),
                         "outbox store failure; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -186,9 +187,9 @@ impl OutboxActor {
                 Ok(()) => {
                     retry.reset();
                     if self.delivered(row).await? {
-                        tracing::info!(stage = "hub", seq, "held update delivered; alert resolved");
+                        tracing::info!(seq, "held update delivered; alert resolved");
                     }
-                    tracing::info!(stage = "hub", seq, "status update delivered");
+                    tracing::info!(seq, "status update delivered");
                 }
                 Err(PutError::Rejected { status, message }) => {
                     retry.reset();
@@ -196,7 +197,7 @@ impl OutboxActor {
                 }
                 Err(PutError::Retryable(reason)) => {
                     let delay = retry.next_delay();
-                    tracing::warn!(stage = "hub", seq, %reason, retry_in_ms = millis(delay),
+                    tracing::warn!(seq, %reason, retry_in_ms = millis(delay),
                         "status update not delivered; retrying");
                     self.db
                         .write(move |c| queue::failed_attempt(c, seq, &reason))
@@ -259,7 +260,6 @@ impl OutboxActor {
             Refused::RetryAt { at_ms, refusals } => {
                 let retry_in_ms = u64::try_from(at_ms.saturating_sub(queue::now_ms())).unwrap_or(0);
                 tracing::warn!(
-                    stage = "hub",
                     seq,
                     status,
                     refusals,
@@ -268,7 +268,7 @@ impl OutboxActor {
                 );
             }
             Refused::Held { refusals } => {
-                tracing::error!(stage = "hub", seq, status, refusals, %message,
+                tracing::error!(seq, status, refusals, %message,
                     "the HUB kept refusing a status update; it is held with the later updates of its session until an operator re-queues it in /ops");
             }
         }

@@ -162,6 +162,7 @@ impl Ingest {
     }
 
     /// Ingests a reading-batch frame; `idempotency_key`, when given, must equal the batch id.
+    #[tracing::instrument(name = "ingest", skip_all, fields(gateway = tracing::field::Empty, batch = tracing::field::Empty))]
     pub async fn readings(
         &self,
         bytes: &[u8],
@@ -175,6 +176,9 @@ impl Ingest {
                 "the batch names another gateway than its signer".into(),
             ));
         }
+        let span = tracing::Span::current();
+        span.record("gateway", tracing::field::display(&gateway.gateway_id));
+        span.record("batch", tracing::field::display(&batch.batch_id));
         if idempotency_key.is_some_and(|k| k != batch.batch_id.as_str()) {
             return Err(IngestError::Mismatch(
                 "Idempotency-Key differs from the batch id".into(),
@@ -184,7 +188,6 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
-        let gateway_id = gateway.gateway_id.clone();
         let job = store::BatchJob {
             gateway: gateway.gateway_id,
             session: session.clone(),
@@ -201,8 +204,6 @@ impl Ingest {
             .map_err(IngestError::NotActive)?;
         if !receipt.duplicates.is_empty() || !receipt.rejected.is_empty() || device_time_ahead > 0 {
             tracing::info!(
-                stage = "ingest",
-                gateway = %gateway_id,
                 inserted,
                 duplicates = receipt.duplicates.len(),
                 rejected = receipt.rejected.len(),
@@ -212,8 +213,6 @@ impl Ingest {
         }
         if device_time_ahead > 0 {
             tracing::warn!(
-                stage = "ingest",
-                gateway = %gateway_id,
                 readings = device_time_ahead,
                 "stored readings whose device time is more than 10 minutes ahead of the provider's clock; check the device clock"
             );
@@ -221,6 +220,9 @@ impl Ingest {
         self.counters
             .readings
             .inc_by(u64::try_from(inserted).unwrap_or(u64::MAX));
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            trail(&receipt);
+        }
         if inserted > 0
             && let Some(updates) = &self.updates
         {
@@ -239,6 +241,7 @@ impl Ingest {
     }
 
     /// Stores a heartbeat frame as the gateway's latest.
+    #[tracing::instrument(name = "ingest", skip_all)]
     pub async fn heartbeat(&self, bytes: &[u8]) -> Result<(), IngestError> {
         let (gateway, payload) = self.open(bytes, MessageKind::Heartbeat).await?;
         let heartbeat: Heartbeat =
@@ -257,6 +260,7 @@ impl Ingest {
     /// Records a gateway's signed MQTT status (`online`, or its last-will `offline`). Returns
     /// false when it belongs to an older connection than the latest status stored: a replayed
     /// last-will, which changes nothing.
+    #[tracing::instrument(name = "ingest", skip_all)]
     pub async fn status(&self, bytes: &[u8]) -> Result<bool, IngestError> {
         let (gateway, payload) = self.open(bytes, MessageKind::Status).await?;
         let status: Status =
@@ -274,6 +278,7 @@ impl Ingest {
     }
 
     /// Records a command result frame (the first report of each command is kept).
+    #[tracing::instrument(name = "ingest", skip_all)]
     pub async fn command_result(&self, bytes: &[u8]) -> Result<(), IngestError> {
         let (gateway, payload) = self.open(bytes, MessageKind::CommandResult).await?;
         let result: CommandResult =
@@ -287,15 +292,31 @@ impl Ingest {
         let status = result.status;
         match crate::ops::commands::record_result(&self.db, result, chrono::Utc::now()).await? {
             crate::ops::commands::Recorded::Stored => {
-                tracing::info!(stage = "ops", gateway = %gateway.gateway_id, %command, ?status, "command result");
+                tracing::info!(gateway = %gateway.gateway_id, %command, ?status, "command result");
             }
             crate::ops::commands::Recorded::AlreadyReported => {
-                tracing::debug!(stage = "ops", %command, "command result reported again; kept the first");
+                tracing::debug!(%command, "command result reported again; kept the first");
             }
             crate::ops::commands::Recorded::UnknownCommand => {
-                tracing::warn!(stage = "ops", gateway = %gateway.gateway_id, %command, "result of a command this gateway was never sent; ignored");
+                tracing::warn!(gateway = %gateway.gateway_id, %command, "result of a command this gateway was never sent; ignored");
             }
         }
         Ok(())
+    }
+}
+
+/// The debug trail of a committed batch: each reading by its id (no value, no patient).
+fn trail(receipt: &tm_protocol::Receipt) {
+    let duplicates: std::collections::HashSet<&str> =
+        receipt.duplicates.iter().map(|id| id.as_str()).collect();
+    for id in &receipt.accepted {
+        if duplicates.contains(id.as_str()) {
+            tracing::debug!(reading_id = %id, "reading already stored");
+        } else {
+            tracing::debug!(reading_id = %id, "reading stored");
+        }
+    }
+    for r in &receipt.rejected {
+        tracing::debug!(reading_id = %r.reading_id, reason = %r.reason, "reading rejected");
     }
 }

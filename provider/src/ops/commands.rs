@@ -51,6 +51,7 @@ fn new_command_id() -> CommandId {
 }
 
 /// Signs and stores a command for `gateway`; returns it with its frame.
+#[tracing::instrument(name = "ops", skip_all)]
 pub async fn issue(
     db: &Db,
     key: &SigningKey,
@@ -104,7 +105,7 @@ pub async fn issue(
     if !stored {
         return Err(CommandError::UnknownGateway(command.gateway_id.to_string()));
     }
-    tracing::info!(stage = "ops", gateway = %command.gateway_id, command = %command.command_id, "command issued");
+    tracing::info!(gateway = %command.gateway_id, command = %command.command_id, "command issued");
     Ok((command, frame))
 }
 

@@ -71,6 +71,7 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// Runs until `cancel`. A failed run is logged and retried at the next tick.
+    #[tracing::instrument(name = "ops", skip_all)]
     pub async fn run(self, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -86,15 +87,15 @@ impl Evaluator {
                     for c in &changes {
                         match c {
                             Transition::Open(c) => {
-                                tracing::warn!(stage = "ops", kind = c.kind.as_str(), subject = %c.subject, "alert opened")
+                                tracing::warn!(kind = c.kind.as_str(), subject = %c.subject, "alert opened")
                             }
                             Transition::Resolve(a) => {
-                                tracing::info!(stage = "ops", kind = %a.kind, subject = %a.subject, "alert resolved")
+                                tracing::info!(kind = %a.kind, subject = %a.subject, "alert resolved")
                             }
                         }
                     }
                 }
-                Err(e) => tracing::error!(stage = "ops", error = %e, "alert evaluation failed"),
+                Err(e) => tracing::error!(error = %e, "alert evaluation failed"),
             }
         }
     }

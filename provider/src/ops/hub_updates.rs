@@ -34,6 +34,7 @@ use crate::hub::queue::{self, OutboxRow, Requeued, Standing};
 const LIST_LIMIT: u32 = 1000;
 
 /// Re-queues held row `seq` for `who`, with its audit entry; wakes the outbox.
+#[tracing::instrument(name = "ops", skip_all)]
 pub async fn requeue(ops: &Ops, seq: i64, who: &str) -> Result<Option<Requeued>, DbError> {
     let actor = format!("operator:{who}");
     let done = ops
@@ -65,12 +66,7 @@ pub async fn requeue(ops: &Ops, seq: i64, who: &str) -> Result<Option<Requeued>,
         })
         .await?;
     if let Some(r) = &done {
-        tracing::info!(
-            stage = "ops",
-            seq = r.seq,
-            rows = r.rows,
-            "held HUB update re-queued"
-        );
+        tracing::info!(seq = r.seq, rows = r.rows, "held HUB update re-queued");
         ops.hub_wake.notify_one();
     }
     Ok(done)

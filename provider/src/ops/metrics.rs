@@ -174,6 +174,7 @@ pub fn render(
 }
 
 /// `GET /metrics`.
+#[tracing::instrument(name = "ops", skip_all)]
 pub async fn metrics(State(ops): State<Ops>) -> Response {
     let o = ops.clone();
     match ops
@@ -183,7 +184,7 @@ pub async fn metrics(State(ops): State<Ops>) -> Response {
     {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => {
-            tracing::error!(stage = "ops", error = %e, "metrics unavailable");
+            tracing::error!(error = %e, "metrics unavailable");
             axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }

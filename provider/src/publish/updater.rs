@@ -53,10 +53,7 @@ impl UpdateNotifier {
     /// Tells the updater that `session` got new readings (committed already).
     pub fn notify(&self, session: &str) {
         if self.0.try_send(session.to_owned()).is_err() {
-            tracing::debug!(
-                stage = "publish",
-                "updater busy; the next sweep picks the session up"
-            );
+            tracing::debug!("updater busy; the next sweep picks the session up");
         }
     }
 }
@@ -106,6 +103,7 @@ impl SessionUpdater {
     /// Runs until `shutdown`. A store failure is logged and the actor starts over after a
     /// pause (doubling from [`STORE_RETRY`] up to [`STORE_RETRY_MAX`]) with a sweep, which
     /// finds again whatever the failed step left pending.
+    #[tracing::instrument(name = "publish", skip_all)]
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut open = true;
@@ -120,7 +118,7 @@ impl SessionUpdater {
                         retry.reset();
                     }
                     let pause = retry.next_delay();
-                    tracing::error!(stage = "publish", error = %e,
+                    tracing::error!(error = %e,
                         retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                         "updater store failure; retrying");
                     tokio::select! {
@@ -225,7 +223,7 @@ impl SessionUpdater {
                 let moved = publisher.transition(&tx, &id, Status::InProgress, None, now)?;
                 tx.commit()?;
                 Ok(moved.map(|n| {
-                    tracing::info!(stage = "publish", attachments = n, "attachments updated");
+                    tracing::info!(attachments = n, "attachments updated");
                     None
                 }))
             })
@@ -238,7 +236,7 @@ impl SessionUpdater {
                 Ok(later)
             }
             Err(e) => {
-                tracing::warn!(stage = "publish", error = %e, "session not updated");
+                tracing::warn!(error = %e, "session not updated");
                 Ok(None)
             }
         }

@@ -99,7 +99,6 @@ pub async fn handle(
         Ok(command) => {
             let outcome = executor.execute(&command.action).await;
             tracing::info!(
-                stage = "commands",
                 command = %command.command_id,
                 action = action_name(&command.action),
                 via = via.as_str(),
@@ -109,11 +108,11 @@ pub async fn handle(
             Ok(Executed { command, outcome })
         }
         Err(e @ CommandRefused::Replayed(_)) => {
-            tracing::info!(stage = "commands", via = via.as_str(), error = %e, "command refused");
+            tracing::info!(via = via.as_str(), error = %e, "command refused");
             Err(e)
         }
         Err(e) => {
-            tracing::warn!(stage = "commands", via = via.as_str(), error = %e, "command refused");
+            tracing::warn!(via = via.as_str(), error = %e, "command refused");
             Err(e)
         }
     }
@@ -201,7 +200,7 @@ impl CommandActor {
                     match fetch(&self.poll.client, &self.poll.url).await {
                         Ok(frames) => (frames, Delivery::Poll),
                         Err(e) => {
-                            tracing::debug!(stage = "commands", error = %e, "command poll failed");
+                            tracing::debug!(error = %e, "command poll failed");
                             continue;
                         }
                     }
@@ -227,7 +226,7 @@ impl CommandActor {
                     .send_command_result(report.frame.clone())
                     .await
                 {
-                    tracing::warn!(stage = "commands", command = %report.command, error = %e, "command result not sent; will retry");
+                    tracing::warn!(command = %report.command, error = %e, "command result not sent; will retry");
                     if unsent.len() >= UNSENT_CAPACITY {
                         unsent.pop_front();
                     }
@@ -245,7 +244,7 @@ impl CommandActor {
                 break;
             };
             if report.expires_at <= now {
-                tracing::warn!(stage = "commands", command = %report.command, "command result never sent; the command has expired");
+                tracing::warn!(command = %report.command, "command result never sent; the command has expired");
                 continue;
             }
             if self

@@ -25,7 +25,6 @@ pub(super) async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
             .stats()
             .refused(reason, chrono::Utc::now());
         tracing::warn!(
-            stage = "ingest",
             reason = reason.as_str(),
             gateway = gateway.as_deref().unwrap_or("-"),
             bytes = p.payload.len(),
@@ -70,7 +69,7 @@ async fn attempt(ingest: &Ingest, client: &AsyncClient, p: &Publish) -> Result<(
                     )
                     .await
                 {
-                    tracing::warn!(stage = "ingest", error = %e, "receipt not published; the gateway will resend");
+                    tracing::warn!(error = %e, "receipt not published; the gateway will resend");
                 }
                 Ok(())
             }
@@ -90,7 +89,7 @@ async fn attempt(ingest: &Ingest, client: &AsyncClient, p: &Publish) -> Result<(
         Err(e) => match refused(&e) {
             Some(r) => Err(r),
             None => {
-                tracing::warn!(stage = "ingest", gateway = %gateway, error = %e, "MQTT message not stored; the gateway sends it again");
+                tracing::warn!(gateway = %gateway, error = %e, "MQTT message not stored; the gateway sends it again");
                 Ok(())
             }
         },

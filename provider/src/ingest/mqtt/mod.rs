@@ -51,6 +51,7 @@ use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish,
 use tm_protocol::routes::mqtt as topics;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::Ingest;
 
@@ -108,7 +109,7 @@ impl MqttPublisher {
         match client.try_publish(topics::commands(gateway), QoS::AtLeastOnce, false, frame) {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(stage = "ops", gateway = %gateway, error = %e, "command not published over MQTT; the gateway's poll will fetch it");
+                tracing::warn!(gateway = %gateway, error = %e, "command not published over MQTT; the gateway's poll will fetch it");
                 false
             }
         }
@@ -120,6 +121,7 @@ impl MqttPublisher {
 const WORK_CAPACITY: usize = 1024;
 
 /// Runs the subscriber until `cancel`.
+#[tracing::instrument(name = "mqtt", skip_all)]
 pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToken) {
     let broker = format!("{}:{}", cfg.host, cfg.port);
     let mut options = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
@@ -137,12 +139,12 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             rumqttc::TlsConfiguration::Rustls(config),
         ));
     }
-    tracing::info!(stage = "ingest", broker = %broker, tls, "MQTT ingest connecting");
+    tracing::info!(broker = %broker, tls, "MQTT ingest connecting");
     let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
     let publisher = ingest.mqtt_publisher();
     publisher.set(Some(client.clone()));
     let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
-    let worker = tokio::spawn(work(ingest, client.clone(), work_rx));
+    let worker = tokio::spawn(work(ingest, client.clone(), work_rx).in_current_span());
     let mut reconnect =
         tm_protocol::backoff::Backoff::new(Duration::from_millis(200), Duration::from_millis(6400));
     let mut oversized = Oversized::default();
@@ -159,14 +161,13 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                     // The broker dropped the old session and its queue: back to a persistent
                     // session, subscribed as usual.
                     tracing::warn!(
-                        stage = "ingest",
                         "MQTT ingest shed the broker's queue; reconnecting with the persistent session"
                     );
                     eventloop.mqtt_options.set_clean_session(false);
                     eventloop.clean();
                     continue;
                 }
-                tracing::info!(stage = "ingest", "MQTT ingest connected");
+                tracing::info!("MQTT ingest connected");
                 for filter in [
                     topics::ALL_READINGS,
                     topics::ALL_HEARTBEATS,
@@ -179,7 +180,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Err(e) = work_tx.try_send(p) {
-                    tracing::error!(stage = "ingest", error = %e, "ingest queue full; message left for redelivery");
+                    tracing::error!(error = %e, "ingest queue full; message left for redelivery");
                 }
             }
             Ok(_) => {}
@@ -189,19 +190,18 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 let delay = reconnect.next_delay();
                 if is_oversized(&e) {
                     publisher.stats().oversized(chrono::Utc::now());
-                    tracing::error!(stage = "ingest", error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
+                    tracing::error!(error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
                     if oversized.failed(std::time::Instant::now()) {
                         publisher.stats().shed();
                         tracing::error!(
-                            stage = "ingest",
                             "MQTT ingest reconnecting once with a clean session: the broker drops what it queued for this provider (gateways resend readings without a receipt)"
                         );
                         eventloop.mqtt_options.set_clean_session(true);
                     }
                 } else if is_tls_refusal(&e) {
-                    tracing::error!(stage = "ingest", error = %e, "MQTT ingest connection failed: TLS refused; check mqtt.ca_file against the broker's certificate, and the client certificate when the broker requires one");
+                    tracing::error!(error = %e, "MQTT ingest connection failed: TLS refused; check mqtt.ca_file against the broker's certificate, and the client certificate when the broker requires one");
                 } else {
-                    tracing::warn!(stage = "ingest", error = %e, "MQTT ingest connection failed");
+                    tracing::warn!(error = %e, "MQTT ingest connection failed");
                 }
                 tokio::select! {
                     () = cancel.cancelled() => break,
@@ -287,10 +287,13 @@ async fn work(ingest: Ingest, client: AsyncClient, mut rx: mpsc::Receiver<Publis
             let _ = running.join_next().await;
         }
         let (ingest, client) = (ingest.clone(), client.clone());
-        running.spawn(async move {
-            handle::handle(&ingest, &client, &p).await;
-            let _ = client.ack(&p).await;
-        });
+        running.spawn(
+            async move {
+                handle::handle(&ingest, &client, &p).await;
+                let _ = client.ack(&p).await;
+            }
+            .in_current_span(),
+        );
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
