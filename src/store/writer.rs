@@ -5,15 +5,19 @@
 //! Stash requests are group-committed: when several are queued, they share one transaction
 //! (one fsync), and each caller is answered after that commit.
 //!
+//! After a stash commit that stored new rows the writer wakes the syncer
+//! ([`OutboxHandle::committed`]): an idle syncer sleeps until then instead of polling.
+//!
 //! Every other write goes through [`Outbox::retrying`]: when it fails for lack of space, the
 //! disk reserve is released (the `disk-full` alarm raised) and the write tried once more
 //! ([`super::diskfull`]). An error is answered to the caller, never ends the thread: the thread
 //! stops only when every handle is dropped.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tm_protocol::{BatchId, Receipt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{LeaseLimits, LeasedBatch, Outbox, OutboxStatus, SettleOutcome, StoreError};
 use crate::stash::{StashError, StashRequest};
@@ -46,19 +50,24 @@ enum Op {
 #[derive(Debug, Clone)]
 pub struct OutboxHandle {
     tx: mpsc::Sender<Op>,
+    /// Notified (one stored permit, so none is lost while nobody waits) after each stash
+    /// commit that stored a new row.
+    committed: Arc<Notify>,
 }
 
 /// Starts the writer thread owning `outbox`.
 pub fn spawn(outbox: Outbox) -> (OutboxHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
+    let committed = Arc::new(Notify::new());
+    let wake = committed.clone();
     let thread = std::thread::Builder::new()
         .name("outbox-writer".into())
-        .spawn(move || run(outbox, rx))
+        .spawn(move || run(outbox, rx, &wake))
         .expect("spawning the outbox writer thread");
-    (OutboxHandle { tx }, thread)
+    (OutboxHandle { tx, committed }, thread)
 }
 
-fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
+fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>, committed: &Notify) {
     let _span = tracing::info_span!("outbox").entered();
     let mut deferred: VecDeque<Op> = VecDeque::new();
     loop {
@@ -88,6 +97,9 @@ fn run(mut outbox: Outbox, mut rx: mpsc::Receiver<Op>) {
                 let items: Vec<&[_]> = group.iter().map(|r| r.items.as_slice()).collect();
                 match outbox.stash(&items) {
                     Ok(outcomes) => {
+                        if outcomes.iter().any(|o| o.inserted > 0) {
+                            committed.notify_one();
+                        }
                         for (req, out) in group.into_iter().zip(outcomes) {
                             let _ = req.reply.send(Ok(out));
                         }
@@ -152,6 +164,12 @@ impl OutboxHandle {
                 let _ = req.reply.send(Err(StashError::Closed));
             }
         }
+    }
+
+    /// Returns after a stash commit that stored new rows (at once when one happened since the
+    /// last call).
+    pub async fn committed(&self) {
+        self.committed.notified().await;
     }
 
     /// Leases the next batch.

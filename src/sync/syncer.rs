@@ -18,8 +18,6 @@ use super::config::SyncConfig;
 use super::{Backoff, Jitter, Link, SendError, seal_batch};
 use crate::store::{LeaseLimits, OutboxHandle, StoreError, alarm};
 
-/// How often an idle syncer looks for new pending rows.
-const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How often acknowledged rows past their retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// Pauses of leasing while the outbox refuses writes (a full disk): first and longest.
@@ -125,10 +123,13 @@ impl Syncer {
                     (id, r)
                 });
             }
+            // Idle, or the window of batches in flight is full: nothing to do until a stash
+            // commits new rows, a batch ends, a receipt or command arrives, or pruning is due.
+            // No polling: an idle agent sleeps.
             let wait = if Instant::now() < paused_until {
                 paused_until
             } else if idle || in_flight.len() >= self.config.in_flight_batches {
-                Instant::now() + IDLE_POLL
+                next_prune
             } else {
                 Instant::now()
             };
@@ -201,6 +202,7 @@ impl Syncer {
                         }
                     }
                 }
+                () = self.outbox.committed(), if idle && Instant::now() >= paused_until => {}
                 () = self.resync.notified() => {
                     tracing::info!("re-sync requested by the provider");
                     paused_until = Instant::now();
