@@ -52,23 +52,26 @@ fn missing_hint(path: &Path, error: &std::io::Error) -> String {
     )
 }
 
-/// The file's shape.
+/// The file's shape. Every key is optional; an empty file gives the defaults.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Directory for the key, the outbox and the enrollment (systemd `StateDirectory`).
+    /// Directory for the key, the outbox, the enrollment and the paired devices (systemd
+    /// `StateDirectory`); must be absolute. Default `/var/lib/tm-gateway`.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Log filter (`info`, `debug`, `tm_gateway=debug`).
+    /// Log filter (`info`, `debug`, `tm_gateway=debug`), checked at load; `TM_LOG`, when set,
+    /// overrides it and a `set-log-level` command replaces it until restart. Default `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
-    /// Bluetooth settings.
+    /// `[ble]`: which adapter the BLE side uses.
     #[serde(default)]
     pub ble: BleFile,
-    /// Outbox settings.
+    /// `[store]`: the outbox's quota and retention.
     #[serde(default)]
     pub store: StoreConfig,
-    /// Sync settings (the transport and URLs come from the enrollment).
+    /// `[sync]`: batching, timing, TLS material and broker credentials (the transport and
+    /// URLs come from the enrollment).
     #[serde(default)]
     pub sync: SyncConfig,
 }
@@ -77,7 +80,8 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BleFile {
-    /// The BlueZ adapter to use, by name (`hci0`).
+    /// The BlueZ adapter to use, by a name like `hci0` (the default); never "the first one", as the
+    /// order of adapters is not stable. A missing adapter raises `ble-unavailable`.
     #[serde(default = "default_adapter")]
     pub adapter: String,
 }
@@ -102,18 +106,20 @@ fn default_adapter() -> String {
 
 pub use crate::sync::config::{StoreConfig, SyncConfig};
 
-/// The validated configuration.
+/// The validated configuration: the values of [`ConfigFile`], each range already checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// State directory (key, outbox, enrollment).
+    /// Absolute state directory; [`Self::key_path`] and [`Self::outbox_path`] are derived
+    /// from it, and the enrollment, paired devices and seen commands live in it.
     pub state_dir: PathBuf,
-    /// Log filter.
+    /// A log filter known to parse; applied by [`Self::load`] unless `TM_LOG` is set.
     pub log_level: String,
-    /// Adapter name.
+    /// BlueZ adapter name, from `[ble] adapter`, checked to look like `hci0`.
     pub adapter: String,
-    /// Outbox settings.
+    /// `[store]`, validated (quota in range).
     pub store: StoreConfig,
-    /// Sync settings.
+    /// `[sync]`, validated (batch, window, timeouts and backoff in range; the client
+    /// certificate and key given together).
     pub sync: SyncConfig,
 }
 

@@ -41,20 +41,25 @@ pub enum EnrollmentError {
     },
 }
 
-/// The stored enrollment.
+/// The stored enrollment. Written once by `tm-gateway enroll` (a new enrollment replaces it);
+/// the agent only reads it, at start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enrollment {
-    /// The gateway's id at the provider.
+    /// The gateway's id as the provider's answer named it: the signer of every frame the
+    /// gateway sends, the MQTT client id and part of its topics.
     pub gateway_id: GatewayId,
-    /// The provider base URL the gateway enrolled with.
+    /// The provider base URL given to `enroll`; shown by `doctor`. Syncing uses the URLs in
+    /// `sync`, which may differ.
     pub provider_url: String,
-    /// The provider's Ed25519 public key (receipts and commands are verified against it).
+    /// The provider's Ed25519 public key (32 bytes, base64 in the file): receipts and commands
+    /// are accepted only under it. Not a valid key: the agent refuses to start.
     #[serde(with = "tm_protocol::messages::b64")]
     pub provider_public_key: Vec<u8>,
-    /// How to sync.
+    /// The transport, the HTTPS and broker URLs and the heartbeat interval, as the provider
+    /// chose them; `[sync] heartbeat_interval_s` in the configuration overrides the interval.
     pub sync: SyncSettings,
-    /// When the enrollment happened.
+    /// When `enroll` stored the provider's answer (the gateway's clock).
     pub enrolled_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -93,7 +98,7 @@ impl Enrollment {
         })
     }
 
-    /// The provider's verifying key.
+    /// The provider's verifying key; `None` when `provider_public_key` is not a valid key.
     pub fn provider_key(&self) -> Option<VerifyingKey> {
         VerifyingKey::from_bytes(&self.provider_public_key).ok()
     }

@@ -26,10 +26,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Where notifications go.
+/// Where notifications go. Cheap to clone; the agent, the outbox opener and the watchdog
+/// actor each hold one.
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    /// `$NOTIFY_SOCKET`: a path, or an abstract name starting with `@`. `None` outside
+    /// systemd: every notification is then dropped silently.
     socket: Option<String>,
+    /// `$WATCHDOG_USEC` as a duration; `None` when unset, unparsable or zero (no watchdog).
     watchdog: Option<Duration>,
 }
 
@@ -83,11 +87,16 @@ impl Notifier {
 const PULSE_MIN: Duration = Duration::from_millis(10);
 const PULSE_MAX: Duration = Duration::from_secs(5);
 
-/// The set of loops the watchdog watches.
+/// The set of loops the watchdog watches. Built by the agent, which registers each loop,
+/// then handed to the watchdog actor.
 #[derive(Debug, Clone)]
 pub struct Progress {
+    /// The instant tick times are counted from (milliseconds on tokio's monotonic clock).
     base: Instant,
+    /// The pulse handed to every [`Beat`]: a quarter of the watchdog interval, 10 ms to 5 s
+    /// (5 s without a watchdog).
     pulse: Duration,
+    /// Each loop's name (logged when it stalls) and its last tick, shared with its [`Beat`].
     loops: Vec<(&'static str, Arc<AtomicU64>)>,
 }
 
@@ -97,11 +106,15 @@ impl Default for Progress {
     }
 }
 
-/// A loop's heartbeat; tick it at every turn of the loop.
+/// A loop's heartbeat; tick it at every turn of the loop. Clones tick the same loop (the BLE
+/// supervisor shares its beat with each central it starts).
 #[derive(Debug, Clone)]
 pub struct Beat {
+    /// The [`Progress`] base the tick is measured from.
     base: Instant,
+    /// Milliseconds since `base` of the last tick; written here, read by the watchdog.
     last: Arc<AtomicU64>,
+    /// See [`Self::pulse`].
     pulse: Duration,
 }
 

@@ -9,8 +9,11 @@ use tm_protocol::{SigningKey, VerifyingKey};
 /// The loaded identity.
 #[derive(Debug)]
 pub struct Identity {
+    /// The Ed25519 key from `gateway.key` (PKCS#8, mode 0600); never logged, only its
+    /// fingerprint.
     key: SigningKey,
-    /// True when the key was created by this load.
+    /// True when the key was created by this load (first start): a new identity that the
+    /// provider does not know until the gateway enrolls.
     pub created: bool,
 }
 

@@ -23,24 +23,25 @@ pub enum Stashable {
 /// Device bytes that failed to decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {
-    /// Bluetooth address of the device.
+    /// Bluetooth address of the device, upper case as in its paired-devices entry.
     pub device_address: String,
-    /// Source: `2A35`, `adv:181D`, `mfr:020E`.
+    /// Source, named like a reading's `characteristic`: `2A35`, `adv:181D`, `mfr:020E`.
     pub characteristic: String,
-    /// The exact bytes.
+    /// The exact bytes as received; kept on the gateway, never shipped.
     pub raw: Vec<u8>,
-    /// When the gateway received them.
+    /// When the gateway received them (gateway clock).
     pub received_at: chrono::DateTime<chrono::Utc>,
-    /// Why decoding failed (no values in it).
+    /// Why decoding failed, from the decoder (no values in it).
     pub error: String,
 }
 
 /// What a stash request achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StashOutcome {
-    /// New rows committed.
+    /// New rows committed: readings not stored before, and every quarantined item.
     pub inserted: usize,
-    /// Items already in the outbox (same reading id): not stored twice.
+    /// Readings already in the outbox (same reading id): not stored twice, and still a
+    /// success for the caller. Quarantined items are never counted here.
     pub duplicates: usize,
 }
 
@@ -59,9 +60,11 @@ pub enum StashError {
 /// A request to the outbox writer.
 #[derive(Debug)]
 pub struct StashRequest {
-    /// The items, committed in one transaction.
+    /// The items, committed in one transaction (shared with the other requests queued at that
+    /// moment): all of them or none.
     pub items: Vec<Stashable>,
-    /// Answered after the commit.
+    /// Answered after the commit, or with the refusal; dropped unanswered only when the writer
+    /// is gone.
     pub reply: oneshot::Sender<Result<StashOutcome, StashError>>,
 }
 

@@ -72,9 +72,9 @@ macro_rules! id_newtype {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} ({value_len} bytes): expected 1-64 characters of a-z, 0-9 and '-'")]
 pub struct InvalidId {
-    /// Which identifier kind failed.
+    /// Which identifier kind failed (`gateway id`, `batch id`, ...).
     pub what: &'static str,
-    /// Length of the rejected value.
+    /// Length of the rejected value in bytes: all that is told about it.
     pub value_len: usize,
 }
 
@@ -151,7 +151,8 @@ pub struct Component {
     pub value: f64,
     /// UCUM unit, for example `mm[Hg]`.
     pub unit: String,
-    /// The value as the device sent it, when it was converted (kPa to mm[Hg], lb to kg).
+    /// The value as the device sent it, when it was converted (kPa to mm[Hg], lb to kg);
+    /// absent (left out of the JSON) when `value` is already in the device's unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Quantity>,
 }
@@ -194,10 +195,12 @@ pub enum TimeQuality {
 }
 
 /// What the gateway knows about the measuring device (Device Information Service and link).
+/// Filled by the gateway from its paired-devices entry; every optional field may be absent
+/// from the JSON, and each text is at most 1 KiB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceInfo {
-    /// Bluetooth address, upper-case `AA:BB:CC:DD:EE:FF`.
+    /// Bluetooth address, upper-case `AA:BB:CC:DD:EE:FF`; part of the reading id.
     pub address: String,
     /// DIS Manufacturer Name (0x2A29).
     #[serde(default)]
@@ -211,7 +214,8 @@ pub struct DeviceInfo {
     /// DIS Firmware Revision (0x2A26).
     #[serde(default)]
     pub firmware: Option<String>,
-    /// The catalog model the gateway matched, if any.
+    /// The catalog model id the gateway matched at pairing; `None` for a device the catalog
+    /// does not know.
     #[serde(default)]
     pub catalog_model: Option<String>,
 }
@@ -221,13 +225,14 @@ pub struct DeviceInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reading {
-    /// Deterministic identity (see [`crate::reading_id`]).
+    /// Deterministic identity (see [`crate::reading_id`]): the same record sent twice by the
+    /// device gets the same id, which is what both sides de-duplicate on.
     pub reading_id: ReadingId,
     /// The measuring device.
     pub device: DeviceInfo,
     /// What was measured.
     pub kind: ReadingKind,
-    /// The values, each with LOINC code and UCUM unit.
+    /// The values, each with LOINC code and UCUM unit (at most 32).
     pub components: Vec<Component>,
     /// Components the device reported without a number.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -235,28 +240,36 @@ pub struct Reading {
     /// Named status flags (`irregular-pulse`, `cuff-fit-loose`, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
-    /// The timestamp as the device sent it: local wall time, never corrected.
+    /// The timestamp as the device sent it: local wall time (with the device's own time
+    /// offset field applied), never corrected by the gateway. `None`: the payload has none.
     pub device_time: Option<NaiveDateTime>,
-    /// The corrected time of measurement with the gateway's UTC offset.
+    /// The time of measurement the provider charts, with the gateway's UTC offset: the device
+    /// time corrected by `clock_offset_ms`, or the receive time when that cannot be trusted.
     pub effective_time: DateTime<FixedOffset>,
-    /// When the gateway received the bytes.
+    /// When the gateway received the bytes (gateway clock). The provider rejects a reading
+    /// received before the gateway's enrollment or more than 10 minutes in its future.
     pub received_at: DateTime<Utc>,
-    /// Device clock minus gateway clock, measured at connection, in milliseconds.
+    /// Device clock minus gateway clock, measured at connection, in milliseconds; `None`
+    /// when no clock was read (adverts, devices without a readable clock).
     pub clock_offset_ms: Option<i64>,
     /// How far `effective_time` can be trusted.
     pub time_quality: TimeQuality,
-    /// Where the bytes came from: a 16-bit characteristic (`2A35`), `adv:<uuid>` or `mfr:<id>`.
+    /// Where the bytes came from: a 16-bit characteristic (`2A35`), `adv:<uuid>` or `mfr:<id>`
+    /// (hex, upper case); part of the reading id.
     pub characteristic: String,
-    /// The device's user slot, when it has several users.
+    /// The device's user slot, when it has several users; part of the reading id.
     pub user_slot: Option<u8>,
-    /// The device's record sequence number, when it numbers records.
+    /// The device's record sequence number, when it numbers records: the gateway's RACP
+    /// high-water mark advances on it.
     pub sequence: Option<u32>,
-    /// The exact bytes the device sent.
+    /// The exact bytes the device sent (at most 512, base64 in JSON), kept so the values can
+    /// be decoded again.
     #[serde(with = "b64")]
     pub raw: Vec<u8>,
-    /// Battery level in percent, when known.
+    /// Battery level in percent read at the connection that carried the reading; `None` for
+    /// adverts or devices without a battery service.
     pub battery_pct: Option<u8>,
-    /// Signal strength in dBm, when known.
+    /// Signal strength in dBm; the gateway does not measure it yet and sends `None`.
     pub rssi_dbm: Option<i16>,
 }
 
@@ -264,15 +277,16 @@ pub struct Reading {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingBatch {
-    /// Protocol version.
+    /// Protocol version ([`crate::PROTOCOL_VERSION`]), checked before the rest is parsed.
     pub v: u16,
     /// The sending gateway; must equal the frame's signer.
     pub gateway_id: GatewayId,
-    /// This shipment; a retry re-uses it.
+    /// This shipment, fresh for every lease: rows sent again go under a new id. Also the HTTP
+    /// `Idempotency-Key` (which must equal it) and named by the receipt.
     pub batch_id: BatchId,
-    /// When the batch was built.
+    /// When the gateway sealed the batch (gateway clock); informative only.
     pub created_at: DateTime<Utc>,
-    /// The readings, per device in capture order.
+    /// The readings (at most 1,000), per device in capture order; a batch may mix devices.
     pub readings: Vec<Reading>,
 }
 
@@ -283,7 +297,8 @@ pub struct ReadingBatch {
 pub struct Receipt {
     /// Protocol version.
     pub v: u16,
-    /// The batch this answers.
+    /// The batch this answers: over MQTT the gateway matches receipts to waiting batches by
+    /// it; over HTTPS a receipt naming another batch is refused.
     pub batch_id: BatchId,
     /// Committed (now or earlier: a duplicate is accepted again, never stored twice). Every
     /// reading named here may be settled by the gateway.
@@ -302,21 +317,23 @@ pub struct Receipt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rejection {
-    /// The refused reading.
+    /// The refused reading; its row on the gateway becomes rejected, never sent again.
     pub reading_id: ReadingId,
-    /// Why, for the operator.
+    /// Why, for the operator (shown by `tm-gateway status`); names no value or patient.
     pub reason: String,
 }
 
-/// Backlog of readings not yet acknowledged by the provider.
+/// Backlog of readings not yet acknowledged by the provider, from the gateway's outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backlog {
-    /// Unacknowledged readings.
+    /// Unacknowledged readings: pending plus in flight.
     pub depth: u64,
-    /// Age of the oldest unacknowledged reading, in seconds.
+    /// Age of the oldest unacknowledged reading in seconds, from its receive time to the
+    /// heartbeat's `sent_at`; `None` when the backlog is empty.
     pub oldest_age_s: Option<u64>,
-    /// Readings the provider rejected.
+    /// Readings the provider rejected, kept in the outbox (they are never pruned); any
+    /// above zero raises an ops alert.
     pub rejected: u64,
 }
 
@@ -324,17 +341,19 @@ pub struct Backlog {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceHealth {
-    /// Bluetooth address.
+    /// Bluetooth address, upper case.
     pub address: String,
-    /// Catalog model, when matched.
+    /// Catalog model id, else the DIS model number; `None` when neither is known.
     pub model: Option<String>,
-    /// Last time the device was heard (advertisement or connection).
+    /// When the gateway paired or last connected to the device (adverts do not count);
+    /// gateway clock.
     pub last_seen: Option<DateTime<Utc>>,
-    /// Last reading captured from it.
+    /// Receive time of the last reading committed from it over a connection; `None` before
+    /// the first.
     pub last_reading: Option<DateTime<Utc>>,
-    /// Battery level in percent.
+    /// Battery level in percent at pairing or the last connection; `None` when never read.
     pub battery_pct: Option<u8>,
-    /// Last RSSI in dBm.
+    /// Last RSSI in dBm; the gateway does not measure it yet and sends `None`.
     pub rssi_dbm: Option<i16>,
 }
 
@@ -350,40 +369,47 @@ pub enum ClockState {
     Unknown,
 }
 
-/// Disk use of the gateway's outbox against its quota.
+/// Disk use of the gateway's outbox against its quota; the provider alerts above
+/// `disk_max_pct` of `used_bytes / quota_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskUse {
-    /// Bytes used by the outbox.
+    /// Bytes of the outbox database's pages in use (what the gateway's quota is checked
+    /// against).
     pub used_bytes: u64,
-    /// The configured quota.
+    /// The configured quota in bytes (`store.quota_mb`); never 0 from a valid gateway, and a
+    /// 0 gives no percentage.
     pub quota_bytes: u64,
 }
 
-/// Sent every minute (and as an MQTT retained status / last-will) so operations can see a
-/// gateway they never visit.
+/// Sent every heartbeat interval (a minute by default) over the gateway's transport, so
+/// operations can see a gateway they never visit. Not acknowledged: a lost one is replaced by
+/// the next. The provider keeps only the latest per gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// Protocol version.
     pub v: u16,
-    /// The reporting gateway.
+    /// The reporting gateway (must be the frame's signer).
     pub gateway_id: GatewayId,
-    /// When it was sent.
+    /// When it was built (gateway clock); the provider judges liveness by its own receive
+    /// time, not by this.
     pub sent_at: DateTime<Utc>,
-    /// Agent version.
+    /// Agent version (the `tm-gateway` package version).
     pub version: String,
-    /// Seconds since the agent started.
+    /// Seconds since the agent's heartbeat actor started (about the agent's uptime).
     pub uptime_s: u64,
     /// Unacknowledged readings.
     pub backlog: Backlog,
-    /// Paired devices.
+    /// Paired devices (at most 64); empty when the gateway could not read its paired-devices
+    /// file. A device missing here is taken as unpaired by the provider.
     pub devices: Vec<DeviceHealth>,
     /// Gateway clock.
     pub clock: ClockState,
     /// Outbox disk use.
     pub disk: DiskUse,
-    /// Last error the operator should know about (no values, no patient data).
+    /// The raised alarms (`kind +kind ...: message of the most severe`), else the last sync
+    /// error; at most 1 KiB, no values, no patient data. `None`: nothing to report.
     pub last_error: Option<String>,
 }
 
@@ -414,7 +440,8 @@ pub struct Status {
     pub gateway_id: GatewayId,
     /// Online or offline.
     pub state: LinkState,
-    /// The connection this status belongs to.
+    /// The connection this status belongs to: the gateway's clock in milliseconds when that
+    /// connection was set up, always above its previous one in the same process.
     pub connection: u64,
 }
 
@@ -441,13 +468,14 @@ pub enum CommandAction {
 pub struct Command {
     /// Protocol version.
     pub v: u16,
-    /// Unique id; executed at most once.
+    /// Unique id; executed at most once (the gateway records it durably before running it).
     pub command_id: CommandId,
-    /// The gateway it is for.
+    /// The gateway it is for; any other gateway refuses it.
     pub gateway_id: GatewayId,
-    /// When the provider issued it.
+    /// When the provider issued it (provider clock).
     pub issued_at: DateTime<Utc>,
-    /// After this instant the command is refused.
+    /// At and after this instant (gateway clock) the command is refused, and the provider
+    /// stops serving it: `issued_at` plus `[ops] command_ttl_s`.
     pub expires_at: DateTime<Utc>,
     /// What to do.
     pub action: CommandAction,
@@ -475,13 +503,14 @@ pub struct CommandResult {
     pub v: u16,
     /// The reporting gateway (must be the frame's signer).
     pub gateway_id: GatewayId,
-    /// The command it executed.
+    /// The command it executed; the provider keeps the first result of each and ignores a
+    /// result for a command it never sent this gateway.
     pub command_id: CommandId,
     /// How it ended.
     pub status: CommandStatus,
-    /// What happened, for the operator (no values, no patient data).
+    /// What happened, for the operator (no values, no patient data); at most 1 KiB.
     pub detail: String,
-    /// When execution ended.
+    /// When execution ended (gateway clock); a report sent again keeps this time.
     pub finished_at: DateTime<Utc>,
 }
 
@@ -492,12 +521,14 @@ pub struct CommandResult {
 pub struct EnrollmentRequest {
     /// Protocol version.
     pub v: u16,
-    /// One-time enrollment code.
+    /// One-time enrollment code as typed (8 characters); single use, it expires and binds the
+    /// gateway to the code's session.
     pub code: String,
-    /// The gateway's Ed25519 public key (32 bytes).
+    /// The gateway's Ed25519 public key (32 bytes, base64 in JSON): the key the request frame
+    /// is signed with, and the gateway's identity from now on.
     #[serde(with = "b64")]
     pub public_key: Vec<u8>,
-    /// Agent version.
+    /// Agent version (the `tm-gateway` package version).
     pub agent_version: String,
 }
 
@@ -511,17 +542,21 @@ pub enum Transport {
     Https,
 }
 
-/// Sync settings handed to the gateway at enrollment.
+/// Sync settings handed to the gateway at enrollment (the provider's `[enrollment]`); the
+/// gateway keeps them in its enrollment file until it enrolls again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
-    /// Preferred transport.
+    /// The transport readings, heartbeats and command results go over.
     pub transport: Transport,
-    /// Base URL of the provider's gateway API (HTTPS transport, command poll).
+    /// Base URL of the provider's gateway API (the provider's `public_url`): the HTTPS
+    /// transport, and the command poll whatever the transport.
     pub https_url: String,
-    /// Broker URL `mqtts://host:port` or `mqtt://host:port` (MQTT transport).
+    /// Broker URL `mqtts://host:port` or `mqtt://host:port`; required for the MQTT transport,
+    /// `None` otherwise.
     pub mqtt_url: Option<String>,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats and command polls (default 60); the gateway's
+    /// `[sync] heartbeat_interval_s` overrides it.
     pub heartbeat_interval_s: u32,
 }
 
@@ -531,9 +566,10 @@ pub struct SyncSettings {
 pub struct EnrollmentResponse {
     /// Protocol version.
     pub v: u16,
-    /// The gateway's id from now on.
+    /// The gateway's id from now on: the signer it must name in every frame.
     pub gateway_id: GatewayId,
-    /// The provider's Ed25519 public key: receipts and commands are verified against it.
+    /// The provider's Ed25519 public key (32 bytes, base64 in JSON): receipts and commands are
+    /// verified against it, and so is the frame carrying this answer.
     #[serde(with = "b64")]
     pub provider_public_key: Vec<u8>,
     /// How to sync.

@@ -19,40 +19,48 @@ use crate::publish::{Publisher, StoreSource};
 /// Why the provider cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The store.
+    /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     /// The store is not the one this provider serves, or is damaged.
     #[error(transparent)]
     StoreId(#[from] crate::store_id::StoreIdError),
-    /// The provider key.
+    /// The provider key could not be loaded or created (or others may read its file).
     #[error(transparent)]
     Key(#[from] tm_protocol::IdentityError),
-    /// The attachment URI-signing key.
+    /// The attachment URI-signing key could not be loaded or created.
     #[error(transparent)]
     UriKey(#[from] crate::publish::settings::UriKeyError),
-    /// The HUB client.
+    /// The HUB client could not be built from `[hub]` (its secret file, its URL).
     #[error(transparent)]
     Hub(#[from] crate::hub::client::HubClientError),
-    /// Fleet operations.
+    /// `[ops]` is unusable: the token file, or a threshold.
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
 }
 
-/// The assembled provider.
+/// The assembled provider: every part shares one [`Db`] and one provider key, and one
+/// wake-up of the HUB outbox (the Portal, the updater and operations notify it). Nothing runs
+/// until the caller spawns the actors and serves [`Self::router`].
 #[derive(Debug)]
 pub struct Assembly {
-    /// HTTP state.
+    /// HTTP state of the Portal and enrollment routes: the store and the Portal (configuration,
+    /// provider key, publisher, outbox wake-up).
     pub state: AppState,
     /// The HUB outbox actor, when `[hub]` is configured; run it with a cancellation token.
+    /// `None`: status updates are queued and wait for a provider with `[hub]`.
     pub outbox: Option<OutboxActor>,
-    /// Gateway ingest (HTTPS routes, and the MQTT subscriber when `[mqtt]` is configured).
+    /// Gateway ingest (HTTPS routes, and the MQTT subscriber when `[mqtt]` is configured);
+    /// tells the updater about sessions with new readings.
     pub ingest: Ingest,
-    /// The session updater (in-progress and attachment updates); run it with a token.
+    /// The session updater (in-progress and attachment updates); run it with a token. Its
+    /// notification channel is fed by `ingest`.
     pub updater: SessionUpdater,
-    /// The attachment download server.
+    /// The attachment download server: serves published snapshots from the store under URIs
+    /// signed with the attachment key (the same key the publisher signs with).
     pub attachments: Arc<AttachmentServer<StoreSource>>,
-    /// Fleet operations (dashboard, API, metrics, command poll, the alert evaluator).
+    /// Fleet operations (dashboard, API, metrics, command poll, the alert evaluator), wired to
+    /// the ingest's MQTT connection and counters.
     pub ops: crate::ops::Ops,
 }
 

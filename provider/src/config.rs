@@ -35,11 +35,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The file's shape.
+/// The file's shape. `listen`, `public_url` and `database` are required; every section has
+/// defaults or is optional.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Address the HTTP server listens on.
+    /// Address the HTTP(S) server listens on (Portal, gateway ingest, attachments, operations).
     pub listen: SocketAddr,
     /// Serve HTTPS with this certificate (without it, plain HTTP for a TLS-terminating proxy in
     /// front, or for local use).
@@ -48,9 +49,10 @@ pub struct ConfigFile {
     /// Limits of the HTTP server: header and body timeouts, most connections at once.
     #[serde(default)]
     pub http: crate::http::HttpSection,
-    /// The externally visible base URL (used in enrollment links and attachment URIs).
+    /// The externally visible base URL (used in enrollment links and attachment URIs); must
+    /// start with `https://` (`http://` for local use).
     pub public_url: String,
-    /// SQLite database file.
+    /// SQLite database file; the default key files are placed next to it.
     pub database: PathBuf,
     /// The Portal activation: headers, prescribers, patient fields.
     #[serde(default)]
@@ -76,10 +78,10 @@ pub struct ConfigFile {
     pub ops: crate::ops::OpsSection,
 }
 
-/// The validated configuration.
+/// The validated configuration; shared read-only (the Portal holds it in an `Arc`).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Listen address.
+    /// Listen address, as in the file.
     pub listen: SocketAddr,
     /// `[tls]`: HTTPS certificate and key files.
     pub tls: Option<crate::http::tls::TlsSection>,
@@ -87,23 +89,25 @@ pub struct Config {
     pub http: crate::http::HttpSection,
     /// Public base URL, without a trailing slash.
     pub public_url: String,
-    /// Database file.
+    /// Database file; checked against the store id recorded beside `key_file` before it is
+    /// opened.
     pub database: PathBuf,
-    /// `[portal]`.
+    /// `[portal]`, validated with `[hub]` and `[enrollment]`.
     pub portal: PortalSection,
-    /// `[hub]`.
+    /// `[hub]`; `None`: no HUB outbox actor runs and status updates wait in the outbox.
     pub hub: Option<HubSection>,
-    /// `[enrollment]`.
+    /// `[enrollment]`: codes and the sync settings gateways are given.
     pub enrollment: EnrollmentSection,
-    /// Signing key file (the id of the store it serves is recorded beside it, see
-    /// [`crate::store_id`]).
+    /// Signing key file: as configured, else `provider.key` next to the database (the id of
+    /// the store it serves is recorded beside it, see [`crate::store_id`]).
     pub key_file: PathBuf,
     /// Serve the store even when it is not the one recorded (`serve --accept-new-store`; not
     /// in the file: a one-time decision, never a standing setting).
     pub accept_new_store: bool,
     /// `[mqtt]`, validated (URL, TLS files named in pairs); its files are read at start.
     pub mqtt: Option<MqttSettings>,
-    /// `[attachments]`.
+    /// `[attachments]`, validated; its key file defaults to `attachments.key` next to the
+    /// database.
     pub attachments: AttachmentSettings,
     /// `[ops]`, validated (its thresholds parse).
     pub ops: crate::ops::OpsSection,

@@ -268,10 +268,14 @@ pub enum DbError {
     Task(String),
 }
 
-/// Handle to the store; cheap to clone.
+/// Handle to the store; cheap to clone. Every part of the provider holds a clone: writes from
+/// all of them queue on one connection, which is what keeps de-duplication and ordering right.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// The database file; each read opens its own read-only connection to it.
     path: PathBuf,
+    /// The only writer connection (WAL, `synchronous=FULL`), shared by every clone; each
+    /// [`Db::write`] holds it for the whole closure, on a blocking thread.
     writer: Arc<Mutex<Connection>>,
 }
 

@@ -12,12 +12,15 @@ use tm_protocol::{DeviceInfo, Reading, ReadingIdInput, TimeQuality};
 
 use crate::stash::{Quarantined, Stashable};
 
-/// The device clock as read at connection, next to the gateway's clock.
+/// The device clock as read at connection (before the gateway sets it), next to the
+/// gateway's clock: the offset it gives corrects the device times of that connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockObservation {
-    /// The device's wall clock (local time, no zone).
+    /// The device's wall clock (local time, no zone), from Current Time or Date Time. A date
+    /// the device reports as unknown reads as a time before 2015, i.e. [`Self::unset`].
     pub device_now: NaiveDateTime,
-    /// The gateway's clock at the same moment.
+    /// The gateway's clock just after the read returned; compared in the gateway's local time
+    /// zone ([`Self::offset_ms`]).
     pub gateway_now: DateTime<Utc>,
 }
 
@@ -40,21 +43,28 @@ impl ClockObservation {
 /// One frame as a link or the advertisement scanner received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Capture {
-    /// The device.
+    /// The device identity copied into every reading (address, DIS strings, catalog model),
+    /// from the paired-devices entry.
     pub device: DeviceInfo,
-    /// Where the bytes came from.
+    /// Where the bytes came from (a characteristic, or advert service data); selects the
+    /// decoder and is part of the reading id.
     pub source: Source,
-    /// The exact bytes.
+    /// The exact bytes, kept in the reading (or the quarantine row) and hashed into its id.
     pub raw: Vec<u8>,
-    /// When the gateway received them.
+    /// When the gateway received them: the fallback effective time, and part of the reading
+    /// id when the payload has neither a device time nor a sequence number.
     pub received_at: DateTime<Utc>,
-    /// The clock observation of this connection, if the profile exposes the clock.
+    /// The clock observation of this connection; `None` when the device has no readable clock
+    /// (always for adverts): a device time is then trusted only within 20 min of `received_at`.
     pub clock: Option<ClockObservation>,
-    /// Sent from the device's memory (right after subscribing, or through RACP), not live.
+    /// Sent from the device's memory (within a second of subscribing), not live. Only matters
+    /// when the device clock is unset: a stored reading is then marked untrusted.
     pub stored: bool,
-    /// Battery level read this connection.
+    /// Battery level in percent read this connection; `None` for adverts or without a
+    /// battery service. Copied into each reading.
     pub battery_pct: Option<u8>,
-    /// Signal strength.
+    /// Signal strength in dBm, copied into each reading; no capture path measures it yet, so
+    /// it is `None`.
     pub rssi_dbm: Option<i16>,
 }
 
@@ -162,6 +172,8 @@ fn effective_time(
 /// for seconds).
 #[derive(Debug, Default)]
 pub struct AdvertCollapser {
+    /// (device address, frame bytes) -> when first admitted; entries older than
+    /// [`ADVERT_COLLAPSE_WINDOW`] are dropped at each admission, so it stays small.
     seen: std::collections::HashMap<(String, Vec<u8>), DateTime<Utc>>,
 }
 

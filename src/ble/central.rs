@@ -35,16 +35,20 @@ use crate::stash::StashHandle;
 /// follows within a second, and no clinical data travels on this channel.
 pub const LINK_EVENTS_CAPACITY: usize = 16;
 
-/// Settings of the BLE side.
+/// Settings of the BLE side; [`BleOptions::new`] gives the production values.
 #[derive(Debug, Clone)]
 pub struct BleOptions {
-    /// Adapter name (`hci0`).
+    /// Adapter name (`hci0`), from the configuration's `adapter`.
     pub adapter: String,
-    /// Restart discovery after this long without any event from BlueZ.
+    /// Discovery is stopped and started again after this long without any event from BlueZ
+    /// (60 s): a scan that went silent is not noticed otherwise.
     pub quiet: Duration,
-    /// Longest a connection may take from `Connect` to a subscribed link.
+    /// Longest a connection may take from `Connect` to a subscribed link (30 s), copied into
+    /// every [`Link`]; past it the device is disconnected and retried after a backoff.
     pub connect_timeout: Duration,
-    /// How often the paired-devices file is re-read.
+    /// How often the paired-devices file is re-read (2 s), so devices paired or unpaired by
+    /// the CLI get or lose their link without a restart. Also the central's pulse without a
+    /// watchdog beat.
     pub paired_reload: Duration,
 }
 
@@ -60,35 +64,46 @@ impl BleOptions {
     }
 }
 
-/// What the central reports while it runs (the supervisor's alarm, tests).
+/// What the central reports while it runs (the supervisor's alarm, tests), over a watch
+/// channel: readers see the latest value only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CentralStatus {
-    /// The adapter answered and discovery runs.
+    /// The adapter answered and discovery runs; `false` again once the central stopped.
     pub discovering: bool,
-    /// Link tasks alive (one per paired device that needs a connection).
+    /// Link tasks alive (one per paired device that needs a connection; advertisement-only
+    /// devices are not counted); 0 once the central stopped.
     pub live_links: usize,
-    /// Times discovery was (re)started by this central.
+    /// Times discovery was started by this central: once at start, plus once per restart
+    /// after BlueZ was quiet for [`BleOptions::quiet`].
     pub discovery_starts: u32,
 }
 
 /// The BLE side for the paired devices in `store`.
 #[derive(Debug)]
 pub struct Central {
+    /// Adapter, timeouts and the reload period.
     pub opts: BleOptions,
+    /// The paired-devices file, re-read every `opts.paired_reload`; each link writes its own
+    /// device's entry back to it.
     pub store: PairedStore,
+    /// Handed to every link and used for the advertisement-only devices read here.
     pub stash: StashHandle,
     /// Highest committed record sequence per device address (upper case), read from the
     /// outbox: RACP fetches start after it even when the paired-devices file lags behind.
     pub high_water: HashMap<String, u32>,
+    /// Sending side of the status; the supervisor watches it to clear `ble-unavailable`.
     pub status: watch::Sender<CentralStatus>,
     /// Ticked at every turn of the event loop (the systemd watchdog); none in tests.
     pub beat: Option<crate::health::Beat>,
 }
 
-/// The live link tasks and the advertisement-only devices.
+/// The live link tasks and the advertisement-only devices, keyed by upper-case address.
 struct Links {
+    /// Each connecting device's event sender and its link's token (cancelled when unpaired).
     links: HashMap<String, (mpsc::Sender<LinkEvent>, CancellationToken)>,
+    /// Devices read from their adverts alone (catalog `advertisement_only`): no link task.
     adverts_only: HashMap<String, PairedDevice>,
+    /// The link tasks; all of them are joined before the central returns.
     tasks: JoinSet<()>,
 }
 

@@ -52,14 +52,31 @@ enum LinkState {
     Stopped,
 }
 
-/// Everything one link task owns.
+/// Everything one link task owns. The central starts one per paired device that needs a
+/// connection (advertisement-only devices get none) and stops it through `cancel`.
 pub struct Link {
+    /// This link's copy of the device's paired-devices entry: updated as the device answers
+    /// (Device Information, battery, last contact, highest sequence committed) and written
+    /// back to the file, which keeps its `paired_at`. `last_sequence` starts at the higher of
+    /// the file's and the outbox's, so a RACP fetch resumes after the last committed record.
     pub device: PairedDevice,
+    /// The device's catalog model (clock setting, decode quirks); `None` when the catalog does
+    /// not know its `model_id`: the clock is then set over CTS and no quirk applies.
     pub model: Option<&'static tm_devices::Model>,
+    /// The adapter the central runs on, shared by every link.
     pub adapter: Adapter,
+    /// Where decoded readings go; a capture waits for the commit (retrying a refusal) before
+    /// the record high-water mark advances.
     pub stash: StashHandle,
+    /// The paired-devices file, shared with the central, the heartbeat and the CLI; every
+    /// write goes through its lock.
     pub store: PairedStore,
+    /// Adverts and disconnects of this device from the central (at most
+    /// [`super::central::LINK_EVENTS_CAPACITY`] queued; more are dropped). Closed: the device
+    /// was unpaired or the central stopped, and the link stops.
     pub events: mpsc::Receiver<LinkEvent>,
+    /// A child of the central's token: cancelled when the device is unpaired or the BLE side
+    /// stops; a link connecting or subscribed then disconnects the device.
     pub cancel: CancellationToken,
     /// Longest a connection may take from `Connect` to a subscribed link (a device that never
     /// resolves its services is disconnected and retried after a backoff).

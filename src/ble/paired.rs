@@ -9,30 +9,42 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// One paired device.
+/// One paired device: written by `pair` (the CLI) and afterwards by the device's link; the
+/// heartbeat reports it (no readings, no patient data).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairedDevice {
-    /// Bluetooth address, upper case.
+    /// Bluetooth address, upper case: the key of the entry (compared ignoring case) and the
+    /// `device_address` of its readings in the outbox.
     pub address: String,
-    /// Advertised name.
+    /// Local name the device advertised when it was paired; `None` when it advertised none.
     pub name: Option<String>,
-    /// Catalog model id (`sig-weight-scale`, `and-ua-651ble`).
+    /// Catalog model id (`sig-weight-scale`, `and-ua-651ble`); `None` for a device the
+    /// catalog did not match: it is linked with the defaults (clock over CTS, no quirks).
     pub model_id: Option<String>,
-    /// DIS manufacturer, model, serial, firmware.
+    /// DIS manufacturer name, read at pairing and at each connection; a value the device does
+    /// not give keeps the previous one. `model`, `serial` and `firmware` likewise.
     pub manufacturer: Option<String>,
+    /// DIS model number string; the heartbeat reports it when `model_id` is `None`.
     pub model: Option<String>,
+    /// DIS serial number string.
     pub serial: Option<String>,
+    /// DIS firmware revision string.
     pub firmware: Option<String>,
-    /// Battery level at the last connection.
+    /// Battery level in percent, read at pairing or the last connection; kept when
+    /// the device has no battery service.
     pub battery_pct: Option<u8>,
-    /// When it was paired.
+    /// When it was paired; kept when a link writes the entry back.
     pub paired_at: DateTime<Utc>,
-    /// Last advertisement or connection.
+    /// When it was paired or last connected; adverts do not update it, so for an
+    /// advertisement-only device it stays the pairing time.
     pub last_seen: Option<DateTime<Utc>>,
-    /// Last reading captured.
+    /// Receive time of the last notification whose readings a link committed; `None` before
+    /// the first (advertisement-only devices do not update it).
     pub last_reading_at: Option<DateTime<Utc>>,
-    /// Highest record sequence number committed (RACP fetches start after it).
+    /// Highest record sequence number committed (RACP fetches start after it); it only grows.
+    /// `None` for a device that sends no sequence numbers. The outbox's `device_marks` is the
+    /// authority when this file lags behind.
     pub last_sequence: Option<u32>,
 }
 
@@ -59,21 +71,30 @@ impl PairedDevice {
 /// Errors reading or writing the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PairedError {
+    /// The file, its temporary file or its lock file could not be read or written.
     #[error("cannot read or write {path}: {source}")]
     Io {
+        /// The file that failed (the lock file when locking failed).
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The file is not valid JSON of this format (unknown fields included); nothing is written
+    /// over it, so an operator can look at it.
     #[error("{path} is not a valid paired-devices file ({source}); fix or remove it")]
     Parse {
+        /// `paired-devices.json`.
         path: PathBuf,
+        /// What the JSON parser found.
         source: serde_json::Error,
     },
 }
 
-/// The file.
+/// The paired-devices file. Cheap to clone: clones name the same file, and every change is a
+/// locked read-modify-write, so the agent's links and the CLI can all hold one.
 #[derive(Debug, Clone)]
 pub struct PairedStore {
+    /// `<state_dir>/paired-devices.json`; the lock is `paired-devices.lock` beside it.
     path: PathBuf,
 }
 

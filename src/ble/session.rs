@@ -26,12 +26,19 @@ pub const MEASUREMENTS: &[u16] = &[
 /// Longest a connection attempt (connect + service discovery) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What a connection learnt.
+/// What a connection learnt, held by the link while it stays subscribed.
 pub struct Session {
+    /// The connected device; the link disconnects it when it stops.
     pub peripheral: Peripheral,
+    /// Notifications of every characteristic, opened before subscribing so no record the
+    /// device sends at once is missed. Its end means the connection is gone.
     pub notifications: BoxStream<'static, btleplug::api::ValueNotification>,
+    /// Device Information read this connection.
     pub dis: Dis,
+    /// Battery level in percent (first byte of 0x2A19); `None` without a battery service or
+    /// when the read failed.
     pub battery_pct: Option<u8>,
+    /// The device clock as read before it was set; `None` when it has no readable clock.
     pub clock: Option<ClockObservation>,
 }
 
@@ -44,12 +51,17 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Device Information strings.
+/// Device Information strings (trailing NULs cut, invalid UTF-8 replaced). Each is `None`
+/// when the device lacks the characteristic or its read failed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dis {
+    /// Manufacturer Name String (0x2A29).
     pub manufacturer: Option<String>,
+    /// Model Number String (0x2A24).
     pub model: Option<String>,
+    /// Serial Number String (0x2A25).
     pub serial: Option<String>,
+    /// Firmware Revision String (0x2A26).
     pub firmware: Option<String>,
 }
 
@@ -91,11 +103,15 @@ pub fn date_time_bytes(t: chrono::NaiveDateTime) -> Vec<u8> {
     ]
 }
 
-/// What a connection without subscription learnt (see [`identify`]).
+/// What a connection without subscription learnt (see [`identify`]); the same fields as
+/// [`Session`] has, read the same way.
 #[derive(Debug, Clone, Default)]
 pub struct Identified {
+    /// Device Information read at this connection.
     pub dis: Dis,
+    /// Battery level in percent; `None` without a battery service.
     pub battery_pct: Option<u8>,
+    /// The device clock as read before it was set; `None` when it has no readable clock.
     pub clock: Option<ClockObservation>,
 }
 

@@ -103,16 +103,25 @@ impl RereadRequests {
     }
 }
 
-/// What the actor needs.
+/// What the actor needs. Each attempt builds a fresh [`Central`] from these; nothing of a
+/// failed central is kept but the D-Bus session.
 #[derive(Debug)]
 pub struct BleActor {
+    /// Copied into each central; `opts.adapter` is also named in the alarm message.
     pub opts: BleOptions,
+    /// The paired-devices file: read before each start for the high-water marks, then by the
+    /// central and its links.
     pub store: PairedStore,
+    /// Handed to each central, so readings go to the outbox writer like any stash.
     pub stash: StashHandle,
+    /// Used only to read the high-water marks and to raise or clear `ble-unavailable`; a
+    /// failure to write the alarm is logged, never fatal.
     pub outbox: OutboxHandle,
-    /// Re-read requests (the `reread-devices` command).
+    /// Re-read requests (the `reread-devices` command); answered once discovery runs again,
+    /// or with the error when Bluetooth fails first.
     pub rereads: RereadRequests,
-    /// Ticked at every turn of the actor and of its central (the systemd watchdog).
+    /// Ticked at every turn of the actor and of its central, retry waits included (the
+    /// systemd watchdog); `None` in tests.
     pub beat: Option<Beat>,
 }
 

@@ -71,12 +71,17 @@ pub fn is_disk_full(e: &rusqlite::Error) -> bool {
     }
 }
 
-/// The reserve file and the disk-full state.
+/// The reserve file and the disk-full state. Owned by [`Outbox`], so only the writer thread
+/// fills or frees the reserve.
 #[derive(Debug)]
 pub(super) struct DiskGuard {
+    /// `outbox.db.reserve` beside the database; absent while the disk is full.
     path: PathBuf,
+    /// Size of the reserve, [`reserve_bytes`] of the quota; also sets the WAL checkpoint
+    /// interval ([`autocheckpoint_pages`]).
     bytes: u64,
-    /// Set while the disk is full: when to look for space next.
+    /// `None` while the disk has room (the reserve is written); `Some(when)` while it is full:
+    /// the earliest instant at which writing the reserve again is tried.
     full: Option<Instant>,
     /// Pauses between looks: [`RETRY_INITIAL`] doubling to [`RETRY_MAX`], no jitter.
     retry: Backoff,

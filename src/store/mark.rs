@@ -26,14 +26,17 @@ use serde::{Deserialize, Serialize};
 /// Least time between two refreshes of the mark by the writer.
 pub const MARK_EVERY: Duration = Duration::from_secs(5);
 
-/// What the mark file holds.
+/// What the mark file holds. Written only by the writer thread; read once, at open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
-    /// The identity of the outbox the mark is about.
+    /// The `outbox_id` from the `meta` table of the outbox the mark is about (16 hex digits).
+    /// A database at open with another id, or with none, is a reset outbox.
     pub outbox_id: String,
-    /// The highest row id committed to it (a lower bound).
+    /// The highest row id it had held (its newest row, or the newest it pruned) when the mark
+    /// was written: a lower bound, as the mark lags the database. At 0 or below nothing is
+    /// judged (the outbox had held no reading).
     pub highest_row: i64,
-    /// When the mark was written (Unix milliseconds).
+    /// When the mark was written (Unix milliseconds); only quoted in the alarm message.
     pub updated_at_ms: i64,
 }
 
@@ -130,12 +133,18 @@ pub(super) fn judge(
     None
 }
 
-/// Keeps the mark file of one open outbox up to date.
+/// Keeps the mark file of one open outbox up to date. Owned by [`super::Outbox`], so only the
+/// writer thread writes the mark.
 #[derive(Debug)]
 pub(super) struct MarkWriter {
+    /// `outbox.db.mark` beside the database.
     path: PathBuf,
+    /// The identity of the open outbox, written into every mark.
     outbox_id: String,
+    /// The highest row of the last mark written; `None` until one is written (a failed write
+    /// leaves it, so the next refresh tries again).
     written: Option<i64>,
+    /// Before this instant an unforced refresh does nothing ([`MARK_EVERY`] after the last).
     next: std::time::Instant,
 }
 

@@ -77,11 +77,13 @@ pub enum RowState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
     /// Stable kind: one of [`alarm`] (`quota-high`, `quota-full`, `database-corrupt`,
-    /// `ble-unavailable`, `disk-full`, `outbox-reset`, `provider-refuses-gateway`).
+    /// `ble-unavailable`, `disk-full`, `outbox-reset`, `provider-refuses-gateway`). At most one
+    /// alarm of each kind is raised at a time.
     pub kind: String,
-    /// What happened and what to do.
+    /// What happened and what to do, for an operator; never names a value or a patient.
     pub message: String,
-    /// When it was raised (Unix milliseconds).
+    /// When it was raised (Unix milliseconds). Raising a kind already raised keeps the first
+    /// time and message; the alarm is gone once cleared.
     pub raised_at_ms: i64,
 }
 
@@ -121,32 +123,39 @@ pub mod alarm {
 /// Disk use above this share of the quota raises [`alarm::QUOTA_HIGH`].
 pub const QUOTA_ALARM_PERCENT: u64 = 80;
 
-/// What `tm-gateway status` and the heartbeat report.
+/// What `tm-gateway status` and the heartbeat report. Everything is read from the database in
+/// one call, except `leased`, which only the writer thread knows (see [`lease`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxStatus {
-    /// Rows waiting to be shipped.
+    /// Rows stored as pending and not in flight (count from the database minus `leased`).
+    /// Read from outside the agent it also counts the rows in flight.
     pub pending: u64,
-    /// Rows in flight.
+    /// Rows in batches in flight, from the writer's memory. Read from outside the agent it
+    /// counts only rows an earlier version left leased in the database (normally 0).
     pub leased: u64,
-    /// Rows acknowledged and not yet pruned.
+    /// Rows acknowledged and not yet pruned (count from the database).
     pub acknowledged: u64,
-    /// Rows the provider refused.
+    /// Rows the provider refused for good, kept with their reason (count from the database).
     pub rejected: u64,
-    /// Undecodable payloads kept.
+    /// Rows of the `quarantine` table: bytes that did not decode, kept and never shipped.
     pub quarantined: u64,
-    /// Receive time of the oldest unacknowledged reading (Unix milliseconds).
+    /// Receive time (Unix milliseconds) of the oldest pending or leased reading; `None` when
+    /// there is none.
     pub oldest_unacknowledged_ms: Option<i64>,
-    /// Last receipt that settled rows (RFC 3339).
+    /// When the last verified receipt was recorded (RFC 3339, UTC); `None` before the first.
     pub last_sync_at: Option<String>,
-    /// Last sync error (no values, no patient data).
+    /// The syncer's last send failure or batch rejection (no values, no patient data); cleared
+    /// by a receipt that follows it in the same run of the agent, kept across a restart.
     pub last_error: Option<String>,
-    /// Bytes used by live pages of the database.
+    /// Bytes of the database's pages in use (page count minus free pages, times the page
+    /// size): what the quota is checked against.
     pub used_bytes: u64,
-    /// Configured quota.
+    /// The configured quota in bytes (`store.quota_mb` times 1 MiB), not read from the file.
     pub quota_bytes: u64,
-    /// Active alarms.
+    /// Alarms raised now, oldest first; empty when none.
     pub alarms: Vec<Alarm>,
-    /// The most recent rejections: reading id and reason.
+    /// Up to the 10 most recently rejected readings, newest first: (reading id, reason; empty
+    /// when none was given).
     pub recent_rejections: Vec<(String, String)>,
 }
 
@@ -160,25 +169,27 @@ impl OutboxStatus {
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
+    /// SQLite failed. A full disk is one of these ([`diskfull::is_disk_full`]); callers log it
+    /// and retry, it does not stop the agent.
     #[error("outbox {path}: {source}")]
     Sqlite {
-        /// The database file.
+        /// The outbox database file the failing connection has open.
         path: std::path::PathBuf,
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
-    /// Moving a corrupt file aside failed.
+    /// Moving a corrupt file aside failed: no fresh outbox can be opened at its path.
     #[error("outbox {path} is corrupt and cannot be moved aside: {source}")]
     MoveAside {
-        /// The database file.
+        /// The corrupt database file, left where it was.
         path: std::path::PathBuf,
         /// The OS error.
         #[source]
         source: std::io::Error,
     },
-    /// The writer thread is gone.
+    /// The writer thread is gone (its request channel or a reply dropped): the one outbox
+    /// error that stops the actors using the handle.
     #[error("outbox writer stopped")]
     Closed,
 }

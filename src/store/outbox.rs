@@ -13,17 +13,25 @@ use super::schema::{self, OpenReport};
 use super::{OutboxStatus, QUOTA_ALARM_PERCENT, RowState, StoreError, alarm, now_ms};
 use crate::stash::{StashError, StashOutcome, Stashable};
 
-/// The outbox database, opened for writing.
+/// The outbox database, opened for writing. Exactly one exists per agent, owned by the writer
+/// thread; everything else reaches it through [`super::OutboxHandle`].
 #[derive(Debug)]
 pub struct Outbox {
+    /// The only writer connection (WAL, `synchronous=FULL` except for receipt bookkeeping).
     pub(super) conn: Connection,
+    /// The database file, named in every [`StoreError::Sqlite`].
     pub(super) path: PathBuf,
+    /// `store.quota_mb` in bytes: stashes that would take `used_bytes` over it first evict
+    /// acknowledged rows, then are refused; 80 % of it raises `quota-high`.
     quota_bytes: u64,
-    /// The batches in flight ([`super::lease`]): kept in memory only.
+    /// The batches in flight and the rows they hold ([`super::lease`]): in memory only, so
+    /// they are lost with the process and the database counts their rows as pending.
     pub(super) leases: Leases,
-    /// The disk reserve and the disk-full state ([`super::diskfull`]).
+    /// The reserve file that keeps receipts, pruning and alarms writable on a full disk, and
+    /// whether the disk is full now ([`super::diskfull`]).
     pub(super) disk: DiskGuard,
-    /// The record of this outbox outside itself ([`super::mark`]).
+    /// Writes this outbox's identity and highest row id to a file beside it, so a reset
+    /// database is noticed at the next open ([`super::mark`]).
     pub(super) mark: MarkWriter,
     /// Rows an earlier version left leased in the database could not be reset at open (a full
     /// disk): done before the first lease.

@@ -45,8 +45,10 @@ enum Op {
     Status(Reply<OutboxStatus>),
 }
 
-/// Async handle to the writer thread; cheap to clone. The thread stops when every handle (and
-/// the stash forwarder) is dropped.
+/// Async handle to the writer thread; cheap to clone (the syncer, heartbeat, BLE side and
+/// stash forwarder each hold one). Requests are served one at a time, in order; a call fails
+/// with [`StoreError::Closed`] only when the thread is gone. The thread stops when every handle
+/// (and the stash forwarder) is dropped.
 #[derive(Debug, Clone)]
 pub struct OutboxHandle {
     tx: mpsc::Sender<Op>,
@@ -172,17 +174,20 @@ impl OutboxHandle {
         self.committed.notified().await;
     }
 
-    /// Leases the next batch.
+    /// Leases the next batch within `limits`; `None` when no pending row is left out of a
+    /// batch in flight.
     pub async fn lease(&self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
         self.ask(|r| Op::Lease(limits, r)).await
     }
 
-    /// Applies a verified receipt.
+    /// Applies a verified receipt (its batch may be in flight, released or from an earlier
+    /// run); rows it does not name stay pending.
     pub async fn settle(&self, receipt: Receipt) -> Result<SettleOutcome, StoreError> {
         self.ask(|r| Op::Settle(Box::new(receipt), r)).await
     }
 
-    /// Returns a batch's rows to pending.
+    /// Returns a batch's rows to pending; the number of rows released. The last 128 released
+    /// batches are remembered, so a late receipt still settles their rows by row id.
     pub async fn release(&self, batch: BatchId) -> Result<usize, StoreError> {
         self.ask(|r| Op::Release(batch, r)).await
     }
@@ -207,7 +212,8 @@ impl OutboxHandle {
         self.ask(|r| Op::LastError(error, r)).await
     }
 
-    /// Highest stored record sequence of a device.
+    /// Highest record sequence committed for a device (by its address); `None` when it never
+    /// sent a sequenced record.
     pub async fn high_water(&self, device: String) -> Result<Option<u32>, StoreError> {
         self.ask(|r| Op::HighWater(device, r)).await
     }
@@ -221,7 +227,7 @@ impl OutboxHandle {
         self.ask(|r| Op::Alarm(kind, message, r)).await
     }
 
-    /// Current status.
+    /// Current status, with the rows in flight counted as `leased`.
     pub async fn status(&self) -> Result<OutboxStatus, StoreError> {
         self.ask(Op::Status).await
     }

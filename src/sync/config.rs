@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `[store]`: the outbox.
+/// `[store]`: how much disk the outbox may take and how long settled rows stay on it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Hard disk quota of the outbox in MiB. An alarm is raised at 80 %; at the quota,
-    /// acknowledged rows are evicted and then new readings refused (never dropped silently).
+    /// Hard disk quota of the outbox in MiB (1..=1048576; default 512). An alarm is raised at
+    /// 80 %; at the quota, acknowledged rows are evicted and then new readings refused (never
+    /// dropped silently). A 32nd of it (256 KiB to 16 MiB) is kept as the disk-full reserve.
     pub quota_mb: u64,
-    /// Hours an acknowledged row is kept for local audit before it is pruned.
+    /// Hours an acknowledged row is kept for local audit before it is pruned (default 24; 0
+    /// prunes at the next 30 s sweep). Waived at the quota and on a full disk.
     pub retain_acknowledged_h: u64,
 }
 
@@ -44,41 +46,57 @@ impl StoreConfig {
     }
 }
 
-/// `[sync]`: batching, timing and credentials.
+/// `[sync]`: batching, timing and credentials. Read by the syncer (lease limits, window,
+/// backoff), by both links (timeouts, TLS) and by the heartbeat (interval).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
-    /// Most readings per batch (at most `tm_protocol::limits::MAX_READINGS_PER_BATCH`).
+    /// Most readings per batch: 1..=`tm_protocol::limits::MAX_READINGS_PER_BATCH`, which is
+    /// also the default (the provider refuses a larger batch).
     pub batch_max_readings: usize,
-    /// Most KiB of readings per batch; must leave room under the 1 MiB frame limit.
+    /// Most KiB of reading JSON per batch (4..=1000; default 960, leaving room for the
+    /// envelope and signature under the 1 MiB frame limit). A single larger reading is still
+    /// sent, alone.
     pub batch_max_kib: usize,
-    /// Readings of each batch taken newest-first, so a live reading overtakes the backlog.
+    /// Readings of each batch taken newest-first before the oldest-first backlog fills the
+    /// rest (default 16), so a live reading overtakes the backlog; 0 ships strictly oldest
+    /// first. Capped by `batch_max_readings`.
     pub live_lane: usize,
-    /// Batches in flight at once (each waits for its receipt).
+    /// Batches sent and waiting for their receipts at once (1..=64; default 8). Also sizes the
+    /// MQTT client's request queue and in-flight window (twice this plus 8).
     pub in_flight_batches: usize,
-    /// How long a batch waits for its receipt before its rows are leased again.
+    /// MQTT only: how long a published batch waits for its receipt before it fails and its
+    /// rows go back to pending (at least 100; default 30 s).
     pub receipt_timeout_ms: u64,
-    /// HTTPS request timeout (connect + response).
+    /// HTTPS only: timeout of each whole request (a batch and its receipt, a heartbeat, a
+    /// command poll or result; at least 100; default 30 s); connecting is capped at 10 s.
     pub request_timeout_ms: u64,
-    /// First backoff after a failure; doubles up to `backoff_max_ms`, full jitter.
+    /// First backoff after a retryable failure (> 0; default 500 ms); doubles up to
+    /// `backoff_max_ms`, full jitter. A success resets it.
     pub backoff_initial_ms: u64,
-    /// Longest backoff.
+    /// Longest backoff of the syncer (>= `backoff_initial_ms`; default 5 min). The MQTT
+    /// reconnect loop uses the same policy capped at 30 s.
     pub backoff_max_ms: u64,
     /// Pause before a batch is sent again after the provider refused the gateway itself
-    /// (HTTP 401/403/404, unanswered MQTT batches); jittered between half and all of it.
+    /// (HTTP 401/403/404/410, unanswered MQTT batches); jittered between half and all of it
+    /// (at least 100; default 10 min: such a refusal needs an operator, not a quick retry).
     pub refused_retry_ms: u64,
-    /// Seconds between heartbeats; overrides the enrollment's value when set.
+    /// Seconds between heartbeats (and between command polls); overrides the enrollment's
+    /// value when set, must then be at least 1. `None`: the enrollment's value.
     pub heartbeat_interval_s: Option<u32>,
-    /// PEM file of the CA that signs the broker's / provider's certificate (else system roots
-    /// for HTTPS; required for `mqtts://`).
+    /// PEM file of CA certificates. HTTPS trusts them in addition to the system roots; MQTT
+    /// over `mqtts://` trusts only them and cannot connect without this file.
     pub ca_file: Option<PathBuf>,
-    /// PEM client certificate for MQTT mutual TLS.
+    /// PEM client certificate chain for MQTT mutual TLS; set together with
+    /// `client_key_file` or not at all. Not used over HTTPS.
     pub client_cert_file: Option<PathBuf>,
-    /// PEM private key of the client certificate (mode 0600).
+    /// PEM private key of `client_cert_file` (keep it mode 0600).
     pub client_key_file: Option<PathBuf>,
-    /// MQTT user name.
+    /// MQTT user name; `None` connects without credentials. Not used over HTTPS.
     pub mqtt_username: Option<String>,
-    /// File holding the MQTT password (never put secrets in this file).
+    /// File holding the MQTT password, read once at start with its trailing newline trimmed;
+    /// ignored without `mqtt_username`, an empty password when unset. Secrets never go inline
+    /// in the configuration.
     pub mqtt_password_file: Option<PathBuf>,
 }
 
@@ -134,12 +152,12 @@ impl SyncConfig {
         Ok(())
     }
 
-    /// Receipt timeout.
+    /// `receipt_timeout_ms` as a duration (MQTT receipt wait).
     pub fn receipt_timeout(&self) -> Duration {
         Duration::from_millis(self.receipt_timeout_ms)
     }
 
-    /// HTTPS request timeout.
+    /// `request_timeout_ms` as a duration (every HTTPS request).
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

@@ -118,7 +118,9 @@ fn clock_state() -> ClockState {
     }
 }
 
-/// Sends heartbeats until `cancel`.
+/// Sends a heartbeat every `interval` (the first at once; a late tick delays the next ones
+/// rather than bunching them) until `cancel`, or until the outbox writer is gone. One whose
+/// status cannot be read, or that the link cannot send, is skipped, not queued.
 pub async fn run(
     outbox: OutboxHandle,
     paired: PairedStore,

@@ -75,21 +75,21 @@ pub enum SendError {
 /// Why a link could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// A URL in the enrollment is unusable.
+    /// A URL in the enrollment is unusable: the agent cannot start until it enrolls again.
     #[error("invalid sync URL {url:?}: {reason}")]
     Url {
-        /// The URL.
+        /// The broker or HTTPS URL as the enrollment holds it.
         url: String,
-        /// What is wrong.
+        /// What is wrong (scheme, port, missing host).
         reason: String,
     },
     /// TLS material could not be loaded.
     #[error("TLS setup: {0}")]
     Tls(String),
-    /// A credential file could not be read.
+    /// A credential file could not be read (the CA file, the MQTT password file).
     #[error("cannot read {path}: {source}")]
     Credential {
-        /// The file.
+        /// The file as named in `[sync]`.
         path: std::path::PathBuf,
         /// The OS error.
         #[source]

@@ -44,7 +44,11 @@ type Waiters = Arc<Mutex<HashMap<BatchId, oneshot::Sender<Receipt>>>>;
 /// from one lost with the connection.
 #[derive(Debug, Default)]
 struct Connection {
+    /// Set at each CONNACK, cleared when the event loop reports an error. Written only by the
+    /// event loop; read by every batch sender.
     up: AtomicBool,
+    /// Connections lost since start, incremented with `up` cleared: a batch compares it before
+    /// and after its wait to know whether the connection stayed the same.
     losses: AtomicU64,
 }
 
@@ -64,44 +68,71 @@ pub const ORPHAN_RECEIPTS_CAPACITY: usize = 64;
 /// The publishing side, cloned into each batch sender.
 #[derive(Debug, Clone)]
 pub struct MqttLink {
+    /// rumqttc's request queue into the event loop (capacity twice `in_flight_batches` plus 8).
     client: AsyncClient,
+    /// Batch id -> the sender its receipt is handed to; shared with the event loop, which
+    /// clears it when the connection drops (failing every waiting batch at once).
     waiters: Waiters,
+    /// The event loop's view of the broker connection (see [`Connection`]).
     connection: Arc<Connection>,
+    /// `tm/v1/gw/{id}/readings`.
     readings_topic: String,
+    /// `tm/v1/gw/{id}/heartbeat`.
     heartbeat_topic: String,
+    /// `tm/v1/gw/{id}/command-results`.
     command_results_topic: String,
+    /// `receipt_timeout_ms`: the whole wait of one batch, publishing included.
     receipt_timeout: Duration,
 }
 
-/// What [`MqttParts::new`] sets up.
+/// What [`MqttParts::new`] sets up. Nothing works until `event_loop` runs: publishes only
+/// queue up, and no receipt or command arrives.
 #[derive(Debug)]
 pub struct MqttParts {
-    /// The publishing side.
+    /// The publishing side, wrapped in [`super::Link`] and cloned to the syncer, the heartbeat
+    /// and the command reporter.
     pub link: MqttLink,
-    /// The event loop actor.
+    /// The event loop actor, spawned once by the agent.
     pub event_loop: MqttEventLoop,
-    /// Receipts nobody waited for, for the syncer.
+    /// Verified receipts no batch waited for (late or duplicated), for the syncer; at most
+    /// [`ORPHAN_RECEIPTS_CAPACITY`] waiting, more are dropped.
     pub orphan_receipts: mpsc::Receiver<Receipt>,
-    /// Command frames from the gateway's command topic, for the command actor.
+    /// Unverified frames from the gateway's command topic, for the command actor (which
+    /// verifies them); at most [`super::commands::PUSHED_CAPACITY`] waiting, more are dropped.
     pub commands: mpsc::Receiver<Vec<u8>>,
 }
 
-/// The event loop actor.
+/// The event loop actor: the only reader of the broker connection.
 pub struct MqttEventLoop {
+    /// rumqttc's connection state; polled only here (its options hold the current last-will).
     eventloop: EventLoop,
+    /// A clone of the links' client, for the subscriptions and status publishes at CONNACK.
     client: AsyncClient,
+    /// Shared with every [`MqttLink`]: a receipt is handed to its batch's waiter, if any.
     waiters: Waiters,
+    /// Written here, read by the batch senders.
     connection: Arc<Connection>,
+    /// `tm/v1/gw/{id}/receipts`, subscribed at every CONNACK.
     receipts_topic: String,
+    /// `tm/v1/gw/{id}/commands`, subscribed at every CONNACK.
     commands_topic: String,
+    /// `tm/v1/gw/{id}/status`: retained `online` at CONNACK, `offline` at stop and as the
+    /// last-will.
     status_topic: String,
+    /// This gateway: the MQTT client id and the signer of its status frames.
     gateway: GatewayId,
+    /// The gateway's key, shared with the syncer; signs the status frames.
     key: Arc<SigningKey>,
     /// The connection number of the last-will set for the current (or next) connection.
     status_number: u64,
+    /// The provider key from the enrollment: a receipt not signed with it is dropped.
     provider_key: VerifyingKey,
+    /// To the syncer's `orphan_receipts`; never waited on (a full channel drops the receipt).
     orphans: mpsc::Sender<Receipt>,
+    /// To the command actor; never waited on (a full channel drops the frame, the poll gets it).
     commands: mpsc::Sender<Vec<u8>>,
+    /// Reconnect pauses: `backoff_initial_ms` doubling to `backoff_max_ms` but at most 30 s,
+    /// full jitter; reset at each CONNACK.
     backoff: Backoff,
 }
 

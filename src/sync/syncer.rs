@@ -27,22 +27,29 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// `provider-refuses-gateway` alarm is raised.
 pub const UNANSWERED_ALARM_AFTER: u32 = 3;
 
-/// Ships the outbox over one link.
+/// Ships the outbox over one link: the only actor that leases, settles, releases, rejects and
+/// prunes rows, with at most `config.in_flight_batches` batches waiting for receipts at once.
 #[derive(Debug)]
 pub struct Syncer {
-    /// The outbox.
+    /// Handle to the outbox writer thread, shared with the stash forwarder, the heartbeat and
+    /// the BLE side. The syncer ends with an error only when this writer is gone.
     pub outbox: OutboxHandle,
-    /// The transport.
+    /// The enrolled transport, cloned into each in-flight send; the heartbeat and the command
+    /// reporter send over clones of the same link.
     pub link: Link,
-    /// Receipts nobody waited for (MQTT late/duplicate receipts).
+    /// Verified receipts no send was waiting for (late or duplicated, MQTT only); settled like
+    /// any other. `None` on HTTPS, where each receipt is the answer to its own request.
     pub orphan_receipts: Option<mpsc::Receiver<Receipt>>,
-    /// This gateway.
+    /// This gateway's id (from the enrollment): the signer named in every sealed batch.
     pub gateway: GatewayId,
-    /// Its signing key.
+    /// The gateway's key, shared with the heartbeat, the command reporter and the MQTT event
+    /// loop; each batch is signed with it when sealed for sending, never when stored.
     pub key: std::sync::Arc<SigningKey>,
-    /// Batching and timing.
+    /// The `[sync]` section: lease limits, in-flight window, backoff and the pause after the
+    /// provider refused the gateway. The receipt and request timeouts are applied by the link.
     pub config: SyncConfig,
-    /// How long acknowledged rows are kept.
+    /// Age past which acknowledged rows are pruned, checked every 30 s (`retain_acknowledged_h`
+    /// in hours). Pending, leased and rejected rows are never pruned by it.
     pub retain_acknowledged: Duration,
     /// Notified by a `resync-now` command: ends the backoff pause at once.
     pub resync: std::sync::Arc<tokio::sync::Notify>,

@@ -27,7 +27,7 @@ pub use server::HttpSection;
 /// State shared by every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The store.
+    /// The provider store (clones share its one writer connection).
     pub db: Db,
     /// Portal, enrollment and HUB settings and run-time state.
     pub portal: Arc<Portal>,

@@ -90,14 +90,16 @@ pub async fn held(db: &Db) -> Result<i64, DbError> {
     db.read(|c| c.query_row(COUNT_HELD, [], |r| r.get(0))).await
 }
 
-/// The actor's settings.
+/// The actor's settings, from `[hub]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Retries {
-    /// First retry delay.
+    /// First retry delay (`retry_initial_ms`): of the pause of every delivery after a
+    /// retryable failure (full jitter), and of a refused row's own schedule (no jitter).
     pub initial: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay (`retry_max_ms`) of both; at least `initial`.
     pub max: Duration,
-    /// How long a refused (4xx) row is retried after its first refusal before it is held.
+    /// How long a refused (4xx) row is retried after its first refusal before it is held
+    /// (`refused_retry_window_ms`); zero holds it at its first refusal.
     pub refused_window: Duration,
 }
 
@@ -111,16 +113,19 @@ impl Retries {
     }
 }
 
-/// The actor that delivers the outbox to the HUB.
+/// The actor that delivers the outbox to the HUB: exactly one runs per provider, which is
+/// what keeps each session's updates in order. Absent without `[hub]` (rows then wait).
 #[derive(Debug)]
 pub struct OutboxActor {
-    /// The store.
+    /// The provider store: rows are read from `hub_outbox`, and each outcome is written
+    /// back in its own transaction (with the session's alert when a row is held).
     pub db: Db,
-    /// The HUB client.
+    /// The HUB client (its own token and timeout); used by this actor only.
     pub client: HubClient,
-    /// Woken when a row is queued or re-queued.
+    /// Shared with the Portal, the session updater and operations, which notify it when they
+    /// queue or re-queue a row; without a wake-up the table is still looked at every 5 s.
     pub wake: Arc<Notify>,
-    /// Retry delays.
+    /// Retry delays of temporary failures and of refused rows.
     pub backoff: Retries,
 }
 

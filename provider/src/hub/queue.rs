@@ -76,16 +76,18 @@ fn status_of(body: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A row to send now.
+/// A row to send now: the oldest undelivered row of its session, its retry time come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    /// Row id.
+    /// Row id: grows with each queued update, so it orders a session's updates.
     pub seq: i64,
-    /// Its session.
+    /// Its session (the Portal's `telemonitoringId`).
     pub telemonitoring_id: String,
-    /// The PUT body.
+    /// The PUT body, JSON exactly as queued with the status change; sent unchanged on every
+    /// attempt.
     pub body: String,
-    /// Whether it was held before (an operator re-queued it).
+    /// Whether it was held before (an operator re-queued it): its delivery may resolve the
+    /// session's `hub-update-held` alert.
     pub was_held: bool,
 }
 
@@ -119,12 +121,12 @@ pub fn failed_attempt(conn: &Connection, seq: i64, reason: &str) -> rusqlite::Re
     Ok(())
 }
 
-/// How refused rows are retried.
+/// How refused rows are retried (no jitter: each row has its own schedule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusalPolicy {
-    /// First retry delay.
+    /// Delay after the first refusal.
     pub initial: Duration,
-    /// Longest retry delay.
+    /// Longest delay; an attempt is never scheduled past the end of the window either.
     pub max: Duration,
     /// How long after its first refusal a row is still retried; a refusal after that holds it.
     pub window: Duration,
@@ -148,14 +150,15 @@ impl RefusalPolicy {
 pub enum Refused {
     /// Retried at this instant (milliseconds since the epoch).
     RetryAt {
-        /// When.
+        /// The row's next attempt, at most the end of its refusal window (stored as
+        /// `next_attempt_at_ms`).
         at_ms: i64,
-        /// Refusals so far.
+        /// Refusals since its first refusal, this one included.
         refusals: u32,
     },
     /// Held until an operator re-queues it.
     Held {
-        /// Refusals in all.
+        /// Refusals since its first refusal, this one included.
         refusals: u32,
     },
 }
@@ -188,15 +191,15 @@ pub fn refused(
 /// A session with a held row, or a re-queued one not yet delivered (its oldest such row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlaggedSession {
-    /// The session.
+    /// The session; one entry per session even when several of its rows are held.
     pub telemonitoring_id: String,
     /// Its oldest held (or re-queued) row.
     pub seq: i64,
-    /// The status that row sets.
+    /// The status that row sets (`status` of its body; empty when the body has none).
     pub status: String,
-    /// The HUB's last answer to it (`"<code>: <message>"`).
+    /// The HUB's last answer to it (`"<code>: <message>"`), or the last temporary failure.
     pub last_error: Option<String>,
-    /// The session's gateway, if it ever had one.
+    /// The session's most recently enrolled gateway; `None` when it never had one.
     pub gateway_id: Option<String>,
 }
 
@@ -241,17 +244,17 @@ pub fn flagged_session(
 /// What an operator re-queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Requeued {
-    /// The row named.
+    /// The row named (it was held).
     pub seq: i64,
     /// Its session.
     pub telemonitoring_id: String,
     /// The status it sets.
     pub status: String,
-    /// The HUB's last answer to it.
+    /// The HUB's last answer to it, from before the re-queue (kept until it is delivered).
     pub last_error: Option<String>,
-    /// The session's gateway, if it ever had one.
+    /// The session's most recently enrolled gateway; `None` when it never had one.
     pub gateway_id: Option<String>,
-    /// Rows released: the one named and the session's later held rows.
+    /// Rows released: the one named and the session's later held rows (at least 1).
     pub rows: usize,
 }
 
@@ -307,21 +310,22 @@ pub struct OutboxRow {
     pub telemonitoring_id: String,
     /// The status the update sets.
     pub status: String,
-    /// Where it stands.
+    /// Where it stands, derived from the stored state, the hold and the session's earlier
+    /// undelivered rows.
     pub state: Standing,
-    /// PUTs attempted.
+    /// PUTs attempted, whatever their answer (refusals and temporary failures included).
     pub attempts: i64,
-    /// 4xx answers since its first refusal.
+    /// 4xx answers since its first refusal; reset to 0 by a re-queue.
     pub refusals: i64,
-    /// The HUB's last answer or the last failure.
+    /// The HUB's last answer or the last failure; `None` before the first failed attempt.
     pub last_error: Option<String>,
-    /// Queued.
+    /// When it was queued with its status change (RFC 3339).
     pub created_at: String,
-    /// First refusal.
+    /// First refusal of the current window (RFC 3339); `None` before one, or after a re-queue.
     pub first_refused_at: Option<String>,
-    /// Next attempt, while retrying.
+    /// Next attempt (RFC 3339), while retrying after a refusal.
     pub next_attempt_at: Option<String>,
-    /// Held since.
+    /// Held since (RFC 3339); kept after a re-queue until the row is delivered.
     pub held_at: Option<String>,
 }
 

@@ -22,15 +22,21 @@ const MAX_GROUP_READINGS: usize = 8 * tm_protocol::limits::MAX_READINGS_PER_BATC
 
 type Reply = oneshot::Sender<Result<BatchOutcome, String>>;
 
-/// The queue of batches waiting for a commit; cheap to clone.
+/// The queue of batches waiting for a commit; cheap to clone (clones share the queue, so all
+/// of one provider's ingest paths group together).
 #[derive(Debug, Clone, Default)]
 pub(super) struct GroupCommit {
+    /// Shared by every clone and by the commit tasks.
     inner: Arc<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Batches verified and not yet taken by a commit, oldest first, each with the sender its
+    /// outcome goes to. Held only to push or drain, never across a commit.
     queue: Mutex<Vec<(BatchJob, Reply)>>,
+    /// Held by the task committing: one group at a time, so batches queued meanwhile wait and
+    /// go into the next transaction together.
     commit: tokio::sync::Mutex<()>,
 }
 

@@ -66,17 +66,26 @@ pub enum IngestError {
     Commit(String),
 }
 
-/// The ingest service; cheap to clone.
+/// The ingest service; cheap to clone. The HTTPS handlers and the MQTT ingest loop share one
+/// instance (clones share the commit queue, the MQTT connection and the counters).
 #[derive(Debug, Clone)]
 pub struct Ingest {
+    /// The provider store: gateway lookups read it, batches are committed through its one
+    /// writer connection.
     db: Db,
+    /// The provider key, shared with the rest of the provider; signs every receipt, only after
+    /// the commit of the readings it names.
     key: Arc<SigningKey>,
-    /// Told about sessions with newly committed readings (outputs and status follow).
+    /// Told about sessions with newly committed readings (outputs and status follow); a full
+    /// channel drops the notice, the updater's sweep finds the session anyway. `None`: nobody
+    /// is told (export and tests).
     updates: Option<crate::publish::updater::UpdateNotifier>,
+    /// The queue that lets batches verified during a commit share the next transaction.
     commits: group_commit::GroupCommit,
-    /// The MQTT connection while [`mqtt::run`] runs (commands to gateways go out on it).
+    /// The MQTT connection while [`mqtt::run`] runs (commands to gateways go out on it); holds
+    /// no client without `[mqtt]` or once that loop returned.
     mqtt: mqtt::MqttPublisher,
-    /// What this instance stored since it started (`/metrics`).
+    /// What this instance stored since it started (`/metrics`); zero at every start.
     counters: Arc<IngestCounters>,
 }
 
@@ -90,12 +99,15 @@ pub struct IngestCounters {
     pub heartbeats: prometheus_client::metrics::counter::Counter,
 }
 
-/// What a verified batch did.
+/// What a verified batch did. Only built after the commit, so a receipt never names a reading
+/// that is not durable.
 #[derive(Debug)]
 pub struct Ingested {
-    /// The signed receipt frame to send back.
+    /// The receipt signed with the provider key: the HTTPS response body, or published on the
+    /// gateway's receipt topic over MQTT before the message is acknowledged to the broker.
     pub receipt_frame: Vec<u8>,
-    /// Readings newly stored by this batch.
+    /// Readings newly stored by this batch (not the duplicates the receipt also accepts); 0
+    /// for a batch that was a replay.
     pub inserted: usize,
 }
 
@@ -128,7 +140,7 @@ impl Ingest {
         self
     }
 
-    /// The store.
+    /// The store the service writes to (the same one the rest of the provider uses).
     pub fn db(&self) -> &Db {
         &self.db
     }

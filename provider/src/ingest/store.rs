@@ -48,23 +48,25 @@ pub(super) const RECEIVED_IN_FUTURE: &str = "received in the future: the gateway
 /// A verified batch waiting to be committed.
 #[derive(Debug)]
 pub(super) struct BatchJob {
-    /// The signer.
+    /// The signer, already checked to be the gateway the batch names.
     pub gateway: GatewayId,
-    /// The session the gateway is bound to.
+    /// The session (`telemonitoring_id`) the gateway was bound to at lookup; checked again in
+    /// the commit's transaction, so a gateway unbound meanwhile gets its batch refused.
     pub session: String,
-    /// The decoded batch.
+    /// The decoded batch, its signature already verified.
     pub batch: ReadingBatch,
 }
 
 /// What committing one batch stored.
 #[derive(Debug)]
 pub(super) struct Stored {
-    /// The receipt to sign.
+    /// The receipt to sign: every reading in `accepted` (new or already stored) or `rejected`,
+    /// never both; `duplicates` is the part of `accepted` the session already had.
     pub receipt: Receipt,
-    /// Readings newly stored.
+    /// Readings newly stored: `accepted` minus `duplicates`.
     pub inserted: usize,
-    /// Stored readings whose device time is more than [`FUTURE_SKEW_MS`] ahead of the
-    /// provider's clock.
+    /// Of the readings newly stored, those whose device time is more than [`FUTURE_SKEW_MS`]
+    /// ahead of the provider's clock (stored anyway, only logged).
     pub device_time_ahead: usize,
 }
 

@@ -137,18 +137,21 @@ pub fn gateway_alarm_kinds(last_error: &str) -> Vec<&str> {
     }
 }
 
-/// A condition that holds.
+/// A condition that holds. `kind` and `subject` together are its identity: an alert is opened
+/// only when no unresolved alert has both, and resolved when the condition no longer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
-    /// Kind.
+    /// What is wrong.
     pub kind: AlertKind,
     /// What it is about: a gateway id, `gateway/address`, or `session/measure`.
     pub subject: String,
-    /// The gateway concerned.
+    /// The gateway concerned; `None` for conditions of a session without a gateway or of the
+    /// MQTT ingest itself.
     pub gateway_id: Option<String>,
-    /// The session concerned.
+    /// The session concerned; `None` for an unbound gateway or the MQTT ingest.
     pub telemonitoring_id: Option<String>,
-    /// For the operator (never a measured value or a patient id).
+    /// For the operator (never a measured value or a patient id); not part of the identity,
+    /// so a changing detail does not reopen the alert.
     pub detail: String,
 }
 
@@ -165,11 +168,11 @@ fn first_line(text: &str) -> &str {
 /// An alert row not yet resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAlert {
-    /// Row id.
+    /// Row id in `ops_alerts`.
     pub alert_id: i64,
-    /// Kind, as stored.
+    /// Kind, as stored ([`AlertKind::as_str`]).
     pub kind: String,
-    /// Subject.
+    /// Subject, compared with a [`Condition`]'s to know whether it still holds.
     pub subject: String,
 }
 

@@ -56,16 +56,19 @@ pub async fn run_with(
     .await
 }
 
-/// The actor.
+/// The actor; one runs per provider, built by [`super::Ops::evaluator`].
 #[derive(Debug)]
 pub struct Evaluator {
-    /// The store.
+    /// The provider store: each run reads the fleet and writes its transitions in one
+    /// transaction on the writer connection.
     pub db: Db,
-    /// Thresholds.
+    /// The `[ops]` thresholds, a copy of [`super::Ops::thresholds`] taken at start.
     pub thresholds: Thresholds,
-    /// Time between runs.
+    /// Time between runs (`evaluate_interval_s`, at least 1 s); the first run is at once, and
+    /// a late run delays the next ones instead of bunching them.
     pub interval: Duration,
-    /// The MQTT connection's counters (its recent refusals raise alerts).
+    /// The MQTT connection's counters (its recent refusals and oversized packets raise
+    /// alerts); counts nothing without `[mqtt]`.
     pub mqtt: MqttPublisher,
 }
 

@@ -38,47 +38,53 @@ impl Liveness {
     }
 }
 
-/// One paired device as the gateway last reported it.
+/// One paired device as the gateway last reported it (a row of `ops_devices`, updated by each
+/// heartbeat; a device missing from a heartbeat is removed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceHealth {
-    /// Bluetooth address.
+    /// Bluetooth address, as the gateway reports it.
     pub address: String,
-    /// Catalog model.
+    /// Catalog model id, else the device's DIS model; `None` when the gateway knows neither.
     pub model: Option<String>,
-    /// Last time the gateway heard it.
+    /// When the gateway last paired or connected to it (the gateway's clock); a heartbeat
+    /// without it keeps the previous value.
     pub last_seen: Option<DateTime<Utc>>,
-    /// Last reading captured from it.
+    /// When the gateway last received a reading from it; kept like `last_seen`.
     pub last_reading: Option<DateTime<Utc>>,
-    /// Battery percentage.
+    /// Battery percentage last reported; kept when a heartbeat carries none. Below
+    /// `battery_low_pct` it raises an alert.
     pub battery_pct: Option<u8>,
-    /// Signal strength in dBm.
+    /// Signal strength in dBm; kept when a heartbeat carries none.
     pub rssi_dbm: Option<i16>,
-    /// When it first appeared in a heartbeat.
+    /// When it first appeared in a heartbeat of this gateway (the provider's clock).
     pub paired_at: DateTime<Utc>,
 }
 
-/// One gateway's health.
+/// One gateway's health, read from the store (registry, latest heartbeat, ops rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayHealth {
-    /// The gateway.
+    /// The gateway's id in the registry.
     pub gateway_id: String,
-    /// Registry state (`active`, `unbound`, `revoked`).
+    /// Registry state (`active`, `unbound`, `revoked`); only active gateways raise alerts.
     pub registry_state: String,
-    /// Its session, while bound.
+    /// Its session, while bound; `None` once unbound.
     pub telemonitoring_id: Option<String>,
-    /// Enrollment time.
+    /// Enrollment time; stands for `last_seen` in the offline alert of a gateway never heard.
     pub enrolled_at: DateTime<Utc>,
-    /// When the provider last received a heartbeat.
+    /// When the provider received the latest heartbeat (the provider's clock, not the
+    /// heartbeat's `sent_at`); `None`: never heard.
     pub last_seen: Option<DateTime<Utc>>,
-    /// The latest heartbeat.
+    /// The latest heartbeat as sent (backlog, disk, clock, last error); `None`: never heard.
     pub heartbeat: Option<Heartbeat>,
-    /// Latest MQTT status payload (`online`/`offline`) and when it arrived.
+    /// Latest applied MQTT status (`online`/`offline`) and when it arrived; an `offline` at or
+    /// after `last_seen` makes the gateway offline at once. `None` over HTTPS.
     pub mqtt_status: Option<(String, DateTime<Utc>)>,
-    /// Since when the backlog has grown without shrinking.
+    /// Since when the reported backlog depth has risen without falling; `None` while it is
+    /// zero, falls, or has not risen yet.
     pub backlog_growing_since: Option<DateTime<Utc>>,
-    /// Heartbeats received since enrollment.
+    /// Verified heartbeats stored for this gateway id (kept across provider restarts).
     pub heartbeats_total: u64,
-    /// Paired devices.
+    /// Paired devices as of the latest heartbeat, ordered by address.
     pub devices: Vec<DeviceHealth>,
 }
 

@@ -59,22 +59,31 @@ pub enum OpsError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Fleet operations; cheap to clone.
+/// Fleet operations; cheap to clone (the HTTP routes hold one, the alert evaluator gets a
+/// copy of what it needs).
 #[derive(Debug, Clone)]
 pub struct Ops {
-    /// The store.
+    /// The provider store: health, alerts and audit are read from it, so a restarted provider
+    /// knows what it knew.
     pub db: Db,
-    /// Alert thresholds.
+    /// The `[ops]` thresholds, validated once at start; shared read-only by the routes, and
+    /// copied into the evaluator.
     pub thresholds: Arc<Thresholds>,
-    /// The section as configured.
+    /// The section as configured (the evaluation interval, the command lifetime).
     pub section: Arc<OpsSection>,
+    /// The trimmed contents of `token_file`; `None` when none is configured: every operations
+    /// route then answers 404.
     token: Option<Arc<str>>,
+    /// The provider key, shared with ingest and enrollment; signs the commands operators issue.
     key: Arc<SigningKey>,
-    /// Commands are also pushed over the provider's MQTT connection while it runs.
+    /// Commands are also pushed over the provider's MQTT connection while it runs; without
+    /// one the gateways' HTTPS poll is the only path.
     mqtt: crate::ingest::mqtt::MqttPublisher,
-    /// Wakes the HUB outbox when an operator re-queues an update.
+    /// Shared with the HUB outbox actor: wakes it when an operator re-queues an update. Its
+    /// own default (nobody listening) until [`Self::with_hub_wake`].
     hub_wake: Arc<tokio::sync::Notify>,
-    /// What this instance's ingest counted (`/metrics`).
+    /// What this instance's ingest counted (`/metrics`); zero counters until
+    /// [`Self::with_counters`].
     counters: Arc<crate::ingest::IngestCounters>,
 }
 

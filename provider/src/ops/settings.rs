@@ -12,28 +12,38 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpsSection {
-    /// File holding the dashboard/API token (bearer token, or the password of basic auth).
-    /// Without it the operations routes answer 404.
+    /// File holding the dashboard/API token (bearer token, or the password of basic auth),
+    /// read once at start and trimmed; an empty file is refused. Without it the operations
+    /// routes answer 404.
     pub token_file: Option<PathBuf>,
-    /// Seconds between two runs of the alert evaluator.
+    /// Seconds between two runs of the alert evaluator (positive; default 60).
     pub evaluate_interval_s: u64,
-    /// A gateway is online while its last heartbeat is at most this old.
+    /// A gateway is online while its last heartbeat is at most this old and no later
+    /// last-will said `offline` (positive; default 180 s, three missed one-minute heartbeats).
     pub online_within_s: u64,
-    /// Alert when a gateway has not been heard for this many hours.
+    /// Alert when an active gateway is not online and has not been heard (or, never heard,
+    /// was enrolled) for more than this many hours (default 2).
     pub offline_alert_h: u64,
-    /// Alert when the oldest unacknowledged reading is older than this many hours.
+    /// Alert when the gateway's oldest unacknowledged reading, per its latest heartbeat, is
+    /// older than this many hours (default 6).
     pub backlog_max_age_h: u64,
-    /// Alert when the backlog has kept growing for this many hours.
+    /// Alert when the backlog has grown from heartbeat to heartbeat without falling for more
+    /// than this many hours (default 2).
     pub backlog_growing_h: u64,
-    /// Alert when a device's battery is below this percentage.
+    /// Alert when a device's reported battery is below this percentage (at most 100; default
+    /// 20; 0 never alerts).
     pub battery_low_pct: u8,
-    /// Alert when the outbox uses more than this percentage of its quota.
+    /// Alert when the outbox uses more than this percentage of its quota, per the heartbeat
+    /// (1 to 100; default 80, the gateway's own `quota-high` level).
     pub disk_max_pct: u8,
-    /// The patients' time zone (IANA name), for adherence deadlines.
+    /// The patients' time zone (IANA name), in which adherence deadlines fall (default
+    /// `Europe/Brussels`).
     pub patient_time_zone: String,
-    /// Local time (`HH:MM`) by which the day's scheduled measurements are due.
+    /// Local time (`HH:MM`, in `patient_time_zone`) by which the day's scheduled measurements
+    /// are due (default `11:00`).
     pub adherence_deadline: String,
-    /// Seconds a remote command stays valid.
+    /// Seconds a remote command stays valid after it is issued (positive; default 900): past
+    /// it the gateway refuses it and the poll no longer serves it.
     pub command_ttl_s: u64,
 }
 
@@ -55,7 +65,8 @@ impl Default for OpsSection {
     }
 }
 
-/// The thresholds the alert evaluator applies, validated.
+/// The thresholds the alert evaluator applies, validated: the `[ops]` values converted to
+/// durations, a parsed time zone and a parsed deadline. Built once at start, never changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
     /// See [`OpsSection::online_within_s`].

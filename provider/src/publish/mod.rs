@@ -172,13 +172,16 @@ fn cut(conn: &Connection, id: &str, now: DateTime<Utc>, ending: bool) -> rusqlit
 /// about a session's outputs.
 #[derive(Debug)]
 pub struct Publisher {
-    /// Signs the announced URIs.
+    /// Signs the announced URIs with the attachment key (HMAC), the same key the attachment
+    /// server verifies them with.
     pub signer: UriSigner,
-    /// Rendering options (must equal the attachment server's).
+    /// Rendering options (must equal the attachment server's, or a downloaded file would not
+    /// be the bytes announced).
     pub options: OutputOptions,
-    /// The provider's public base URL (the URIs' prefix).
+    /// The provider's public base URL (the URIs' prefix), as the EHR reaches it.
     pub public_url: String,
-    /// Validated `[attachments]`.
+    /// Validated `[attachments]`: URI lifetime, PDF languages, updates a day per carepath,
+    /// normal ranges.
     pub settings: AttachmentSettings,
 }
 
@@ -235,9 +238,10 @@ impl Publisher {
 /// The attachment server's session source: the published snapshots in the store.
 #[derive(Debug, Clone)]
 pub struct StoreSource {
-    /// The store.
+    /// The provider store; only read, through the published snapshot (`published_through`),
+    /// so a download gives the bytes that were announced.
     pub db: Db,
-    /// The configured PDF languages.
+    /// The configured PDF languages (`[attachments] languages`), one PDF attachment each.
     pub languages: Arc<[crate::outputs::Language]>,
 }
 

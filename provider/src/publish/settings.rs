@@ -75,19 +75,21 @@ impl Default for AttachmentsSection {
 /// The validated section.
 #[derive(Debug, Clone)]
 pub struct AttachmentSettings {
-    /// The URI-signing key file.
+    /// The URI-signing key file: as configured, else `attachments.key` next to the database.
     pub key_file: PathBuf,
-    /// Lifetime of a published URI.
+    /// Lifetime of a published URI (`token_lifetime_hours`, more than 0; default 30 days).
     pub token_lifetime: chrono::Duration,
-    /// PDF languages (at least one, no repeats).
+    /// PDF languages in the configured order, repeats dropped (at least one); the first is
+    /// the dashboard's.
     pub languages: Vec<Language>,
-    /// Dashboard framing.
+    /// Origins allowed to frame the dashboard, each an http(s) origin; empty: nobody.
     pub frame_ancestors: Vec<String>,
-    /// Updates a day when the carepath has no entry.
+    /// Updates a day for a session whose carepath has no entry (or none at all); more than 0.
     pub default_updates_per_day: u32,
-    /// Updates a day per carepath id.
+    /// Updates a day per carepath id, each more than 0; sets
+    /// [`Self::min_update_interval`].
     pub updates_per_day: BTreeMap<String, u32>,
-    /// Normal ranges.
+    /// Normal ranges per LOINC code, as configured or the heart-failure defaults.
     pub ranges: Ranges,
 }
 

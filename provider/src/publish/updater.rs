@@ -45,7 +45,8 @@ const PENDING_SESSIONS: &str = "SELECT s.telemonitoring_id FROM sessions s \
     WHERE s.status IN ('accepted', 'in-progress') AND EXISTS (SELECT 1 FROM readings r \
     WHERE r.telemonitoring_id = s.telemonitoring_id AND r.rowid > COALESCE(o.published_through, 0))";
 
-/// The sending side, held by ingest.
+/// The sending side, held by ingest: carries session ids (`telemonitoring_id`), never
+/// readings; losing one loses nothing but time (the sweep finds the session).
 #[derive(Debug, Clone)]
 pub struct UpdateNotifier(mpsc::Sender<String>);
 
@@ -84,18 +85,24 @@ pub fn next_update(
     }
 }
 
-/// The actor.
+/// The actor. One runs per provider; the only in-memory state is when each pending session is
+/// next due, rebuilt from the store by every sweep.
 #[derive(Debug)]
 pub struct SessionUpdater {
-    /// The store.
+    /// The provider store: pending work is read from it (readings above the published
+    /// snapshot), and each update is one write transaction (snapshot, status, HUB row).
     pub db: Db,
-    /// Builds and announces attachment sets.
+    /// Builds and announces attachment sets; shared with the Portal, whose stops publish the
+    /// final set through it.
     pub publisher: Arc<Publisher>,
-    /// Sessions with new readings.
+    /// Session ids from ingest after commits that stored new readings (at most
+    /// [`NOTIFICATION_CAPACITY`] waiting). Once closed, the updater goes on with sweeps only.
     pub notifications: mpsc::Receiver<String>,
-    /// Wakes the HUB outbox after an update is queued.
+    /// Shared with the HUB outbox actor: notified after each update is queued, so it is sent
+    /// without waiting for the outbox's idle poll.
     pub wake_outbox: Arc<Notify>,
-    /// How often the store is scanned for pending sessions.
+    /// How often the store is scanned for pending sessions ([`DEFAULT_SWEEP`]); bounds the
+    /// delay of an update whose notification was dropped.
     pub sweep_every: Duration,
 }
 

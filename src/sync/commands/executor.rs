@@ -41,14 +41,16 @@ pub fn apply_configured_log_level(level: &str) {
     }
 }
 
-/// What a command did.
+/// What a command did. Each text becomes the result's `detail` (cut to the protocol's text
+/// limit) and names no value or patient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done.
+    /// Done; the text says what changed.
     Done(String),
-    /// The agent cannot do this here.
+    /// This agent cannot do it (no reloadable log filter, no BLE side); trying again would not
+    /// help.
     NotAvailable(String),
-    /// It failed.
+    /// It was tried and failed (a refused log filter, a re-read that timed out).
     Failed(String),
 }
 
@@ -66,9 +68,11 @@ impl Outcome {
 /// Runs admitted commands.
 #[derive(Debug, Clone)]
 pub struct Executor {
-    /// Wakes the syncer out of its backoff.
+    /// Shared with the syncer: a `resync-now` notifies it, ending its backoff pause and
+    /// resetting the backoff (a permit is kept when the syncer is not waiting right then).
     pub resync: Arc<Notify>,
-    /// Asks the BLE side to reconnect to every paired device, when it runs.
+    /// Asks the BLE supervisor to reconnect to every paired device, waiting up to
+    /// [`REREAD_LIMIT`]. `None` where no BLE side runs: `reread-devices` is then not available.
     pub reread: Option<RereadHandle>,
 }
 

@@ -47,10 +47,15 @@ pub enum CommandRefused {
 /// Verifies commands and remembers the ids it admitted.
 #[derive(Debug)]
 pub struct CommandGuard {
+    /// The provider key from the enrollment: the only key a command may be signed with.
     provider: VerifyingKey,
+    /// This gateway: a command naming another is refused.
     gateway: GatewayId,
+    /// `commands-seen.json` in the state directory, replaced atomically at each admission.
     path: PathBuf,
-    /// Seen id -> expiry (ms).
+    /// Admitted command id -> its expiry (Unix ms). Ids past their expiry are dropped at the
+    /// next admission: an expired command is refused anyway. Starts empty when the file is
+    /// missing or unreadable.
     seen: BTreeMap<String, i64>,
 }
 

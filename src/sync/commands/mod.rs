@@ -73,9 +73,11 @@ impl Delivery {
 /// An admitted and executed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed {
-    /// The command.
+    /// The command as verified and decoded; its id is already recorded in the seen file, so it
+    /// will not run again whichever path brings it.
     pub command: Command,
-    /// What it did.
+    /// What it did: reported to the provider with the command's id (a failure is reported
+    /// too, never retried).
     pub outcome: Outcome,
 }
 
@@ -118,25 +120,28 @@ pub async fn handle(
     }
 }
 
-/// The HTTPS poll.
+/// The HTTPS poll, run whatever the reading transport.
 #[derive(Debug, Clone)]
 pub struct Poll {
-    /// The client (TLS settings of the enrollment).
+    /// An HTTPS client built from `[sync]` (the CA file, `request_timeout_ms`), separate from
+    /// the sync link's even on the HTTPS transport.
     pub client: reqwest::Client,
-    /// `{https_url}/api/v1/gateways/{gateway_id}/commands`.
+    /// `{https_url}/api/v1/gateways/{gateway_id}/commands`, from the enrollment's HTTPS URL.
     pub url: String,
-    /// Time between two polls (the heartbeat interval).
+    /// Time between two polls, the first one at once: the heartbeat interval. Reports not yet
+    /// sent are retried at the same ticks.
     pub interval: Duration,
 }
 
 /// Sends signed results over the gateway's transport.
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    /// The gateway's transport.
+    /// A clone of the sync link: results go over MQTT or HTTPS like the readings, not over
+    /// the poll's client.
     pub link: Link,
-    /// This gateway.
+    /// This gateway's id, the signer of each result and named in it.
     pub gateway: GatewayId,
-    /// Its signing key.
+    /// The gateway's key, shared with the syncer and the heartbeat.
     pub key: Arc<SigningKey>,
 }
 
@@ -166,23 +171,29 @@ impl Reporter {
 /// A report not sent yet.
 #[derive(Debug)]
 struct Unsent {
+    /// The sealed result, sent again unchanged (signed once, when the command ran).
     frame: Vec<u8>,
+    /// The command it reports, for the logs.
     command: CommandId,
+    /// The command's expiry: past it the report is dropped, as the provider no longer waits.
     expires_at: DateTime<Utc>,
 }
 
-/// The command actor: polls, receives pushed frames, executes, reports.
+/// The command actor: polls, receives pushed frames, executes, reports. Frames are handled
+/// one at a time, so a slow command (a re-read) delays the others.
 #[derive(Debug)]
 pub struct CommandActor {
-    /// Admission (one for both paths).
+    /// One guard for both paths, owned by this actor alone: what makes a command run at most
+    /// once however often it arrives.
     pub guard: CommandGuard,
-    /// Execution.
+    /// Runs what the guard admitted; holds the syncer's wake-up and the BLE re-read handle.
     pub executor: Executor,
-    /// The HTTPS poll.
+    /// The HTTPS poll, the only path on the HTTPS transport.
     pub poll: Poll,
-    /// Frames pushed over MQTT (MQTT transport only).
+    /// Unverified frames the MQTT event loop took from the command topic (at most
+    /// [`PUSHED_CAPACITY`] waiting). `None` on HTTPS, and once the event loop has ended.
     pub pushed: Option<mpsc::Receiver<Vec<u8>>>,
-    /// Where results go.
+    /// Seals and sends each executed command's result.
     pub reporter: Reporter,
 }
 

@@ -78,7 +78,11 @@ pub const SHED_WINDOW: Duration = Duration::from_secs(600);
 /// client while [`run`] runs, and nothing otherwise; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct MqttPublisher {
+    /// The ingest connection's client, set by [`run`] and cleared when it returns; `None`
+    /// also without `[mqtt]`, and commands then go by the gateways' HTTPS poll only.
     client: Arc<RwLock<Option<AsyncClient>>>,
+    /// Counted by the ingest loop, read by operations and `/metrics`; kept across
+    /// reconnections, zero at each provider start.
     stats: Arc<MqttStats>,
 }
 
