@@ -401,9 +401,14 @@ pub struct Heartbeat {
     pub uptime_s: u64,
     /// Unacknowledged readings.
     pub backlog: Backlog,
-    /// Paired devices (at most 64); empty when the gateway could not read its paired-devices
-    /// file. A device missing here is taken as unpaired by the provider.
+    /// Paired devices (at most 64). A device missing here is taken as unpaired by the
+    /// provider, unless [`Self::devices_unreadable`] says the list is unknown.
     pub devices: Vec<DeviceHealth>,
+    /// The gateway could not read its paired-devices file: `devices` is empty because it is
+    /// unknown, not because every device was unpaired (the provider leaves its device records
+    /// as they are). Sent only when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub devices_unreadable: bool,
     /// Gateway clock.
     pub clock: ClockState,
     /// Outbox disk use.

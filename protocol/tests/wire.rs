@@ -98,6 +98,7 @@ fn heartbeat() -> Heartbeat {
             oldest_age_s: Some(300),
             rejected: 1,
         },
+        devices_unreadable: false,
         devices: vec![DeviceHealth {
             address: "A4:C1:38:00:00:01".into(),
             model: Some("and-ua-651ble".into()),

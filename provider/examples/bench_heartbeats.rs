@@ -46,6 +46,7 @@ fn heartbeat(id: &GatewayId, round: u32) -> Heartbeat {
             oldest_age_s: Some(30),
             rejected: 0,
         },
+        devices_unreadable: false,
         devices: vec![device(1), device(2)],
         clock: ClockState::Synchronized,
         disk: DiskUse {

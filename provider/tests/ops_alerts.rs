@@ -260,6 +260,16 @@ async fn device_changes_are_audited_and_the_log_is_append_only() {
             hb.devices = vec![device("A4:C1:38:00:00:02", "omron-bp", 90)]
         })
         .await;
+    // The gateway cannot read its paired-devices file: its list is unknown, nothing is
+    // unpaired (no audit entry, the cuff still listed).
+    fleet
+        .heartbeat(&gw, |hb| {
+            hb.devices = vec![];
+            hb.devices_unreadable = true;
+        })
+        .await;
+    let page = fleet.get("/ops/gateways/gw-5").await.text().await.unwrap();
+    assert!(page.contains("data-device=\"A4:C1:38:00:00:02\""), "{page}");
     let json: serde_json::Value = fleet
         .get("/ops/api/audit?gateway=gw-5")
         .await

@@ -191,4 +191,33 @@ impl AdvertCollapser {
         self.seen.insert(key, now);
         true
     }
+
+    /// The frame was not kept (the outbox refused it): the device's next identical broadcast
+    /// is admitted again, so the reading is taken then.
+    pub fn forget(&mut self, address: &str, raw: &[u8]) {
+        self.seen.remove(&(address.to_string(), raw.to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_frame_is_one_reading_unless_it_was_not_kept() {
+        let mut c = AdvertCollapser::default();
+        let t0 = Utc::now();
+        let frame = [0x02, 0x3e, 0x30];
+        assert!(c.admit("AA:BB", &frame, t0));
+        assert!(!c.admit("AA:BB", &frame, t0 + chrono::Duration::seconds(2)));
+        assert!(
+            c.admit("CC:DD", &frame, t0),
+            "another device's frame is its own"
+        );
+        // Refused by the outbox: the next broadcast of the same frame is taken again.
+        c.forget("AA:BB", &frame);
+        assert!(c.admit("AA:BB", &frame, t0 + chrono::Duration::seconds(3)));
+        // After the window the same frame is a new reading.
+        assert!(c.admit("CC:DD", &frame, t0 + ADVERT_COLLAPSE_WINDOW));
+    }
 }

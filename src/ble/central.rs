@@ -361,8 +361,14 @@ impl Central {
             rssi_dbm: None,
         };
         let items = to_stashables(&capture, &tm_devices::Quirks::NONE);
-        if !items.is_empty() && self.stash.stash(items).await.is_err() {
-            tracing::error!("outbox closed; advertisement reading not kept");
+        if items.is_empty() {
+            return;
+        }
+        if let Err(e) = self.stash.stash(items).await {
+            // An advertising device keeps no memory: the reading is taken again from its next
+            // identical broadcast (scales repeat a stable frame for seconds).
+            collapser.forget(&dev.address.to_ascii_uppercase(), raw);
+            tracing::error!(device = %dev.address, error = %e, "outbox refused an advertisement reading; it is taken again from the device's next broadcast");
         }
     }
 }

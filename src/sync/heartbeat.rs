@@ -32,21 +32,24 @@ pub fn device_health(device: &PairedDevice) -> DeviceHealth {
     }
 }
 
-/// The paired devices for the heartbeat, at most the protocol's limit; none (with a log line)
-/// when the file cannot be read.
-async fn paired_devices(store: &PairedStore) -> Vec<DeviceHealth> {
+/// The paired devices for the heartbeat, at most the protocol's limit; `None` (with a log
+/// line) when the file cannot be read: the heartbeat then says the list is unknown, so the
+/// provider does not take every device as unpaired.
+async fn paired_devices(store: &PairedStore) -> Option<Vec<DeviceHealth>> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || store.load()).await {
-        Ok(Ok(devices)) => devices
-            .iter()
-            .take(tm_protocol::limits::MAX_DEVICES_PER_HEARTBEAT)
-            .map(device_health)
-            .collect(),
+        Ok(Ok(devices)) => Some(
+            devices
+                .iter()
+                .take(tm_protocol::limits::MAX_DEVICES_PER_HEARTBEAT)
+                .map(device_health)
+                .collect(),
+        ),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "paired devices unreadable");
-            Vec::new()
+            tracing::warn!(error = %e, "paired devices unreadable; the heartbeat says so");
+            None
         }
-        Err(_) => Vec::new(),
+        Err(_) => None,
     }
 }
 
@@ -55,7 +58,7 @@ pub fn build(
     gateway: &GatewayId,
     uptime: Duration,
     status: &OutboxStatus,
-    devices: Vec<DeviceHealth>,
+    devices: Option<Vec<DeviceHealth>>,
 ) -> Heartbeat {
     let now = chrono::Utc::now();
     let last_error = alarm_summary(&status.alarms)
@@ -77,7 +80,8 @@ pub fn build(
                 .map(|ms| u64::try_from((now.timestamp_millis() - ms).max(0) / 1000).unwrap_or(0)),
             rejected: status.rejected,
         },
-        devices,
+        devices_unreadable: devices.is_none(),
+        devices: devices.unwrap_or_default(),
         clock: clock_state(),
         disk: DiskUse {
             used_bytes: status.used_bytes,
@@ -164,7 +168,11 @@ mod tests {
     async fn heartbeat_lists_paired_devices_with_last_contact_and_battery() {
         let dir = tempfile::tempdir().unwrap();
         let store = PairedStore::in_state_dir(dir.path());
-        assert!(paired_devices(&store).await.is_empty(), "no file yet");
+        assert_eq!(
+            paired_devices(&store).await,
+            Some(vec![]),
+            "no file yet: no device"
+        );
         let seen = chrono::Utc::now();
         let mut scale = PairedDevice::new("c0:26:da:01:02:03");
         scale.model_id = Some("sig-weight-scale".into());
@@ -202,10 +210,19 @@ mod tests {
             .unwrap();
         assert_eq!((never.last_seen, never.battery_pct), (None, None));
 
+        assert!(!decoded.devices_unreadable);
+
+        // An unreadable file: the heartbeat still goes, and says the list is unknown.
         std::fs::write(dir.path().join("paired-devices.json"), b"{not json").unwrap();
-        assert!(
-            paired_devices(&store).await.is_empty(),
-            "an unreadable file sends no devices, the heartbeat still goes"
+        let devices = paired_devices(&store).await;
+        assert_eq!(devices, None);
+        let heartbeat = build(
+            &gateway,
+            Duration::from_secs(5),
+            &OutboxStatus::default(),
+            devices,
         );
+        let decoded: Heartbeat = tm_protocol::decode(&tm_protocol::encode(&heartbeat)).unwrap();
+        assert!(decoded.devices.is_empty() && decoded.devices_unreadable);
     }
 }

@@ -69,6 +69,11 @@ pub fn heartbeat(conn: &Connection, hb: &Heartbeat, now: DateTime<Utc>) -> rusql
             since.map(|t| t.to_rfc3339())
         ],
     )?;
+    if hb.devices_unreadable {
+        // The gateway could not read its paired-devices file: its list is unknown, not empty.
+        tracing::warn!(gateway = %hb.gateway_id, "the gateway cannot read its paired devices; device records kept as they are");
+        return Ok(());
+    }
     devices(conn, hb, now)
 }
 

@@ -462,6 +462,7 @@ impl Gateway {
                 oldest_age_s: None,
                 rejected: 0,
             },
+            devices_unreadable: false,
             devices: vec![],
             clock: ClockState::Synchronized,
             disk: DiskUse {

@@ -183,6 +183,7 @@ pub fn healthy(id: &GatewayId) -> Heartbeat {
             oldest_age_s: None,
             rejected: 0,
         },
+        devices_unreadable: false,
         devices: vec![device("A4:C1:38:00:00:01", "omron-bp", 90)],
         clock: ClockState::Synchronized,
         disk: DiskUse {
