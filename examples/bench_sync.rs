@@ -17,19 +17,11 @@ use tm_gateway::stash::{StashHandle, Stashable};
 use tm_gateway::store::{Outbox, writer};
 use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
 
-#[path = "../tests/common/pki.rs"]
-mod pki;
+use tm_testkit::mosquitto::Mosquitto;
+use tm_testkit::pki;
 
 const FEEDERS: u32 = 8;
 const CHUNK: u32 = 500;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Fills the outbox through the real stash channel and writer; returns readings/s.
 async fn fill(outbox_path: &Path, total: u32) -> f64 {
@@ -112,10 +104,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         let gw = gw.clone();
         let public = gw_key.verifying_key();
         db.write(move |c| {
-            c.execute(
-                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-                [],
-            )?;
+            tm_testkit::store::accepted_session(c, "tm-1")?;
             tm_provider::gateways::insert(c, &gw, &public, "tm-1")
         })
         .await
@@ -149,33 +138,12 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         }
         Transport::Mqtt => {
             // The provider subscribes on a loopback listener, the gateway publishes over TLS.
-            let (port, tls_port) = (free_port(), free_port());
-            let conf = dir.path().join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "allow_anonymous true\npersistence false\nmax_inflight_messages 64\n\
-                     listener {port} 127.0.0.1\n\
-                     listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
-                    cert_file.display(),
-                    pki::broker_key_copy(&key_file).display()
-                ),
-            )
-            .unwrap();
-            broker = Some(
-                Command::new("mosquitto")
-                    .arg("-c")
-                    .arg(&conf)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("mosquitto is installed"),
-            );
-            for p in [port, tls_port] {
-                while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+            let mosquitto = Mosquitto::builder()
+                .config("max_inflight_messages 64")
+                .tls(&cert_file, &key_file)
+                .start(dir.path());
+            let (port, tls_port) = (mosquitto.port(), mosquitto.tls_port());
+            broker = Some(mosquitto);
             tokio::spawn(tm_provider::ingest::mqtt::run(
                 ingest.clone(),
                 tm_provider::ingest::mqtt::MqttIngestConfig {
@@ -252,10 +220,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     let _ = agent.kill();
     let _ = agent.wait();
     cancel.cancel();
-    if let Some(mut b) = broker {
-        let _ = b.kill();
-        let _ = b.wait();
-    }
+    drop(broker);
     Run {
         drain_per_s,
         fill_per_s,

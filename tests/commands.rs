@@ -189,10 +189,12 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
         .state
         .db
         .write(move |c| {
-            c.execute(
-                "INSERT INTO sessions VALUES ('tm-9','p','rx','accepted',NULL,NULL,'t','t')",
-                [],
-            )?;
+            tm_testkit::store::Session {
+                patient: "p",
+                prescriber: "rx",
+                ..tm_testkit::store::Session::accepted("tm-9")
+            }
+            .insert(c)?;
             tm_provider::gateways::insert(c, &g, &public, "tm-9")
         })
         .await

@@ -7,85 +7,15 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tm_protocol::routes::mqtt as topics;
 use tm_protocol::{Command, CommandAction, GatewayId, MessageKind, SigningKey};
 
 const CONFIG: &str = "[sync]\nreceipt_timeout_ms = 1500\nbackoff_initial_ms = 50\n\
                       backoff_max_ms = 400\n";
-
-/// A client of the test on the broker: keeps every frame published on a gateway's command
-/// topic, and publishes frames there itself.
-struct TopicClient {
-    client: AsyncClient,
-    topic: String,
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TopicClient {
-    async fn start(id: &str, port: u16, topic: String) -> Self {
-        let options = MqttOptions::new(id, "127.0.0.1", port);
-        let (client, mut eventloop) = AsyncClient::new(options, 16);
-        let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-        let task = {
-            let (client, topic, seen) = (client.clone(), topic.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut subscribed_tx = Some(subscribed_tx);
-                loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
-                        }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if let Some(tx) = subscribed_tx.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            seen.lock().unwrap().push(p.payload.to_vec());
-                        }
-                        Ok(_) => {}
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            })
-        };
-        tokio::time::timeout(Duration::from_secs(10), subscribed)
-            .await
-            .expect("subscribed to the command topic")
-            .unwrap();
-        Self {
-            client,
-            topic,
-            seen,
-            task,
-        }
-    }
-
-    fn seen(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    async fn publish(&self, frame: Vec<u8>) {
-        self.client
-            .publish(&self.topic, QoS::AtLeastOnce, false, frame)
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for TopicClient {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// The provider has the gateway's retained `online` status: the agent is connected, and
 /// subscribed to its command topic (it subscribes before it publishes the status).
@@ -121,11 +51,11 @@ async fn wait_log(log: &std::path::Path, needles: &[&str], count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_an_mqtt_agent_run_once_and_report_their_results() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(dir.path());
+    let broker = mosquitto(dir.path());
     let gw = GatewaySide::new(dir.path(), CONFIG);
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     let (addr, _http) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
-    let ingest = provider.serve_mqtt(broker.port);
+    let ingest = provider.serve_mqtt(broker.port());
     // Readings over MQTT; the command poll (every heartbeat interval: a minute) over HTTP.
     gw.enroll_with(
         &provider.key,
@@ -133,7 +63,7 @@ async fn commands_reach_an_mqtt_agent_run_once_and_report_their_results() {
         Some(&broker.url()),
     );
     let ops = OpsApi::new(addr);
-    let topic = TopicClient::start("test-commands", broker.port, topics::commands(&gw.id)).await;
+    let topic = TopicClient::start("test-commands", broker.port(), topics::commands(&gw.id)).await;
 
     let log = dir.path().join("agent-1.log");
     let mut agent = gw.spawn_agent_logged(&[], "warn", &log);
@@ -167,13 +97,13 @@ async fn commands_reach_an_mqtt_agent_run_once_and_report_their_results() {
     assert_eq!(frames.len(), 1);
     let genuine = frames[0].clone();
     // Not retained: a client subscribing now gets nothing.
-    let late = TopicClient::start("test-late", broker.port, topics::commands(&gw.id)).await;
+    let late = TopicClient::start("test-late", broker.port(), topics::commands(&gw.id)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(late.seen().is_empty(), "commands are not retained");
     drop(late);
 
     // Replayed on the topic: refused and logged, not executed again.
-    topic.publish(genuine.clone()).await;
+    topic.publish_here(genuine.clone()).await;
     wait_log(&log, &["command refused", &level, "already executed"], 1).await;
     // Forged: signed with another key than the provider's, published on the topic.
     let (attacker, _) = SigningKey::generate().unwrap();
@@ -193,10 +123,12 @@ async fn commands_reach_an_mqtt_agent_run_once_and_report_their_results() {
         &tm_protocol::encode(&forged),
         &attacker,
     );
-    topic.publish(forged).await;
+    topic.publish_here(forged).await;
     wait_log(&log, &["command refused", "forged command"], 1).await;
     // Unsigned bytes on the topic too.
-    topic.publish(br#"{"type":"resync-now"}"#.to_vec()).await;
+    topic
+        .publish_here(br#"{"type":"resync-now"}"#.to_vec())
+        .await;
     wait_log(&log, &["command refused", "unsigned or malformed"], 1).await;
     assert_eq!(log_lines(&log, &["command executed"]).len(), 1);
     assert!(
@@ -246,7 +178,7 @@ async fn commands_reach_an_mqtt_agent_run_once_and_report_their_results() {
     );
 
     // With the provider's MQTT side back, the agent's next result arrives over MQTT as usual.
-    let _ingest = provider.serve_mqtt(broker.port);
+    let _ingest = provider.serve_mqtt(broker.port());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let again = ops.issue(&gw.id, r#"{"type":"resync-now"}"#).await;
     let result = ops.result(&gw.id, &again, Duration::from_secs(15)).await;

@@ -6,126 +6,62 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tm_protocol::routes::mqtt as topics;
 use tm_protocol::{GatewayId, LinkState, MessageKind, SigningKey, Status};
 
-/// The stored status and its connection number.
-async fn stored(provider: &ProviderSide, gw: &GatewayId) -> (Option<String>, Option<i64>) {
-    let id = gw.to_string();
-    provider
-        .db
-        .read(move |c| {
-            let row = c.query_row(
-                "SELECT mqtt_status, mqtt_status_connection FROM ops_gateway_health \
-                 WHERE gateway_id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            );
-            match row {
-                Err(rusqlite::Error::QueryReturnedNoRows) => Ok((None, None)),
-                other => other,
-            }
-        })
-        .await
-        .unwrap()
-}
-
-/// Status frames seen on the topic, each with what it says.
-type Seen = Arc<Mutex<Vec<(Vec<u8>, Status)>>>;
-
-/// Every status frame published on the gateway's topic, verified with its key.
+/// Every status frame published on the gateway's topic that its key verifies, with what it
+/// says.
 struct Statuses {
-    client: AsyncClient,
-    seen: Seen,
-    task: tokio::task::JoinHandle<()>,
+    client: TopicClient,
+    key: tm_protocol::VerifyingKey,
 }
 
 impl Statuses {
     async fn watch(port: u16, gw: &GatewayId, key: tm_protocol::VerifyingKey) -> Self {
-        let (client, mut eventloop) =
-            AsyncClient::new(MqttOptions::new("test-status", "127.0.0.1", port), 16);
-        let seen: Seen = Arc::default();
-        let topic = topics::status(gw);
-        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-        let task = {
-            let (client, seen) = (client.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut subscribed_tx = Some(subscribed_tx);
-                loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
-                        }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if let Some(tx) = subscribed_tx.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            let bytes = p.payload.to_vec();
-                            let status = tm_protocol::Frame::parse(&bytes)
-                                .and_then(|f| {
-                                    f.verify(MessageKind::Status, &key).map(<[u8]>::to_vec)
-                                })
-                                .ok()
-                                .and_then(|payload| tm_protocol::decode::<Status>(&payload).ok());
-                            if let Some(status) = status {
-                                seen.lock().unwrap().push((bytes, status));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            })
-        };
-        tokio::time::timeout(Duration::from_secs(10), subscribed)
-            .await
-            .expect("subscribed to the status topic")
-            .unwrap();
-        Self { client, seen, task }
+        let client = TopicClient::start("test-status", port, topics::status(gw)).await;
+        Self { client, key }
     }
 
     fn seen(&self) -> Vec<(Vec<u8>, Status)> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    async fn publish(&self, topic: &str, payload: Vec<u8>) {
         self.client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-            .unwrap();
+            .seen()
+            .into_iter()
+            .filter_map(|bytes| {
+                let status = tm_protocol::Frame::parse(&bytes)
+                    .and_then(|f| f.verify(MessageKind::Status, &self.key).map(<[u8]>::to_vec))
+                    .ok()
+                    .and_then(|payload| tm_protocol::decode::<Status>(&payload).ok())?;
+                Some((bytes, status))
+            })
+            .collect()
     }
-}
 
-impl Drop for Statuses {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Publishes `payload` on `topic`, retained.
+    async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client.publish(topic, payload, true).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(dir.path());
+    let broker = mosquitto(dir.path());
     let gw = GatewaySide::new(
         dir.path(),
         "[sync]\nbackoff_initial_ms = 50\nbackoff_max_ms = 400\n",
     );
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     let (addr, _http) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
-    let _ingest = provider.serve_mqtt(broker.port);
+    let _ingest = provider.serve_mqtt(broker.port());
     gw.enroll_with(
         &provider.key,
         &format!("http://{addr}"),
         Some(&broker.url()),
     );
-    let statuses = Statuses::watch(broker.port, &gw.id, gw.key.verifying_key()).await;
+    let statuses = Statuses::watch(broker.port(), &gw.id, gw.key.verifying_key()).await;
     let topic = topics::status(&gw.id);
 
     let mut agent = gw.spawn_agent_logged(&[], "info", &dir.path().join("agent-1.log"));
@@ -147,7 +83,7 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
     let first = statuses.seen()[0].1.connection;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            stored(&provider, &gw.id).await
+            provider.mqtt_status(&gw.id).await
                 == (Some("online".into()), Some(i64::try_from(first).unwrap()))
         })
         .await
@@ -171,14 +107,14 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
     statuses.publish(&topic, forged).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        stored(&provider, &gw.id).await,
+        provider.mqtt_status(&gw.id).await,
         (Some("online".into()), Some(i64::try_from(first).unwrap()))
     );
 
     // Killed: the broker publishes the agent's last-will, signed, of the same connection.
     kill(&mut agent);
     let offline = || async {
-        stored(&provider, &gw.id).await
+        provider.mqtt_status(&gw.id).await
             == (Some("offline".into()), Some(i64::try_from(first).unwrap()))
     };
     assert!(
@@ -207,7 +143,7 @@ async fn the_agents_signed_last_will_flips_it_offline_and_nothing_else_does() {
         .unwrap();
     assert!(second > first);
     let now_online = || async {
-        stored(&provider, &gw.id).await
+        provider.mqtt_status(&gw.id).await
             == (Some("online".into()), Some(i64::try_from(second).unwrap()))
     };
     assert!(eventually(Duration::from_secs(10), now_online).await);

@@ -124,16 +124,10 @@ async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_ag
         "[sync]\nrefused_retry_ms = 600\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n",
     );
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
-    let set_state = |state| {
-        let id = gw.id.clone();
-        provider
-            .db
-            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
-    };
     // The provider does not accept this gateway (HTTP 403), as after its registry was lost.
-    set_state(tm_provider::gateways::GatewayState::Revoked)
-        .await
-        .unwrap();
+    provider
+        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Revoked)
+        .await;
     let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
     gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
     let mut agent = gw.spawn_agent(COUNT, 0);
@@ -156,9 +150,9 @@ async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_ag
     assert_eq!(provider.count().await, 0);
 
     // The provider accepts the gateway again: every reading arrives, once.
-    set_state(tm_provider::gateways::GatewayState::Active)
-        .await
-        .unwrap();
+    provider
+        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Active)
+        .await;
     assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(30)).await;
     let cleared = eventually(Duration::from_secs(10), || async {
         !has_alarm(&gw.status(), "provider-refuses-gateway")

@@ -23,11 +23,11 @@ async fn sigkills_mid_stream_lose_and_duplicate_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(dir.path());
+    let broker = mosquitto(dir.path());
     let gw = GatewaySide::new(dir.path(), FAST_RETRY);
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
-    let _ingest = provider.serve_mqtt(broker.port);
+    let _ingest = provider.serve_mqtt(broker.port());
 
     let report = soak::kill_soak(&gw, &provider, kills, 2000, Duration::from_secs(180)).await;
     println!("soak over MQTT: {report}");
@@ -76,12 +76,12 @@ fn echo_receipts(port: u16, topic: String) -> tokio::task::JoinHandle<()> {
 async fn broker_restart_provider_outage_and_duplicate_receipts() {
     const COUNT: u32 = 3000;
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Mosquitto::start(dir.path());
+    let mut broker = mosquitto(dir.path());
     let gw = GatewaySide::new(dir.path(), FAST_RETRY);
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
-    let ingest = provider.serve_mqtt(broker.port);
-    let echo = echo_receipts(broker.port, tm_protocol::routes::mqtt::receipts(&gw.id));
+    let ingest = provider.serve_mqtt(broker.port());
+    let echo = echo_receipts(broker.port(), tm_protocol::routes::mqtt::receipts(&gw.id));
     let mut agent = gw.spawn_agent(COUNT, 1000);
 
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -90,7 +90,7 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
     let during_outage = provider.count().await;
     ingest.cancel();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let _ingest = provider.serve_mqtt(broker.port);
+    let _ingest = provider.serve_mqtt(broker.port());
 
     assert!(
         during_outage < u64::from(COUNT),
@@ -107,25 +107,19 @@ async fn broker_restart_provider_outage_and_duplicate_receipts() {
 async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_delivered_later() {
     const COUNT: u32 = 300;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(dir.path());
+    let broker = mosquitto(dir.path());
     let gw = GatewaySide::new(
         dir.path(),
         "[sync]\nreceipt_timeout_ms = 400\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\
          in_flight_batches = 1\nbatch_max_readings = 100\n",
     );
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
-    let set_state = |state| {
-        let id = gw.id.clone();
-        provider
-            .db
-            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
-    };
     // The provider refuses the gateway: over MQTT it answers with no receipt at all.
-    set_state(tm_provider::gateways::GatewayState::Revoked)
-        .await
-        .unwrap();
+    provider
+        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Revoked)
+        .await;
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
-    let _ingest = provider.serve_mqtt(broker.port);
+    let _ingest = provider.serve_mqtt(broker.port());
     let mut agent = gw.spawn_agent(COUNT, 0);
     let alarmed = eventually(Duration::from_secs(30), || async {
         has_alarm(&gw.status(), "provider-refuses-gateway")
@@ -136,9 +130,9 @@ async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_deliv
     assert_eq!(status["rejected"], 0);
     assert_eq!(status["backlog"], COUNT);
 
-    set_state(tm_provider::gateways::GatewayState::Active)
-        .await
-        .unwrap();
+    provider
+        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Active)
+        .await;
     assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     let cleared = eventually(Duration::from_secs(10), || async {
         !has_alarm(&gw.status(), "provider-refuses-gateway")

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::pki::TestCa;
@@ -103,57 +102,24 @@ async fn https_trusts_only_the_configured_ca() {
 
 /// mosquitto with one TLS listener presenting `cert`; with `client_ca`, it admits only clients
 /// presenting a certificate issued by that CA (`require_certificate true`).
-struct TlsBroker {
-    child: Child,
-    port: u16,
-}
-
-impl TlsBroker {
-    fn start(dir: &Path, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto-tls.conf");
-        let mutual = client_ca.map_or(String::new(), |ca| {
-            format!("cafile {}\nrequire_certificate true\n", ca.display())
-        });
-        std::fs::write(
-            &conf,
-            format!(
-                "allow_anonymous true\npersistence false\nmax_inflight_messages 64\n\
-                 listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\n{mutual}",
-                cert.display(),
-                common::pki::broker_key_copy(key).display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        wait_for_port(port);
-        Self { child, port }
+fn tls_broker(dir: &Path, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Mosquitto {
+    let broker = Mosquitto::builder()
+        .without_plain()
+        .config("max_inflight_messages 64")
+        .tls(cert, key);
+    match client_ca {
+        Some(ca) => broker.client_ca(ca),
+        None => broker,
     }
-
-    fn url(&self) -> String {
-        format!("mqtts://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    .start(dir)
 }
 
 /// The provider's `[mqtt]` section for `broker`, trusting `ca`, with a client certificate when
 /// given.
-fn provider_mqtt(broker: &TlsBroker, ca: &TestCa, identity: Option<&(PathBuf, PathBuf)>) -> String {
+fn provider_mqtt(broker: &Mosquitto, ca: &TestCa, identity: Option<&(PathBuf, PathBuf)>) -> String {
     let mut section = format!(
         "url = \"{}\"\nclient_id = \"tm-provider-test\"\nca_file = \"{}\"\n",
-        broker.url(),
+        broker.tls_url(),
         ca.pem_file.display()
     );
     if let Some((cert, key)) = identity {
@@ -173,11 +139,11 @@ fn provider_mqtt(broker: &TlsBroker, ca: &TestCa, identity: Option<&(PathBuf, Pa
 async fn mqtt_over_tls_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (right, wrong, cert, key) = two_cas(dir.path());
-    let broker = TlsBroker::start(dir.path(), &cert, &key, None);
+    let broker = tls_broker(dir.path(), &cert, &key, None);
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     let stop = provider.serve_mqtt_configured(&provider_mqtt(&broker, &right, None));
-    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.tls_url());
     let timing = "backoff_initial_ms = 50\nbackoff_max_ms = 300\nreceipt_timeout_ms = 2000\n";
 
     trust(&gw, &wrong, timing);
@@ -200,12 +166,12 @@ async fn mqtt_over_tls_trusts_only_the_configured_ca() {
 async fn provider_subscribes_over_mutual_tls_only_with_the_right_ca_and_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (right, wrong, cert, key) = two_cas(dir.path());
-    let broker = TlsBroker::start(dir.path(), &cert, &key, Some(&right.pem_file));
+    let broker = tls_broker(dir.path(), &cert, &key, Some(&right.pem_file));
     let provider_identity = right.client_cert(dir.path(), "provider-client");
     let (gw_cert, gw_key) = right.client_cert(dir.path(), "gateway-client");
     let gw = GatewaySide::new(dir.path(), "");
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
-    gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
+    gw.enroll(&provider.key, Transport::Mqtt, &broker.tls_url());
     trust(
         &gw,
         &right,

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tm_protocol::{SigningKey, Transport};
+use tm_testkit::process::Spawned;
 
 fn messages_until(sock: &UnixDatagram, want: &str, limit: Duration) -> Vec<String> {
     let deadline = Instant::now() + limit;
@@ -29,20 +30,11 @@ fn messages_until(sock: &UnixDatagram, want: &str, limit: Duration) -> Vec<Strin
     seen
 }
 
-/// Kills the agent if the test fails before it stopped.
-struct Spawned(std::process::Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `tm-gateway run` with a 400 ms watchdog, its system bus at `bus` and readings for a
 /// provider that is not there.
 fn spawn(gw: &common::GatewaySide, socket: &std::path::Path, bus: &str, log: &str) -> Spawned {
-    Spawned(
+    Spawned::start(
+        "tm-gateway",
         Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
             .arg("--config")
             .arg(&gw.config)
@@ -53,9 +45,7 @@ fn spawn(gw: &common::GatewaySide, socket: &std::path::Path, bus: &str, log: &st
             .env("TM_LOG", log)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     )
 }
 
@@ -105,16 +95,9 @@ fn run_notifies_ready_watchdog_and_stopping() {
     let n = pings.iter().filter(|m| *m == "WATCHDOG=1").count();
     assert!(n >= 15, "{n} pings in 5 s: {pings:?}");
 
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(child.signal("TERM"));
     let last = messages_until(&sock, "STOPPING=1", Duration::from_secs(10));
-    let status = child.0.wait().unwrap();
+    let status = child.child().wait().unwrap();
     assert!(last.contains(&"STOPPING=1".to_owned()), "{last:?}");
     assert!(status.success(), "agent exit status {status}");
 }
@@ -154,10 +137,9 @@ fn a_stuck_ble_loop_stops_the_watchdog_pings() {
         "pinged while the BLE loop is stuck: {later:?}"
     );
     // The agent says which loop is stuck.
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    child.kill();
     let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(child.child().stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("a loop made no progress") && stderr.contains("ble"),
         "{stderr}"

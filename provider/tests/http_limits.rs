@@ -6,33 +6,29 @@
 //! out, and still ingests.
 
 mod fixtures;
+mod registry;
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tm_protocol::{GatewayId, MessageKind, ReadingBatch, SigningKey, TimeQuality};
+use tm_testkit::net::free_port;
+use tm_testkit::process::Spawned;
 
 struct Provider {
-    child: Child,
+    child: Spawned,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Provider {
     /// Panics with the log when the process has ended.
     fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
+        if let Some(status) = self.child.try_wait() {
             panic!(
                 "the provider exited ({status}):\n{}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -47,14 +43,6 @@ impl Provider {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the provider on `dir` with `extra` configuration; with `max_files`, under that
@@ -84,15 +72,16 @@ fn start(dir: &Path, extra: &str, max_files: Option<u32>) -> Provider {
             c
         }
     };
-    let child = command
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("TM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Spawned::start(
+        "tm-provider",
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("TM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     let mut provider = Provider { child, port, log };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -248,19 +237,9 @@ async fn connections_beyond_the_cap_are_answered_503_and_service_resumes_when_th
 
 /// A gateway registered in the store of `dir`.
 async fn register(dir: &Path) -> (GatewayId, SigningKey) {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
     let (key, _) = SigningKey::generate().unwrap();
     let gateway = GatewayId::new("gw-files").unwrap();
-    let (gw, public) = (gateway.clone(), key.verifying_key());
-    db.write(move |c| {
-        c.execute(
-            "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-            [],
-        )?;
-        tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-    })
-    .await
-    .unwrap();
+    registry::register(&dir.join("provider.db"), &gateway, &key.verifying_key()).await;
     (gateway, key)
 }
 

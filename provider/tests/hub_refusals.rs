@@ -13,10 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use serde_json::{Value, json};
-use tm_protocol::{
-    BatchId, EnrollmentRequest, EnrollmentResponse, Frame, GatewayId, MessageKind,
-    PROTOCOL_VERSION, ReadingBatch, SigningKey, TimeQuality,
-};
+use tm_protocol::TimeQuality;
 use tm_sim_hub::state::EventKind;
 
 const TOKEN: &str = "ops-token-for-hub-refusals";
@@ -124,76 +121,33 @@ async fn held_alerts(s: &Stack, base: &str, id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Enrolls a fresh gateway key with `code`; returns the gateway's id and key.
-async fn enroll(s: &Stack, code: &str) -> (GatewayId, SigningKey) {
-    let (key, _) = SigningKey::generate().unwrap();
-    let request = EnrollmentRequest {
-        v: PROTOCOL_VERSION,
-        code: code.into(),
-        public_key: key.verifying_key().as_bytes().to_vec(),
-        agent_version: "test".into(),
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::EnrollmentRequest,
-        "enroll",
-        &tm_protocol::encode(&request),
-        &key,
-    );
-    let url = format!("{}{}", s.provider, tm_protocol::routes::http::ENROLL);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let provider = s.state.portal.provider_key.verifying_key();
-    let payload = Frame::parse(&body)
-        .unwrap()
-        .verify(MessageKind::EnrollmentResponse, &provider)
-        .unwrap()
-        .to_vec();
-    let response: EnrollmentResponse = tm_protocol::decode(&payload).unwrap();
-    (response.gateway_id, key)
-}
-
 /// The gateway posts one signed batch (a blood pressure measured just now).
-async fn post_reading(s: &Stack, gw: &GatewayId, key: &SigningKey) {
+async fn post_reading(s: &Stack, gw: &Enrolled) {
     let at = (Utc::now() - chrono::Duration::seconds(5)).with_timezone(&fixtures::cest());
-    let batch = ReadingBatch {
-        v: PROTOCOL_VERSION,
-        gateway_id: gw.clone(),
-        batch_id: BatchId::new("b-1").unwrap(),
-        created_at: Utc::now(),
-        readings: vec![fixtures::reading(
-            "2A35",
-            &fixtures::bp_frame(128, 85, 100, 72),
-            fixtures::omron_cuff(),
-            at,
-            TimeQuality::NoDeviceTime,
-        )],
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::ReadingBatch,
-        gw.as_str(),
-        &tm_protocol::encode(&batch),
-        key,
+    let reading = fixtures::reading(
+        "2A35",
+        &fixtures::bp_frame(128, 85, 100, 72),
+        fixtures::omron_cuff(),
+        at,
+        TimeQuality::NoDeviceTime,
     );
-    let url = format!("{}{}", s.provider, tm_protocol::routes::http::READINGS);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    post_batch(s, &s.provider, gw, "b-1", &[reading]).await;
 }
 
 /// Rows neither delivered nor held once the outbox is done (bounded wait).
 async fn settled(db: &tm_provider::db::Db) -> (i64, i64) {
-    let mut counts = (-1, -1);
-    for _ in 0..500 {
-        counts = (
-            tm_provider::hub::outbox::pending(db).await.unwrap(),
-            tm_provider::hub::outbox::held(db).await.unwrap(),
-        );
-        if counts == (0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    counts
+    tm_testkit::wait::settle(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || async {
+            (
+                tm_provider::hub::outbox::pending(db).await.unwrap(),
+                tm_provider::hub::outbox::held(db).await.unwrap(),
+            )
+        },
+        |counts| *counts == (0, 0),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -213,8 +167,8 @@ async fn one_refusal_is_retried_and_the_session_stays_in_order() {
     )
     .await;
     let code = s.issue_code(&url).await;
-    let (gw, key) = enroll(&s, &code).await;
-    post_reading(&s, &gw, &key).await;
+    let gw = enroll_gateway(&s, &code).await;
+    post_reading(&s, &gw).await;
     s.wait_hub_status(id, "in-progress").await;
     // The EHR fetches the announced files before the stop cuts the final set.
     let files = announced_files(&s, id);

@@ -24,15 +24,13 @@ fn status_changes(s: &Stack, id: &str) -> Vec<String> {
 /// Rows still pending once the outbox is done (bounded wait): the HUB applies a PUT before it
 /// answers, and the row is marked delivered only after the answer.
 async fn delivered_all(db: &tm_provider::db::Db) -> i64 {
-    let mut pending = -1;
-    for _ in 0..500 {
-        pending = tm_provider::hub::outbox::pending(db).await.unwrap();
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    pending
+    tm_testkit::wait::settle(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || async { tm_provider::hub::outbox::pending(db).await.unwrap() },
+        |pending| *pending == 0,
+    )
+    .await
 }
 
 #[tokio::test]

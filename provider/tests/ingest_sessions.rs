@@ -8,79 +8,22 @@ mod fixtures;
 
 use chrono::{Duration, Utc};
 use common::*;
-use tm_protocol::{
-    BatchId, EnrollmentRequest, EnrollmentResponse, Frame, GatewayId, MessageKind,
-    PROTOCOL_VERSION, Reading, ReadingBatch, Receipt, SigningKey, TimeQuality,
-};
-
-struct Gateway {
-    id: GatewayId,
-    key: SigningKey,
-}
+use tm_protocol::{Reading, Receipt, TimeQuality};
 
 /// Prescribes `session`, enrolls a fresh gateway key on it and waits until the HUB shows it
 /// accepted.
-async fn enrolled(s: &Stack, session: &str) -> Gateway {
+async fn enrolled(s: &Stack, session: &str) -> Enrolled {
     let answer = s.prescribe(session, "rx-1").await;
     let url = answer["body"]["url"].as_str().unwrap().to_owned();
     let code = s.issue_code(&url).await;
-    let (key, _) = SigningKey::generate().unwrap();
-    let request = EnrollmentRequest {
-        v: PROTOCOL_VERSION,
-        code,
-        public_key: key.verifying_key().as_bytes().to_vec(),
-        agent_version: "test".into(),
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::EnrollmentRequest,
-        "enroll",
-        &tm_protocol::encode(&request),
-        &key,
-    );
-    let url = format!("{}{}", s.provider, tm_protocol::routes::http::ENROLL);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let provider = s.state.portal.provider_key.verifying_key();
-    let payload = Frame::parse(&body)
-        .unwrap()
-        .verify(MessageKind::EnrollmentResponse, &provider)
-        .unwrap()
-        .to_vec();
-    let response: EnrollmentResponse = tm_protocol::decode(&payload).unwrap();
+    let gw = enroll_gateway(s, &code).await;
     s.wait_hub_status(session, "accepted").await;
-    Gateway {
-        id: response.gateway_id,
-        key,
-    }
+    gw
 }
 
 /// Posts a batch signed by `gw`; returns the verified receipt.
-async fn post(s: &Stack, gw: &Gateway, batch_id: &str, readings: &[Reading]) -> Receipt {
-    let batch = ReadingBatch {
-        v: PROTOCOL_VERSION,
-        gateway_id: gw.id.clone(),
-        batch_id: BatchId::new(batch_id).unwrap(),
-        created_at: Utc::now(),
-        readings: readings.to_vec(),
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::ReadingBatch,
-        gw.id.as_str(),
-        &tm_protocol::encode(&batch),
-        &gw.key,
-    );
-    let url = format!("{}{}", s.provider, tm_protocol::routes::http::READINGS);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let provider = s.state.portal.provider_key.verifying_key();
-    let payload = Frame::parse(&body)
-        .unwrap()
-        .verify(MessageKind::Receipt, &provider)
-        .unwrap()
-        .to_vec();
-    tm_protocol::decode(&payload).unwrap()
+async fn post(s: &Stack, gw: &Enrolled, batch_id: &str, readings: &[Reading]) -> Receipt {
+    post_batch(s, &s.provider, gw, batch_id, readings).await
 }
 
 /// A blood pressure and a weight measured `seconds_ago` before now (after the enrollment).

@@ -13,20 +13,9 @@ use tm_protocol::{GatewayId, LinkState, SigningKey};
 async fn stored_status(dir: &std::path::Path, gw: &GatewayId) -> (Option<String>, Option<i64>) {
     let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
     let id = gw.to_string();
-    db.read(move |c| {
-        let row = c.query_row(
-            "SELECT mqtt_status, mqtt_status_connection FROM ops_gateway_health \
-             WHERE gateway_id = ?1",
-            [&id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        );
-        match row {
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok((None, None)),
-            other => other,
-        }
-    })
-    .await
-    .unwrap()
+    db.read(move |c| tm_testkit::store::mqtt_status(c, &id))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,40 +12,22 @@
 //!   certificate required), and nothing is stored either;
 //! - an `mqtts://` URL without `ca_file` stops the start with a message naming the key.
 
-mod fixtures;
-mod pki;
+mod mqtt_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
-use pki::Ca;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use mqtt_support::{Gateway, Provider, ProviderSetup, register, stored};
+use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tm_protocol::routes::mqtt as topics;
-use tm_protocol::{
-    GatewayId, MessageKind, Reading, ReadingBatch, Receipt, SigningKey, TimeQuality, VerifyingKey,
-};
-use tokio::sync::mpsc;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use tm_protocol::{GatewayId, SigningKey};
+use tm_testkit::mosquitto::Mosquitto;
+use tm_testkit::net::free_port;
+use tm_testkit::pki::TestCa;
+use tm_testkit::process::Spawned;
 
 /// The files of one test: two CAs, the broker's certificate, the clients' certificates.
 struct Pki {
@@ -56,25 +38,16 @@ struct Pki {
 
 impl Pki {
     fn new(dir: &Path) -> Self {
-        let (right, wrong) = (Ca::new("broker CA"), Ca::new("another CA"));
-        let (right_ca, wrong_ca) = (dir.join("right-ca.pem"), dir.join("wrong-ca.pem"));
-        right.write_pem(&right_ca);
-        wrong.write_pem(&wrong_ca);
-        right.issue(&dir.join("broker.pem"), &dir.join("broker.key"));
-        right.issue_client(
-            "tm-provider",
-            &dir.join("provider.pem"),
-            &dir.join("provider.key"),
-        );
-        right.issue_client(
-            "gw-tls-1",
-            &dir.join("gateway.pem"),
-            &dir.join("gateway.key"),
-        );
+        let (right, wrong) = (TestCa::new(dir, "right-ca"), TestCa::new(dir, "wrong-ca"));
+        right
+            .server()
+            .write(&dir.join("broker.pem"), &dir.join("broker.key"));
+        right.client_cert(dir, "provider");
+        right.client_cert(dir, "gateway");
         Self {
             dir: dir.to_path_buf(),
-            right_ca,
-            wrong_ca,
+            right_ca: right.pem_file.clone(),
+            wrong_ca: wrong.pem_file.clone(),
         }
     }
 
@@ -84,281 +57,55 @@ impl Pki {
 }
 
 /// mosquitto with one TLS listener requiring client certificates of the right CA.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start(pki: &Pki) -> Self {
-        use std::os::unix::fs::PermissionsExt as _;
-        // mosquitto started as root reads its key only after switching to its own user.
-        let key = pki.file("broker-readable.key");
-        std::fs::copy(pki.file("broker.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port();
-        let conf = pki.file("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n\
-                 certfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true\n",
-                pki.file("broker.pem").display(),
-                key.display(),
-                pki.right_ca.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        wait_for_port(port);
-        Self { child, port }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn broker(pki: &Pki) -> Mosquitto {
+    Mosquitto::builder()
+        .without_plain()
+        .tls(&pki.file("broker.pem"), &pki.file("broker.key"))
+        .client_ca(&pki.right_ca)
+        .start(&pki.dir)
 }
 
 /// Writes the provider's configuration for the broker on `broker_port`; `mqtt` ends the
 /// `[mqtt]` section.
-fn provider_config(dir: &Path, broker_port: u16, mqtt: &str) -> PathBuf {
-    let path = dir.join("provider.toml");
+fn provider_config(dir: &Path, broker_port: u16, mqtt: &str) -> ProviderSetup {
+    let config = dir.join("provider.toml");
+    let http_port = free_port();
     std::fs::write(
-        &path,
+        &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
              database = \"{db}\"\nkey_file = \"{key}\"\n\
              [mqtt]\nurl = \"mqtts://127.0.0.1:{broker}\"\nclient_id = \"tm-provider-tls\"\n{mqtt}",
-            port = free_port(),
+            port = http_port,
             db = dir.join("provider.db").display(),
             key = dir.join("provider-signing.key").display(),
             broker = broker_port,
         ),
     )
     .unwrap();
-    path
+    ProviderSetup { config, http_port }
 }
 
-/// A running `tm-provider serve`, killed when dropped.
-struct Provider {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Provider {
-    fn start(config: &Path, log: PathBuf) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env("TM_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
+/// The TLS transport of a gateway trusting the right CA and presenting its own certificate.
+fn gateway_tls(pki: &Pki) -> Transport {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pki.right_ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits (up to 20 s) until the log holds `needle`.
-    fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the provider's log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The provider's store with a gateway enrolled on an accepted session, and the provider's
-/// key (created here, read by the provider at start).
-async fn register(dir: &Path, gateway: &GatewayId, key: &SigningKey) -> VerifyingKey {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
-    let (gw, public) = (gateway.clone(), key.verifying_key());
-    db.write(move |c| {
-        c.execute(
-            "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-            [],
-        )?;
-        tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-    })
-    .await
-    .unwrap();
-    tm_provider::keys::load_or_create(&dir.join("provider-signing.key"))
+    let chain = CertificateDer::pem_file_iter(pki.file("gateway.pem"))
         .unwrap()
-        .verifying_key()
-}
-
-async fn stored(dir: &Path) -> i64 {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
-    db.read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
-        .await
-        .unwrap()
-}
-
-/// A gateway's MQTT client over the broker's TLS listener, with its own certificate,
-/// subscribed to its receipt topic.
-struct GatewayClient {
-    id: GatewayId,
-    key: SigningKey,
-    client: AsyncClient,
-    receipts: mpsc::Receiver<Vec<u8>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl GatewayClient {
-    async fn connect(pki: &Pki, broker: &Broker, id: GatewayId, key: SigningKey) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&pki.right_ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let chain = CertificateDer::pem_file_iter(pki.file("gateway.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let private = PrivateKeyDer::from_pem_file(pki.file("gateway.key")).unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, private)
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
-        let mut options = MqttOptions::new(id.as_str(), "127.0.0.1", broker.port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES)
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls),
-            )));
-        let (client, mut eventloop) = AsyncClient::new(options, 16);
-        let (receipts_tx, receipts) = mpsc::channel(16);
-        let (subscribed_tx, mut subscribed) = mpsc::channel(1);
-        let receipts_topic = topics::receipts(&id);
-        let subscriber = client.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = subscriber.try_subscribe(&receipts_topic, QoS::AtLeastOnce);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = subscribed_tx.try_send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == receipts_topic => {
-                        let _ = receipts_tx.send(p.payload.to_vec()).await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("test gateway: MQTT connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), subscribed.recv())
-            .await
-            .expect("the test gateway subscribed to its receipts");
-        Self {
-            id,
-            key,
-            client,
-            receipts,
-            task,
-        }
-    }
-
-    /// Publishes a signed batch of `readings` on the gateway's readings topic, again every 2 s
-    /// (as a gateway does until it has a receipt) for up to `limit`; returns the receipt,
-    /// verified against the provider's key.
-    async fn deliver(
-        &mut self,
-        batch_id: &str,
-        readings: Vec<Reading>,
-        provider: &VerifyingKey,
-        limit: Duration,
-    ) -> Option<Receipt> {
-        let batch = ReadingBatch {
-            v: tm_protocol::PROTOCOL_VERSION,
-            gateway_id: self.id.clone(),
-            batch_id: batch_id.parse().unwrap(),
-            created_at: Utc::now(),
-            readings,
-        };
-        let frame = tm_protocol::seal(
-            MessageKind::ReadingBatch,
-            self.id.as_str(),
-            &tm_protocol::encode(&batch),
-            &self.key,
-        );
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            self.client
-                .publish(
-                    topics::readings(&self.id),
-                    QoS::AtLeastOnce,
-                    false,
-                    frame.clone(),
-                )
-                .await
-                .unwrap();
-            let wait = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .min(Duration::from_secs(2));
-            if let Ok(Some(bytes)) = tokio::time::timeout(wait, self.receipts.recv()).await {
-                let frame = tm_protocol::Frame::parse(&bytes).unwrap();
-                let payload = frame.verify(MessageKind::Receipt, provider).unwrap();
-                return Some(tm_protocol::decode::<Receipt>(payload).unwrap());
-            }
-        }
-        None
-    }
-}
-
-impl Drop for GatewayClient {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// `n` blood-pressure readings measured now, distinct from those of other `series`.
-fn readings(series: u8, n: u8) -> Vec<Reading> {
-    (0..n)
-        .map(|i| {
-            fixtures::reading(
-                "2A35",
-                &fixtures::bp_frame(110 + i, 70 + series, 90, 60 + series),
-                fixtures::omron_cuff(),
-                Utc::now().fixed_offset(),
-                TimeQuality::DeviceSynced,
-            )
-        })
-        .collect()
+    let private = PrivateKeyDer::from_pem_file(pki.file("gateway.key")).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, private)
+    .unwrap();
+    Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls)))
 }
 
 const BATCH_1: &str = "tls-batch-1";
@@ -369,7 +116,7 @@ const BATCH_3: &str = "tls-batch-3";
 async fn the_provider_ingests_over_mutual_tls_and_refuses_a_broker_of_another_ca() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let broker = Broker::start(&pki);
+    let broker = broker(&pki);
     let (gateway_key, _) = SigningKey::generate().unwrap();
     let gateway = GatewayId::new("gw-tls-1").unwrap();
     let provider_key = register(dir.path(), &gateway, &gateway_key).await;
@@ -382,20 +129,16 @@ async fn the_provider_ingests_over_mutual_tls_and_refuses_a_broker_of_another_ca
     // Trusting the broker's CA, with its certificate: connected, the batch gets its receipt.
     let config = provider_config(
         dir.path(),
-        broker.port,
+        broker.tls_port(),
         &format!("ca_file = \"{}\"\n{identity}", pki.right_ca.display()),
     );
     let provider = Provider::start(&config, dir.path().join("provider-1.log"));
-    provider.wait_for_log("MQTT ingest connected");
-    let mut gw = GatewayClient::connect(&pki, &broker, gateway, gateway_key).await;
-    let sent = readings(1, 5);
+    provider.wait_for_log("MQTT ingest connected").await;
+    let mut gw =
+        Gateway::connect_over(broker.tls_port(), gateway_tls(&pki), gateway, gateway_key).await;
+    let (frame, sent) = gw.batch(BATCH_1, 1, 5);
     let receipt = gw
-        .deliver(
-            BATCH_1,
-            sent.clone(),
-            &provider_key,
-            Duration::from_secs(20),
-        )
+        .deliver(&frame, &provider_key, Duration::from_secs(20))
         .await
         .expect("a receipt from the provider");
     assert_eq!(receipt.batch_id.to_string(), BATCH_1);
@@ -411,15 +154,16 @@ async fn the_provider_ingests_over_mutual_tls_and_refuses_a_broker_of_another_ca
     // Trusting another CA: the handshake is refused and logged; nothing arrives.
     let config = provider_config(
         dir.path(),
-        broker.port,
+        broker.tls_port(),
         &format!("ca_file = \"{}\"\n{identity}", pki.wrong_ca.display()),
     );
     let provider = Provider::start(&config, dir.path().join("provider-2.log"));
-    provider.wait_for_log("MQTT ingest connection failed: TLS refused");
+    provider
+        .wait_for_log("MQTT ingest connection failed: TLS refused")
+        .await;
     assert!(
         gw.deliver(
-            BATCH_2,
-            readings(2, 5),
+            &gw.batch(BATCH_2, 2, 5).0,
             &provider_key,
             Duration::from_secs(4)
         )
@@ -436,15 +180,16 @@ async fn the_provider_ingests_over_mutual_tls_and_refuses_a_broker_of_another_ca
     // The right CA but no client certificate: the broker does not admit it.
     let config = provider_config(
         dir.path(),
-        broker.port,
+        broker.tls_port(),
         &format!("ca_file = \"{}\"\n", pki.right_ca.display()),
     );
     let provider = Provider::start(&config, dir.path().join("provider-3.log"));
-    provider.wait_for_log("MQTT ingest connection failed: TLS refused");
+    provider
+        .wait_for_log("MQTT ingest connection failed: TLS refused")
+        .await;
     assert!(
         gw.deliver(
-            BATCH_3,
-            readings(3, 5),
+            &gw.batch(BATCH_3, 3, 5).0,
             &provider_key,
             Duration::from_secs(4)
         )
@@ -466,27 +211,18 @@ async fn the_provider_ingests_over_mutual_tls_and_refuses_a_broker_of_another_ca
 /// provider still running after 20 s is killed and counts as a successful start.
 fn start_outcome(config: &Path) -> (bool, String) {
     let log = config.with_extension("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exited = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut child = Spawned::start(
+        "tm-provider",
+        Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let exited = child.wait_exit(Duration::from_secs(20));
+    drop(child);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     (exited.is_none_or(|s| s.success()), stderr)
 }
@@ -500,7 +236,7 @@ fn tls_settings_that_cannot_work_stop_the_start_naming_the_key() {
     let port = free_port();
 
     let config = provider_config(dir.path(), port, "");
-    let (ok, stderr) = start_outcome(&config);
+    let (ok, stderr) = start_outcome(&config.config);
     assert!(!ok && stderr.contains("mqtt.ca_file"), "{stderr}");
 
     let config = provider_config(
@@ -512,7 +248,7 @@ fn tls_settings_that_cannot_work_stop_the_start_naming_the_key() {
             pki.file("provider.pem").display()
         ),
     );
-    let (ok, stderr) = start_outcome(&config);
+    let (ok, stderr) = start_outcome(&config.config);
     assert!(!ok && stderr.contains("mqtt.client_key_file"), "{stderr}");
 
     let config = provider_config(
@@ -523,7 +259,7 @@ fn tls_settings_that_cannot_work_stop_the_start_naming_the_key() {
             dir.path().join("absent.pem").display()
         ),
     );
-    let (ok, stderr) = start_outcome(&config);
+    let (ok, stderr) = start_outcome(&config.config);
     assert!(
         !ok && stderr.contains("mqtt.ca_file") && stderr.contains("absent.pem"),
         "{stderr}"
@@ -541,7 +277,7 @@ fn tls_settings_that_cannot_work_stop_the_start_naming_the_key() {
             key.display()
         ),
     );
-    let (ok, stderr) = start_outcome(&config);
+    let (ok, stderr) = start_outcome(&config.config);
     assert!(
         !ok && stderr.contains("mqtt.client_key_file")
             && stderr.contains("readable by other users"),

@@ -14,10 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use serde_json::Value;
-use tm_protocol::{
-    BatchId, EnrollmentRequest, EnrollmentResponse, Frame, GatewayId, MessageKind,
-    PROTOCOL_VERSION, Reading, ReadingBatch, Receipt, SigningKey, TimeQuality,
-};
+use tm_protocol::{Reading, TimeQuality};
 use tm_provider::attachments::UriSigner;
 use tm_sim_hub::state::EventKind;
 
@@ -30,43 +27,6 @@ fn fast_updates() -> String {
         "[attachments]\nlanguages = [\"nl\", \"en\"]\nframe_ancestors = [\"https://ehr.example\"]\n\
          [attachments.updates_per_day]\n\"{HEART_FAILURE}\" = 86400\n"
     )
-}
-
-struct Gateway {
-    id: GatewayId,
-    key: SigningKey,
-}
-
-/// Enrolls a fresh gateway key with `code`.
-async fn enroll(s: &Stack, code: &str) -> Gateway {
-    let (key, _) = SigningKey::generate().unwrap();
-    let request = EnrollmentRequest {
-        v: PROTOCOL_VERSION,
-        code: code.into(),
-        public_key: key.verifying_key().as_bytes().to_vec(),
-        agent_version: "test".into(),
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::EnrollmentRequest,
-        "enroll",
-        &tm_protocol::encode(&request),
-        &key,
-    );
-    let url = format!("{}{}", s.provider, tm_protocol::routes::http::ENROLL);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let provider = s.state.portal.provider_key.verifying_key();
-    let payload = Frame::parse(&body)
-        .unwrap()
-        .verify(MessageKind::EnrollmentResponse, &provider)
-        .unwrap()
-        .to_vec();
-    let response: EnrollmentResponse = tm_protocol::decode(&payload).unwrap();
-    Gateway {
-        id: response.gateway_id,
-        key,
-    }
 }
 
 /// Readings decoded from real frames, measured `seconds_ago` before now (after the
@@ -92,31 +52,8 @@ fn morning(seconds_ago: i64, sys: u8, kg_grams: u32) -> Vec<Reading> {
 }
 
 /// Posts a signed batch to `/api/v1/readings`; checks the signed receipt accepts them all.
-async fn post_batch(s: &Stack, base: &str, gw: &Gateway, batch_id: &str, readings: &[Reading]) {
-    let batch = ReadingBatch {
-        v: PROTOCOL_VERSION,
-        gateway_id: gw.id.clone(),
-        batch_id: BatchId::new(batch_id).unwrap(),
-        created_at: Utc::now(),
-        readings: readings.to_vec(),
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::ReadingBatch,
-        gw.id.as_str(),
-        &tm_protocol::encode(&batch),
-        &gw.key,
-    );
-    let url = format!("{base}{}", tm_protocol::routes::http::READINGS);
-    let r = s.http.post(url).body(frame).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let provider = s.state.portal.provider_key.verifying_key();
-    let payload = Frame::parse(&body)
-        .unwrap()
-        .verify(MessageKind::Receipt, &provider)
-        .unwrap()
-        .to_vec();
-    let receipt: Receipt = tm_protocol::decode(&payload).unwrap();
+async fn post_all(s: &Stack, base: &str, gw: &Enrolled, batch_id: &str, readings: &[Reading]) {
+    let receipt = post_batch(s, base, gw, batch_id, readings).await;
     assert_eq!(receipt.accepted.len(), readings.len(), "{receipt:?}");
 }
 
@@ -151,13 +88,13 @@ fn downloads(s: &Stack, id: &str) -> Vec<(String, bool)> {
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+    tm_testkit::wait::until(
+        what,
+        Duration::from_secs(6),
+        Duration::from_millis(10),
+        || std::future::ready(done()),
+    )
+    .await;
 }
 
 /// Waits until the EHR has downloaded `n` files of `id`, and checks every one matched.
@@ -179,16 +116,16 @@ fn attachment<'a>(put: &'a Value, id: &str) -> &'a Value {
 }
 
 /// A session in progress: prescribed, enrolled, first batch posted, first set downloaded.
-async fn first_readings(s: &Stack, id: &str) -> (Gateway, Vec<Reading>) {
+async fn first_readings(s: &Stack, id: &str) -> (Enrolled, Vec<Reading>) {
     let url = s.prescribe(id, "rx-1").await["body"]["url"]
         .as_str()
         .unwrap()
         .to_owned();
     let code = s.issue_code(&url).await;
-    let gw = enroll(s, &code).await;
+    let gw = enroll_gateway(s, &code).await;
     s.wait_hub_status(id, "accepted").await;
     let first = morning(30, 128, 78_400);
-    post_batch(s, &s.provider, &gw, "b-1", &first).await;
+    post_all(s, &s.provider, &gw, "b-1", &first).await;
     s.wait_hub_status(id, "in-progress").await;
     (gw, first)
 }
@@ -235,8 +172,8 @@ async fn prescription_to_completed_with_every_attachment_verified() {
     // Two batches inside one interval: one update, no sooner than the limit allows.
     let second = morning(20, 134, 78_900);
     let third = morning(10, 139, 79_300);
-    post_batch(&s, &s.provider, &gw, "b-2", &second).await;
-    post_batch(&s, &s.provider, &gw, "b-3", &third).await;
+    post_all(&s, &s.provider, &gw, "b-2", &second).await;
+    post_all(&s, &s.provider, &gw, "b-3", &third).await;
     wait_for("the batched update", || attachment_puts(&s, id).len() >= 2).await;
     all_downloads_ok(&s, id, 6).await;
     let puts = attachment_puts(&s, id);
@@ -319,30 +256,7 @@ async fn prescription_to_completed_with_every_attachment_verified() {
 
     // The ended session's gateway is unbound: its readings are refused.
     let late = morning(1, 120, 79_000);
-    let batch = ReadingBatch {
-        v: PROTOCOL_VERSION,
-        gateway_id: gw.id.clone(),
-        batch_id: BatchId::new("b-late").unwrap(),
-        created_at: Utc::now(),
-        readings: late,
-    };
-    let frame = tm_protocol::seal(
-        MessageKind::ReadingBatch,
-        gw.id.as_str(),
-        &tm_protocol::encode(&batch),
-        &gw.key,
-    );
-    let r = s
-        .http
-        .post(format!(
-            "{}{}",
-            s.provider,
-            tm_protocol::routes::http::READINGS
-        ))
-        .body(frame)
-        .send()
-        .await
-        .unwrap();
+    let r = send_batch(&s, &s.provider, &gw, "b-late", &late).await;
     assert_eq!(r.status(), 403);
     s.stop().await;
 }
@@ -400,7 +314,7 @@ async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
     let (gw, _) = first_readings(&s, id).await;
     all_downloads_ok(&s, id, 4).await;
     let more = morning(5, 141, 80_100);
-    post_batch(&s, &s.provider, &gw, "b-2", &more).await;
+    post_all(&s, &s.provider, &gw, "b-2", &more).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         attachment_puts(&s, id).len(),

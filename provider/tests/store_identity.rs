@@ -5,27 +5,15 @@
 //! store on purpose and records it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use tm_testkit::net::free_port;
+use tm_testkit::process::Spawned;
 
 /// A provider process; killed when dropped.
 struct Provider {
-    child: Child,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    child: Spawned,
 }
 
 fn config(dir: &Path, port: u16) -> PathBuf {
@@ -43,16 +31,17 @@ fn config(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Provider {
-    let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
-        .arg("--config")
-        .arg(config(dir, port))
-        .arg("serve")
-        .args(extra)
-        .env("TM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("provider.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Spawned::start(
+        "tm-provider",
+        Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+            .arg("--config")
+            .arg(config(dir, port))
+            .arg("serve")
+            .args(extra)
+            .env("TM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("provider.log")).unwrap()),
+    );
     Provider { child }
 }
 
@@ -66,7 +55,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Provider {
     let mut provider = spawn(dir, port, extra);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = provider.child.try_wait().unwrap() {
+        if let Some(status) = provider.child.try_wait() {
             panic!("the provider exited ({status}): {}", log(dir));
         }
         assert!(
@@ -81,13 +70,10 @@ fn serve(dir: &Path, extra: &[&str]) -> Provider {
 
 /// Stops the provider with SIGTERM (it closes the store: the WAL is checkpointed) and waits.
 fn stop(mut provider: Provider) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(provider.child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while provider.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the provider did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        provider.child.terminate(Duration::from_secs(10)).is_some(),
+        "the provider did not stop"
+    );
 }
 
 /// Starts the provider and expects it to refuse: exit non-zero within the bound, without ever
@@ -97,7 +83,7 @@ fn refused(dir: &Path, extra: &[&str]) -> String {
     let mut provider = spawn(dir, port, extra);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = provider.child.try_wait().unwrap() {
+        if let Some(status) = provider.child.try_wait() {
             assert!(!status.success(), "exited 0: {}", log(dir));
             return log(dir);
         }

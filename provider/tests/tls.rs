@@ -5,34 +5,19 @@
 //! limit gets its 413 answer every time, not a reset connection; a world-readable key stops the
 //! start with a message naming it.
 
-mod pki;
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pki::Ca;
+use tm_testkit::net::free_port;
+use tm_testkit::pki::TestCa;
+use tm_testkit::process::Spawned;
 
 struct Provider {
-    child: Child,
+    child: Spawned,
     url: String,
     log: PathBuf,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config(dir: &Path, port: u16) -> PathBuf {
@@ -55,15 +40,16 @@ fn start(dir: &Path) -> Provider {
     let port = free_port();
     let config = config(dir, port);
     let log = dir.join("provider.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("TM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Spawned::start(
+        "tm-provider",
+        Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("TM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -90,38 +76,31 @@ async fn healthz(client: &reqwest::Client, provider: &Provider) -> Result<String
 }
 
 fn hangup(provider: &Provider) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(provider.child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert!(provider.child.signal("HUP"), "SIGHUP not delivered");
 }
 
-/// Waits until the provider's log holds `needle` `times` times.
+/// Waits (up to 10 s) until the provider's log holds `needle` `times` times.
 fn wait_for_log(provider: &Provider, needle: &str, times: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = std::fs::read_to_string(&provider.log).unwrap_or_default();
-        if log.matches(needle).count() >= times {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tm_testkit::wait::wait_for_text(&provider.log, needle, times, Duration::from_secs(10));
 }
 
 #[tokio::test]
 async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, second) = (Ca::new("first CA"), Ca::new("second CA"));
-    first.issue(
-        &dir.path().join("server.pem"),
-        &dir.path().join("server.key"),
+    let (first, second) = (
+        TestCa::new(dir.path(), "first-ca"),
+        TestCa::new(dir.path(), "second-ca"),
     );
+    first.server_cert(dir.path());
     let provider = start(dir.path());
 
-    assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
-    let refused = healthz(&second.client(), &provider).await.unwrap_err();
+    assert_eq!(
+        healthz(&first.https_client(), &provider).await.unwrap(),
+        "ok"
+    );
+    let refused = healthz(&second.https_client(), &provider)
+        .await
+        .unwrap_err();
     assert!(refused.contains("UnknownIssuer"), "{refused}");
     let plain = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -144,36 +123,39 @@ async fn serves_https_with_its_certificate_and_reloads_it_on_sighup() {
         .parse::<u16>()
         .unwrap();
     let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    assert_eq!(healthz(&first.client(), &provider).await.unwrap(), "ok");
+    assert_eq!(
+        healthz(&first.https_client(), &provider).await.unwrap(),
+        "ok"
+    );
     drop(silent);
 
     // Renewal under the second CA, loaded on SIGHUP.
-    second.issue(
-        &dir.path().join("server.pem"),
-        &dir.path().join("server.key"),
-    );
+    second.server_cert(dir.path());
     hangup(&provider);
     wait_for_log(&provider, "TLS certificate reloaded", 1);
-    assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");
-    assert!(healthz(&first.client(), &provider).await.is_err());
+    assert_eq!(
+        healthz(&second.https_client(), &provider).await.unwrap(),
+        "ok"
+    );
+    assert!(healthz(&first.https_client(), &provider).await.is_err());
 
     // A broken renewal is refused; the current certificate stays.
     std::fs::write(dir.path().join("server.pem"), "not a certificate").unwrap();
     hangup(&provider);
     wait_for_log(&provider, "TLS certificate not reloaded", 1);
-    assert_eq!(healthz(&second.client(), &provider).await.unwrap(), "ok");
+    assert_eq!(
+        healthz(&second.https_client(), &provider).await.unwrap(),
+        "ok"
+    );
 }
 
 #[tokio::test]
 async fn a_body_above_the_limit_gets_413_over_https_every_time() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("CA");
-    ca.issue(
-        &dir.path().join("server.pem"),
-        &dir.path().join("server.key"),
-    );
+    let ca = TestCa::new(dir.path(), "ca");
+    ca.server_cert(dir.path());
     let provider = start(dir.path());
-    let client = ca.client();
+    let client = ca.https_client();
     // Ten times the default Portal limit (64 KiB).
     let body = vec![b'x'; 10 * 64 * 1024];
     for attempt in 0..50 {
@@ -204,7 +186,9 @@ fn a_world_readable_key_stops_the_start() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("server.key");
-    Ca::new("CA").issue(&dir.path().join("server.pem"), &key);
+    TestCa::new(dir.path(), "ca")
+        .server()
+        .write(&dir.path().join("server.pem"), &key);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = config(dir.path(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))

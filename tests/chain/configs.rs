@@ -1,10 +1,9 @@
 //! The configuration files of the chain's processes, written into the test's directory: the
-//! broker's (a TLS listener for gateways, a plain loopback one for the provider), the
 //! provider's (HTTPS with its certificate, Portal activation, HUB client, enrollment with the
 //! transport, MQTT ingest) and the gateway's (the CA it trusts; quick retries so restarts are
 //! noticed within a second).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The fixed header the provider declared to the Portal.
 pub const PORTAL_KEY: &str = "chain-portal-key";
@@ -23,21 +22,6 @@ pub struct Broker {
     pub plain_port: u16,
     /// MQTT over TLS (`mqtts://`): what gateways are enrolled with.
     pub tls_port: u16,
-}
-
-/// `mosquitto.conf`: loopback only, anonymous, no persistence, log on stderr; the TLS
-/// listener serves `cert` with `key` (a copy the broker's unprivileged user can read).
-pub fn mosquitto(broker: Broker, cert: &Path, key: &Path) -> String {
-    format!(
-        "allow_anonymous true\npersistence false\n\
-         log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
-         listener {plain} 127.0.0.1\n\
-         listener {tls} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n",
-        plain = broker.plain_port,
-        tls = broker.tls_port,
-        cert = cert.display(),
-        key = key.display(),
-    )
 }
 
 /// What the provider's configuration names.
@@ -101,21 +85,4 @@ pub fn gateway(state_dir: &Path, ca_file: &Path) -> String {
         state_dir.display(),
         ca_file.display()
     )
-}
-
-/// `mosquitto` on the PATH, or where Debian installs it (`/usr/sbin`, often not on a user's
-/// PATH).
-pub fn mosquitto_bin() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("mosquitto"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/mosquitto")])
-        .find(|p| p.is_file())
-        .expect("the MQTT chain needs mosquitto (Debian: apt-get install mosquitto)")
 }

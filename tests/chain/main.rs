@@ -4,12 +4,13 @@
 //! (`enroll`, `scan`, `pair`, `devices`, `run`, `status`, `doctor`) and, for MQTT, a mosquitto
 //! with its own configuration on an ephemeral port.
 //!
-//! TLS is where a deployment has it, with a certificate authority the test makes ([`pki`]):
-//! the provider serves HTTPS itself (`[tls]`, `public_url = "https://..."`); the gateway trusts
-//! it through `[sync] ca_file` for every command, the emulator (`--ca-file`) for the Portal's
-//! calls and the EHR's downloads, the test's own client likewise. Over MQTT the gateway
-//! connects to the broker's TLS listener (`mqtts://`, same `ca_file`) while the provider
-//! subscribes on a plain listener bound to loopback.
+//! TLS is where a deployment has it, with a certificate authority the test makes
+//! (`tm_testkit::pki`): the provider serves HTTPS itself (`[tls]`,
+//! `public_url = "https://..."`); the gateway trusts it through `[sync] ca_file` for every
+//! command, the emulator (`--ca-file`) for the Portal's calls and the EHR's downloads, the
+//! test's own client likewise. Over MQTT the gateway connects to the broker's TLS listener
+//! (`mqtts://`, same `ca_file`) while the provider subscribes on a plain listener bound to
+//! loopback.
 //!
 //! The story, once over HTTPS ingest and once through the broker: prescription at the Portal
 //! -> the provider answers with the enrollment page -> one-time code -> `tm-gateway enroll`
@@ -21,9 +22,9 @@
 //! at the provider exactly once, the gateway's backlog is empty, the final FHIR Bundle charts
 //! every reading and the emulator recorded no violation.
 //!
-//! - [`procs`]: locating (and building) the binaries, child processes with logs, bounded waits;
-//! - [`pki`]: the test's CA and the server certificate for 127.0.0.1 (shared with the other
-//!   TLS tests, `tests/common/pki.rs`);
+//! - [`procs`]: locating (and building) the binaries, child processes with logs;
+//! - the test's CA, the server certificate for 127.0.0.1, the broker, ports and bounded waits
+//!   are those of every other test (`tm_testkit`);
 //! - [`configs`]: the processes' configuration files;
 //! - [`stack`]: starting the chain and talking to each part ([`web`]: its HTTP client);
 //! - [`story`]: the steps and the checks;
@@ -33,8 +34,6 @@
 //! process's log and keeps its directory (databases, configurations, logs).
 
 mod configs;
-#[path = "../common/pki.rs"]
-mod pki;
 mod procs;
 mod readme;
 mod stack;

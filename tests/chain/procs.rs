@@ -16,7 +16,9 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tm_testkit::process::{signal, wait_exit};
 
 /// Paths of the four shipped binaries.
 #[derive(Debug)]
@@ -184,7 +186,7 @@ impl Proc {
     /// SIGTERM, then waits up to `limit` for the process to exit by itself.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("started");
-        signal(&child, "TERM");
+        let _ = signal(&child, "TERM");
         match wait_exit(&mut child, limit) {
             Some(status) => status,
             None => {
@@ -200,25 +202,6 @@ impl Proc {
     }
 }
 
-fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status();
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 impl Drop for Proc {
     /// SIGTERM first, so the BlueZ simulator can stop its dbus-daemon and remove its
     /// directory; SIGKILL when that takes more than 5 s.
@@ -227,7 +210,7 @@ impl Drop for Proc {
             if child.try_wait().ok().flatten().is_some() {
                 return;
             }
-            signal(&child, "TERM");
+            let _ = signal(&child, "TERM");
             if wait_exit(&mut child, Duration::from_secs(5)).is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -260,19 +243,4 @@ pub fn run(what: &str, cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Polls `probe` every 100 ms until it gives a value or `limit` passes; on timeout panics
-/// with what the last probe saw.
-pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        match probe() {
-            Ok(v) => return v,
-            Err(seen) if Instant::now() >= deadline => {
-                panic!("timed out after {limit:?} waiting for {what}; last seen: {seen}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }

@@ -5,9 +5,9 @@
 //! provider's database read-only. When a test fails, dropping it prints the tail of every log
 //! and keeps the directory for a look.
 //!
-//! The chain's CA ([`TestCa`], in `pki/`) signs one server certificate for 127.0.0.1: the
-//! provider serves HTTPS with it and the broker's TLS listener with a copy of its key. The
-//! gateway (`[sync] ca_file`), the emulator (`--ca-file`) and the test's client trust the CA.
+//! The chain's CA ([`TestCa`]) signs one server certificate for 127.0.0.1: the provider serves
+//! HTTPS with it and the broker's TLS listener with a copy of its key. The gateway
+//! (`[sync] ca_file`), the emulator (`--ca-file`) and the test's client trust the CA.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,9 +17,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tm_protocol::Reading;
 
+use tm_testkit::mosquitto::Mosquitto;
+use tm_testkit::net::free_port;
+use tm_testkit::pki::TestCa;
+use tm_testkit::wait::wait_for;
+
 use super::configs::{self, Broker, HEART_FAILURE, HUB_CLIENT, HUB_SECRET, PORTAL_KEY, PRESCRIBER};
-use super::pki::{TestCa, broker_key_copy};
-use super::procs::{Proc, bins, run, run_ok, tail, wait_for};
+use super::procs::{Proc, bins, run, run_ok, tail};
 use super::web::Web;
 
 /// How the gateway ships its readings.
@@ -40,14 +44,6 @@ pub enum Stop {
     Kill,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `TM_LOG` for the children: the caller's, or `info`.
 fn log_filter() -> String {
     std::env::var("TM_LOG").unwrap_or_else(|_| "info".into())
@@ -59,7 +55,7 @@ pub struct Chain {
     bluez: Option<Proc>,
     provider: Option<Proc>,
     hub: Proc,
-    mosquitto: Option<Proc>,
+    mosquitto: Option<Mosquitto>,
     web: Web,
     pub hub_url: String,
     /// `https://127.0.0.1:<port>`.
@@ -90,17 +86,19 @@ impl Chain {
         let ca = TestCa::new(&root.join("pki"), "chain-ca");
         let (cert_file, key_file) = ca.server_cert(&root.join("pki"));
 
-        let broker = (transport == Transport::Mqtt).then(|| Broker {
-            plain_port: free_port(),
-            tls_port: free_port(),
+        // A TLS listener for gateways, a plain loopback one for the provider, log on stderr.
+        let mosquitto = (transport == Transport::Mqtt).then(|| {
+            Mosquitto::builder()
+                .config("log_type error")
+                .config("log_type warning")
+                .config("log_type notice")
+                .tls(&cert_file, &key_file)
+                .output(&logs.join("mosquitto.log"))
+                .start(&root)
         });
-        let mosquitto = broker.map(|broker| {
-            let conf = root.join("mosquitto.conf");
-            let key = broker_key_copy(&key_file);
-            std::fs::write(&conf, configs::mosquitto(broker, &cert_file, &key)).unwrap();
-            let mut cmd = Command::new(configs::mosquitto_bin());
-            cmd.arg("-c").arg(&conf);
-            Proc::spawn("mosquitto", cmd, &logs)
+        let broker = mosquitto.as_ref().map(|m| Broker {
+            plain_port: m.port(),
+            tls_port: m.tls_port(),
         });
 
         let hub_port = free_port();
@@ -161,10 +159,6 @@ impl Chain {
             logs,
             dir: Some(dir),
         };
-        if let Some(b) = broker {
-            wait_for_port(b.plain_port);
-            wait_for_port(b.tls_port);
-        }
         chain.wait_http(&format!("{}/control/stats", chain.hub_url));
         chain.start_provider();
         chain
@@ -377,12 +371,14 @@ impl Chain {
             self.bluez.as_mut(),
             self.provider.as_mut(),
             Some(&mut self.hub),
-            self.mosquitto.as_mut(),
         ]
         .into_iter()
         .flatten()
         {
             p.assert_running();
+        }
+        if let Some(m) = self.mosquitto.as_mut() {
+            m.assert_running();
         }
     }
 
@@ -407,14 +403,6 @@ impl Chain {
         })
         .collect()
     }
-}
-
-fn wait_for_port(port: u16) {
-    wait_for("the broker's port", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .map(drop)
-            .map_err(|e| e.to_string())
-    });
 }
 
 impl Drop for Chain {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tm_protocol::Reading;
 
-use super::procs::wait_for;
 use super::stack::{Chain, Stop, Transport};
+use tm_testkit::wait::wait_for;
 
 /// The demo household's devices (`tm-sim-bluez --household demo`) and the one record each
 /// holds: (address, pairing passkey, LOINC code, value).

@@ -4,95 +4,34 @@
 //! by the PID we spawned.
 #![allow(dead_code)]
 
-pub mod pki;
 pub mod soak;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
 use tokio_util::sync::CancellationToken;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Every test binary includes this module; each uses some of these.
+#[allow(unused_imports)]
+pub use tm_testkit::{
+    mosquitto::Mosquitto,
+    net::{free_port, wait_for_port},
+    pki,
+    process::Spawned,
+    wait::eventually,
+};
 
-/// A mosquitto broker with persistence off.
-pub struct Mosquitto {
-    child: Option<Child>,
-    pub port: u16,
-    conf: PathBuf,
-}
-
-impl Mosquitto {
-    pub fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 100000\nmax_inflight_messages 64\n"
-            ),
-        )
-        .unwrap();
-        let mut m = Self {
-            child: None,
-            port,
-            conf,
-        };
-        m.spawn();
-        m
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        self.child = Some(child);
-        wait_for_port(self.port);
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A mosquitto with one plain loopback listener and queues deep enough for a gateway's backlog.
+pub fn mosquitto(dir: &Path) -> Mosquitto {
+    Mosquitto::builder()
+        .config("max_queued_messages 100000")
+        .config("max_inflight_messages 64")
+        .start(dir)
 }
 
 /// The operations token of [`ProviderSide`].
@@ -114,10 +53,7 @@ impl ProviderSide {
         let gw = gateway.clone();
         let public = gateway_key.verifying_key();
         db.write(move |c| {
-            c.execute(
-                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-                [],
-            )?;
+            tm_testkit::store::accepted_session(c, "tm-1")?;
             tm_provider::gateways::insert(c, &gw, &public, "tm-1")
         })
         .await
@@ -138,6 +74,28 @@ impl ProviderSide {
             ops,
             key,
         }
+    }
+
+    /// Sets the registered gateway `id` to `state` (a revoked gateway is refused).
+    pub async fn set_gateway_state(
+        &self,
+        id: &GatewayId,
+        state: tm_provider::gateways::GatewayState,
+    ) {
+        let id = id.clone();
+        self.db
+            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
+            .await
+            .unwrap();
+    }
+
+    /// The MQTT status the provider stored for `gw` and its connection number.
+    pub async fn mqtt_status(&self, gw: &GatewayId) -> (Option<String>, Option<i64>) {
+        let id = gw.to_string();
+        self.db
+            .read(move |c| tm_testkit::store::mqtt_status(c, &id))
+            .await
+            .unwrap()
     }
 
     /// Readings stored, and the number of distinct simulated sequences among them.
@@ -278,7 +236,7 @@ impl GatewaySide {
 
     /// Starts `tm-gateway run` with the simulator feeding `count` readings at `rate`/s.
     pub fn spawn_agent(&self, count: u32, rate: u32) -> Agent {
-        Agent(
+        Agent::from(
             Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
                 .arg("--config")
                 .arg(&self.config)
@@ -295,7 +253,7 @@ impl GatewaySide {
     /// Starts `tm-gateway run` with its system bus at `bus` (the BlueZ simulator's private
     /// bus) and `args` after `run`.
     pub fn spawn_agent_on_bus(&self, bus: &str, args: &[&str]) -> Agent {
-        Agent(
+        Agent::from(
             Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
                 .arg("--config")
                 .arg(&self.config)
@@ -317,7 +275,7 @@ impl GatewaySide {
     /// to `log` (read it with [`log_lines`]).
     pub fn spawn_agent_logged(&self, args: &[&str], tm_log: &str, log: &Path) -> Agent {
         let file = std::fs::File::create(log).unwrap();
-        Agent(
+        Agent::from(
             Command::new(env!("CARGO_BIN_EXE_tm-gateway"))
                 .arg("--config")
                 .arg(&self.config)
@@ -472,22 +430,6 @@ impl OpsApi {
     }
 }
 
-/// Polls `done` every 50 ms until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// Asserts the provider holds exactly the sequences `0..count`, once each.
 /// Waits (up to `limit`) until `count` readings are at the provider and the gateway's backlog
 /// is empty, then checks that each arrived exactly once.
@@ -519,48 +461,105 @@ pub async fn assert_exactly_once(provider: &ProviderSide, count: u32) {
     assert_eq!(seqs, expected, "every reading exactly once");
 }
 
-/// An agent process, killed (SIGKILL, by its PID) when dropped, also when a test fails.
-pub struct Agent(Child);
+/// A client of the test on the broker: keeps every frame published on one topic (subscribed
+/// before [`TopicClient::start`] returns, bounded), and publishes frames itself.
+pub struct TopicClient {
+    client: AsyncClient,
+    topic: String,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
 
-impl From<Child> for Agent {
-    fn from(child: Child) -> Self {
-        Self(child)
+impl TopicClient {
+    pub async fn start(id: &str, port: u16, topic: String) -> Self {
+        let options = MqttOptions::new(id, "127.0.0.1", port);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let task = {
+            let (client, topic, seen) = (client.clone(), topic.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut subscribed_tx = Some(subscribed_tx);
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(tx) = subscribed_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            seen.lock().unwrap().push(p.payload.to_vec());
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("subscribed to the topic")
+            .unwrap();
+        Self {
+            client,
+            topic,
+            seen,
+            task,
+        }
+    }
+
+    /// Every frame published on the topic so far.
+    pub fn seen(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Publishes `frame` on the topic (QoS 1, not retained).
+    pub async fn publish_here(&self, frame: Vec<u8>) {
+        self.publish(&self.topic, frame, false).await;
+    }
+
+    /// Publishes `payload` on `topic` (QoS 1).
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
     }
 }
 
-impl Drop for Agent {
+impl Drop for TopicClient {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.task.abort();
+    }
+}
+
+/// An agent process, killed (SIGKILL, by its PID) when dropped, also when a test fails.
+pub struct Agent(Spawned);
+
+impl From<Child> for Agent {
+    fn from(child: Child) -> Self {
+        Self(child.into())
     }
 }
 
 impl Agent {
     /// Whether the agent process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.0.try_wait().unwrap().is_none()
+        self.0.is_running()
     }
 
     /// SIGTERM to the agent we spawned, then waits (up to 15 s) for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0
+            .terminate(Duration::from_secs(15))
+            .expect("the agent did not stop on SIGTERM")
     }
 }
 
 /// SIGKILL to the agent we spawned.
 pub fn kill(agent: &mut Agent) {
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
+    agent.0.kill();
 }

@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tm_protocol::{
+    BatchId, Frame, GatewayId, MessageKind, Reading, ReadingBatch, Receipt, SigningKey,
+};
 use tm_provider::http::AppState;
 use tm_sim_hub::{SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
@@ -159,15 +162,17 @@ impl Stack {
 
     /// Waits (bounded) until the HUB shows `status` for `id`.
     pub async fn wait_hub_status(&self, id: &str, status: &str) {
-        for _ in 0..500 {
-            if self.hub_status(id).as_deref() == Some(status) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "HUB never showed {status} for {id}: {:?}",
-            self.hub_status(id)
+        let seen = tm_testkit::wait::settle(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || std::future::ready(self.hub_status(id)),
+            |seen| seen.as_deref() == Some(status),
+        )
+        .await;
+        assert_eq!(
+            seen.as_deref(),
+            Some(status),
+            "HUB never showed {status} for {id}"
         );
     }
 
@@ -210,7 +215,12 @@ impl Stack {
 
 /// Enrolls a fresh gateway key with `code` through the API; returns (status, body).
 pub async fn enroll_with(stack: &Stack, code: &str) -> (u16, Vec<u8>) {
-    let (key, _) = tm_protocol::SigningKey::generate().unwrap();
+    let (key, _) = SigningKey::generate().unwrap();
+    enroll_key(stack, code, &key).await
+}
+
+/// Enrolls `key` with `code` through the API; returns (status, body).
+async fn enroll_key(stack: &Stack, code: &str, key: &SigningKey) -> (u16, Vec<u8>) {
     let request = tm_protocol::EnrollmentRequest {
         v: tm_protocol::PROTOCOL_VERSION,
         code: code.into(),
@@ -218,10 +228,10 @@ pub async fn enroll_with(stack: &Stack, code: &str) -> (u16, Vec<u8>) {
         agent_version: "test".into(),
     };
     let frame = tm_protocol::seal(
-        tm_protocol::MessageKind::EnrollmentRequest,
+        MessageKind::EnrollmentRequest,
         "enroll",
         &tm_protocol::encode(&request),
-        &key,
+        key,
     );
     let r = stack
         .http
@@ -235,6 +245,77 @@ pub async fn enroll_with(stack: &Stack, code: &str) -> (u16, Vec<u8>) {
         .await
         .unwrap();
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// A gateway enrolled through the API: the id the provider gave it, its key.
+pub struct Enrolled {
+    pub id: GatewayId,
+    pub key: SigningKey,
+}
+
+/// Enrolls a fresh gateway key with `code` (the API answers 200); returns the gateway, its id
+/// read from the provider's signed answer.
+pub async fn enroll_gateway(stack: &Stack, code: &str) -> Enrolled {
+    let (key, _) = SigningKey::generate().unwrap();
+    let (status, body) = enroll_key(stack, code, &key).await;
+    assert_eq!(status, 200);
+    let response: tm_protocol::EnrollmentResponse =
+        verified(stack, &body, MessageKind::EnrollmentResponse);
+    Enrolled {
+        id: response.gateway_id,
+        key,
+    }
+}
+
+/// Posts a batch of `readings` signed by `gw` to `base`'s readings route; returns the answer.
+pub async fn send_batch(
+    stack: &Stack,
+    base: &str,
+    gw: &Enrolled,
+    batch_id: &str,
+    readings: &[Reading],
+) -> reqwest::Response {
+    let batch = ReadingBatch {
+        v: tm_protocol::PROTOCOL_VERSION,
+        gateway_id: gw.id.clone(),
+        batch_id: BatchId::new(batch_id).unwrap(),
+        created_at: chrono::Utc::now(),
+        readings: readings.to_vec(),
+    };
+    let frame = tm_protocol::seal(
+        MessageKind::ReadingBatch,
+        gw.id.as_str(),
+        &tm_protocol::encode(&batch),
+        &gw.key,
+    );
+    let url = format!("{base}{}", tm_protocol::routes::http::READINGS);
+    stack.http.post(url).body(frame).send().await.unwrap()
+}
+
+/// Posts a batch of `readings` signed by `gw` to `base`'s readings route (the API answers
+/// 200); returns the provider's receipt, its signature verified.
+pub async fn post_batch(
+    stack: &Stack,
+    base: &str,
+    gw: &Enrolled,
+    batch_id: &str,
+    readings: &[Reading],
+) -> Receipt {
+    let r = send_batch(stack, base, gw, batch_id, readings).await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    verified(stack, &body, MessageKind::Receipt)
+}
+
+/// The payload of a frame of `kind` signed by the provider, decoded.
+fn verified<T: tm_protocol::codec::Message>(stack: &Stack, frame: &[u8], kind: MessageKind) -> T {
+    let provider = stack.state.portal.provider_key.verifying_key();
+    let payload = Frame::parse(frame)
+        .unwrap()
+        .verify(kind, &provider)
+        .unwrap()
+        .to_vec();
+    tm_protocol::decode(&payload).unwrap()
 }
 
 /// Prescribes and enrolls `id`, waiting until the HUB shows it accepted.

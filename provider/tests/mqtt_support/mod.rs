@@ -1,87 +1,60 @@
 //! A plain-TCP mosquitto on 127.0.0.1 started by the test (its log kept, to count the
 //! provider's connections), the real `tm-provider serve` subscribed to it with the ops token
 //! configured and the alert evaluator running every second, a gateway enrolled in its store,
-//! and MQTT clients for the gateway and for whoever else publishes.
+//! and MQTT clients for the gateway (over plain TCP, or TLS with [`Gateway::connect_over`]) and
+//! for whoever else publishes.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
 use tm_protocol::routes::mqtt as topics;
 use tm_protocol::{
     Backlog, ClockState, DiskUse, GatewayId, Heartbeat, LinkState, MessageKind, Reading,
     ReadingBatch, Receipt, SigningKey, Status, TimeQuality, VerifyingKey,
 };
+use tm_testkit::mosquitto::Mosquitto;
+use tm_testkit::net::free_port;
+use tm_testkit::process::Spawned;
 use tokio::sync::mpsc;
 
 #[path = "../fixtures/mod.rs"]
 mod fixtures;
+#[path = "../registry/mod.rs"]
+mod registry;
 
 pub const TOKEN: &str = "ops-poison-token";
 pub const CLIENT_ID: &str = "tm-provider-poison";
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// mosquitto on one plain listener; `extra` ends its configuration (for example the
-/// documented `max_packet_size`).
+/// mosquitto on one plain listener, logging everything (its log kept, to count the provider's
+/// connections); `extra` is a line of its configuration (for example the documented
+/// `max_packet_size`).
 pub struct Broker {
-    child: Child,
+    mosquitto: Mosquitto,
     pub port: u16,
-    log: PathBuf,
 }
 
 impl Broker {
     pub fn start(dir: &Path, extra: &str) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        let log = dir.join("mosquitto.log");
-        std::fs::write(
-            &conf,
-            format!(
-                "allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n\
-                 log_dest file {}\nlog_type all\n{extra}\n",
-                log.display()
-            ),
-        )
-        .unwrap();
-        // mosquitto started as root writes its log after switching to its own user.
-        std::fs::write(&log, "").unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut broker = Mosquitto::builder()
+            .config("log_type all")
+            .output(&dir.join("mosquitto.log"));
+        if !extra.is_empty() {
+            broker = broker.config(extra);
         }
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        wait_for_port(port);
-        Self { child, port, log }
+        let mosquitto = broker.start(dir);
+        Self {
+            port: mosquitto.port(),
+            mosquitto,
+        }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.mosquitto.output()
     }
 
     /// How many times the provider connected, from the broker's own log.
@@ -90,13 +63,6 @@ impl Broker {
             .lines()
             .filter(|l| l.contains("New client connected") && l.contains(CLIENT_ID))
             .count()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -130,7 +96,7 @@ impl ProviderSetup {
 
 /// A running `tm-provider serve`, killed when dropped.
 pub struct Provider {
-    child: Child,
+    child: Spawned,
     log: PathBuf,
     base: String,
     http: reqwest::Client,
@@ -139,16 +105,17 @@ pub struct Provider {
 impl Provider {
     pub fn start(setup: &ProviderSetup, log: PathBuf) -> Self {
         tm_provider::install_crypto_provider();
-        let child = Command::new(env!("CARGO_BIN_EXE_tm-provider"))
-            .arg("--config")
-            .arg(&setup.config)
-            .arg("serve")
-            .env("TM_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = Spawned::start(
+            "tm-provider",
+            Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+                .arg("--config")
+                .arg(&setup.config)
+                .arg("serve")
+                .env("TM_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
         Self {
             child,
             log,
@@ -249,27 +216,10 @@ impl Provider {
     }
 }
 
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Enrolls `gateway` with `key` on an accepted session in the provider's store; returns the
 /// provider's key (created here, read by the provider at start).
 pub async fn register(dir: &Path, gateway: &GatewayId, key: &SigningKey) -> VerifyingKey {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
-    let (gw, public) = (gateway.clone(), key.verifying_key());
-    db.write(move |c| {
-        c.execute(
-            "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-            [],
-        )?;
-        tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-    })
-    .await
-    .unwrap();
+    registry::register(&dir.join("provider.db"), gateway, &key.verifying_key()).await;
     tm_provider::keys::load_or_create(&dir.join("provider-signing.key"))
         .unwrap()
         .verifying_key()
@@ -367,10 +317,22 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn connect(port: u16, id: GatewayId, key: SigningKey) -> Self {
+        Self::connect_over(port, Transport::Tcp, id, key).await
+    }
+
+    /// Connects to the broker's listener on `port` with `transport` (plain TCP, or TLS with the
+    /// gateway's own client certificate) and subscribes to the receipts.
+    pub async fn connect_over(
+        port: u16,
+        transport: Transport,
+        id: GatewayId,
+        key: SigningKey,
+    ) -> Self {
         let mut options = MqttOptions::new(id.as_str(), "127.0.0.1", port);
         options
             .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES);
+            .set_max_packet_size(topics::MAX_PACKET_BYTES, topics::MAX_PACKET_BYTES)
+            .set_transport(transport);
         let (client, mut eventloop) = AsyncClient::new(options, 16);
         let (receipts_tx, receipts) = mpsc::channel(16);
         let (subscribed_tx, mut subscribed) = mpsc::channel(1);
@@ -537,15 +499,11 @@ pub fn status(gateway: &GatewayId, key: &SigningKey, state: LinkState, connectio
     )
 }
 
-/// Waits (up to 10 s) until `f` holds.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+/// Waits (up to 10 s, polling every 100 ms) until `f` holds; panics naming `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tm_testkit::wait::until(what, Duration::from_secs(10), Duration::from_millis(100), f).await;
 }

@@ -73,10 +73,12 @@ impl Fleet {
         let (gw, public, s) = (id.clone(), key.verifying_key(), session.clone());
         self.db
             .write(move |c| {
-                c.execute(
-                    "INSERT INTO sessions VALUES (?1, 'p', 'rx-1', 'accepted', ?2, '1', 't', 't')",
-                    rusqlite::params![s, HEART_FAILURE],
-                )?;
+                tm_testkit::store::Session {
+                    patient: "p",
+                    carepath: Some((HEART_FAILURE, "1")),
+                    ..tm_testkit::store::Session::accepted(&s)
+                }
+                .insert(c)?;
                 tm_provider::gateways::insert(c, &gw, &public, &s)
             })
             .await

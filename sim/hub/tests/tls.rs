@@ -3,19 +3,17 @@
 //! and the EHR's download matches its metadata; trusting only the system roots, both calls
 //! fail and the timeline names the certificate as the cause.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use tm_sim_hub::{SimConfig, SimHandle};
+use tm_testkit::pki::TestCa;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -53,25 +51,15 @@ impl axum::serve::Listener for TlsListener {
 /// certificate it signs for 127.0.0.1, a prescription endpoint (`/rx`, answering with an
 /// enrollment page) and a document (`/doc`, ETag `"v1"`). Returns the CA file and the base URL.
 async fn https_provider(dir: &Path) -> (PathBuf, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, issuer.pem()).unwrap();
-    let mut server = CertificateParams::new(Vec::<String>::new()).unwrap();
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    let key = KeyPair::generate().unwrap();
-    let cert = server.signed_by(&key, &issuer).unwrap();
+    let ca = TestCa::new(dir, "ca");
+    let server = ca.server();
 
     tm_sim_hub::install_crypto_provider();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            vec![CertificateDer::from(server.cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der)),
         )
         .unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,7 +79,7 @@ async fn https_provider(dir: &Path) -> (PathBuf, String) {
         acceptor: TlsAcceptor::from(Arc::new(config)),
     };
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (ca_file, base)
+    (ca.pem_file.clone(), base)
 }
 
 async fn start_sim(provider: &str, ca_file: Option<PathBuf>) -> SimHandle {
