@@ -7,18 +7,18 @@
 //! Environment: `TM_GATEWAY_BIN` (the release agent binary), `BENCH_READINGS` (default
 //! 1,000,000).
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loopback::{Loopback, peak_rss_mb};
 use tm_gateway::simulate;
 use tm_gateway::stash::{StashHandle, Stashable};
 use tm_gateway::store::{Outbox, writer};
-use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
-
-use tm_testkit::mosquitto::Mosquitto;
-use tm_testkit::pki;
+use tm_protocol::{GatewayId, SigningKey, Transport};
 
 const FEEDERS: u32 = 8;
 const CHUNK: u32 = 500;
@@ -58,16 +58,6 @@ async fn fill(outbox_path: &Path, total: u32) -> f64 {
     rate
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 struct Run {
     drain_per_s: f64,
     fill_per_s: f64,
@@ -75,112 +65,19 @@ struct Run {
 }
 
 async fn run(transport: Transport, total: u32, bin: &str) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("gw");
-    std::fs::create_dir_all(&state).unwrap();
-    let (gw_key, _) = SigningKey::load_or_create(&state.join("gateway.key")).unwrap();
-    let gw = GatewayId::new("gw-bench").unwrap();
-    let ca = pki::TestCa::new(dir.path(), "bench-ca");
-    let (cert_file, key_file) = ca.server_cert(dir.path());
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\nlog_level = \"warn\"\n[store]\nquota_mb = 8192\n\
-             [sync]\nca_file = \"{}\"\n{}",
-            state.display(),
-            ca.pem_file.display(),
-            std::env::var("BENCH_SYNC_EXTRA")
-                .unwrap_or_default()
-                .replace(';', "\n")
-        ),
-    )
-    .unwrap();
-
-    let db = tm_provider::db::Db::open(&dir.path().join("provider.db")).unwrap();
-    let provider_key =
-        Arc::new(tm_provider::keys::load_or_create(&dir.path().join("provider.key")).unwrap());
-    {
-        let gw = gw.clone();
-        let public = gw_key.verifying_key();
-        db.write(move |c| {
-            tm_testkit::store::accepted_session(c, "tm-1")?;
-            tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-        })
-        .await
-        .unwrap();
-    }
-    let ingest = tm_provider::ingest::Ingest::new(db.clone(), provider_key.clone());
-    let cancel = tokio_util::sync::CancellationToken::new();
-
-    let fill_per_s = fill(&state.join("outbox.db"), total).await;
+    let extra = std::env::var("BENCH_SYNC_EXTRA")
+        .unwrap_or_default()
+        .replace(';', "\n");
+    let (side, fill_per_s) = Loopback::start(transport, &extra, |outbox| async move {
+        fill(&outbox, total).await
+    })
+    .await;
     println!("{transport:?}: backlog of {total} readings stashed at {fill_per_s:.0} readings/s");
-
-    let mut broker = None;
-    let (https_url, mqtt_url) = match transport {
-        Transport::Https => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let router = tm_provider::ingest::http::routes(ingest.clone()).into_router();
-            let certificates =
-                tm_provider::http::tls::Certificates::load(tm_provider::http::tls::TlsSection {
-                    cert_file,
-                    key_file,
-                })
-                .unwrap();
-            tokio::spawn(tm_provider::http::serve_with(
-                listener,
-                Some(certificates),
-                router,
-                cancel.clone(),
-            ));
-            (format!("https://{addr}"), None)
-        }
-        Transport::Mqtt => {
-            // The provider subscribes on a loopback listener, the gateway publishes over TLS.
-            let mosquitto = Mosquitto::builder()
-                .config("max_inflight_messages 64")
-                .tls(&cert_file, &key_file)
-                .start(dir.path());
-            let (port, tls_port) = (mosquitto.port(), mosquitto.tls_port());
-            broker = Some(mosquitto);
-            tokio::spawn(tm_provider::ingest::mqtt::run(
-                ingest.clone(),
-                tm_provider::ingest::mqtt::MqttIngestConfig {
-                    host: "127.0.0.1".into(),
-                    port,
-                    client_id: "tm-provider-bench".into(),
-                    credentials: None,
-                    tls: None,
-                },
-                cancel.clone(),
-            ));
-            (
-                "http://127.0.0.1:9".into(),
-                Some(format!("mqtts://127.0.0.1:{tls_port}")),
-            )
-        }
-    };
-    tm_gateway::enrollment::Enrollment {
-        gateway_id: gw.clone(),
-        provider_url: https_url.clone(),
-        provider_public_key: provider_key.verifying_key().as_bytes().to_vec(),
-        sync: SyncSettings {
-            transport,
-            https_url,
-            mqtt_url,
-            heartbeat_interval_s: 60,
-        },
-        enrolled_at: chrono::Utc::now(),
-    }
-    .save(&state)
-    .unwrap();
-
     let started = Instant::now();
-    let agent_log = dir.path().join("agent.log");
+    let agent_log = side.dir.path().join("agent.log");
     let mut agent = Command::new(bin)
         .arg("--config")
-        .arg(&config)
+        .arg(&side.config)
         .arg("run")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&agent_log).unwrap())
@@ -191,10 +88,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         rss_mb = rss_mb.max(peak_rss_mb(agent.id()));
-        let n: i64 = db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
-            .await
-            .unwrap();
+        let n = side.stored().await;
         if n >= i64::from(total) {
             break;
         }
@@ -219,8 +113,7 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     );
     let _ = agent.kill();
     let _ = agent.wait();
-    cancel.cancel();
-    drop(broker);
+    drop(side);
     Run {
         drain_per_s,
         fill_per_s,
