@@ -84,7 +84,9 @@ fn percentile(sorted: &[f64], pct: usize) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    sorted[((sorted.len() - 1) * pct).div_ceil(100).min(sorted.len() - 1)]
+    sorted[((sorted.len() - 1) * pct)
+        .div_ceil(100)
+        .min(sorted.len() - 1)]
 }
 
 struct Figures {

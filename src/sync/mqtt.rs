@@ -210,7 +210,12 @@ impl MqttParts {
                 rumqttc::TlsConfiguration::Rustls(config),
             ));
         }
-        let (client, eventloop) = AsyncClient::new(options, cfg.in_flight_batches * 2 + 8);
+        let (client, mut eventloop) = AsyncClient::new(options, cfg.in_flight_batches * 2 + 8);
+        // A batch or a receipt is one small write waiting for its answer: without TCP_NODELAY
+        // Nagle's algorithm holds it until the peer's delayed ACK (about 40 ms a round trip).
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let waiters: Waiters = Arc::default();
         let connection: Arc<Connection> = Arc::default();
         let (orphans_tx, orphans_rx) = mpsc::channel(ORPHAN_RECEIPTS_CAPACITY);

@@ -190,7 +190,9 @@ impl Builder {
         let plain_port = self.plain.then(free_port);
         let tls_port = self.tls.as_ref().map(|_| free_port());
         let name = plain_port.or(tls_port).expect("the broker has a listener");
-        let mut text = String::from("allow_anonymous true\npersistence false\n");
+        // As deployed (docs/deployment.md): messages forwarded at once, not held by Nagle.
+        let mut text =
+            String::from("allow_anonymous true\npersistence false\nset_tcp_nodelay true\n");
         if self.output.is_some() {
             text += "log_dest stderr\n";
         }

@@ -145,6 +145,11 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
     }
     tracing::info!(broker = %broker, tls, "MQTT ingest connecting");
     let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
+    // Receipts are small writes a gateway waits for: sent at once, not held by Nagle's
+    // algorithm until the broker's delayed ACK.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let publisher = ingest.mqtt_publisher();
     publisher.set(Some(client.clone()));
     let (work_tx, work_rx) = mpsc::channel::<Publish>(WORK_CAPACITY);
