@@ -62,16 +62,33 @@ struct Run {
     drain_per_s: f64,
     fill_per_s: f64,
     rss_mb: f64,
+    /// Bytes written to storage per reading while stashing (this process) and draining (the
+    /// agent), from `/proc/PID/io` `write_bytes`.
+    stash_disk_bytes: f64,
+    drain_disk_bytes: f64,
+}
+
+/// Bytes process `pid` ("self" for this one) caused to be written to storage so far.
+fn write_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     let extra = std::env::var("BENCH_SYNC_EXTRA")
         .unwrap_or_default()
         .replace(';', "\n");
-    let (side, fill_per_s) = Loopback::start(transport, &extra, |outbox| async move {
-        fill(&outbox, total).await
-    })
-    .await;
+    let (side, (fill_per_s, stash_disk_bytes)) =
+        Loopback::start(transport, &extra, |outbox| async move {
+            let before = write_bytes("self");
+            let rate = fill(&outbox, total).await;
+            let written = write_bytes("self").saturating_sub(before);
+            (rate, written as f64 / f64::from(total))
+        })
+        .await;
     println!("{transport:?}: backlog of {total} readings stashed at {fill_per_s:.0} readings/s");
     let started = Instant::now();
     let agent_log = side.dir.path().join("agent.log");
@@ -111,6 +128,18 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         "{transport:?}: drained in {:.1} s, {drain_per_s:.0} readings/s, agent peak RSS {rss_mb:.1} MB",
         started.elapsed().as_secs_f64()
     );
+    // The last receipts settled, then what the agent wrote for the whole drain.
+    let outbox = side.state.join(tm_gateway::store::FILE_NAME);
+    let settled_by = Instant::now() + Duration::from_secs(60);
+    while tm_gateway::store::read_status(&outbox, u64::MAX).map_or(1, |s| s.backlog()) > 0
+        && Instant::now() < settled_by
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drain_disk_bytes = write_bytes(&agent.id().to_string()) as f64 / f64::from(total);
+    println!(
+        "{transport:?}: written to disk per reading: {stash_disk_bytes:.0} B stashing, {drain_disk_bytes:.0} B draining"
+    );
     let _ = agent.kill();
     let _ = agent.wait();
     drop(side);
@@ -118,6 +147,8 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
         drain_per_s,
         fill_per_s,
         rss_mb,
+        stash_disk_bytes,
+        drain_disk_bytes,
     }
 }
 
@@ -154,5 +185,13 @@ async fn main() {
     println!(
         "bytes_per_reading_on_wire={:.0}",
         bytes_per_reading_on_wire()
+    );
+    println!(
+        "disk_bytes_per_reading_stash={:.0}",
+        mqtt.stash_disk_bytes.max(https.stash_disk_bytes)
+    );
+    println!(
+        "disk_bytes_per_reading_drain={:.0}",
+        mqtt.drain_disk_bytes.max(https.drain_disk_bytes)
     );
 }
