@@ -64,40 +64,32 @@ pub enum MedFloat {
 }
 
 impl MedFloat {
-    /// Decodes a 16-bit SFLOAT.
+    /// Decodes a 16-bit SFLOAT (4-bit exponent, 12-bit mantissa).
     pub fn from_sfloat(raw: u16) -> Self {
-        let exponent = sign_extend(u32::from(raw >> 12), 4);
-        let mantissa = sign_extend(u32::from(raw & 0x0FFF), 12);
-        if exponent == 0 {
-            let special = match raw & 0x0FFF {
-                0x07FF => Some(Special::NaN),
-                0x0800 => Some(Special::NRes),
-                0x07FE => Some(Special::PositiveInfinity),
-                0x0802 => Some(Special::NegativeInfinity),
-                0x0801 => Some(Special::Reserved),
-                _ => None,
-            };
-            if let Some(special) = special {
-                return MedFloat::Special(special);
-            }
-        }
-        MedFloat::Number {
-            mantissa,
-            exponent: narrow_exponent(exponent),
-        }
+        Self::decode(
+            sign_extend(u32::from(raw >> 12), 4),
+            u32::from(raw & 0x0FFF),
+            12,
+        )
     }
 
-    /// Decodes a 32-bit FLOAT.
+    /// Decodes a 32-bit FLOAT (8-bit exponent, 24-bit mantissa).
     pub fn from_float(raw: u32) -> Self {
-        let exponent = sign_extend(raw >> 24, 8);
-        let mantissa = sign_extend(raw & 0x00FF_FFFF, 24);
+        Self::decode(sign_extend(raw >> 24, 8), raw & 0x00FF_FFFF, 24)
+    }
+
+    /// Both formats: the special values sit at exponent 0 around the middle of the mantissa's
+    /// range (`2^(bits-1)`: NRes at it, NaN one below, +INF two below, reserved one above, -INF
+    /// two above; for SFLOAT 0x0800, 0x07FF, 0x07FE, 0x0801, 0x0802).
+    fn decode(exponent: i32, mantissa_bits: u32, bits: u32) -> Self {
+        let middle = 1u32 << (bits - 1);
         if exponent == 0 {
-            let special = match raw & 0x00FF_FFFF {
-                0x007F_FFFF => Some(Special::NaN),
-                0x0080_0000 => Some(Special::NRes),
-                0x007F_FFFE => Some(Special::PositiveInfinity),
-                0x0080_0002 => Some(Special::NegativeInfinity),
-                0x0080_0001 => Some(Special::Reserved),
+            let special = match mantissa_bits {
+                m if m == middle - 1 => Some(Special::NaN),
+                m if m == middle => Some(Special::NRes),
+                m if m == middle - 2 => Some(Special::PositiveInfinity),
+                m if m == middle + 2 => Some(Special::NegativeInfinity),
+                m if m == middle + 1 => Some(Special::Reserved),
                 _ => None,
             };
             if let Some(special) = special {
@@ -105,7 +97,7 @@ impl MedFloat {
             }
         }
         MedFloat::Number {
-            mantissa,
+            mantissa: sign_extend(mantissa_bits, bits),
             exponent: narrow_exponent(exponent),
         }
     }
