@@ -228,7 +228,7 @@ async fn sigkills_mid_stream_over_https_lose_and_duplicate_nothing() {
     gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
 
     let report =
-        common::soak::kill_soak(&gw, &provider, kills, 2000, Duration::from_secs(120)).await;
+        common::soak::kill_soak(&gw, &provider, kills, 8000, Duration::from_secs(120)).await;
     println!("soak over HTTPS: {report}");
     assert_eq!(
         report.mid_stream, kills,

@@ -29,7 +29,7 @@ async fn sigkills_mid_stream_lose_and_duplicate_nothing() {
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
     let _ingest = provider.serve_mqtt(broker.port());
 
-    let report = soak::kill_soak(&gw, &provider, kills, 2000, Duration::from_secs(180)).await;
+    let report = soak::kill_soak(&gw, &provider, kills, 8000, Duration::from_secs(180)).await;
     println!("soak over MQTT: {report}");
     assert_eq!(report.kills, kills);
     assert_eq!(
