@@ -12,45 +12,13 @@ use serde::Deserialize;
 /// Default location of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tm-gateway/gateway.toml";
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error(
-        "cannot read configuration {path}: {source}{}",
-        missing_hint(path, source)
-    )]
-    Read {
-        /// The configuration file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML of the expected shape.
-    #[error("configuration {path} is invalid: {message}")]
-    Parse {
-        /// The configuration file.
-        path: PathBuf,
-        /// What is wrong, with line and column.
-        message: String,
-    },
-    /// A value is out of its allowed range.
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
+pub use tm_protocol::config_file::ConfigError;
 
-/// What to do about a configuration file that does not exist.
-fn missing_hint(path: &Path, error: &std::io::Error) -> String {
-    if error.kind() != std::io::ErrorKind::NotFound {
-        return String::new();
-    }
-    format!(
-        " (copy config/gateway.example.toml to {}, or name another file with --config PATH or \
-         TM_GATEWAY_CONFIG)",
-        path.display()
-    )
-}
+/// Where the agent's configuration comes from, for the hint a missing file gets.
+const ORIGIN: tm_protocol::config_file::Origin = tm_protocol::config_file::Origin {
+    example: "config/gateway.example.toml",
+    env: "TM_GATEWAY_CONFIG",
+};
 
 /// The file's shape. Every key is optional; an empty file gives the defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,28 +95,18 @@ impl Config {
     /// Reads and validates the file at `path`, and applies its `log_level` to the running
     /// process (unless `TM_LOG` overrides it).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })?;
+        let file: ConfigFile = tm_protocol::config_file::read(path, ORIGIN)?;
+        let config = Self::try_from(file)?;
         crate::sync::commands::apply_configured_log_level(&config.log_level);
         Ok(config)
     }
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
-        Self::try_from(file)
+        Self::try_from(tm_protocol::config_file::parse::<ConfigFile>(
+            text,
+            Path::new(""),
+        )?)
     }
 
     /// The outbox database inside the state directory.

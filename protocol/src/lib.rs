@@ -14,16 +14,25 @@
 //!   covers the exact bytes sent.
 //! - [`routes`]: MQTT topic names and HTTP routes, defined once.
 //!
+//! Besides the wire, what both binaries (and the simulators) would otherwise write twice:
+//! - [`backoff`]: the one retry policy of every loop that retries.
+//! - [`report`]: an error and its causes on one line.
+//! - [`config_file`]: reading a TOML configuration and reporting why it cannot be used.
+//! - [`prescription`]: the Portal contract's list of optional prescription fields, shared by
+//!   the provider and the Portal emulator.
+//!
 //! The pipeline position: the gateway seals a batch into a frame, ships it, and the provider
 //! opens the frame, verifies it against the enrolled gateway key, decodes it, commits the
 //! readings and answers with a receipt (itself a signed frame) naming each reading id.
 
 pub mod backoff;
 pub mod codec;
+pub mod config_file;
 pub mod frame;
 pub mod identity;
 pub mod limits;
 pub mod messages;
+pub mod prescription;
 pub mod reading_id;
 pub mod report;
 pub mod routes;

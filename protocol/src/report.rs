@@ -6,7 +6,7 @@
 //! leaves out a cause whose text the line already holds.
 
 /// `error: cause: cause`, each cause once.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
@@ -18,6 +18,33 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = e.source();
     }
     line
+}
+
+/// The exit status of a binary whose `run` returned `result`: success, or failure after
+/// printing `error: ` and the [`error_chain`] to stderr.
+pub fn exit_status<E: AsRef<dyn std::error::Error + Send + Sync>>(
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `TM_LOG` when it is set and valid, else by `default`
+/// (a `tracing` filter such as `info` or `warn,tm_provider=debug`).
+#[cfg(feature = "logging")]
+pub fn init_stderr_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[cfg(test)]

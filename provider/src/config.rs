@@ -10,30 +10,13 @@ pub use crate::ingest::mqtt::settings::{MqttFile, MqttSettings};
 use crate::portal::settings::{EnrollmentSection, HubSection, PortalSection};
 use crate::publish::settings::{AttachmentSettings, AttachmentsSection};
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Not valid TOML of the expected shape.
-    #[error("configuration {path} is invalid: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with line and column.
-        message: String,
-    },
-    /// A value out of range.
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
+pub use tm_protocol::config_file::ConfigError;
+
+/// Where the provider's configuration comes from, for the hint a missing file gets.
+const ORIGIN: tm_protocol::config_file::Origin = tm_protocol::config_file::Origin {
+    example: "config/provider.example.toml",
+    env: "TM_PROVIDER_CONFIG",
+};
 
 /// The file's shape. `listen`, `public_url` and `database` are required; every section has
 /// defaults or is optional.
@@ -116,15 +99,7 @@ pub struct Config {
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::try_from(file)
+        Self::try_from(tm_protocol::config_file::read::<ConfigFile>(path, ORIGIN)?)
     }
 }
 

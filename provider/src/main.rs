@@ -44,23 +44,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", tm_protocol::report::error_chain(e.as_ref()));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tm_protocol::report::exit_status(run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tm_protocol::report::init_stderr_logging("info");
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { accept_new_store } => {

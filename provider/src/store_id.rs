@@ -129,7 +129,7 @@ pub fn check(database: &Path, record: &Path, accept_new: bool) -> Result<(), Sto
         },
     };
     if accept_new {
-        tracing::warn!(stage = "store", refused = %refusal, "--accept-new-store: serving this store from now on");
+        tracing::warn!(refused = %refusal, "--accept-new-store: serving this store from now on");
         return Ok(());
     }
     Err(refusal)
@@ -146,7 +146,7 @@ pub fn confirm(record: &Path, store_id: &str) -> Result<(), StoreIdError> {
         path: record.to_path_buf(),
         source,
     })?;
-    tracing::info!(stage = "store", %store_id, previous = previous.as_deref().unwrap_or("none"), record = %record.display(), "recorded the store this provider serves");
+    tracing::info!(%store_id, previous = previous.as_deref().unwrap_or("none"), record = %record.display(), "recorded the store this provider serves");
     Ok(())
 }
 
@@ -209,7 +209,7 @@ fn inspect(database: &Path) -> Result<Found, StoreIdError> {
         detail.insert_str(0, "quick_check: ");
         return Err(damaged(detail));
     }
-    tracing::info!(stage = "store", path = %database.display(), ms = started.elapsed().as_millis(), "store passed quick_check");
+    tracing::info!(path = %database.display(), ms = started.elapsed().as_millis(), "store passed quick_check");
     let has_id: bool = conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_identity'",

@@ -60,23 +60,21 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Self {
-            name,
-            verdict: Verdict::Warn,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Self::with_fix(name, Verdict::Warn, detail.into(), fix.into())
     }
     pub(crate) fn fail(
         name: &'static str,
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
+        Self::with_fix(name, Verdict::Fail, detail.into(), fix.into())
+    }
+    fn with_fix(name: &'static str, verdict: Verdict, detail: String, fix: String) -> Self {
         Self {
             name,
-            verdict: Verdict::Fail,
-            detail: detail.into(),
-            fix: Some(fix.into()),
+            verdict,
+            detail,
+            fix: Some(fix),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::error::DecodeError;
 use crate::ieee11073::MedFloat;
 use crate::quirks::Quirks;
 use crate::reader::Reader;
-use crate::reading::{Decoded, DecodedReading, Info, codes, round_to};
+use crate::reading::{Decoded, DecodedReading, codes, round_to};
 use crate::source::Source;
 use crate::time::{DeviceTime, named_bits};
 
@@ -132,11 +132,5 @@ pub fn status_names(status: u16) -> Vec<&'static str> {
 
 /// Decodes Blood Pressure Feature 0x2A49.
 pub fn decode_feature(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let mut r = Reader::new(source, bytes);
-    r.require(2, "the format needs")?;
-    let bits = r.u16_le()?;
-    Ok(Decoded::info(Info::Features {
-        characteristic: source.wire_name(),
-        supported: named_bits(u32::from(bits), &FEATURE_BITS),
-    }))
+    super::decode_feature_bits(source, bytes, 2, &FEATURE_BITS)
 }

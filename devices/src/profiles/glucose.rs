@@ -308,11 +308,5 @@ pub fn decode_context(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeErr
 
 /// Decodes Glucose Feature 0x2A51.
 pub fn decode_feature(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let mut r = Reader::new(source, bytes);
-    r.require(2, "the format needs")?;
-    let bits = r.u16_le()?;
-    Ok(Decoded::info(Info::Features {
-        characteristic: source.wire_name(),
-        supported: named_bits(u32::from(bits), &FEATURE_BITS),
-    }))
+    super::decode_feature_bits(source, bytes, 2, &FEATURE_BITS)
 }

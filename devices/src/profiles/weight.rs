@@ -14,7 +14,7 @@ use crate::error::DecodeError;
 use crate::reader::Reader;
 use crate::reading::{Decoded, DecodedReading, Info, codes, round_to};
 use crate::source::Source;
-use crate::time::{DeviceTime, named_bits};
+use crate::time::DeviceTime;
 
 /// kg per lb (exact by definition).
 pub(crate) const KG_PER_LB: f64 = 0.453_592_37;
@@ -229,11 +229,5 @@ pub fn decode_body_composition_feature(
     source: Source,
     bytes: &[u8],
 ) -> Result<Decoded, DecodeError> {
-    let mut r = Reader::new(source, bytes);
-    r.require(4, "the format needs")?;
-    let bits = r.u32_le()?;
-    Ok(Decoded::info(Info::Features {
-        characteristic: source.wire_name(),
-        supported: named_bits(bits, &BODY_COMPOSITION_FEATURE_BITS),
-    }))
+    super::decode_feature_bits(source, bytes, 4, &BODY_COMPOSITION_FEATURE_BITS)
 }

@@ -198,47 +198,7 @@ pub fn content_md5(bytes: &[u8]) -> String {
 
 /// The optional prescription fields the contract lists (dotted paths); the provider declares
 /// which of them it needs, and stores only those.
-pub const PRESCRIPTION_FIELDS: &[&str] = &[
-    "patient.citizenId",
-    "patient.firstName",
-    "patient.secondName",
-    "patient.lastName",
-    "patient.email",
-    "patient.birthDate",
-    "patient.gender",
-    "patient.language",
-    "patient.nationality",
-    "patient.street",
-    "patient.number",
-    "patient.bus",
-    "patient.postalCode",
-    "patient.city",
-    "patient.country",
-    "patient.tel",
-    "patient.phoneNumber",
-    "patient.mobilePhoneNumber",
-    "prescribingHcp.id",
-    "prescribingHcp.healthProviderId",
-    "prescribingHcp.citizenId",
-    "prescribingHcp.firstName",
-    "prescribingHcp.lastName",
-    "responsibleHcp.id",
-    "responsibleHcp.healthProviderId",
-    "responsibleHcp.citizenId",
-    "responsibleHcp.firstName",
-    "responsibleHcp.lastName",
-    "generalPractitioner.healthProviderId",
-    "generalPractitioner.citizenId",
-    "generalPractitioner.firstName",
-    "generalPractitioner.lastName",
-    "surgery.procedure.id",
-    "surgery.procedure.description",
-    "surgery.procedure.startDate",
-    "surgery.procedure.surgeon.id",
-    "surgery.procedure.surgeon.firstName",
-    "surgery.procedure.surgeon.lastName",
-    "surgery.procedure.laterality",
-];
+pub use tm_protocol::prescription::PRESCRIPTION_FIELDS;
 
 #[cfg(test)]
 mod tests {

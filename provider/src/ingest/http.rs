@@ -37,7 +37,7 @@ impl IntoResponse for IngestError {
             Self::Store(_) | Self::Commit(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(stage = "ingest", error = %self, "store unavailable");
+            tracing::error!(error = %self, "store unavailable");
             return (
                 status,
                 [(header::RETRY_AFTER, "5")],
@@ -45,7 +45,7 @@ impl IntoResponse for IngestError {
             )
                 .into_response();
         }
-        tracing::warn!(stage = "ingest", error = %self, "frame refused");
+        tracing::warn!(error = %self, "frame refused");
         (status, self.to_string()).into_response()
     }
 }

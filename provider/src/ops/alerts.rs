@@ -308,7 +308,7 @@ pub fn conditions(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec
                 format!("{} readings rejected by the provider", hb.backlog.rejected),
             );
         }
-        for d in &g.devices {
+        for d in g.devices.iter().map(|d| &d.reported) {
             if let Some(b) = d.battery_pct
                 && b < t.battery_low_pct
             {

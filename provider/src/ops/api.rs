@@ -44,7 +44,7 @@ impl From<DbError> for Unavailable {
 
 impl IntoResponse for Unavailable {
     fn into_response(self) -> Response {
-        tracing::error!(stage = "ops", error = %self.0, "store unavailable");
+        tracing::error!(error = %self.0, "store unavailable");
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
     }
 }

@@ -13,6 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::api::Unavailable;
+use super::settings::Thresholds;
 use super::views::{self, AlertRow, GatewayView};
 use super::{Ops, audit, commands};
 use crate::html::escape as esc;
@@ -88,23 +90,33 @@ fn sort(gateways: &mut [GatewayView], key: &str) {
     }
 }
 
-/// `GET /ops`.
-pub(super) async fn overview(State(ops): State<Ops>, Query(q): Query<Sort>) -> Response {
-    let t = ops.thresholds.clone();
+/// One store read for a page, given the time it judges liveness and expiry at and the
+/// thresholds it judges them by.
+async fn judged_read<T, F>(ops: &Ops, f: F) -> Result<T, Unavailable>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection, DateTime<Utc>, &Thresholds) -> rusqlite::Result<T>
+        + Send
+        + 'static,
+{
+    let thresholds = ops.thresholds.clone();
     let now = Utc::now();
-    let loaded = ops
-        .db
-        .read(move |c| {
-            Ok((
-                views::gateways(c, None, now, &t)?,
-                views::alerts(c, None, true, 500)?,
-                crate::hub::queue::undelivered(c, 500)?,
-            ))
-        })
-        .await;
-    let Ok((mut gateways, open, hub_rows)) = loaded else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
-    };
+    Ok(ops.db.read(move |c| f(c, now, &thresholds)).await?)
+}
+
+/// `GET /ops`.
+pub(super) async fn overview(
+    State(ops): State<Ops>,
+    Query(q): Query<Sort>,
+) -> Result<Response, Unavailable> {
+    let (mut gateways, open, hub_rows) = judged_read(&ops, |c, now, t| {
+        Ok((
+            views::gateways(c, None, now, t)?,
+            views::alerts(c, None, true, 500)?,
+            crate::hub::queue::undelivered(c, 500)?,
+        ))
+    })
+    .await?;
     let key = q.sort.as_deref().unwrap_or("last_seen");
     sort(&mut gateways, key);
     let c = views::counts(&gateways, &open);
@@ -156,28 +168,24 @@ pub(super) async fn overview(State(ops): State<Ops>, Query(q): Query<Sort>) -> R
     }
     b.push_str("</table>");
     super::hub_updates::render(&mut b, &hub_rows);
-    page("Fleet operations", &b).into_response()
+    Ok(page("Fleet operations", &b).into_response())
 }
 
 /// `GET /ops/gateways/{id}`.
-pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> Response {
-    let t = ops.thresholds.clone();
-    let now = Utc::now();
-    let loaded = ops
-        .db
-        .read(move |c| {
-            Ok((
-                views::gateways(c, Some(&id), now, &t)?,
-                audit::list(c, Some(&id), 200)?,
-                commands::list(c, &id, now, 20)?,
-            ))
-        })
-        .await;
-    let Ok((gateways, trail, issued)) = loaded else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
-    };
+pub(super) async fn gateway(
+    State(ops): State<Ops>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let (gateways, trail, issued) = judged_read(&ops, move |c, now, t| {
+        Ok((
+            views::gateways(c, Some(&id), now, t)?,
+            audit::list(c, Some(&id), 200)?,
+            commands::list(c, &id, now, 20)?,
+        ))
+    })
+    .await?;
     let Some(g) = gateways.into_iter().next() else {
-        return (StatusCode::NOT_FOUND, "no such gateway").into_response();
+        return Ok((StatusCode::NOT_FOUND, "no such gateway").into_response());
     };
     let mut b = String::new();
     let _ = write!(
@@ -202,7 +210,8 @@ pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> R
         "<h2>Devices</h2><table id=\"devices\"><tr><th>Address</th><th>Model</th><th>Last seen</th>\
         <th>Last reading</th><th>Battery</th><th>RSSI</th><th>Paired</th></tr>",
     );
-    for d in &g.devices {
+    for record in &g.devices {
+        let d = &record.reported;
         let _ = write!(
             b,
             "<tr data-device=\"{a}\"><td>{a}</td><td>{m}</td><td>{s}</td><td>{r}</td><td>{bat}</td><td>{rssi}</td><td>{p}</td></tr>",
@@ -212,7 +221,7 @@ pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> R
             r = time(d.last_reading),
             bat = opt(d.battery_pct.map(|p| format!("{p}%"))),
             rssi = opt(d.rssi_dbm.map(|r| format!("{r} dBm"))),
-            p = time(Some(d.paired_at)),
+            p = time(Some(record.paired_at)),
         );
     }
     b.push_str("</table><h2>Alerts</h2>");
@@ -249,5 +258,5 @@ pub(super) async fn gateway(State(ops): State<Ops>, Path(id): Path<String>) -> R
         );
     }
     b.push_str("</table>");
-    page(&format!("Gateway {}", g.gateway_id), &b).into_response()
+    Ok(page(&format!("Gateway {}", g.gateway_id), &b).into_response())
 }

@@ -41,21 +41,12 @@ impl Liveness {
 /// One paired device as the gateway last reported it (a row of `ops_devices`, updated by each
 /// heartbeat; a device missing from a heartbeat is removed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceHealth {
-    /// Bluetooth address, as the gateway reports it.
-    pub address: String,
-    /// Catalog model id, else the device's DIS model; `None` when the gateway knows neither.
-    pub model: Option<String>,
-    /// When the gateway last paired or connected to it (the gateway's clock); a heartbeat
-    /// without it keeps the previous value.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// When the gateway last received a reading from it; kept like `last_seen`.
-    pub last_reading: Option<DateTime<Utc>>,
-    /// Battery percentage last reported; kept when a heartbeat carries none. Below
-    /// `battery_low_pct` it raises an alert.
-    pub battery_pct: Option<u8>,
-    /// Signal strength in dBm; kept when a heartbeat carries none.
-    pub rssi_dbm: Option<i16>,
+pub struct DeviceRecord {
+    /// The device's fields as the latest heartbeat reported them; a field the latest heartbeat
+    /// left empty (`last_seen`, `last_reading`, `battery_pct`, `rssi_dbm`) keeps the value an
+    /// earlier one carried. A battery below `battery_low_pct` raises an alert.
+    #[serde(flatten)]
+    pub reported: tm_protocol::DeviceHealth,
     /// When it first appeared in a heartbeat of this gateway (the provider's clock).
     pub paired_at: DateTime<Utc>,
 }
@@ -85,7 +76,7 @@ pub struct GatewayHealth {
     /// Verified heartbeats stored for this gateway id (kept across provider restarts).
     pub heartbeats_total: u64,
     /// Paired devices as of the latest heartbeat, ordered by address.
-    pub devices: Vec<DeviceHealth>,
+    pub devices: Vec<DeviceRecord>,
 }
 
 impl GatewayHealth {
@@ -180,17 +171,19 @@ pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<Gatew
         };
         Ok((
             r.get::<_, String>(0)?,
-            DeviceHealth {
-                address: r.get(1)?,
-                model: r.get(2)?,
-                last_seen: time(3)?,
-                last_reading: time(4)?,
-                battery_pct: r
-                    .get::<_, Option<i64>>(5)?
-                    .and_then(|v| u8::try_from(v).ok()),
-                rssi_dbm: r
-                    .get::<_, Option<i64>>(6)?
-                    .and_then(|v| i16::try_from(v).ok()),
+            DeviceRecord {
+                reported: tm_protocol::DeviceHealth {
+                    address: r.get(1)?,
+                    model: r.get(2)?,
+                    last_seen: time(3)?,
+                    last_reading: time(4)?,
+                    battery_pct: r
+                        .get::<_, Option<i64>>(5)?
+                        .and_then(|v| u8::try_from(v).ok()),
+                    rssi_dbm: r
+                        .get::<_, Option<i64>>(6)?
+                        .and_then(|v| i16::try_from(v).ok()),
+                },
                 paired_at: time(7)?.unwrap_or_default(),
             },
         ))

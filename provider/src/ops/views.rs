@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::health::{self, DeviceHealth, GatewayHealth, Liveness};
+use super::health::{self, DeviceRecord, GatewayHealth, Liveness};
 use super::settings::Thresholds;
 
 /// One alert row.
@@ -66,7 +66,7 @@ pub struct GatewayView {
     /// Last error reported.
     pub last_error: Option<String>,
     /// Paired devices.
-    pub devices: Vec<DeviceHealth>,
+    pub devices: Vec<DeviceRecord>,
     /// Its alerts, unresolved first, newest first.
     pub alerts: Vec<AlertRow>,
 }

@@ -68,7 +68,7 @@ fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn internal(e: impl std::fmt::Display) -> Refusal {
-    tracing::error!(stage = "portal", error = %e, "store failure");
+    tracing::error!(error = %e, "store failure");
     Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error, try again",

@@ -96,17 +96,24 @@ fn lookup<'a>(obj: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     Some(node)
 }
 
-/// Validates a prescription body; keeps only the `needed` optional fields.
-pub fn parse_prescription(body: &[u8], needed: &[String]) -> Result<Prescription, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Refusal::new(
+/// The body as a JSON object, or the refusal that says why it is not one.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "body must be a JSON object",
+        )),
+        Err(e) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
+        )),
+    }
+}
+
+/// Validates a prescription body; keeps only the `needed` optional fields.
+pub fn parse_prescription(body: &[u8], needed: &[String]) -> Result<Prescription, Refusal> {
+    let obj = &json_object(body)?;
     let telemonitoring_id = id_field(obj.get("telemonitoringId"), "telemonitoringId")?;
     let patient_id = id_field(obj.get("patientId"), "patientId")?;
     let prescriber_id = id_field(lookup(obj, "prescriber.id"), "prescriber.id")?;
@@ -146,15 +153,7 @@ pub struct ActionRequest {
 
 /// Validates an action body.
 pub fn parse_action(body: &[u8]) -> Result<ActionRequest, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
+    let obj = &json_object(body)?;
     let action = match obj.get("action").and_then(Value::as_str) {
         Some("stop") => Action::Stop,
         Some("cancel") => Action::Cancel,

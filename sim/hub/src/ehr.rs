@@ -55,7 +55,12 @@ pub async fn check_one(http: &reqwest::Client, a: &Value) -> Vec<String> {
     }
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return vec![format!("download failed: {}", crate::error_chain(&e))],
+        Err(e) => {
+            return vec![format!(
+                "download failed: {}",
+                tm_protocol::report::error_chain(&e)
+            )];
+        }
     };
     if !response.status().is_success() {
         return vec![format!("download answered {}", response.status())];
@@ -68,7 +73,10 @@ pub async fn check_one(http: &reqwest::Client, a: &Value) -> Vec<String> {
     let bytes = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            return vec![format!("download interrupted: {}", crate::error_chain(&e))];
+            return vec![format!(
+                "download interrupted: {}",
+                tm_protocol::report::error_chain(&e)
+            )];
         }
     };
     let mut problems = Vec::new();

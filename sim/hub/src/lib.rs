@@ -135,22 +135,6 @@ pub fn app_state(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
     })
 }
 
-/// `error` and every error under it, `: `-separated: a failed call names its cause (refused
-/// connection, unknown certificate issuer) in the timeline, not only the URL.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// Serves the emulator on `listener` in a task until the handle's token is cancelled.
 pub fn spawn(listener: TcpListener, config: SimConfig) -> anyhow::Result<SimHandle> {
     let shutdown = CancellationToken::new();

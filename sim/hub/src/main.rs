@@ -45,14 +45,12 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+async fn main() -> std::process::ExitCode {
+    tm_protocol::report::exit_status(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
+    tm_protocol::report::init_stderr_logging("info");
     let Command::Serve {
         listen,
         client,

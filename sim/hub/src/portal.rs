@@ -8,51 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use tm_protocol::prescription::PRESCRIPTION_FIELDS;
+
 use crate::AppState;
 use crate::state::{EventKind, SimSession};
-
-/// Optional fields the contract lists (dotted paths), besides the default ones.
-pub const OPTIONAL_FIELDS: &[&str] = &[
-    "patient.citizenId",
-    "patient.firstName",
-    "patient.secondName",
-    "patient.lastName",
-    "patient.email",
-    "patient.birthDate",
-    "patient.gender",
-    "patient.language",
-    "patient.nationality",
-    "patient.street",
-    "patient.number",
-    "patient.bus",
-    "patient.postalCode",
-    "patient.city",
-    "patient.country",
-    "patient.tel",
-    "patient.phoneNumber",
-    "patient.mobilePhoneNumber",
-    "prescribingHcp.id",
-    "prescribingHcp.healthProviderId",
-    "prescribingHcp.citizenId",
-    "prescribingHcp.firstName",
-    "prescribingHcp.lastName",
-    "responsibleHcp.id",
-    "responsibleHcp.healthProviderId",
-    "responsibleHcp.citizenId",
-    "responsibleHcp.firstName",
-    "responsibleHcp.lastName",
-    "generalPractitioner.healthProviderId",
-    "generalPractitioner.citizenId",
-    "generalPractitioner.firstName",
-    "generalPractitioner.lastName",
-    "surgery.procedure.id",
-    "surgery.procedure.description",
-    "surgery.procedure.startDate",
-    "surgery.procedure.surgeon.id",
-    "surgery.procedure.surgeon.firstName",
-    "surgery.procedure.surgeon.lastName",
-    "surgery.procedure.laterality",
-];
 
 /// What the control API asks the Portal to prescribe.
 #[derive(Debug, Deserialize)]
@@ -64,7 +23,7 @@ pub struct Prescribe {
     pub patient_id: String,
     /// The prescriber (hospital) id.
     pub prescriber_id: String,
-    /// Optional fields by dotted path (must be in [`OPTIONAL_FIELDS`]).
+    /// Optional fields by dotted path (must be in [`PRESCRIPTION_FIELDS`]).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// Prescriber-specific headers.
@@ -102,7 +61,7 @@ pub fn prescription_body(p: &Prescribe) -> Result<Value, String> {
         "prescriber": { "id": p.prescriber_id },
     });
     for (path, value) in &p.fields {
-        if !OPTIONAL_FIELDS.contains(&path.as_str()) {
+        if !PRESCRIPTION_FIELDS.contains(&path.as_str()) {
             return Err(format!("{path:?} is not a field of the contract"));
         }
         let mut node = body.as_object_mut().expect("object");
@@ -136,7 +95,7 @@ async fn send(app: &AppState, url: &str, body: &Value, extra: &BTreeMap<String, 
     match request.send().await {
         Err(e) => Answer {
             status: 0,
-            body: Value::String(crate::error_chain(&e)),
+            body: Value::String(tm_protocol::report::error_chain(&e)),
         },
         Ok(r) => {
             let status = r.status().as_u16();
