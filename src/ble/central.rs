@@ -1,9 +1,11 @@
 //! The central: discovery with a watchdog, one link task per paired device, event routing to
 //! the link tasks, and the advertisement-only devices.
 //!
-//! Discovery is restarted when BlueZ has been quiet for [`BleOptions::quiet`] (scanning stalls
-//! after hours on a Pi, docs/gatt.md §5). btleplug does not filter by service itself, and BlueZ's
-//! UUID filter can hide Xiaomi service-data adverts, so the filter is re-checked here.
+//! BlueZ's signals come from [`super::signals`]: an advert or a link loss of a paired device is
+//! routed to its link task, or read on the spot for an advertisement-only device; the signals
+//! of every other device are only counted as BlueZ being alive, without decoding them or asking
+//! BlueZ anything. Discovery is restarted when BlueZ has been quiet for [`BleOptions::quiet`]
+//! (scanning stalls after hours on a Pi, docs/gatt.md §5).
 //!
 //! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse
 //! pairs while the agent runs gets its link task, and the task of a device she unpairs is
@@ -16,9 +18,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use btleplug::api::{Central as _, CentralEvent, Peripheral as _, ScanFilter};
-use btleplug::platform::{Adapter, PeripheralId};
-use futures::StreamExt as _;
+use btleplug::api::{Central as _, ScanFilter};
+use btleplug::platform::Adapter;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,7 +29,8 @@ use tracing::Instrument as _;
 use super::capture::{AdvertCollapser, Capture, to_stashables};
 use super::link::Link;
 use super::paired::{PairedDevice, PairedStore};
-use super::{BleError, HEALTH_SERVICES, LinkEvent, device_info, short_uuid, uuid16};
+use super::signals::{DeviceSignal, DeviceSignals};
+use super::{BleError, HEALTH_SERVICES, LinkEvent, device_info, uuid16};
 use crate::stash::StashHandle;
 
 /// Capacity of a link's event channel. When full, the advertisement is dropped: another one
@@ -195,14 +197,21 @@ impl Central {
         links: &mut Links,
         cancel: &CancellationToken,
     ) -> Result<(), BleError> {
-        let mut events = adapter.events().await?;
+        let mut signals = DeviceSignals::open(&self.opts.adapter).await?;
         self.sync_links(adapter, links, load_paired(&self.store).await, cancel);
         start_scan(adapter).await?;
         self.status.send_modify(|s| {
             s.discovering = true;
             s.discovery_starts += 1;
         });
-        let mut names: HashMap<PeripheralId, String> = HashMap::new();
+        // Devices BlueZ already knows: a paired one is tried at once, as after an advert.
+        for (address, connected) in signals.present().await? {
+            if let Some((tx, _)) = links.links.get(&address)
+                && !connected
+            {
+                let _ = tx.try_send(LinkEvent::Advertised);
+            }
+        }
         let mut collapser = AdvertCollapser::default();
         let mut last_event = Instant::now();
         let mut reload = tokio::time::interval(self.opts.paired_reload);
@@ -218,7 +227,10 @@ impl Central {
             if let Some(beat) = &self.beat {
                 beat.tick();
             }
-            let ev = tokio::select! {
+            let wanted = |address: &str| {
+                links.links.contains_key(address) || links.adverts_only.contains_key(address)
+            };
+            let signal = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 _ = pulse.tick() => continue,
                 () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
@@ -234,42 +246,32 @@ impl Central {
                     self.sync_links(adapter, links, paired, cancel);
                     continue;
                 }
-                ev = events.next() => match ev {
-                    Some(ev) => ev,
-                    None => return Err(BleError::Timeout("BlueZ event stream (ended)")),
+                signal = signals.next(wanted) => match signal {
+                    Some(signal) => signal,
+                    None => return Err(BleError::Timeout("BlueZ signals (the bus connection ended)")),
                 },
             };
             last_event = Instant::now();
-            let (id, link_event) = match &ev {
-                CentralEvent::DeviceDiscovered(id)
-                | CentralEvent::DeviceUpdated(id)
-                | CentralEvent::ServiceDataAdvertisement { id, .. }
-                | CentralEvent::ServicesAdvertisement { id, .. }
-                | CentralEvent::ManufacturerDataAdvertisement { id, .. }
-                | CentralEvent::RssiUpdate { id, .. } => (id.clone(), LinkEvent::Advertised),
-                CentralEvent::DeviceDisconnected(id) => (id.clone(), LinkEvent::Disconnected),
-                _ => continue,
-            };
-            let address = match names.get(&id) {
-                Some(a) => a.clone(),
-                None => match adapter.peripheral(&id).await {
-                    Ok(p) => {
-                        let a = p.address().to_string().to_ascii_uppercase();
-                        names.insert(id.clone(), a.clone());
-                        a
+            match signal {
+                DeviceSignal::Advertised {
+                    address,
+                    service_data,
+                } => {
+                    if let Some((tx, _)) = links.links.get(&address) {
+                        let _ = tx.try_send(LinkEvent::Advertised);
                     }
-                    Err(_) => continue,
-                },
-            };
-            if let Some((tx, _)) = links.links.get(&address) {
-                let _ = tx.try_send(link_event);
-            }
-            if let (CentralEvent::ServiceDataAdvertisement { service_data, .. }, Some(dev)) =
-                (&ev, links.adverts_only.get(&address))
-            {
-                for (uuid, raw) in service_data {
-                    self.read_advert(&mut collapser, dev, uuid, raw).await;
+                    if let Some(dev) = links.adverts_only.get(&address) {
+                        for (uuid, raw) in &service_data {
+                            self.read_advert(&mut collapser, dev, *uuid, raw).await;
+                        }
+                    }
                 }
+                DeviceSignal::Disconnected { address } => {
+                    if let Some((tx, _)) = links.links.get(&address) {
+                        let _ = tx.try_send(LinkEvent::Disconnected);
+                    }
+                }
+                DeviceSignal::Other => {}
             }
         }
     }
@@ -340,12 +342,9 @@ impl Central {
         &self,
         collapser: &mut AdvertCollapser,
         dev: &PairedDevice,
-        uuid: &uuid::Uuid,
+        short: u16,
         raw: &[u8],
     ) {
-        let Some(short) = short_uuid(uuid) else {
-            return;
-        };
         let now = chrono::Utc::now();
         if !collapser.admit(&dev.address.to_ascii_uppercase(), raw, now) {
             return;

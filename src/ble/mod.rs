@@ -2,6 +2,8 @@
 //!
 //! - [`central`]: opens the adapter named in the config, runs discovery with a watchdog, routes
 //!   advertisements and disconnects to the link tasks, reads advertisement-only devices.
+//! - [`signals`]: BlueZ's device signals (adverts, link loss) read from D-Bus directly, with no
+//!   call back to BlueZ per advert.
 //! - [`link`]: one task per paired device, a state machine (idle, connecting, subscribed,
 //!   backoff).
 //! - [`session`]: what one connection does (DIS, battery, clock, subscribe, RACP).
@@ -16,6 +18,7 @@ pub mod link;
 pub mod paired;
 pub mod pairing;
 pub mod session;
+pub mod signals;
 pub mod supervisor;
 
 use btleplug::api::{Central as _, Manager as _, Peripheral as _};
@@ -38,6 +41,8 @@ pub enum BleError {
     Stopped,
     #[error("device catalog: {0}")]
     Catalog(#[from] tm_devices::CatalogError),
+    #[error("BlueZ signals (D-Bus): {0}")]
+    Signals(#[from] zbus::Error),
 }
 
 /// What the central tells a link task.

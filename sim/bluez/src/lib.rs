@@ -141,6 +141,16 @@ impl FakeBluez {
         Ok(())
     }
 
+    /// One advert of a device BlueZ does not know (its object was removed, or it never came
+    /// into range): the object appears (`InterfacesAdded`, carrying the service data of that
+    /// advert) and the device falls silent again at once, as a scale that shows one stable
+    /// weight and switches off within an advertising interval.
+    pub async fn advertise_once(&self, address: &str) -> Result<(), SimError> {
+        self.with(address, |d| d.advertising = false)?;
+        ops::export_device(&self.core, address).await;
+        Ok(())
+    }
+
     /// Starts or stops advertising (back in range / out of range without removal).
     pub fn set_advertising(&self, address: &str, on: bool) -> Result<(), SimError> {
         self.with(address, |d| d.advertising = on)
