@@ -18,6 +18,7 @@
 //! - [`backoff`]: the one retry policy of every loop that retries.
 //! - [`report`]: an error and its causes on one line.
 //! - [`config_file`]: reading a TOML configuration and reporting why it cannot be used.
+//! - `migrations` (feature `sqlite`): applying the schema migrations of an SQLite file.
 //! - [`prescription`]: the Portal contract's list of optional prescription fields, shared by
 //!   the provider and the Portal emulator.
 //!
@@ -32,6 +33,8 @@ pub mod frame;
 pub mod identity;
 pub mod limits;
 pub mod messages;
+#[cfg(feature = "sqlite")]
+pub mod migrations;
 pub mod prescription;
 pub mod reading_id;
 pub mod report;

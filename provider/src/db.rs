@@ -407,20 +407,13 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        if version <= done {
-            continue;
-        }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+    tm_protocol::migrations::apply(conn, MIGRATIONS, done, |tx, version| {
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             rusqlite::params![version, chrono::Utc::now().to_rfc3339()],
-        )?;
-        tx.commit()?;
-    }
-    Ok(())
+        )
+        .map(drop)
+    })
 }
 
 #[cfg(test)]

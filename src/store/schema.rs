@@ -159,17 +159,9 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        if version <= done {
-            continue;
-        }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
-    }
-    Ok(())
+    tm_protocol::migrations::apply(conn, MIGRATIONS, done, |tx, version| {
+        tx.pragma_update(None, "user_version", version)
+    })
 }
 
 const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM readings GROUP BY state";

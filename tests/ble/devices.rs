@@ -207,25 +207,12 @@ async fn and_cuff_gets_date_time_in_time_and_unset_clock_is_not_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_single_advert_of_a_scale_new_to_bluez_is_recorded_once() {
     let _g = SERIAL.lock().await;
-    let mut mi = profiles::xiaomi_scale(MI);
-    mi.service_data
-        .push((0x181D, profiles::mi_scale_v1(14_100, minutes_ago(0))));
-    let agent = start(vec![mi], &[(MI, "xiaomi-mi-scale-2")]).await;
-    agent
-        .wait("first Mi weight", |o| o.readings.len() == 1)
-        .await;
+    let agent = start_with_mi_weighing().await;
     // The scale goes out of range and BlueZ forgets it. Its next weighing is one stable frame
     // in one advert: BlueZ creates the device object again, with that frame in its
     // properties (InterfacesAdded), and hears nothing more.
     agent.fake.remove_device(MI).await.unwrap();
-    agent
-        .fake
-        .set_service_data(
-            MI,
-            0x181D,
-            profiles::mi_scale_v1(14_300, minutes_ago(0) + chrono::Duration::seconds(1)),
-        )
-        .unwrap();
+    agent.weigh_again_on_mi();
     agent.fake.advertise_once(MI).await.unwrap();
     agent
         .wait("the single advert's weight", |o| o.readings.len() == 2)
@@ -243,22 +230,11 @@ async fn the_single_advert_of_a_scale_new_to_bluez_is_recorded_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xiaomi_adverts_are_read_without_connecting_and_repeats_collapse() {
     let _g = SERIAL.lock().await;
-    let mut mi = profiles::xiaomi_scale(MI);
-    mi.service_data
-        .push((0x181D, profiles::mi_scale_v1(14_100, minutes_ago(0))));
-    let agent = start(vec![mi], &[(MI, "xiaomi-mi-scale-2")]).await;
-    agent.wait("Mi weight", |o| o.readings.len() == 1).await;
+    let agent = start_with_mi_weighing().await;
     // The same frame keeps coming every advertising interval: still one reading.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(agent.outbox.lock().unwrap().readings.len(), 1);
-    agent
-        .fake
-        .set_service_data(
-            MI,
-            0x181D,
-            profiles::mi_scale_v1(14_300, minutes_ago(0) + chrono::Duration::seconds(1)),
-        )
-        .unwrap();
+    agent.weigh_again_on_mi();
     agent
         .wait("second Mi weight", |o| o.readings.len() == 2)
         .await;

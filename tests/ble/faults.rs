@@ -115,24 +115,11 @@ async fn services_resolved_too_late_times_out_and_the_next_connection_succeeds()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_restarts_discovery_when_bluez_goes_quiet() {
     let _g = SERIAL.lock().await;
-    let mut mi = profiles::xiaomi_scale(MI);
-    mi.service_data
-        .push((0x181D, profiles::mi_scale_v1(14_100, minutes_ago(0))));
-    let agent = start(vec![mi], &[(MI, "xiaomi-mi-scale-2")]).await;
-    agent
-        .wait("first Mi weight", |o| o.readings.len() == 1)
-        .await;
+    let agent = start_with_mi_weighing().await;
     let starts = agent.fake.discovery_starts();
     // BlueZ stops reporting while still claiming to discover; a new weighing happens.
     agent.fake.stall_discovery();
-    agent
-        .fake
-        .set_service_data(
-            MI,
-            0x181D,
-            profiles::mi_scale_v1(14_300, minutes_ago(0) + chrono::Duration::seconds(1)),
-        )
-        .unwrap();
+    agent.weigh_again_on_mi();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         agent.outbox.lock().unwrap().readings.len(),

@@ -190,4 +190,34 @@ pub const OXI: &str = "C0:FF:EE:00:00:03";
 pub const THERMO: &str = "C0:FF:EE:00:00:04";
 pub const GLUCO: &str = "C0:FF:EE:00:00:05";
 pub const MI: &str = "C0:FF:EE:00:00:06";
+
+/// The agent with the paired Mi scale, once the scale's first weighing (70.5 kg) is read.
+pub async fn start_with_mi_weighing() -> Agent {
+    let mut mi = tm_sim_bluez::profiles::xiaomi_scale(MI);
+    mi.service_data.push((
+        0x181D,
+        tm_sim_bluez::profiles::mi_scale_v1(14_100, minutes_ago(0)),
+    ));
+    let agent = start(vec![mi], &[(MI, "xiaomi-mi-scale-2")]).await;
+    agent
+        .wait("first Mi weight", |o| o.readings.len() == 1)
+        .await;
+    agent
+}
+
+impl Agent {
+    /// The Mi scale's next weighing (71.5 kg) becomes its advertised frame.
+    pub fn weigh_again_on_mi(&self) {
+        self.fake
+            .set_service_data(
+                MI,
+                0x181D,
+                tm_sim_bluez::profiles::mi_scale_v1(
+                    14_300,
+                    minutes_ago(0) + chrono::Duration::seconds(1),
+                ),
+            )
+            .unwrap();
+    }
+}
 pub const AND: &str = "C0:FF:EE:00:00:07";
