@@ -2,10 +2,10 @@
 //! the link tasks, and the advertisement-only devices.
 //!
 //! BlueZ's signals come from [`super::signals`]: an advert or a link loss of a paired device is
-//! routed to its link task, or read on the spot for an advertisement-only device; the signals
-//! of every other device are only counted as BlueZ being alive, without decoding them or asking
-//! BlueZ anything. Discovery is restarted when BlueZ has been quiet for [`BleOptions::quiet`]
-//! (scanning stalls after hours on a Pi, docs/gatt.md §5).
+//! routed to its link task, or read on the spot for an advertisement-only device; the bus does
+//! not deliver the adverts of other devices at all. Discovery is restarted when no paired
+//! device advertised for [`BleOptions::quiet`] (scanning stalls after hours on a Pi,
+//! docs/gatt.md §5; when the devices are merely asleep the restart costs three calls).
 //!
 //! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse
 //! pairs while the agent runs gets its link task, and the task of a device she unpairs is
@@ -42,8 +42,8 @@ pub const LINK_EVENTS_CAPACITY: usize = 16;
 pub struct BleOptions {
     /// Adapter name (`hci0`), from the configuration's `adapter`.
     pub adapter: String,
-    /// Discovery is stopped and started again after this long without any event from BlueZ
-    /// (60 s): a scan that went silent is not noticed otherwise.
+    /// Discovery is stopped and started again after this long without a signal of a paired
+    /// device or a newly seen one (60 s): a scan that went silent is not noticed otherwise.
     pub quiet: Duration,
     /// Longest a connection may take from `Connect` to a subscribed link (30 s), copied into
     /// every [`Link`]; past it the device is disconnected and retried after a backoff.
@@ -76,7 +76,7 @@ pub struct CentralStatus {
     /// devices are not counted); 0 once the central stopped.
     pub live_links: usize,
     /// Times discovery was started by this central: once at start, plus once per restart
-    /// after BlueZ was quiet for [`BleOptions::quiet`].
+    /// after no paired device was heard for [`BleOptions::quiet`].
     pub discovery_starts: u32,
 }
 
@@ -107,6 +107,18 @@ struct Links {
     adverts_only: HashMap<String, PairedDevice>,
     /// The link tasks; all of them are joined before the central returns.
     tasks: JoinSet<()>,
+}
+
+impl Links {
+    /// The addresses whose adverts and link changes the central wants: every paired device
+    /// with a link task or read from its adverts.
+    fn addresses(&self) -> HashSet<&str> {
+        self.links
+            .keys()
+            .chain(self.adverts_only.keys())
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 fn catalog_model(d: &PairedDevice) -> Option<&'static tm_devices::Model> {
@@ -199,6 +211,7 @@ impl Central {
     ) -> Result<(), BleError> {
         let mut signals = DeviceSignals::open(&self.opts.adapter).await?;
         self.sync_links(adapter, links, load_paired(&self.store).await, cancel);
+        signals.watch(&links.addresses()).await?;
         start_scan(adapter).await?;
         self.status.send_modify(|s| {
             s.discovering = true;
@@ -234,7 +247,10 @@ impl Central {
                 () = cancel.cancelled() => return Ok(()),
                 _ = pulse.tick() => continue,
                 () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
-                    tracing::warn!("BlueZ quiet; restarting discovery");
+                    // No paired device advertised and none appeared: they may all be asleep
+                    // or connected, or the scan may have stalled. Restarting costs three calls
+                    // and cures the stall, so it is done without telling the two apart.
+                    tracing::debug!("no advert from a paired device; restarting discovery");
                     let _ = adapter.stop_scan().await;
                     start_scan(adapter).await?;
                     self.status.send_modify(|s| s.discovery_starts += 1);
@@ -244,6 +260,7 @@ impl Central {
                 _ = reload.tick() => {
                     let paired = load_paired(&self.store).await;
                     self.sync_links(adapter, links, paired, cancel);
+                    signals.watch(&links.addresses()).await?;
                     continue;
                 }
                 signal = signals.next(wanted) => match signal {

@@ -7,16 +7,18 @@
 //! the service data that come with `InterfacesAdded`: the first advert of a device BlueZ had
 //! not seen (one weighing lost per scale that comes into range).
 //!
-//! So the central reads the two signals itself. A device object's path names its address
-//! (BlueZ exports devices as `/org/bluez/hciN/dev_AA_BB_CC_DD_EE_FF`), so [`DeviceSignals::next`]
-//! decides from the message header alone whether the device is one the caller wants, and
-//! decodes the body only then. Nothing is asked of BlueZ per advert. btleplug stays the path
-//! for everything else (connections, GATT, notifications).
+//! So the central reads the two signals itself. BlueZ exports a device as
+//! `/org/bluez/hciN/dev_AA_BB_CC_DD_EE_FF`, so the central asks the bus daemon for the
+//! `PropertiesChanged` of the paired devices' paths only ([`DeviceSignals::watch`]): the
+//! adverts of other devices in range are not even delivered. `InterfacesAdded` (a device BlueZ
+//! had not seen, rare) comes for every device, and [`DeviceSignals::next`] decides from the
+//! path whether it is wanted before it decodes the properties. Nothing is asked of BlueZ per
+//! advert. btleplug stays the path for everything else (connections, GATT, notifications).
 //!
 //! The signals are matched with `sender='org.bluez'`: the bus delivers only what the owner of
 //! that name sent, so another process on the bus cannot forge an advert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt as _;
 use zbus::message::Type;
@@ -46,19 +48,26 @@ pub enum DeviceSignal {
 
 /// The device signals of one adapter.
 pub struct DeviceSignals {
-    /// `PropertiesChanged` of `org.bluez.Device1` objects under the adapter, and BlueZ's
-    /// `InterfacesAdded`, merged in arrival order.
-    stream: futures::stream::Select<MessageStream, MessageStream>,
-    /// The connection the match rules live on; kept for the snapshot at start.
+    /// Every message the bus delivers to this connection: what the match rules below select,
+    /// and the replies to this connection's own calls.
+    stream: MessageStream,
+    /// The bus daemon, to add and remove match rules as devices are paired and unpaired.
+    bus: zbus::fdo::DBusProxy<'static>,
+    /// The connection the match rules live on.
     conn: zbus::Connection,
     /// `/org/bluez/hciN`.
     adapter_path: String,
+    /// The `PropertiesChanged` rule of each watched device, by upper-case address. The bus
+    /// delivers the signals of these devices only: an unpaired device in range, advertising
+    /// five times a second, never wakes the agent.
+    watched: HashMap<String, MatchRule<'static>>,
 }
 
 impl std::fmt::Debug for DeviceSignals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceSignals")
             .field("adapter_path", &self.adapter_path)
+            .field("watched", &self.watched.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -67,31 +76,60 @@ const BLUEZ: &str = "org.bluez";
 const DEVICE: &str = "org.bluez.Device1";
 
 impl DeviceSignals {
-    /// Subscribes to the device signals of adapter `adapter` (`hci0`) on the system bus.
+    /// Subscribes to the appearance of devices (`InterfacesAdded`) under adapter `adapter`
+    /// (`hci0`) on the system bus; [`DeviceSignals::watch`] adds the devices whose property
+    /// changes are wanted.
     pub async fn open(adapter: &str) -> zbus::Result<Self> {
         let conn = zbus::Connection::system().await?;
-        let adapter_path = format!("/org/bluez/{adapter}");
-        let changed = MatchRule::builder()
-            .msg_type(Type::Signal)
-            .sender(BLUEZ)
-            .interface("org.freedesktop.DBus.Properties")
-            .member("PropertiesChanged")
-            .path_namespace(adapter_path.as_str())
-            .arg(0, DEVICE)
-            .build()?;
+        let stream = MessageStream::from(&conn);
+        let bus = zbus::fdo::DBusProxy::new(&conn).await?;
         let added = MatchRule::builder()
             .msg_type(Type::Signal)
             .sender(BLUEZ)
             .interface("org.freedesktop.DBus.ObjectManager")
             .member("InterfacesAdded")
             .build()?;
-        let changed = MessageStream::for_match_rule(changed, &conn, None).await?;
-        let added = MessageStream::for_match_rule(added, &conn, None).await?;
+        bus.add_match_rule(added).await?;
         Ok(Self {
-            stream: futures::stream::select(changed, added),
+            stream,
+            bus,
             conn,
-            adapter_path,
+            adapter_path: format!("/org/bluez/{adapter}"),
+            watched: HashMap::new(),
         })
+    }
+
+    /// Receives the property changes (adverts, link state) of exactly the devices in
+    /// `addresses` (upper case) from now on: rules for new ones are added, rules of devices no
+    /// longer listed removed.
+    pub async fn watch(&mut self, addresses: &HashSet<&str>) -> zbus::Result<()> {
+        let gone: Vec<String> = self
+            .watched
+            .keys()
+            .filter(|a| !addresses.contains(a.as_str()))
+            .cloned()
+            .collect();
+        for address in gone {
+            if let Some(rule) = self.watched.remove(&address) {
+                self.bus.remove_match_rule(rule).await?;
+            }
+        }
+        for address in addresses {
+            if self.watched.contains_key(*address) {
+                continue;
+            }
+            let rule = MatchRule::builder()
+                .msg_type(Type::Signal)
+                .sender(BLUEZ)
+                .interface("org.freedesktop.DBus.Properties")
+                .member("PropertiesChanged")
+                .path(device_path(&self.adapter_path, address))
+                .arg(0, DEVICE)
+                .build()?;
+            self.bus.add_match_rule(rule.clone()).await?;
+            self.watched.insert((*address).to_owned(), rule);
+        }
+        Ok(())
     }
 
     /// The devices BlueZ knows under the adapter now, as adverts without service data (a
@@ -126,13 +164,23 @@ impl DeviceSignals {
     pub async fn next(&mut self, wanted: impl Fn(&str) -> bool) -> Option<DeviceSignal> {
         let msg = loop {
             match self.stream.next().await? {
-                Ok(msg) => break msg,
+                Ok(msg) if msg.message_type() == Type::Signal => break msg,
+                // A reply to one of this connection's calls.
+                Ok(_) => {}
                 // A message that could not be read from the socket: skip it, as a lost advert.
                 Err(e) => tracing::debug!(error = %e, "unreadable D-Bus message"),
             }
         };
         Some(decode(&msg, &self.adapter_path, wanted))
     }
+}
+
+/// The object path BlueZ gives the device `address` under `adapter_path`.
+fn device_path(adapter_path: &str, address: &str) -> String {
+    format!(
+        "{adapter_path}/dev_{}",
+        address.to_ascii_uppercase().replace(':', "_")
+    )
 }
 
 /// What one signal says, for the devices `wanted` accepts.
@@ -271,6 +319,18 @@ mod tests {
         Message::signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged")
             .build(&(DEVICE, props, Vec::<String>::new()))
             .unwrap()
+    }
+
+    #[test]
+    fn the_path_of_a_device_is_the_one_its_address_is_read_from() {
+        for address in ["C0:26:DA:01:02:03", "c0:26:da:01:02:03"] {
+            let path = device_path(ADAPTER, address);
+            assert_eq!(path, SCALE);
+            assert_eq!(
+                address_of(&path, ADAPTER).as_deref(),
+                Some("C0:26:DA:01:02:03")
+            );
+        }
     }
 
     #[test]

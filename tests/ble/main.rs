@@ -5,11 +5,13 @@
 //! - [`devices`]: every scripted device read with correct values, time quality and clock;
 //! - [`pairing`]: passkey, numeric comparison and displayed passkey bonds;
 //! - [`faults`]: connect failures, StartNotify failure, slow ServicesResolved, the discovery
-//!   watchdog, link loss and removal without leaking link tasks.
+//!   watchdog, link loss and removal without leaking link tasks;
+//! - [`signals`]: the adverts of a device that is not watched never reach the agent.
 
 mod devices;
 mod faults;
 mod pairing;
+mod signals;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
