@@ -7,9 +7,9 @@
 //! device advertised for [`BleOptions::quiet`] (scanning stalls after hours on a Pi,
 //! docs/gatt.md §5; when the devices are merely asleep the restart costs three calls).
 //!
-//! The paired-devices file is re-read every [`BleOptions::paired_reload`]: a device the nurse
-//! pairs while the agent runs gets its link task, and the task of a device she unpairs is
-//! cancelled and reaped. [`CentralStatus::live_links`] counts the tasks actually alive.
+//! The paired-devices file is re-read when it changes ([`super::paired_watch`]), and every
+//! [`BleOptions::paired_reload`] as a fallback: a device the nurse pairs while the agent runs
+//! gets its link task, and the task of a device she unpairs is cancelled and reaped. [`CentralStatus::live_links`] counts the tasks actually alive.
 //!
 //! The event loop ticks [`Central::beat`] at every turn and turns at least every
 //! [`crate::health::Beat::pulse`] even when BlueZ says nothing: the systemd watchdog sees it
@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 use super::capture::{AdvertCollapser, Capture, to_stashables};
 use super::link::Link;
 use super::paired::{PairedDevice, PairedStore};
+use super::paired_watch::PairedChanges;
 use super::signals::{DeviceSignal, DeviceSignals};
 use super::{BleError, HEALTH_SERVICES, LinkEvent, device_info, uuid16};
 use crate::stash::StashHandle;
@@ -48,9 +49,10 @@ pub struct BleOptions {
     /// Longest a connection may take from `Connect` to a subscribed link (30 s), copied into
     /// every [`Link`]; past it the device is disconnected and retried after a backoff.
     pub connect_timeout: Duration,
-    /// How often the paired-devices file is re-read (2 s), so devices paired or unpaired by
-    /// the CLI get or lose their link without a restart. Also the central's pulse without a
-    /// watchdog beat.
+    /// How often the paired-devices file is re-read even when no change was noticed (30 s;
+    /// changes are noticed at once through inotify, this covers a file system without it).
+    /// Devices paired or unpaired by the CLI get or lose their link without a restart. Also
+    /// the central's pulse without a watchdog beat.
     pub paired_reload: Duration,
 }
 
@@ -61,7 +63,7 @@ impl BleOptions {
             adapter: adapter.to_string(),
             quiet: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
-            paired_reload: Duration::from_secs(2),
+            paired_reload: Duration::from_secs(30),
         }
     }
 }
@@ -85,8 +87,8 @@ pub struct CentralStatus {
 pub struct Central {
     /// Adapter, timeouts and the reload period.
     pub opts: BleOptions,
-    /// The paired-devices file, re-read every `opts.paired_reload`; each link writes its own
-    /// device's entry back to it.
+    /// The paired-devices file, re-read when it changes (and every `opts.paired_reload`);
+    /// each link writes its own device's entry back to it.
     pub store: PairedStore,
     /// Handed to every link and used for the advertisement-only devices read here.
     pub stash: StashHandle,
@@ -144,6 +146,14 @@ async fn load_paired(store: &PairedStore) -> Vec<PairedDevice> {
             Vec::new()
         }
         Err(_) => Vec::new(),
+    }
+}
+
+/// The next change of the paired devices' file; never, without a watch (the timer re-reads).
+async fn changed_paired(watch: &mut Option<PairedChanges>) -> std::io::Result<()> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -227,6 +237,13 @@ impl Central {
         }
         let mut collapser = AdvertCollapser::default();
         let mut last_event = Instant::now();
+        let mut paired_changes = match PairedChanges::new(&self.store) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the paired devices' file; re-reading it on a timer");
+                None
+            }
+        };
         let mut reload = tokio::time::interval(self.opts.paired_reload);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Without a beat nobody watches the turns: the pulse is then the reload period.
@@ -246,6 +263,12 @@ impl Central {
             let signal = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 _ = pulse.tick() => continue,
+                // A link task ended (its device was unpaired): counted at once, not at the next
+                // re-read of the file.
+                Some(_) = links.tasks.join_next(), if !links.tasks.is_empty() => {
+                    self.reap(links);
+                    continue;
+                }
                 () = tokio::time::sleep_until(last_event + self.opts.quiet) => {
                     // No paired device advertised and none appeared: they may all be asleep
                     // or connected, or the scan may have stalled. Restarting costs three calls
@@ -257,16 +280,25 @@ impl Central {
                     last_event = Instant::now();
                     continue;
                 }
-                _ = reload.tick() => {
-                    let paired = load_paired(&self.store).await;
-                    self.sync_links(adapter, links, paired, cancel);
-                    signals.watch(&links.addresses()).await?;
-                    continue;
+                _ = reload.tick() => None,
+                changed = changed_paired(&mut paired_changes) => {
+                    if let Err(e) = changed {
+                        tracing::warn!(error = %e, "cannot watch the paired devices' file; re-reading it on a timer");
+                        paired_changes = None;
+                    }
+                    None
                 }
                 signal = signals.next(wanted) => match signal {
-                    Some(signal) => signal,
+                    Some(signal) => Some(signal),
                     None => return Err(BleError::Timeout("BlueZ signals (the bus connection ended)")),
                 },
+            };
+            let Some(signal) = signal else {
+                // The paired devices' file changed, or the fallback re-read is due.
+                let paired = load_paired(&self.store).await;
+                self.sync_links(adapter, links, paired, cancel);
+                signals.watch(&links.addresses()).await?;
+                continue;
             };
             last_event = Instant::now();
             match signal {
@@ -345,6 +377,11 @@ impl Central {
             };
             links.tasks.spawn(link.run().instrument(span));
         }
+        self.reap(links);
+    }
+
+    /// Joins the link tasks that ended and reports how many are alive.
+    fn reap(&self, links: &mut Links) {
         while links.tasks.try_join_next().is_some() {}
         let live = links.tasks.len();
         self.status.send_if_modified(|s| {

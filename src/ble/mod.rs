@@ -8,7 +8,8 @@
 //!   backoff).
 //! - [`session`]: what one connection does (DIS, battery, clock, subscribe, RACP).
 //! - [`capture`]: bytes to readings (tm-devices) with the time policy; pure.
-//! - [`pairing`]: our `org.bluez.Agent1` and the bond procedure; [`paired`]: the paired-devices file.
+//! - [`pairing`]: our `org.bluez.Agent1` and the bond procedure; [`paired`]: the paired-devices
+//!   file; [`paired_watch`]: notice of its changes from the kernel.
 //! - [`supervisor`]: the actor of `tm-gateway run`: keeps the central running, retries with
 //!   backoff while BlueZ or the adapter is missing, and raises the `ble-unavailable` alarm.
 
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod central;
 pub mod link;
 pub mod paired;
+pub mod paired_watch;
 pub mod pairing;
 pub mod session;
 pub mod signals;

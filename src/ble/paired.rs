@@ -106,6 +106,11 @@ impl PairedStore {
         }
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// All paired devices (none when the file does not exist yet).
     pub fn load(&self) -> Result<Vec<PairedDevice>, PairedError> {
         match std::fs::read(&self.path) {

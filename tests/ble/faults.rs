@@ -216,3 +216,32 @@ async fn link_tasks_do_not_leak_across_losses_removals_and_unpairing() {
     let readings = agent.stop().await;
     assert_eq!(readings.len(), 2, "nothing read twice: {readings:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_paired_while_the_agent_runs_is_linked_at_once_and_unpaired_released() {
+    let _g = SERIAL.lock().await;
+    // The fallback re-read is ten minutes away: only the file's change can start the link.
+    let opts = BleOptions {
+        paired_reload: Duration::from_secs(600),
+        ..test_options()
+    };
+    let agent = start_with(vec![cuff_with_record()], &[], &[], opts).await;
+    agent.wait_status("discovering", |s| s.discovering).await;
+    assert_eq!(agent.status.borrow().live_links, 0);
+    // The nurse pairs the cuff with the CLI, another process writing the file.
+    let mut cuff = tm_gateway::ble::paired::PairedDevice::new(CUFF);
+    cuff.model_id = Some("sig-blood-pressure".into());
+    agent.store.upsert(cuff).unwrap();
+    agent.fake.set_paired(CUFF).await.unwrap();
+    agent
+        .wait("the cuff's record", |o| o.readings.len() == 1)
+        .await;
+    assert_eq!(agent.status.borrow().live_links, 1);
+    // And unpairs it: the link stops and lets go of the device.
+    assert!(agent.store.remove(CUFF).unwrap());
+    agent.wait_status("no link", |s| s.live_links == 0).await;
+    agent
+        .wait_sim("cuff released", |f| !f.is_connected(CUFF).unwrap())
+        .await;
+    agent.stop().await;
+}
