@@ -4,8 +4,9 @@
 //! cuff). Prints, per transport:
 //!
 //! - the agent's CPU time per second of wall time while idle (both devices connected, nothing
-//!   to send), summed over its threads from `/proc/PID/task/*/schedstat` (nanoseconds), and
-//!   its context switches per second (how often it wakes);
+//!   to send), summed over its threads from `/proc/PID/task/*/schedstat` (nanoseconds, sampled
+//!   every 250 ms because threads come and go), and its context switches per second (how
+//!   often it wakes);
 //! - its resident memory while idle;
 //! - the time from a blood-pressure indication written to the simulator to the reading
 //!   committed at the provider, median and 99th percentile over the indications.
@@ -28,21 +29,19 @@ use tm_protocol::Transport;
 const CUFF: &str = "C0:FF:EE:00:00:02";
 const SCALE: &str = "C0:FF:EE:00:00:01";
 
-/// CPU time of every thread of `pid` so far, in nanoseconds, and its context switches.
-fn cpu_and_switches(pid: u32) -> (u64, u64) {
-    let (mut ns, mut switches) = (0, 0);
+/// CPU time (nanoseconds) and context switches of each thread of `pid` so far, by thread id.
+fn per_thread(pid: u32) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut threads = std::collections::HashMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return (0, 0);
+        return threads;
     };
     for task in tasks.flatten() {
         let p = task.path();
-        if let Ok(s) = std::fs::read_to_string(p.join("schedstat")) {
-            ns += s
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+        let ns = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut switches = 0;
         if let Ok(s) = std::fs::read_to_string(p.join("status")) {
             for l in s.lines() {
                 if l.starts_with("voluntary_ctxt_switches:")
@@ -56,6 +55,31 @@ fn cpu_and_switches(pid: u32) -> (u64, u64) {
                 }
             }
         }
+        threads.insert(
+            task.file_name().to_string_lossy().into_owned(),
+            (ns, switches),
+        );
+    }
+    threads
+}
+
+/// CPU time (nanoseconds) and context switches of `pid` over `span`, sampled every 250 ms
+/// and summed per thread: threads come and go (the runtime's blocking pool lets an idle
+/// thread exit after seconds), and a thread's counters go with it. A thread that starts is
+/// counted from zero; one that exits loses at most its last 250 ms.
+async fn cpu_and_switches_over(pid: u32, span: Duration) -> (u64, u64) {
+    let (mut ns, mut switches) = (0, 0);
+    let mut last = per_thread(pid);
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(250).min(end - Instant::now())).await;
+        let now = per_thread(pid);
+        for (tid, (n, s)) in &now {
+            let (n0, s0) = last.get(tid).copied().unwrap_or((0, 0));
+            ns += n.saturating_sub(n0);
+            switches += s.saturating_sub(s0);
+        }
+        last = now;
     }
     (ns, switches)
 }
@@ -147,13 +171,11 @@ async fn run(transport: Transport, agent_bin: &str, sim_bin: &str) -> Figures {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let (cpu0, sw0) = cpu_and_switches(pid);
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(idle_s)).await;
-    let (cpu1, sw1) = cpu_and_switches(pid);
+    let (cpu, switches) = cpu_and_switches_over(pid, Duration::from_secs(idle_s)).await;
     let wall = t0.elapsed().as_secs_f64();
-    let idle_cpu_ms_per_s = (cpu1 - cpu0) as f64 / 1e6 / wall;
-    let wakeups_per_s = (sw1 - sw0) as f64 / wall;
+    let idle_cpu_ms_per_s = cpu as f64 / 1e6 / wall;
+    let wakeups_per_s = switches as f64 / wall;
     let idle_rss_mb = rss_mb(pid);
     println!(
         "{transport:?}: idle {idle_cpu_ms_per_s:.3} ms CPU/s, {wakeups_per_s:.1} context switches/s, RSS {idle_rss_mb:.1} MB"
