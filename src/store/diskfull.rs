@@ -25,9 +25,8 @@
 //!   at most every [`RETRY_INITIAL`]..[`RETRY_MAX`], doubling.
 //!
 //! - **Start on a full disk.** Opening checkpoints and truncates the WAL first (what it holds
-//!   goes into the database file, the rest of its bytes back to the file system); rows an
-//!   earlier version left leased in the database are reset at the first lease when that write
-//!   cannot be made at open.
+//!   goes into the database file, the rest of its bytes back to the file system). A schema
+//!   migration pending at that start runs on the released reserve.
 //!
 //! A failed write is always rolled back by SQLite; what was committed before stays committed.
 

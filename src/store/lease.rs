@@ -7,13 +7,14 @@
 //! only cost writes: two row updates per reading shipped, and on a full disk the writes that
 //! could not be made. Only a receipt changes a row (to acknowledged or rejected).
 //!
-//! A receipt names reading ids; finding a row by its id goes through the UNIQUE index on
-//! `reading_id`, and since ids are hashes every lookup lands on a random page of a large index.
-//! So a lease keeps the row ids of its readings and a receipt settles them by row id: the rows
-//! of one batch are neighbours in the table, and a batch settles by rewriting a few contiguous
-//! pages. The row's `reading_id` is still compared in the update, and anything not found that
-//! way (a receipt for a batch leased before a restart, a duplicate receipt) falls back to the
-//! lookup by `reading_id`, so the outcome is the same either way.
+//! A receipt names reading ids, and the table is keyed by an order in front of the id's hash
+//! ([`super::key`]): a row cannot be found from its id alone without a scan. So a lease keeps
+//! the row ids of its readings and a receipt settles them by row id: the rows of one batch are
+//! neighbours in the table, and a batch settles by rewriting a few contiguous pages. The
+//! row's hash is still compared in the update. Readings a receipt names that are not found
+//! that way (a receipt for a batch leased before a restart or released long ago, a duplicate
+//! receipt) are looked for in one scan of the key index (40 bytes a row), so the outcome is the
+//! same either way; such receipts are rare, the scan is done at most once per receipt.
 //!
 //! A reading the receipt names as a duplicate (the provider already had it for this gateway's
 //! session) is also in `accepted` and settles as acknowledged; [`SettleOutcome::duplicates`]
@@ -24,13 +25,12 @@
 //! Receipt bookkeeping commits with `synchronous=NORMAL` (see [`Outbox::relaxed`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash as _, Hasher as _};
 
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::params;
 use tm_protocol::{BatchId, Receipt};
 
 use super::outbox::SET_META;
-use super::{Outbox, StoreError, mark, now_ms};
+use super::{Outbox, StoreError, key, mark, now_ms};
 
 /// Bounds of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,10 +66,10 @@ pub struct SettleOutcome {
 }
 
 /// Released batches remembered so a late receipt still settles by row id; older ones settle
-/// through the `reading_id` index.
+/// through a scan of the key index.
 const REMEMBERED_RELEASES: usize = 128;
 
-/// A batch's rows: (hash of the reading id, row id), sorted by hash (16 bytes a row).
+/// A batch's rows: (short hash of the reading id, row id), sorted by hash (16 bytes a row).
 type Rows = Vec<(u64, i64)>;
 
 /// The leases of this run. Invariant: every pending row with an id below `oldest_from` is in
@@ -176,41 +176,31 @@ fn first_row(rows: &[(u64, i64)]) -> Option<i64> {
     rows.iter().map(|(_, id)| *id).min()
 }
 
-fn id_hash(reading_id: &str) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    reading_id.hash(&mut h);
-    h.finish()
-}
-
-/// The row of `reading_id` among a lease's rows (a hash match; the update checks the id).
-fn row_of(rows: &[(u64, i64)], reading_id: &str) -> Option<i64> {
-    let key = id_hash(reading_id);
-    let i = rows.partition_point(|(k, _)| *k < key);
-    rows.get(i).filter(|(k, _)| *k == key).map(|(_, row)| *row)
+/// The row of the reading with hash `hash` among a lease's rows (a short-hash match; the
+/// update checks the whole hash).
+fn row_of(rows: &[(u64, i64)], hash: &[u8]) -> Option<i64> {
+    let short = key::short_hash(hash);
+    let i = rows.partition_point(|(k, _)| *k < short);
+    rows.get(i)
+        .filter(|(k, _)| *k == short)
+        .map(|(_, row)| *row)
 }
 
 const NEWEST_PENDING: &str =
-    "SELECT id, reading_id, payload FROM readings WHERE state = 0 ORDER BY id DESC LIMIT ?1";
+    "SELECT id, reading_key, payload FROM readings WHERE state = 0 ORDER BY id DESC LIMIT ?1";
 const OLDEST_PENDING: &str =
-    "SELECT id, reading_id, payload FROM readings WHERE state = 0 AND id >= ?1 ORDER BY id ASC";
+    "SELECT id, reading_key, payload FROM readings WHERE state = 0 AND id >= ?1 ORDER BY id ASC";
+/// Every row's id and key, from the key index alone: where a receipt's unmatched ids are found.
+const ALL_KEYS: &str = "SELECT id, reading_key FROM readings INDEXED BY readings_key";
 const ACKNOWLEDGE_ROW: &str = "UPDATE readings SET state = 2, settled_at_ms = ?3 \
-    WHERE id = ?1 AND reading_id = ?2 AND state = 0";
-const ACKNOWLEDGE: &str = "UPDATE readings SET state = 2, settled_at_ms = ?2 \
-    WHERE reading_id = ?1 AND state = 0 RETURNING id";
+    WHERE id = ?1 AND substr(reading_key, 9) = ?2 AND state = 0";
 /// On a full disk, acknowledged rows go at once (the retention window is waived there).
 const DELETE_ACKNOWLEDGED_ROW: &str =
-    "DELETE FROM readings WHERE id = ?1 AND reading_id = ?2 AND state = 0";
-const DELETE_ACKNOWLEDGED: &str =
-    "DELETE FROM readings WHERE reading_id = ?1 AND state = 0 RETURNING id";
+    "DELETE FROM readings WHERE id = ?1 AND substr(reading_key, 9) = ?2 AND state = 0";
 const REJECT_ROW: &str = "UPDATE readings SET state = 3, settled_at_ms = ?3, reason = ?4 \
-    WHERE id = ?1 AND reading_id = ?2 AND state = 0";
-const REJECT_ONE: &str = "UPDATE readings SET state = 3, settled_at_ms = ?2, reason = ?3 \
-    WHERE reading_id = ?1 AND state = 0 RETURNING id";
+    WHERE id = ?1 AND substr(reading_key, 9) = ?2 AND state = 0";
 const REJECT_BY_ROW: &str =
     "UPDATE readings SET state = 3, settled_at_ms = ?2, reason = ?3 WHERE id = ?1 AND state = 0";
-/// Rows an earlier version left leased in the database (state 1) are pending again.
-pub(super) const RESET_STORED_LEASES: &str =
-    "UPDATE readings SET state = 0, batch_id = NULL WHERE state = 1";
 
 /// JSON bytes of the envelope around the readings (ids, time, brackets), generously counted.
 const ENVELOPE_BYTES: usize = 512;
@@ -221,12 +211,6 @@ type Picked = Vec<(i64, u64, Vec<u8>)>;
 impl Outbox {
     /// Leases the next batch, or `None` when nothing is pending. Reads only.
     pub fn lease(&mut self, limits: LeaseLimits) -> Result<Option<LeasedBatch>, StoreError> {
-        if self.stale_leases {
-            self.conn
-                .execute(RESET_STORED_LEASES, [])
-                .map_err(self.err())?;
-            self.stale_leases = false;
-        }
         let picked = self.pick(limits).map_err(self.err())?;
         if picked.is_empty() {
             return Ok(None);
@@ -271,7 +255,8 @@ impl Outbox {
                     }
                     bytes += payload.len() + 1;
                     seen.insert(id);
-                    picked.push((id, id_hash(row.get_ref(1)?.as_str()?), payload));
+                    let short = key::short_hash(key::hash_of_key(row.get_ref(1)?.as_blob()?));
+                    picked.push((id, short, payload));
                     taken += 1;
                 }
                 Ok(None)
@@ -337,9 +322,10 @@ impl Outbox {
         result
     }
 
-    /// Settles the receipt's readings: by row id for the rows of its lease (`rows`), by reading
-    /// id for the others. A row settled that way may be in flight in another batch (a reading
-    /// pruned, stored again and leased, then named by a late receipt): it leaves that lease.
+    /// Settles the receipt's readings: by row id for the rows of its lease (`rows`), the
+    /// others found in one scan of the key index. A row settled that way may be in flight in
+    /// another batch (a reading pruned, stored again and leased, then named by a late receipt):
+    /// it leaves that lease.
     fn settle_rows(
         &mut self,
         receipt: &Receipt,
@@ -352,69 +338,104 @@ impl Outbox {
             path: path.clone(),
             source,
         };
+        let duplicates: HashSet<[u8; 32]> = receipt
+            .duplicates
+            .iter()
+            .filter_map(|id| key::id_hash(id.as_str()))
+            .collect();
+        // What the receipt says of each reading: `None` accepted, `Some(reason)` rejected.
+        let named = receipt.accepted.iter().map(|id| (id.as_str(), None)).chain(
+            receipt
+                .rejected
+                .iter()
+                .map(|r| (r.reading_id.as_str(), Some(r.reason.as_str()))),
+        );
         let tx = self.conn.transaction().map_err(&err)?;
         let mut out = SettleOutcome::default();
-        let mut by_id: Vec<i64> = Vec::new();
-        let duplicates: HashSet<&str> = receipt.duplicates.iter().map(|id| id.as_str()).collect();
+        let mut by_scan: Vec<i64> = Vec::new();
         {
             if evict {
                 tx.execute(mark::NOTE_HIGH_ROW, []).map_err(&err)?;
             }
-            let (row_sql, id_sql) = if evict {
-                (DELETE_ACKNOWLEDGED_ROW, DELETE_ACKNOWLEDGED)
+            let accept_sql = if evict {
+                DELETE_ACKNOWLEDGED_ROW
             } else {
-                (ACKNOWLEDGE_ROW, ACKNOWLEDGE)
+                ACKNOWLEDGE_ROW
             };
-            let mut ack_row = tx.prepare_cached(row_sql).map_err(&err)?;
-            let mut ack = tx.prepare_cached(id_sql).map_err(&err)?;
-            for id in &receipt.accepted {
-                let id = id.as_str();
-                let done = match row_of(rows, id) {
-                    Some(row) if evict => ack_row.execute(params![row, id]),
-                    Some(row) => ack_row.execute(params![row, id, now]),
-                    None => Ok(0),
-                }
-                .map_err(&err)?;
-                let n = if done > 0 {
-                    done
+            let mut accept = tx.prepare_cached(accept_sql).map_err(&err)?;
+            let mut reject = tx.prepare_cached(REJECT_ROW).map_err(&err)?;
+            let mut settle = |row: i64, hash: &[u8], reason: Option<&str>| match reason {
+                None if evict => accept.execute(params![row, hash]),
+                None => accept.execute(params![row, hash, now]),
+                Some(reason) => reject.execute(params![row, hash, now, reason]),
+            };
+            let mut count = |hash: &[u8; 32], reason: Option<&str>, n: usize| {
+                if reason.is_some() {
+                    out.rejected += n;
                 } else {
-                    let found = if evict {
-                        ack.query_row(params![id], |r| r.get::<_, i64>(0))
-                    } else {
-                        ack.query_row(params![id, now], |r| r.get::<_, i64>(0))
+                    out.acknowledged += n;
+                    if duplicates.contains(hash) {
+                        out.duplicates += n;
                     }
-                    .optional()
-                    .map_err(&err)?;
-                    by_id.extend(found);
-                    usize::from(found.is_some())
-                };
-                out.acknowledged += n;
-                tracing::debug!(batch = %receipt.batch_id, reading_id = id, settled = n, "reading acknowledged");
-                if duplicates.contains(id) {
-                    out.duplicates += n;
                 }
-            }
-            let mut reject_row = tx.prepare_cached(REJECT_ROW).map_err(&err)?;
-            let mut reject = tx.prepare_cached(REJECT_ONE).map_err(&err)?;
-            for r in &receipt.rejected {
-                let id = r.reading_id.as_str();
-                tracing::debug!(batch = %receipt.batch_id, reading_id = id, "reading rejected");
-                let done = match row_of(rows, id) {
-                    Some(row) => reject_row
-                        .execute(params![row, id, now, r.reason])
-                        .map_err(&err)?,
+            };
+            let trail = |id: &str, reason: Option<&str>, settled: usize| {
+                let batch = &receipt.batch_id;
+                match reason {
+                    None => {
+                        tracing::debug!(%batch, reading_id = id, settled, "reading acknowledged")
+                    }
+                    Some(_) => {
+                        tracing::debug!(%batch, reading_id = id, settled, "reading rejected")
+                    }
+                }
+            };
+            let mut unmatched: HashMap<[u8; 32], (&str, Option<&str>)> = HashMap::new();
+            for (id, reason) in named {
+                let Some(hash) = key::id_hash(id) else {
+                    continue;
+                };
+                let n = match row_of(rows, &hash) {
+                    Some(row) => settle(row, &hash, reason).map_err(&err)?,
                     None => 0,
                 };
-                out.rejected += if done > 0 {
-                    done
+                if n > 0 {
+                    trail(id, reason, n);
+                    count(&hash, reason, n);
                 } else {
-                    let found = reject
-                        .query_row(params![id, now, r.reason], |r| r.get::<_, i64>(0))
-                        .optional()
-                        .map_err(&err)?;
-                    by_id.extend(found);
-                    usize::from(found.is_some())
-                };
+                    unmatched.insert(hash, (id, reason));
+                }
+            }
+            if !unmatched.is_empty() {
+                let mut found = Vec::new();
+                let mut scan = tx.prepare_cached(ALL_KEYS).map_err(&err)?;
+                let mut keys = scan.query([]).map_err(&err)?;
+                while found.len() < unmatched.len()
+                    && let Some(r) = keys.next().map_err(&err)?
+                {
+                    let stored = r.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
+                    if let Ok(hash) = <[u8; 32]>::try_from(key::hash_of_key(stored))
+                        && unmatched.contains_key(&hash)
+                    {
+                        found.push((r.get::<_, i64>(0).map_err(&err)?, hash));
+                    }
+                }
+                drop(keys);
+                for (row, hash) in found {
+                    let Some((id, reason)) = unmatched.get(&hash).copied() else {
+                        continue;
+                    };
+                    let n = settle(row, &hash, reason).map_err(&err)?;
+                    if n > 0 {
+                        trail(id, reason, n);
+                        unmatched.remove(&hash);
+                        by_scan.push(row);
+                        count(&hash, reason, n);
+                    }
+                }
+                for (id, reason) in unmatched.values() {
+                    trail(id, *reason, 0);
+                }
             }
             tx.execute(
                 SET_META,
@@ -423,7 +444,7 @@ impl Outbox {
             .map_err(&err)?;
         }
         tx.commit().map_err(&err)?;
-        self.leases.settled_elsewhere(&by_id);
+        self.leases.settled_elsewhere(&by_scan);
         Ok(out)
     }
 
@@ -497,16 +518,18 @@ mod tests {
 
     #[test]
     fn rows_are_found_by_reading_id_hash() {
+        let hash = |b: u8| [b; 32];
+        let short = |b: u8| key::short_hash(&hash(b));
         let mut leases = Leases::default();
         leases.start(
             batch("b1-00"),
-            vec![(id_hash("a"), 10), (id_hash("b"), 11), (id_hash("c"), 12)],
+            vec![(short(0xaa), 10), (short(0x0b), 11), (short(0xc0), 12)],
         );
         assert!(leases.is_leased(11));
         let rows = leases.take(&batch("b1-00"));
-        assert_eq!(row_of(&rows, "b"), Some(11));
-        assert_eq!(row_of(&rows, "a"), Some(10));
-        assert_eq!(row_of(&rows, "z"), None);
+        assert_eq!(row_of(&rows, &hash(0x0b)), Some(11));
+        assert_eq!(row_of(&rows, &hash(0xaa)), Some(10));
+        assert_eq!(row_of(&rows, &hash(0x77)), None);
         assert!(!leases.is_leased(11));
         assert!(
             leases.take(&batch("b1-00")).is_empty(),

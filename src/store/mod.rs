@@ -18,7 +18,8 @@
 //! and one update, and on a full disk an acknowledged row is deleted at once.
 //!
 //! Invariants:
-//! - `reading_id` is UNIQUE: a device re-sending its memory creates no second row.
+//! - a reading's row key ([`key`]: an order and the reading id's hash) is UNIQUE: a device
+//!   re-sending its memory creates no second row.
 //! - a pending or leased row is never deleted; at the disk quota the outbox evicts acknowledged
 //!   rows first and then refuses new writes with an alarm (capture keeps the device's records).
 //! - leases end with the process: a batch in flight when the agent died is sent again (the
@@ -40,6 +41,7 @@
 //! [`OutboxHandle`] requests; `tm-gateway status` reads through its own read-only connection.
 
 pub mod diskfull;
+mod key;
 mod lease;
 pub mod mark;
 mod outbox;
@@ -65,7 +67,8 @@ pub enum RowState {
     /// Committed, waiting to be shipped.
     Pending = 0,
     /// Part of a batch in flight; back to pending if no receipt arrives. Known only to the
-    /// running agent (stored as pending); `1` in databases of earlier versions.
+    /// running agent (stored as pending); `1` in databases before version 3, which made such
+    /// rows pending.
     Leased = 1,
     /// A provider receipt named it as committed; pruned after the retention window.
     Acknowledged = 2,
@@ -131,7 +134,8 @@ pub struct OutboxStatus {
     /// Read from outside the agent it also counts the rows in flight.
     pub pending: u64,
     /// Rows in batches in flight, from the writer's memory. Read from outside the agent it
-    /// counts only rows an earlier version left leased in the database (normally 0).
+    /// counts only rows a version before 3 left leased in a database not yet migrated (0 once
+    /// the agent has opened it).
     pub leased: u64,
     /// Rows acknowledged and not yet pruned (count from the database).
     pub acknowledged: u64,
@@ -207,3 +211,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_damage;
+
+#[cfg(test)]
+mod tests_upgrade;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::diskfull::{self, DiskGuard, is_disk_full};
-use super::lease::{Leases, RESET_STORED_LEASES};
+use super::lease::Leases;
 use super::mark::{self, MarkWriter};
 use super::schema::{self, OpenReport};
-use super::{OutboxStatus, QUOTA_ALARM_PERCENT, RowState, StoreError, alarm, now_ms};
+use super::{OutboxStatus, QUOTA_ALARM_PERCENT, RowState, StoreError, alarm, key, now_ms};
 use crate::stash::{StashError, StashOutcome, Stashable};
 
 /// The outbox database, opened for writing. Exactly one exists per agent, owned by the writer
@@ -33,9 +33,6 @@ pub struct Outbox {
     /// Writes this outbox's identity and highest row id to a file beside it, so a reset
     /// database is noticed at the next open ([`super::mark`]).
     pub(super) mark: MarkWriter,
-    /// Rows an earlier version left leased in the database could not be reset at open (a full
-    /// disk): done before the first lease.
-    pub(super) stale_leases: bool,
 }
 
 /// Why a stash did not commit (before it becomes a [`StashError`]).
@@ -53,7 +50,7 @@ impl From<rusqlite::Error> for StashFail {
 }
 
 const INSERT_READING: &str = "INSERT OR IGNORE INTO readings \
-    (reading_id, device_address, received_at_ms, payload, state) VALUES (?1, ?2, ?3, ?4, 0)";
+    (reading_key, device_address, received_at_ms, payload, state) VALUES (?1, ?2, ?3, ?4, 0)";
 const UPSERT_MARK: &str = "INSERT INTO device_marks \
     (device_address, last_sequence, last_received_at_ms, readings) VALUES (?1, ?2, ?3, 1) \
     ON CONFLICT(device_address) DO UPDATE SET \
@@ -72,9 +69,8 @@ const CLEAR: &str = "DELETE FROM alarms WHERE kind = ?1";
 const HIGH_WATER: &str = "SELECT last_sequence FROM device_marks WHERE device_address = ?1";
 
 impl Outbox {
-    /// Opens (or creates) the outbox at `path`, resets leases left by a previous run. On a full
-    /// disk the reserve is released and the open tried again, so the outbox opens with the
-    /// `disk-full` alarm.
+    /// Opens (or creates) the outbox at `path`. On a full disk the reserve is released and the
+    /// open tried again, so the outbox opens with the `disk-full` alarm.
     pub fn open(path: &Path, quota_bytes: u64) -> Result<(Self, OpenReport), StoreError> {
         let mut disk = DiskGuard::open(path, quota_bytes);
         let (conn, report, outbox_id) = match prepare(path, &disk) {
@@ -91,7 +87,6 @@ impl Outbox {
             leases: Leases::default(),
             disk,
             mark: MarkWriter::new(path, outbox_id),
-            stale_leases: false,
         };
         outbox.refresh_mark(true);
         if outbox.disk.is_full() {
@@ -99,18 +94,6 @@ impl Outbox {
         }
         if outbox.disk.is_full() {
             outbox.truncate_wal();
-        }
-        let reset = |o: &mut Self| o.conn.execute(RESET_STORED_LEASES, []).map_err(o.err());
-        match outbox.retrying(reset) {
-            Ok(0) => {}
-            Ok(released) => {
-                tracing::info!(rows = released, "leases stored by an earlier version reset")
-            }
-            // On a full disk: reset at the first lease instead (nothing is leased before).
-            Err(StoreError::Sqlite { source, .. }) if is_disk_full(&source) => {
-                outbox.stale_leases = true;
-            }
-            Err(e) => return Err(e),
         }
         Ok((outbox, report))
     }
@@ -164,7 +147,7 @@ impl Outbox {
                                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
                             let received = r.received_at.timestamp_millis();
                             let n = insert.execute(params![
-                                r.reading_id.as_str(),
+                                key::reading_key(r),
                                 r.device.address,
                                 received,
                                 payload
@@ -317,12 +300,13 @@ impl Outbox {
         Ok(status)
     }
 
-    /// The state of one reading (tests and diagnostics).
+    /// The state of one reading (tests and diagnostics: it scans the key index).
     pub fn row_state(&self, reading_id: &str) -> Result<Option<RowState>, StoreError> {
+        let hash = key::id_hash(reading_id).unwrap_or_default();
         self.conn
             .query_row(
-                "SELECT id, state FROM readings WHERE reading_id = ?1",
-                [reading_id],
+                "SELECT id, state FROM readings WHERE substr(reading_key, 9) = ?1",
+                [&hash[..]],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()

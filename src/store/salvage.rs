@@ -4,8 +4,9 @@
 //! id order, a window at a time. A damaged page makes a read fail: the salvage then probes for
 //! the next readable row id, doubling the step, and goes on from there, so one bad page costs
 //! only the rows on it. Every pending or leased row whose payload still decodes as a reading
-//! with the same `reading_id` is inserted into the new outbox as pending (`INSERT OR IGNORE`
-//! on the unique `reading_id`: nothing is stored twice, and a reading the device re-sends is
+//! with the row's reading id (the `reading_id` column before schema version 3, the hash in
+//! `reading_key` since) is inserted into the new outbox as pending (`INSERT OR IGNORE` on the
+//! unique row key: nothing is stored twice, and a reading the device re-sends is
 //! de-duplicated against it). Acknowledged and rejected rows are not copied (already settled).
 //! The provider de-duplicates by `reading_id`, so a salvaged reading it already had is harmless.
 //!
@@ -15,6 +16,8 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
+
+use super::key;
 
 /// What a salvage recovered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,11 +35,16 @@ const WINDOW: i64 = 256;
 /// Longest run of ids probed past a damaged page before the rest is given up.
 const MAX_SKIP: i64 = 1 << 40;
 
-const READ_WINDOW: &str = "SELECT id, reading_id, device_address, received_at_ms, payload, state \
-    FROM readings WHERE id > ?1 ORDER BY id LIMIT ?2";
+/// The window read, with the id column of the file's schema version (`reading_id` before 3).
+fn read_window_sql(id_column: &str) -> String {
+    format!(
+        "SELECT id, {id_column}, device_address, received_at_ms, payload, state \
+         FROM readings WHERE id > ?1 ORDER BY id LIMIT ?2"
+    )
+}
 const PROBE: &str = "SELECT id FROM readings WHERE id >= ?1 ORDER BY id LIMIT 1";
 const INSERT: &str = "INSERT OR IGNORE INTO readings \
-    (reading_id, device_address, received_at_ms, payload, state) VALUES (?1, ?2, ?3, ?4, 0)";
+    (reading_key, device_address, received_at_ms, payload, state) VALUES (?1, ?2, ?3, ?4, 0)";
 
 struct Row {
     id: i64,
@@ -61,11 +69,19 @@ pub fn salvage(aside: &Path, into: &mut Connection) -> rusqlite::Result<Salvaged
         .query_row("SELECT MAX(id) FROM readings", [], |r| r.get(0))
         .ok()
         .flatten();
+    let version: i64 = source
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap_or(3);
+    let window = read_window_sql(if version < 3 {
+        "reading_id"
+    } else {
+        "reading_key"
+    });
     let mut rows = Vec::new();
     let mut after = 0i64;
     let mut read_any = false;
     loop {
-        match read_window(&source, after, &mut rows) {
+        match read_window(&source, &window, after, &mut rows) {
             Ok(last) => {
                 read_any = true;
                 match last {
@@ -103,14 +119,15 @@ pub fn salvage(aside: &Path, into: &mut Connection) -> rusqlite::Result<Salvaged
     {
         let mut insert = tx.prepare(INSERT)?;
         for row in rows.iter().filter(|r| r.state == 0 || r.state == 1) {
-            let decodes = serde_json::from_slice::<tm_protocol::Reading>(&row.payload)
-                .is_ok_and(|r| r.reading_id.as_str() == row.reading_id);
-            if !decodes {
+            let reading = serde_json::from_slice::<tm_protocol::Reading>(&row.payload)
+                .ok()
+                .filter(|r| r.reading_id.as_str() == row.reading_id);
+            let Some(reading) = reading else {
                 out.unreadable += 1;
                 continue;
-            }
+            };
             insert.execute(params![
-                row.reading_id,
+                key::reading_key(&reading),
                 row.device,
                 row.received_at_ms,
                 row.payload
@@ -126,16 +143,20 @@ pub fn salvage(aside: &Path, into: &mut Connection) -> rusqlite::Result<Salvaged
 /// On an error the rows read before it stay in `rows`.
 fn read_window(
     source: &Connection,
+    sql: &str,
     after: i64,
     rows: &mut Vec<Row>,
 ) -> rusqlite::Result<Option<i64>> {
-    let mut stmt = source.prepare(READ_WINDOW)?;
+    let mut stmt = source.prepare(sql)?;
     let mut cursor = stmt.query(params![after, WINDOW])?;
     let mut last = None;
     while let Some(r) = cursor.next()? {
         let row = Row {
             id: r.get(0)?,
-            reading_id: r.get(1)?,
+            reading_id: match r.get_ref(1)? {
+                rusqlite::types::ValueRef::Blob(k) => key::reading_id_of(k),
+                other => other.as_str()?.to_owned(),
+            },
             device: r.get(2)?,
             received_at_ms: r.get(3)?,
             payload: r.get(4)?,

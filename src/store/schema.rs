@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Alarm, OutboxStatus, StoreError, alarm, now_ms};
+use super::{Alarm, OutboxStatus, StoreError, alarm, key, now_ms};
 
 /// Schema migrations, applied in order at open; index + 1 is the version. Never edit one that
 /// has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE readings (
         id             INTEGER PRIMARY KEY,      -- capture order
@@ -52,6 +52,31 @@ const MIGRATIONS: &[&str] = &[
     // Leases are kept in memory since version 2: `batch_id` and `attempts` are no longer
     // written, and the index on `batch_id` has nothing to find.
     "DROP INDEX IF EXISTS readings_batch;",
+    // Version 3: the UNIQUE index holds the compact, ordered row key ([`super::key`]) instead
+    // of the reading id's hex text, and the columns unused since version 2 are gone. Rows an
+    // earlier version left leased are pending again.
+    r#"
+    CREATE TABLE readings_v3 (
+        id             INTEGER PRIMARY KEY,      -- capture order
+        reading_key    BLOB NOT NULL,            -- order || SHA-256 of the reading id
+        device_address TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        payload        BLOB NOT NULL,            -- the tm_protocol::Reading as JSON
+        state          INTEGER NOT NULL,         -- RowState
+        settled_at_ms  INTEGER,
+        reason         TEXT
+    );
+    CREATE UNIQUE INDEX readings_key ON readings_v3(reading_key);
+    INSERT OR IGNORE INTO readings_v3
+        (id, reading_key, device_address, received_at_ms, payload, state, settled_at_ms, reason)
+        SELECT id, tm_reading_key(payload, reading_id, received_at_ms), device_address,
+               received_at_ms, payload, CASE state WHEN 1 THEN 0 ELSE state END,
+               settled_at_ms, reason
+        FROM readings ORDER BY id;
+    DROP TABLE readings;
+    ALTER TABLE readings_v3 RENAME TO readings;
+    CREATE INDEX readings_state ON readings(state, id);
+"#,
 ];
 
 /// What opening found.
@@ -159,14 +184,45 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done < 3 {
+        register_key_function(conn)?;
+    }
     tm_protocol::migrations::apply(conn, MIGRATIONS, done, |tx, version| {
         tx.pragma_update(None, "user_version", version)
     })
 }
 
+/// `tm_reading_key(payload, reading_id, received_at_ms)`: the row key of a row stored before
+/// version 3, for its migration. A payload that does not parse is ordered by its receive time
+/// (it is kept all the same).
+fn register_key_function(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+
+    #[derive(serde::Deserialize)]
+    struct Order {
+        device_time: Option<chrono::NaiveDateTime>,
+        sequence: Option<u32>,
+        received_at: chrono::DateTime<chrono::Utc>,
+    }
+    conn.create_scalar_function(
+        "tm_reading_key",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let payload = ctx.get_raw(0).as_bytes_or_null()?.unwrap_or_default();
+            let reading_id: String = ctx.get(1)?;
+            let received_at_ms: i64 = ctx.get(2)?;
+            let order = serde_json::from_slice::<Order>(payload).map_or(received_at_ms, |o| {
+                key::order(o.device_time, o.sequence, o.received_at.timestamp_millis())
+            });
+            Ok(key::key(order, &reading_id))
+        },
+    )
+}
+
 const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM readings GROUP BY state";
 const OLDEST_UNACKED: &str = "SELECT MIN(received_at_ms) FROM readings WHERE state IN (0, 1)";
-const RECENT_REJECTIONS: &str = "SELECT reading_id, COALESCE(reason, '') FROM readings \
+const RECENT_REJECTIONS: &str = "SELECT reading_key, COALESCE(reason, '') FROM readings \
                                  WHERE state = 3 ORDER BY settled_at_ms DESC LIMIT 10";
 
 /// Reads the status through `conn` (writer or read-only).
@@ -207,7 +263,9 @@ pub(super) fn status(conn: &Connection, quota_bytes: u64) -> rusqlite::Result<Ou
         .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare(RECENT_REJECTIONS)?;
     s.recent_rejections = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| {
+            Ok((key::reading_id_of(&r.get::<_, Vec<u8>>(0)?), r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(s)
 }
