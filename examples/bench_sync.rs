@@ -4,9 +4,15 @@
 //! and ring on both ends (a CA made for the run), the provider's verification, commit and
 //! signed receipts. Prints figures; the last lines are the machine-readable results.
 //!
+//! Each figure is printed with its ceiling measured in the same run (`support/ceilings.rs`:
+//! SQLite alone with the outbox's row shape, the broker alone with frames of a batch's size,
+//! the provider's ingest in process) and the figure's share of it.
+//!
 //! Environment: `TM_GATEWAY_BIN` (the release agent binary), `BENCH_READINGS` (default
 //! 1,000,000).
 
+#[path = "support/ceilings.rs"]
+mod ceilings;
 #[path = "support/loopback.rs"]
 mod loopback;
 
@@ -14,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loopback::{Loopback, peak_rss_mb};
+use loopback::{Loopback, peak_rss_mb, write_bytes};
 use tm_gateway::simulate;
 use tm_gateway::stash::{StashHandle, Stashable};
 use tm_gateway::store::{Outbox, writer};
@@ -66,15 +72,6 @@ struct Run {
     /// agent), from `/proc/PID/io` `write_bytes`.
     stash_disk_bytes: f64,
     drain_disk_bytes: f64,
-}
-
-/// Bytes process `pid` ("self" for this one) caused to be written to storage so far.
-fn write_bytes(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("write_bytes: ")?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 async fn run(transport: Transport, total: u32, bin: &str) -> Run {
@@ -152,17 +149,16 @@ async fn run(transport: Transport, total: u32, bin: &str) -> Run {
     }
 }
 
-fn bytes_per_reading_on_wire() -> f64 {
+fn frame_bytes_of_a_batch() -> usize {
     let (key, _) = SigningKey::generate().unwrap();
     let gw = GatewayId::new("gw-bench").unwrap();
     let batch = tm_gateway::store::LeasedBatch {
         batch_id: tm_protocol::BatchId::new("b1-0011223344556677").unwrap(),
-        readings: (0..1000)
+        readings: (0..ceilings::READINGS_PER_BATCH)
             .map(|s| serde_json::to_vec(&simulate::reading(simulate::SIMULATED_DEVICE, s)).unwrap())
             .collect(),
     };
-    let frame = tm_gateway::sync::seal_batch(&gw, &key, &batch);
-    frame.len() as f64 / 1000.0
+    tm_gateway::sync::seal_batch(&gw, &key, &batch).len()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -173,22 +169,57 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let frame_bytes = frame_bytes_of_a_batch();
+    let scratch = tempfile::tempdir().unwrap();
+    let sqlite = ceilings::sqlite_insert(scratch.path(), total);
+    println!(
+        "ceiling: SQLite alone inserts {:.0} outbox rows/s, writing {:.0} B a row",
+        sqlite.rows_per_s, sqlite.disk_bytes_per_row
+    );
+    let frames = (total / ceilings::READINGS_PER_BATCH).max(1);
+    let broker = ceilings::broker(scratch.path(), frame_bytes, frames).await
+        * f64::from(ceilings::READINGS_PER_BATCH);
+    println!("ceiling: the broker alone carries {broker:.0} readings/s in batch-sized frames");
+    let ingest = ceilings::provider_ingest(scratch.path(), total.min(200_000)).await;
+    println!("ceiling: the provider's ingest alone takes {ingest:.0} readings/s");
+    drop(scratch);
+
     let mqtt = run(Transport::Mqtt, total, &bin).await;
     let https = run(Transport::Https, total, &bin).await;
+    let share = |figure: f64, ceiling: f64| figure / ceiling;
+    let stash = mqtt.fill_per_s.min(https.fill_per_s);
+    let stash_disk = mqtt.stash_disk_bytes.max(https.stash_disk_bytes);
     println!("drain_mqtt_readings_per_s={:.0}", mqtt.drain_per_s);
-    println!("drain_https_readings_per_s={:.0}", https.drain_per_s);
-    println!("agent_peak_rss_mb={:.1}", mqtt.rss_mb.max(https.rss_mb));
     println!(
-        "stash_batched_readings_per_s={:.0}",
-        mqtt.fill_per_s.min(https.fill_per_s)
+        "drain_mqtt_share_of_ceiling={:.2}",
+        share(mqtt.drain_per_s, broker.min(ingest))
     );
+    println!("drain_https_readings_per_s={:.0}", https.drain_per_s);
+    println!(
+        "drain_https_share_of_ceiling={:.2}",
+        share(https.drain_per_s, ingest)
+    );
+    println!("ceiling_broker_readings_per_s={broker:.0}");
+    println!("ceiling_provider_ingest_readings_per_s={ingest:.0}");
+    println!("agent_peak_rss_mb={:.1}", mqtt.rss_mb.max(https.rss_mb));
+    println!("stash_batched_readings_per_s={stash:.0}");
+    println!(
+        "stash_share_of_ceiling={:.2}",
+        share(stash, sqlite.rows_per_s)
+    );
+    println!("ceiling_sqlite_insert_rows_per_s={:.0}", sqlite.rows_per_s);
     println!(
         "bytes_per_reading_on_wire={:.0}",
-        bytes_per_reading_on_wire()
+        frame_bytes as f64 / f64::from(ceilings::READINGS_PER_BATCH)
+    );
+    println!("disk_bytes_per_reading_stash={stash_disk:.0}");
+    println!(
+        "disk_bytes_stash_over_ceiling={:.2}",
+        share(stash_disk, sqlite.disk_bytes_per_row)
     );
     println!(
-        "disk_bytes_per_reading_stash={:.0}",
-        mqtt.stash_disk_bytes.max(https.stash_disk_bytes)
+        "ceiling_sqlite_disk_bytes_per_row={:.0}",
+        sqlite.disk_bytes_per_row
     );
     println!(
         "disk_bytes_per_reading_drain={:.0}",

@@ -183,3 +183,13 @@ fn status_kib(pid: u32, field: &str) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .unwrap_or(0.0)
 }
+
+/// Bytes process `pid` ("self" for this one) caused to be written to storage so far
+/// (`/proc/PID/io` `write_bytes`).
+pub fn write_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
