@@ -72,6 +72,32 @@ fn default_adapter() -> String {
     "hci0".into()
 }
 
+/// The log filter of a `log_level` (or `TM_LOG`, or a `set-log-level` command): a level
+/// (`info`), targets with levels (`tm_gateway::sync=debug`), or both, comma-separated
+/// (`warn,tm_gateway=debug`). Levels: `off`, `error`, `warn`, `info`, `debug`, `trace`. A
+/// directive that is neither is refused, so a typo cannot silence the log.
+pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        let target_ok = target.is_none_or(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+        });
+        if !target_ok || level.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "{directive:?} is neither a level (off, error, warn, info, debug, trace) nor \
+                 target=level"
+            ));
+        }
+    }
+    spec.parse().map_err(|e| format!("{e}"))
+}
+
 pub use crate::sync::config::{StoreConfig, SyncConfig};
 
 /// The validated configuration: the values of [`ConfigFile`], each range already checked.
@@ -137,7 +163,7 @@ impl TryFrom<ConfigFile> for Config {
                 f.ble.adapter
             )));
         }
-        tracing_subscriber::EnvFilter::try_new(&f.log_level).map_err(|e| {
+        log_filter(&f.log_level).map_err(|e| {
             ConfigError::Invalid(format!(
                 "log_level {:?} is not a valid filter: {e}",
                 f.log_level
@@ -175,6 +201,31 @@ mod tests {
             c.key_path(),
             PathBuf::from("/var/lib/tm-gateway/gateway.key")
         );
+    }
+
+    #[test]
+    fn log_levels_are_levels_and_targets() {
+        use tracing::Level;
+        let f = log_filter("warn,tm_gateway::sync=debug").unwrap();
+        assert!(f.would_enable("tm_gateway::sync::mqtt", &Level::DEBUG));
+        assert!(!f.would_enable("tm_gateway::ble", &Level::INFO));
+        assert!(f.would_enable("rumqttc", &Level::WARN));
+        assert!(
+            log_filter("info")
+                .unwrap()
+                .would_enable("zbus", &Level::INFO)
+        );
+        for bad in [
+            "tm_gateway=loud",
+            "warn,=debug",
+            "[[",
+            "tm_gateway",
+            "a b=info",
+        ] {
+            assert!(log_filter(bad).is_err(), "{bad}");
+        }
+        let err = Config::parse("log_level = \"tm_gateway=loud\"").unwrap_err();
+        assert!(err.to_string().contains("log_level"), "{err}");
     }
 
     #[test]

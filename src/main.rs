@@ -8,8 +8,10 @@ fn main() -> std::process::ExitCode {
     use tracing_subscriber::util::SubscriberInitExt as _;
     // `TM_LOG` when set; otherwise `warn` until the configuration's `log_level` is applied
     // (`tm_gateway::config::Config::load`).
-    let filter = tracing_subscriber::EnvFilter::try_from_env(tm_gateway::sync::commands::LOG_ENV)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = std::env::var(tm_gateway::sync::commands::LOG_ENV)
+        .ok()
+        .and_then(|spec| tm_gateway::config::log_filter(&spec).ok())
+        .unwrap_or_else(|| tm_gateway::config::log_filter("warn").expect("a level is a filter"));
     // Reloadable, so the provider's `set-log-level` command can change it at run time.
     let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
@@ -17,7 +19,7 @@ fn main() -> std::process::ExitCode {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     tm_gateway::sync::commands::set_log_reloader(move |spec| {
-        let filter = tracing_subscriber::EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+        let filter = tm_gateway::config::log_filter(spec).map_err(|e| e.to_string())?;
         reload.reload(filter).map_err(|e| e.to_string())
     });
     match tm_gateway::cli::run(cli) {
