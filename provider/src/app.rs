@@ -8,11 +8,11 @@ use crate::attachments::UriSigner;
 use crate::attachments::routes::AttachmentServer;
 use crate::config::Config;
 use crate::db::Db;
-use crate::http::{AppState, Routes};
+use crate::http::Routes;
 use crate::hub::client::HubClient;
 use crate::hub::outbox::{OutboxActor, Retries};
 use crate::ingest::Ingest;
-use crate::portal::Portal;
+use crate::portal::{AppState, Portal};
 use crate::publish::updater::{self, SessionUpdater};
 use crate::publish::{Publisher, StoreSource};
 
@@ -69,16 +69,27 @@ impl Assembly {
     /// attachment downloads, operations and the command poll. The OpenAPI document lists
     /// exactly these (checked by a test).
     pub fn routes(&self) -> Routes {
-        crate::http::routes(self.state.clone())
+        Routes::new()
+            .get("/healthz", || async { "ok" })
+            .merge(crate::portal::routes(self.state.clone()))
             .merge(crate::ingest::http::routes(self.ingest.clone()))
             .merge(crate::attachments::routes(self.attachments.clone()))
             .merge(self.ops.routes())
+            .map_router(|router| router.fallback(no_such_route))
     }
 
     /// The whole HTTP router ([`Self::routes`]).
     pub fn router(&self) -> axum::Router {
         self.routes().into_router()
     }
+}
+
+/// The answer to every path no route serves: 404 `{"message": "no such route"}`.
+async fn no_such_route() -> impl axum::response::IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "message": "no such route" })),
+    )
 }
 
 /// Checks that the store is the one this provider serves and is healthy
@@ -137,7 +148,9 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         sweep_every: updater::DEFAULT_SWEEP,
     };
     let portal = Arc::new(Portal {
-        config: Arc::new(config),
+        section: config.portal,
+        enrollment: config.enrollment,
+        public_url: config.public_url,
         wake_outbox: wake,
         provider_key,
         enroll_failures: std::sync::Mutex::default(),

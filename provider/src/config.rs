@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::hub::settings::HubSection;
 pub use crate::ingest::mqtt::settings::{MqttFile, MqttSettings};
-use crate::portal::settings::{EnrollmentSection, HubSection, PortalSection};
+use crate::portal::settings::{EnrollmentSection, PortalSection};
 use crate::publish::settings::{AttachmentSettings, AttachmentsSection};
 
 pub use tm_protocol::config_file::ConfigError;
@@ -114,7 +115,10 @@ impl TryFrom<ConfigFile> for Config {
             )));
         }
         f.http.validate()?;
-        crate::portal::settings::validate(&f.portal, f.hub.as_ref(), &f.enrollment)?;
+        crate::portal::settings::validate(&f.portal, &f.enrollment)?;
+        if let Some(hub) = &f.hub {
+            hub.validate()?;
+        }
         let mqtt = f.mqtt.map(MqttSettings::try_from).transpose()?;
         let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
         f.ops.thresholds()?;

@@ -49,7 +49,4 @@ pub mod publish;
 pub mod sessions;
 pub mod store_id;
 
-/// Installs ring as the process's rustls provider (never aws-lc); harmless when already done.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use http::tls::install_crypto_provider;

@@ -10,7 +10,7 @@ use tm_protocol::GatewayId;
 
 use crate::gateways::{self, GatewayState};
 use crate::hub::contract::{Carepath, Status, StatusUpdate};
-use crate::hub::outbox;
+use crate::hub::queue;
 
 /// A session row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn transition(
             chrono::Utc::now().to_rfc3339()
         ],
     )?;
-    outbox::enqueue(
+    queue::enqueue(
         conn,
         &StatusUpdate {
             telemonitoring_id: id.to_owned(),

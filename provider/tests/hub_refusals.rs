@@ -141,8 +141,8 @@ async fn settled(db: &tm_provider::db::Db) -> (i64, i64) {
         Duration::from_millis(10),
         || async {
             (
-                tm_provider::hub::outbox::pending(db).await.unwrap(),
-                tm_provider::hub::outbox::held(db).await.unwrap(),
+                tm_provider::hub::queue::pending(db).await.unwrap(),
+                tm_provider::hub::queue::held(db).await.unwrap(),
             )
         },
         |counts| *counts == (0, 0),

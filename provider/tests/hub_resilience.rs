@@ -27,7 +27,7 @@ async fn delivered_all(db: &tm_provider::db::Db) -> i64 {
     tm_testkit::wait::settle(
         Duration::from_secs(5),
         Duration::from_millis(10),
-        || async { tm_provider::hub::outbox::pending(db).await.unwrap() },
+        || async { tm_provider::hub::queue::pending(db).await.unwrap() },
         |pending| *pending == 0,
     )
     .await
@@ -97,9 +97,7 @@ async fn updates_pending_at_shutdown_are_delivered_after_restart() {
     assert_eq!(s.act("tm-r2", "stop").await["status"], 200);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        tm_provider::hub::outbox::pending(&s.state.db)
-            .await
-            .unwrap(),
+        tm_provider::hub::queue::pending(&s.state.db).await.unwrap(),
         2
     );
     s.shutdown.cancel();

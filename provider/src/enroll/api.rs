@@ -17,10 +17,9 @@ use tm_protocol::{
 };
 
 use crate::gateways;
-use crate::http::AppState;
 use crate::hub::contract::Status;
-use crate::portal::read_body;
 use crate::portal::request::Refusal;
+use crate::portal::state::AppState;
 use crate::sessions;
 
 /// The signer id of provider frames.
@@ -53,7 +52,7 @@ enum Outcome {
 #[tracing::instrument(name = "enroll", skip_all)]
 async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
     let portal = &app.portal;
-    let limit = portal.config.enrollment.failed_attempts_per_minute;
+    let limit = portal.enrollment.failed_attempts_per_minute;
     if !portal
         .enroll_failures
         .lock()
@@ -65,7 +64,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
             "too many failed enrollment attempts; wait a minute",
         ));
     }
-    let bytes = read_body(body, tm_protocol::limits::MAX_FRAME_BYTES).await?;
+    let bytes = crate::http::body::read_limited(body, tm_protocol::limits::MAX_FRAME_BYTES).await?;
     let frame = Frame::parse(&bytes).map_err(|e| bad(e.to_string()))?;
     let request: EnrollmentRequest =
         tm_protocol::decode(frame.unverified_payload()).map_err(|e| bad(e.to_string()))?;
@@ -135,7 +134,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         Outcome::Enrolled(gw) => {
             portal.wake_outbox.notify_one();
             tracing::info!(gateway = %gw, "gateway enrolled");
-            let settings = &portal.config.enrollment;
+            let settings = &portal.enrollment;
             let response = EnrollmentResponse {
                 v: tm_protocol::PROTOCOL_VERSION,
                 gateway_id,
@@ -146,7 +145,7 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
                     } else {
                         Transport::Https
                     },
-                    https_url: portal.config.public_url.clone(),
+                    https_url: portal.public_url.clone(),
                     mqtt_url: settings.mqtt_url.clone(),
                     heartbeat_interval_s: settings.heartbeat_interval_s,
                 },

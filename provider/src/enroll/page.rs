@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::enroll::codes;
 use crate::html::escape;
-use crate::http::AppState;
 use crate::hub::contract::{CAREPATHS, Carepath, Status};
+use crate::portal::state::AppState;
 
 const SELECT: &str = "SELECT s.telemonitoring_id, s.patient_id, s.status FROM prescriptions p \
                       JOIN sessions s ON s.telemonitoring_id = p.telemonitoring_id \
@@ -140,7 +140,7 @@ pub async fn issue(
         id: known.id.into(),
         version: known.version.into(),
     };
-    let settings = &app.portal.config.enrollment;
+    let settings = &app.portal.enrollment;
     let ttl_ms = i64::try_from(settings.code_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let per_hour = settings.codes_per_session_per_hour;
     let issued = app

@@ -33,6 +33,45 @@ pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Why a bounded body could not be read ([`read_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// More than the limit was sent (413).
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The client did not finish sending it in time (408).
+    #[error("request body not received in time")]
+    Timeout,
+    /// The connection broke off before its end (400).
+    #[error("request body incomplete")]
+    Incomplete,
+}
+
+/// Reads at most `limit` bytes of a body.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let cause = e.into_inner();
+        if is_timeout(cause.as_ref()) {
+            BodyError::Timeout
+        } else if is_length_limit(cause.as_ref()) {
+            BodyError::TooLarge(limit)
+        } else {
+            BodyError::Incomplete
+        }
+    })
+}
+
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Whether a request body was read to its end; when it was not, the connection cannot carry
 /// another request, and the answer says so (`Connection: close`) so that the client does not
 /// send its next request on a connection about to close.

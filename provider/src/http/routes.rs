@@ -131,7 +131,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let router = routes.into_router();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        crate::install_crypto_provider();
+        crate::http::tls::install_crypto_provider();
         let http = reqwest::Client::new();
         let body = |r: reqwest::Response| async move { r.text().await.unwrap() };
         let base = format!("http://{addr}");

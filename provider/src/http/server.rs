@@ -39,6 +39,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
+use tm_protocol::config_file::ConfigError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -49,7 +50,6 @@ use tracing::Instrument as _;
 
 use super::linger::Linger;
 use super::tls::HANDSHAKE_TIMEOUT;
-use crate::config::ConfigError;
 
 /// Pause after an accept error such as `EMFILE`, before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::hub::contract::authorization;
-use crate::portal::settings::HubSection;
+use crate::hub::settings::HubSection;
 
 /// Why a PUT did not go through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +81,7 @@ impl HubClient {
                 source,
             }
         })?;
-        crate::install_crypto_provider();
+        crate::http::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(section.timeout())
             .build()?;

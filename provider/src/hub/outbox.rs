@@ -27,7 +27,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -35,28 +34,8 @@ use tm_protocol::backoff::{Backoff, Jitter};
 
 use crate::db::{Db, DbError};
 use crate::hub::client::{HubClient, PutError};
-use crate::hub::contract::StatusUpdate;
 use crate::hub::queue::{self, Due, RefusalPolicy, Refused};
 use crate::ops::alerts;
-
-/// Persisted row states (explicit discriminants; never renumber).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i64)]
-pub enum RowState {
-    /// Waiting to be sent: due now, backing off after a refusal, or behind an earlier row of
-    /// its session.
-    Pending = 0,
-    /// The HUB answered 2xx.
-    Delivered = 1,
-    /// The HUB kept refusing it (4xx) past the refusal window (earlier versions: refused once):
-    /// it and its session's later rows wait for an operator to re-queue it.
-    Held = 2,
-}
-
-const INSERT: &str =
-    "INSERT INTO hub_outbox (telemonitoring_id, body, state, created_at) VALUES (?1, ?2, 0, ?3)";
-const COUNT_PENDING: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 0";
-const COUNT_HELD: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 2";
 
 /// When idle, the actor looks at the table this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -64,31 +43,6 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 pub const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Longest pause after repeated store failures.
 pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Queues an update (call inside the status change's transaction).
-pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
-    let body = serde_json::to_string(update).expect("a status update always serializes");
-    conn.execute(
-        INSERT,
-        params![
-            update.telemonitoring_id,
-            body,
-            chrono::Utc::now().to_rfc3339()
-        ],
-    )?;
-    Ok(())
-}
-
-/// Rows not yet delivered and not held.
-pub async fn pending(db: &Db) -> Result<i64, DbError> {
-    db.read(|c| c.query_row(COUNT_PENDING, [], |r| r.get(0)))
-        .await
-}
-
-/// Rows held for an operator.
-pub async fn held(db: &Db) -> Result<i64, DbError> {
-    db.read(|c| c.query_row(COUNT_HELD, [], |r| r.get(0))).await
-}
 
 /// The actor's settings, from `[hub]`.
 #[derive(Debug, Clone, Copy)]

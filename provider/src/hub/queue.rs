@@ -21,7 +21,52 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::Serialize;
 
-use super::outbox::RowState;
+use crate::db::{Db, DbError};
+use crate::hub::contract::StatusUpdate;
+
+/// Persisted row states (explicit discriminants; never renumber).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum RowState {
+    /// Waiting to be sent: due now, backing off after a refusal, or behind an earlier row of
+    /// its session.
+    Pending = 0,
+    /// The HUB answered 2xx.
+    Delivered = 1,
+    /// The HUB kept refusing it (4xx) past the refusal window (earlier versions: refused once):
+    /// it and its session's later rows wait for an operator to re-queue it.
+    Held = 2,
+}
+
+const INSERT: &str =
+    "INSERT INTO hub_outbox (telemonitoring_id, body, state, created_at) VALUES (?1, ?2, 0, ?3)";
+const COUNT_PENDING: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 0";
+const COUNT_HELD: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 2";
+
+/// Queues an update (call inside the status change's transaction).
+pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
+    let body = serde_json::to_string(update).expect("a status update always serializes");
+    conn.execute(
+        INSERT,
+        params![
+            update.telemonitoring_id,
+            body,
+            chrono::Utc::now().to_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Rows not yet delivered and not held.
+pub async fn pending(db: &Db) -> Result<i64, DbError> {
+    db.read(|c| c.query_row(COUNT_PENDING, [], |r| r.get(0)))
+        .await
+}
+
+/// Rows held for an operator.
+pub async fn held(db: &Db) -> Result<i64, DbError> {
+    db.read(|c| c.query_row(COUNT_HELD, [], |r| r.get(0))).await
+}
 
 /// A session's oldest undelivered row, due now. Pending is state 0, held is state 2.
 const NEXT_DUE: &str = "SELECT o.seq, o.telemonitoring_id, o.body, o.held_at_ms IS NOT NULL \

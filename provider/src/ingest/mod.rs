@@ -23,10 +23,13 @@
 //! Errors are typed ([`IngestError`]) and map to a clear HTTP status; nothing here panics on
 //! input.
 
+pub mod counters;
 mod group_commit;
 pub mod http;
 pub mod mqtt;
 mod store;
+
+pub use counters::IngestCounters;
 
 use std::sync::Arc;
 
@@ -87,16 +90,6 @@ pub struct Ingest {
     mqtt: mqtt::MqttPublisher,
     /// What this instance stored since it started (`/metrics`); zero at every start.
     counters: Arc<IngestCounters>,
-}
-
-/// What one provider instance ingested since it started: real counters, read by `/metrics`
-/// (Prometheus takes the rate; the sum over instances is the fleet's).
-#[derive(Debug, Default)]
-pub struct IngestCounters {
-    /// Readings newly stored (a duplicate is not counted again).
-    pub readings: prometheus_client::metrics::counter::Counter,
-    /// Verified heartbeats stored.
-    pub heartbeats: prometheus_client::metrics::counter::Counter,
 }
 
 /// What a verified batch did. Only built after the commit, so a receipt never names a reading

@@ -29,25 +29,9 @@ use serde_json::json;
 use tm_protocol::{CommandAction, GatewayId};
 
 use super::auth::{self, Operator};
+use super::unavailable::Unavailable;
 use super::{Ops, audit, commands, views};
-use crate::db::DbError;
 use crate::http::Routes;
-
-/// A store failure: 503, logged.
-pub(super) struct Unavailable(DbError);
-
-impl From<DbError> for Unavailable {
-    fn from(e: DbError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for Unavailable {
-    fn into_response(self) -> Response {
-        tracing::error!(error = %self.0, "store unavailable");
-        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
-    }
-}
 
 /// The routes.
 pub fn routes(ops: Ops) -> Routes {

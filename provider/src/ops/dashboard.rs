@@ -13,8 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::api::Unavailable;
 use super::settings::Thresholds;
+use super::unavailable::Unavailable;
 use super::views::{self, AlertRow, GatewayView};
 use super::{Ops, audit, commands};
 use crate::html::escape as esc;

@@ -12,7 +12,7 @@ use super::alerts::{self, FleetState, Transition};
 use super::settings::Thresholds;
 use super::{adherence, health};
 use crate::db::{Db, DbError};
-use crate::ingest::mqtt::MqttPublisher;
+use crate::ingest::mqtt::publisher::MqttPublisher;
 use crate::ingest::mqtt::stats::MqttActivity;
 
 /// Reads the whole state the evaluator judges (inside a transaction or not), with no MQTT

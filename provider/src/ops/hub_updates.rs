@@ -23,9 +23,9 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Ops;
-use super::api::Unavailable;
 use super::audit::{self, AuditAction};
 use super::auth::Operator;
+use super::unavailable::Unavailable;
 use crate::db::DbError;
 use crate::html::escape as esc;
 use crate::hub::queue::{self, OutboxRow, Requeued, Standing};

@@ -8,7 +8,7 @@
 //!   (take `max` across instances, not `sum`).
 //! - **This instance's counters, in memory since it started** (Prometheus expects them to
 //!   restart at zero): readings stored and heartbeats received by its ingest
-//!   ([`crate::ingest::IngestCounters`]; `rate(tm_readings_ingested_total[5m])` is the ingest
+//!   ([`crate::ingest::counters::IngestCounters`]; `rate(tm_readings_ingested_total[5m])` is the ingest
 //!   rate), and its MQTT connection's messages refused by reason, connections, connections lost
 //!   to an oversized packet and broker queues shed ([`crate::ingest::mqtt::stats`]). They add up
 //!   across instances.

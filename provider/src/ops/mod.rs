@@ -28,6 +28,7 @@ pub mod hub_updates;
 pub mod metrics;
 pub mod observe;
 pub mod settings;
+mod unavailable;
 pub mod views;
 
 use std::path::PathBuf;
@@ -56,7 +57,7 @@ pub enum OpsError {
     EmptyToken(PathBuf),
     /// A threshold is invalid.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] tm_protocol::config_file::ConfigError),
 }
 
 /// Fleet operations; cheap to clone (the HTTP routes hold one, the alert evaluator gets a
@@ -78,13 +79,13 @@ pub struct Ops {
     key: Arc<SigningKey>,
     /// Commands are also pushed over the provider's MQTT connection while it runs; without
     /// one the gateways' HTTPS poll is the only path.
-    mqtt: crate::ingest::mqtt::MqttPublisher,
+    mqtt: crate::ingest::mqtt::publisher::MqttPublisher,
     /// Shared with the HUB outbox actor: wakes it when an operator re-queues an update. Its
     /// own default (nobody listening) until [`Self::with_hub_wake`].
     hub_wake: Arc<tokio::sync::Notify>,
     /// What this instance's ingest counted (`/metrics`); zero counters until
     /// [`Self::with_counters`].
-    counters: Arc<crate::ingest::IngestCounters>,
+    counters: Arc<crate::ingest::counters::IngestCounters>,
 }
 
 impl Ops {
@@ -113,20 +114,20 @@ impl Ops {
             section: Arc::new(section),
             token,
             key,
-            mqtt: crate::ingest::mqtt::MqttPublisher::default(),
+            mqtt: crate::ingest::mqtt::publisher::MqttPublisher::default(),
             hub_wake: Arc::default(),
             counters: Arc::default(),
         })
     }
 
     /// Pushes issued commands over `mqtt` (the ingest's connection) too.
-    pub fn with_mqtt(mut self, mqtt: crate::ingest::mqtt::MqttPublisher) -> Self {
+    pub fn with_mqtt(mut self, mqtt: crate::ingest::mqtt::publisher::MqttPublisher) -> Self {
         self.mqtt = mqtt;
         self
     }
 
     /// Reports the ingest's counters in `/metrics`.
-    pub fn with_counters(mut self, counters: Arc<crate::ingest::IngestCounters>) -> Self {
+    pub fn with_counters(mut self, counters: Arc<crate::ingest::counters::IngestCounters>) -> Self {
         self.counters = counters;
         self
     }

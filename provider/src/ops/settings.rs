@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveTime;
 use serde::Deserialize;
-
-use crate::config::ConfigError;
+use tm_protocol::config_file::ConfigError;
 
 /// The `[ops]` section as written in the file.
 #[derive(Debug, Clone, Deserialize)]

@@ -8,8 +8,9 @@
 
 pub mod request;
 pub mod settings;
+pub mod state;
 
-use std::sync::Arc;
+pub use state::{AppState, Portal};
 
 use axum::Json;
 use axum::body::Body;
@@ -19,53 +20,29 @@ use axum::response::{IntoResponse, Response};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::http::Routes;
 use crate::hub::contract::{ActionOutcome, Status};
 use crate::sessions;
 use request::Refusal;
+
+/// The Portal endpoints and the enrollment page and API, sharing `state`.
+pub fn routes(state: AppState) -> Routes {
+    Routes::new()
+        .post(PRESCRIPTION_ROUTE, prescription)
+        .post(ACTION_ROUTE, action)
+        .get(crate::enroll::PAGE_ROUTE, crate::enroll::page::show)
+        .post(crate::enroll::PAGE_ROUTE, crate::enroll::page::issue)
+        .post(
+            tm_protocol::routes::http::ENROLL,
+            crate::enroll::api::enroll,
+        )
+        .map_router(|router| router.with_state(state))
+}
 
 /// The prescription URI declared to the Portal.
 pub const PRESCRIPTION_ROUTE: &str = "/portal/v1/prescriptions";
 /// The Action URI declared to the Portal.
 pub const ACTION_ROUTE: &str = "/portal/v1/actions";
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message }))).into_response()
-    }
-}
-
-/// Reads at most `limit` bytes of a body: 413 above it, 408 when the client did not send it
-/// in time ([`crate::http::body`]), 400 when the connection broke off.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Refusal> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let cause = e.into_inner();
-        if crate::http::body::is_timeout(cause.as_ref()) {
-            Refusal::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body not received in time",
-            )
-        } else if is_length_limit(cause.as_ref()) {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {limit} bytes"),
-            )
-        } else {
-            Refusal::new(StatusCode::BAD_REQUEST, "request body incomplete")
-        }
-    })
-}
-
-fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
 
 fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "store failure");
@@ -84,8 +61,7 @@ fn check_prescriber(
 ) -> Result<(), Refusal> {
     let Some(p) = app
         .portal
-        .config
-        .portal
+        .section
         .prescribers
         .iter()
         .find(|p| p.id == prescriber_id)
@@ -124,9 +100,9 @@ async fn prescribe(
     body: Body,
 ) -> Result<Option<String>, Refusal> {
     let portal = &app.portal;
-    request::check_headers(headers, &portal.config.portal.fixed_headers)?;
-    let bytes = read_body(body, portal.config.portal.max_body_bytes).await?;
-    let rx = request::parse_prescription(&bytes, &portal.config.portal.patient_fields)?;
+    request::check_headers(headers, &portal.section.fixed_headers)?;
+    let bytes = crate::http::body::read_limited(body, portal.section.max_body_bytes).await?;
+    let rx = request::parse_prescription(&bytes, &portal.section.patient_fields)?;
     check_prescriber(app, headers, &rx.prescriber_id, true)?;
     let fields = serde_json::to_string(&rx.kept_fields).map_err(internal)?;
     let new_token = crate::enroll::random_token();
@@ -167,7 +143,7 @@ async fn prescribe(
         })
         .await
         .map_err(internal)??;
-    Ok(answer.map(|token| format!("{}/enroll/{token}", portal.config.public_url)))
+    Ok(answer.map(|token| format!("{}/enroll/{token}", portal.public_url)))
 }
 
 /// `POST /portal/v1/actions`.
@@ -180,8 +156,8 @@ pub async fn action(State(app): State<AppState>, headers: HeaderMap, body: Body)
 
 async fn act(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(), Refusal> {
     let portal = &app.portal;
-    request::check_headers(headers, &portal.config.portal.fixed_headers)?;
-    let bytes = read_body(body, portal.config.portal.max_body_bytes).await?;
+    request::check_headers(headers, &portal.section.fixed_headers)?;
+    let bytes = crate::http::body::read_limited(body, portal.section.max_body_bytes).await?;
     let a = request::parse_action(&bytes)?;
     check_prescriber(app, headers, &a.prescriber_id, false)?;
     let publisher = portal.publisher.clone();
@@ -215,19 +191,4 @@ async fn act(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(), Refu
         portal.wake_outbox.notify_one();
     }
     Ok(())
-}
-
-/// What the Portal, enrollment and HUB features share at run time.
-#[derive(Debug)]
-pub struct Portal {
-    /// The validated configuration.
-    pub config: Arc<crate::config::Config>,
-    /// Wakes the HUB outbox actor after a status change.
-    pub wake_outbox: Arc<tokio::sync::Notify>,
-    /// The provider's Ed25519 key (signs enrollment answers).
-    pub provider_key: std::sync::Arc<tm_protocol::SigningKey>,
-    /// Failed enrollment attempts in the current minute (rate limit).
-    pub enroll_failures: std::sync::Mutex<crate::enroll::FailureWindow>,
-    /// Announces attachment sets (a stop sends the final set with `completed`).
-    pub publisher: Arc<crate::publish::Publisher>,
 }

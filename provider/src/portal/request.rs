@@ -1,6 +1,6 @@
 //! Pure checks of what the Portal sends: the declared headers, and the prescription and action
 //! bodies (required fields, sizes). No I/O; every refusal is a [`Refusal`] that becomes one of
-//! the contract's 4xx answers with `{"message": ...}`.
+//! the contract's 4xx answers with `{"message": ...}` (also what the enrollment API answers).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,25 @@ pub struct Refusal {
     pub status: StatusCode,
     /// The explanation.
     pub message: String,
+}
+
+impl axum::response::IntoResponse for Refusal {
+    fn into_response(self) -> axum::response::Response {
+        let body = axum::Json(serde_json::json!({ "message": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<crate::http::body::BodyError> for Refusal {
+    fn from(e: crate::http::body::BodyError) -> Self {
+        use crate::http::body::BodyError;
+        let status = match e {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Incomplete => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.to_string())
+    }
 }
 
 impl Refusal {

@@ -1,15 +1,14 @@
-//! Configuration sections of the Portal/HUB integration: `[portal]` (headers, prescribers,
-//! patient fields), `[hub]` (the HUB client) and `[enrollment]` (codes, sync settings). File
+//! Configuration sections of the Portal-facing features: `[portal]` (headers, prescribers,
+//! patient fields) and `[enrollment]` (codes, sync settings); `[hub]` is in
+//! [`crate::hub::settings`]. File
 //! shapes with `deny_unknown_fields`; every section has defaults so a provider without a Portal
 //! activation still starts.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
+use tm_protocol::config_file::ConfigError;
 
-use crate::config::ConfigError;
 use crate::hub::contract::PRESCRIPTION_FIELDS;
 
 /// `[portal]`: what the provider declared to the Portal.
@@ -62,59 +61,6 @@ pub struct Prescriber {
     pub headers: BTreeMap<String, String>,
 }
 
-/// `[hub]`: the HUB client.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubSection {
-    /// Base URL of the HUB, e.g. `https://api.telemonitoring-prescription.com`.
-    pub url: String,
-    /// Our client id.
-    pub client_id: String,
-    /// File holding our client secret (never inline in the config).
-    pub client_secret_file: PathBuf,
-    /// Per-request timeout.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// First retry delay; doubles up to `retry_max_ms`.
-    #[serde(default = "default_retry_initial_ms")]
-    pub retry_initial_ms: u64,
-    /// Longest retry delay.
-    #[serde(default = "default_retry_max_ms")]
-    pub retry_max_ms: u64,
-    /// How long an update the HUB refuses (4xx other than 401) is retried, with the same
-    /// doubling delays, after its first refusal; a refusal after that holds it (and the later
-    /// updates of its session) until an operator re-queues it. 0 holds at the first refusal.
-    #[serde(default = "default_refused_retry_window_ms")]
-    pub refused_retry_window_ms: u64,
-    /// A token is renewed this long before `expires_in` runs out (must be well below the
-    /// HUB's token lifetime).
-    #[serde(default = "default_token_margin_s")]
-    pub token_margin_s: u64,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-fn default_retry_initial_ms() -> u64 {
-    500
-}
-fn default_retry_max_ms() -> u64 {
-    60_000
-}
-fn default_refused_retry_window_ms() -> u64 {
-    3_600_000
-}
-fn default_token_margin_s() -> u64 {
-    60
-}
-
-impl HubSection {
-    /// Per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-}
-
 /// `[enrollment]`: codes and what enrolled gateways are told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,11 +108,7 @@ impl Default for EnrollmentSection {
 }
 
 /// Checks the sections' values.
-pub fn validate(
-    portal: &PortalSection,
-    hub: Option<&HubSection>,
-    enrollment: &EnrollmentSection,
-) -> Result<(), ConfigError> {
+pub fn validate(portal: &PortalSection, enrollment: &EnrollmentSection) -> Result<(), ConfigError> {
     for f in &portal.patient_fields {
         if !PRESCRIPTION_FIELDS.contains(&f.as_str()) {
             return Err(ConfigError::Invalid(format!(
@@ -181,18 +123,6 @@ pub fn validate(
                 "portal.prescribers: id {:?} is empty or repeated",
                 p.id
             )));
-        }
-    }
-    if let Some(h) = hub {
-        if !(h.url.starts_with("https://") || h.url.starts_with("http://")) {
-            return Err(ConfigError::Invalid(
-                "hub.url must be an http(s) URL".into(),
-            ));
-        }
-        if h.retry_initial_ms == 0 || h.retry_initial_ms > h.retry_max_ms {
-            return Err(ConfigError::Invalid(
-                "hub.retry_initial_ms must be > 0 and <= hub.retry_max_ms".into(),
-            ));
         }
     }
     if !matches!(enrollment.transport.as_str(), "https" | "mqtt") {

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tm_protocol::config_file::ConfigError;
 
 use crate::attachments::OutputOptions;
 use crate::attachments::token::{KeyError, MIN_KEY_BYTES, UriSigner};
-use crate::config::ConfigError;
 use crate::hub::contract::CAREPATHS;
 use crate::outputs::Language;
 use crate::outputs::dashboard::DashboardOptions;

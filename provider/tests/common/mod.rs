@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tm_protocol::{
     BatchId, Frame, GatewayId, MessageKind, Reading, ReadingBatch, Receipt, SigningKey,
 };
-use tm_provider::http::AppState;
+use tm_provider::portal::AppState;
 use tm_sim_hub::{SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 

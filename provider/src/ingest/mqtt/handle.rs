@@ -38,7 +38,7 @@ pub(super) async fn handle(ingest: &Ingest, client: &AsyncClient, p: &Publish) {
 type Refused = (Refusal, Option<String>);
 
 fn refused(e: &IngestError) -> Option<Refused> {
-    let reason = Refusal::of(e)?;
+    let reason = refusal_of(e)?;
     // A decode error may quote the payload; only its reason is logged.
     let text = (reason != Refusal::Malformed).then(|| e.to_string());
     Some((reason, text))
@@ -94,4 +94,17 @@ async fn attempt(ingest: &Ingest, client: &AsyncClient, p: &Publish) -> Result<(
             }
         },
     }
+}
+
+/// The refusal an ingest error stands for; `None` for a store failure (not the message's
+/// fault: the gateway sends it again).
+fn refusal_of(e: &IngestError) -> Option<Refusal> {
+    Some(match e {
+        IngestError::Malformed(_) | IngestError::Mismatch(_) => Refusal::Malformed,
+        IngestError::TooLarge(_) => Refusal::TooLarge,
+        IngestError::UnknownGateway => Refusal::UnknownGateway,
+        IngestError::NotActive(_) => Refusal::InactiveGateway,
+        IngestError::BadSignature => Refusal::BadSignature,
+        IngestError::Store(_) | IngestError::Commit(_) => return None,
+    })
 }

@@ -44,7 +44,6 @@
 //! operator must fix the CA or a certificate; so is a broker refusing the provider's client
 //! certificate), and is retried with the usual backoff.
 
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, Transport};
@@ -57,10 +56,12 @@ use super::Ingest;
 
 pub mod connect;
 mod handle;
+pub mod publisher;
 pub mod settings;
 pub mod stats;
 
 pub use connect::{MqttIngestConfig, MqttSetupError};
+pub use publisher::MqttPublisher;
 pub use settings::{MqttFile, MqttSettings};
 pub use stats::{MqttStats, Refusal};
 
@@ -72,53 +73,6 @@ pub const READ_LIMIT_BYTES: usize = 4 * topics::MAX_PACKET_BYTES;
 pub const SHED_AFTER: u32 = 3;
 /// See [`SHED_AFTER`].
 pub const SHED_WINDOW: Duration = Duration::from_secs(600);
-
-/// The provider's MQTT connection as seen by code outside the ingest: it publishes to gateways
-/// (commands), and tells operations what the connection counted ([`MqttStats`]). It holds the
-/// client while [`run`] runs, and nothing otherwise; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct MqttPublisher {
-    /// The ingest connection's client, set by [`run`] and cleared when it returns; `None`
-    /// also without `[mqtt]`, and commands then go by the gateways' HTTPS poll only.
-    client: Arc<RwLock<Option<AsyncClient>>>,
-    /// Counted by the ingest loop, read by operations and `/metrics`; kept across
-    /// reconnections, zero at each provider start.
-    stats: Arc<MqttStats>,
-}
-
-impl MqttPublisher {
-    /// What the MQTT ingest counted since the provider started.
-    pub fn stats(&self) -> &MqttStats {
-        &self.stats
-    }
-
-    fn set(&self, client: Option<AsyncClient>) {
-        *self
-            .client
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
-    }
-
-    /// Publishes a signed command frame on `gateway`'s command topic (QoS 1, not retained).
-    /// Never waits: returns false when the provider runs no MQTT connection or its request
-    /// queue is full; the gateway's HTTPS poll serves the command anyway.
-    pub fn publish_command(&self, gateway: &tm_protocol::GatewayId, frame: Vec<u8>) -> bool {
-        let guard = self
-            .client
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(client) = guard.as_ref() else {
-            return false;
-        };
-        match client.try_publish(topics::commands(gateway), QoS::AtLeastOnce, false, frame) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(gateway = %gateway, error = %e, "command not published over MQTT; the gateway's poll will fetch it");
-                false
-            }
-        }
-    }
-}
 
 /// Publishes handed to the worker; above the broker's in-flight window, so `try_send` only
 /// fails if the broker misbehaves (the message is then left unacknowledged and redelivered).

@@ -20,8 +20,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-
-use crate::config::ConfigError;
+use tm_protocol::config_file::ConfigError;
 
 /// Port of `mqtt://` without one.
 pub const DEFAULT_PORT: u16 = 1883;

@@ -15,8 +15,6 @@ pub type Labels = Vec<(&'static str, &'static str)>;
 
 use chrono::{DateTime, Utc};
 
-use crate::ingest::IngestError;
-
 /// Why a message was refused. Every refused message is still acknowledged to the broker, once,
 /// so it is never delivered again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,19 +62,6 @@ impl Refusal {
             Self::TooLarge => "too-large",
             Self::StaleStatus => "stale-status",
         }
-    }
-
-    /// The refusal an ingest error stands for; `None` for a store failure (not the message's
-    /// fault: the gateway sends it again).
-    pub fn of(e: &IngestError) -> Option<Self> {
-        Some(match e {
-            IngestError::Malformed(_) | IngestError::Mismatch(_) => Self::Malformed,
-            IngestError::TooLarge(_) => Self::TooLarge,
-            IngestError::UnknownGateway => Self::UnknownGateway,
-            IngestError::NotActive(_) => Self::InactiveGateway,
-            IngestError::BadSignature => Self::BadSignature,
-            IngestError::Store(_) | IngestError::Commit(_) => return None,
-        })
     }
 
     fn labels(self) -> Labels {

@@ -1,0 +1,23 @@
+//! [`Unavailable`]: how every operations page and API answers a store failure (503, logged
+//! once with the error; the operator sees that the store, not the page, failed).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::db::DbError;
+
+/// A store failure: 503, logged.
+pub(super) struct Unavailable(DbError);
+
+impl From<DbError> for Unavailable {
+    fn from(e: DbError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "store unavailable");
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+    }
+}

@@ -1,0 +1,39 @@
+//! What the Portal endpoints and the enrollment page and API share at run time: the store and
+//! [`Portal`] (their settings, the provider key, the enrollment rate limit, the publisher and
+//! the HUB outbox's wake-up). The assembly ([`crate::app`]) builds it once; every handler gets
+//! a clone.
+
+use std::sync::{Arc, Mutex};
+
+use crate::db::Db;
+use crate::enroll::failures::FailureWindow;
+use crate::portal::settings::{EnrollmentSection, PortalSection};
+
+/// State shared by the Portal and enrollment handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The provider store (clones share its one writer connection).
+    pub db: Db,
+    /// Settings and run-time state of the Portal and enrollment features.
+    pub portal: Arc<Portal>,
+}
+
+/// What the Portal, enrollment and HUB features share at run time.
+#[derive(Debug)]
+pub struct Portal {
+    /// `[portal]`: the fixed headers, the prescribers who activated the provider, the patient
+    /// fields kept, the body limit.
+    pub section: PortalSection,
+    /// `[enrollment]`: codes, their lifetime and rate limit, what gateways are told to use.
+    pub enrollment: EnrollmentSection,
+    /// The provider's public base URL (enrollment links, the gateways' HTTPS URL).
+    pub public_url: String,
+    /// Wakes the HUB outbox actor after a status change.
+    pub wake_outbox: Arc<tokio::sync::Notify>,
+    /// The provider's Ed25519 key (signs enrollment answers).
+    pub provider_key: Arc<tm_protocol::SigningKey>,
+    /// Failed enrollment attempts in the current minute (rate limit).
+    pub enroll_failures: Mutex<FailureWindow>,
+    /// Announces attachment sets (a stop sends the final set with `completed`).
+    pub publisher: Arc<crate::publish::Publisher>,
+}
