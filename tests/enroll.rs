@@ -67,7 +67,7 @@ impl Setup {
         let mut assembly = tm_provider::app::assemble(file.try_into().unwrap()).unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(assembly.outbox.take().unwrap().run(shutdown.clone()));
-        let router = tm_provider::http::routes(assembly.state.clone()).into_router();
+        let router = tm_provider::portal::routes(assembly.state.clone()).into_router();
         let certificates = ca.map(|ca| {
             let (cert_file, key_file) = ca.server_cert(dir);
             Certificates::load(TlsSection {
