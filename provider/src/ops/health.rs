@@ -127,9 +127,10 @@ const FLEET: &str = "SELECT g.gateway_id, g.state, g.telemonitoring_id, g.enroll
     FROM gateways g LEFT JOIN gateway_heartbeats h ON h.gateway_id = g.gateway_id \
     LEFT JOIN ops_gateway_health o ON o.gateway_id = g.gateway_id";
 const DEVICES: &str = "SELECT gateway_id, address, model, last_seen, last_reading, battery_pct, \
-    rssi_dbm, paired_at FROM ops_devices ORDER BY gateway_id, address";
+    rssi_dbm, paired_at FROM ops_devices";
 
-/// Every enrolled gateway's health, ordered by gateway id; `only` restricts to one gateway.
+/// Every enrolled gateway's health, ordered by gateway id; `only` restricts to one gateway
+/// (and reads only its devices).
 pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<GatewayHealth>> {
     let sql = if only.is_some() {
         format!("{FLEET} WHERE g.gateway_id = ?1 ORDER BY g.gateway_id")
@@ -162,8 +163,13 @@ pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<Gatew
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare(DEVICES)?;
-    let rows = stmt.query_map([], |r| {
+    let devices = if only.is_some() {
+        format!("{DEVICES} WHERE gateway_id = ?1 ORDER BY gateway_id, address")
+    } else {
+        format!("{DEVICES} WHERE ?1 IS NULL ORDER BY gateway_id, address")
+    };
+    let mut stmt = conn.prepare(&devices)?;
+    let rows = stmt.query_map(params![only], |r| {
         let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
             Ok(r.get::<_, Option<String>>(i)?
                 .as_deref()
@@ -188,10 +194,18 @@ pub fn load(conn: &Connection, only: Option<&str>) -> rusqlite::Result<Vec<Gatew
             },
         ))
     })?;
+    // One pass over the devices, each attached through an index of the gateways: the fleet
+    // costs gateways + devices, not their product.
+    let index: std::collections::HashMap<String, usize> = gateways
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.gateway_id.clone(), i))
+        .collect();
     for row in rows {
         let (gateway, device) = row?;
-        if let Some(g) = gateways.iter_mut().find(|g| g.gateway_id == gateway) {
-            g.devices.push(device);
+        // A device of a gateway no longer enrolled has nobody to attach to.
+        if let Some(&i) = index.get(&gateway) {
+            gateways[i].devices.push(device);
         }
     }
     Ok(gateways)
@@ -241,4 +255,66 @@ pub fn record_status(
         params![gateway_id, state, at.to_rfc3339(), connection],
     )?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three gateways, devices for two of them and one for a gateway no longer enrolled.
+    async fn fleet() -> (tempfile::TempDir, crate::db::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("p.db")).unwrap();
+        db.write(|c| {
+            for (i, gw) in ["gw-c", "gw-a", "gw-b"].into_iter().enumerate() {
+                let session = format!("tm-{i}");
+                tm_testkit::store::accepted_session(c, &session)?;
+                let (key, _) = tm_protocol::SigningKey::generate().unwrap();
+                let id = tm_protocol::GatewayId::new(gw).unwrap();
+                crate::gateways::insert(c, &id, &key.verifying_key(), &session)?;
+            }
+            for (gw, address) in [
+                ("gw-c", "AA:00:00:00:00:02"),
+                ("gw-a", "AA:00:00:00:00:01"),
+                ("gw-c", "AA:00:00:00:00:01"),
+                ("gw-gone", "AA:00:00:00:00:09"),
+            ] {
+                c.execute(
+                    "INSERT INTO ops_devices (gateway_id, address, paired_at) \
+                     VALUES (?1, ?2, '2026-12-01T08:00:00Z')",
+                    params![gw, address],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        (dir, db)
+    }
+
+    fn addresses(g: &GatewayHealth) -> Vec<&str> {
+        g.devices
+            .iter()
+            .map(|d| d.reported.address.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_gateway_gets_its_own_devices() {
+        let (_dir, db) = fleet().await;
+        let all = db.read(|c| load(c, None)).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|g| g.gateway_id.as_str()).collect();
+        assert_eq!(ids, ["gw-a", "gw-b", "gw-c"]);
+        assert_eq!(addresses(&all[0]), ["AA:00:00:00:00:01"]);
+        assert!(all[1].devices.is_empty());
+        assert_eq!(
+            addresses(&all[2]),
+            ["AA:00:00:00:00:01", "AA:00:00:00:00:02"]
+        );
+        let one = db.read(|c| load(c, Some("gw-c"))).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(addresses(&one[0]), addresses(&all[2]));
+        let none = db.read(|c| load(c, Some("gw-gone"))).await.unwrap();
+        assert!(none.is_empty(), "a device alone is no gateway");
+    }
 }
