@@ -244,6 +244,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE readings_per_session RENAME TO readings;
     CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
     "#,
+    // 11: when the latest heartbeat was sent (gateway clock, microseconds), so one delivered
+    // late (a redelivery, another broker path) does not overwrite a newer one.
+    r#"
+    ALTER TABLE gateway_heartbeats ADD COLUMN sent_at_us INTEGER;
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).

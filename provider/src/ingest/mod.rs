@@ -256,9 +256,27 @@ impl Ingest {
                 "the heartbeat names another gateway than its signer".into(),
             ));
         }
-        store::save_heartbeat(&self.db, heartbeat.clone()).await?;
-        crate::ops::observe_heartbeat(&self.db, heartbeat).await?;
-        self.counters.heartbeats.inc();
+        // The latest heartbeat and what it changes for operations, in one transaction: a
+        // heartbeat that arrived after a newer one changes neither.
+        let gateway_id = heartbeat.gateway_id.clone();
+        let applied = self
+            .db
+            .write(move |conn| {
+                let now = chrono::Utc::now();
+                let tx = conn.transaction()?;
+                let applied = store::save_heartbeat(&tx, &heartbeat, now)?;
+                if applied {
+                    crate::ops::observe::heartbeat(&tx, &heartbeat, now)?;
+                }
+                tx.commit()?;
+                Ok(applied)
+            })
+            .await?;
+        if applied {
+            self.counters.heartbeats.inc();
+        } else {
+            tracing::debug!(gateway = %gateway_id, "heartbeat older than the stored one: ignored");
+        }
         Ok(())
     }
 

@@ -13,8 +13,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use tm_protocol::{GatewayId, Heartbeat, PROTOCOL_VERSION, ReadingBatch, Receipt, Rejection};
 
-use crate::db::{Db, DbError};
-
 /// Stores the reading unless the session already has it: one affected row means stored, none
 /// means duplicate (the UNIQUE key on (telemonitoring_id, reading_id) decides, in the store).
 const INSERT_READING: &str = "INSERT INTO readings (reading_id, gateway_id, \
@@ -24,9 +22,21 @@ const INSERT_READING: &str = "INSERT INTO readings (reading_id, gateway_id, \
 const SESSION_OF: &str = "SELECT s.status, g.enrolled_at FROM gateways g \
     JOIN sessions s ON s.telemonitoring_id = g.telemonitoring_id \
     WHERE g.gateway_id = ?1 AND g.telemonitoring_id = ?2";
-const UPSERT_HEARTBEAT: &str = "INSERT INTO gateway_heartbeats (gateway_id, received_at, payload) \
-    VALUES (?1, ?2, ?3) ON CONFLICT(gateway_id) DO UPDATE SET \
-    received_at = excluded.received_at, payload = excluded.payload";
+/// Replaces the gateway's latest heartbeat unless the stored one is newer or the same: a
+/// heartbeat sent before the stored one (by the gateway's clock) and within
+/// [`REORDER_WINDOW_US`] of it arrived late and changes nothing. One sent much earlier than the
+/// stored one means the gateway's clock was set back, and is taken.
+const UPSERT_HEARTBEAT: &str = "INSERT INTO gateway_heartbeats (gateway_id, received_at, payload, \
+    sent_at_us) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(gateway_id) DO UPDATE SET \
+    received_at = excluded.received_at, payload = excluded.payload, \
+    sent_at_us = excluded.sent_at_us \
+    WHERE gateway_heartbeats.sent_at_us IS NULL \
+       OR excluded.sent_at_us > gateway_heartbeats.sent_at_us \
+       OR excluded.sent_at_us < gateway_heartbeats.sent_at_us - ?5";
+
+/// How much older than the stored heartbeat a late one may be and still be taken as late (not
+/// as a clock set back): ten minutes, ten heartbeat intervals.
+pub const REORDER_WINDOW_US: i64 = 10 * 60 * 1_000_000;
 
 /// Session states in which a gateway's readings are no longer taken.
 const ENDED: &[&str] = &["completed", "cancelled"];
@@ -189,18 +199,23 @@ fn insert_batch(
 }
 
 /// Keeps the latest heartbeat of the gateway.
-pub(super) async fn save_heartbeat(db: &Db, heartbeat: Heartbeat) -> Result<(), DbError> {
-    let payload = tm_protocol::encode(&heartbeat);
-    db.write(move |conn| {
-        conn.execute(
-            UPSERT_HEARTBEAT,
-            params![
-                heartbeat.gateway_id.as_str(),
-                chrono::Utc::now().to_rfc3339(),
-                String::from_utf8_lossy(&payload)
-            ],
-        )?;
-        Ok(())
-    })
-    .await
+/// Stores a verified heartbeat as the gateway's latest (inside the caller's transaction);
+/// false when it arrived after a newer one and changed nothing.
+pub(super) fn save_heartbeat(
+    conn: &Connection,
+    heartbeat: &Heartbeat,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let payload = tm_protocol::encode(heartbeat);
+    let changed = conn.execute(
+        UPSERT_HEARTBEAT,
+        params![
+            heartbeat.gateway_id.as_str(),
+            now.to_rfc3339(),
+            String::from_utf8_lossy(&payload),
+            heartbeat.sent_at.timestamp_micros(),
+            REORDER_WINDOW_US
+        ],
+    )?;
+    Ok(changed == 1)
 }

@@ -36,9 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use settings::{OpsSection, Thresholds};
-use tm_protocol::{Heartbeat, SigningKey};
+use tm_protocol::SigningKey;
 
-use crate::db::{Db, DbError};
+use crate::db::Db;
 
 /// Why operations cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -152,14 +152,4 @@ impl Ops {
     pub fn routes(&self) -> crate::http::Routes {
         api::routes(self.clone())
     }
-}
-
-/// Records what a verified heartbeat changes for operations (health, devices, audit).
-pub async fn observe_heartbeat(db: &Db, heartbeat: Heartbeat) -> Result<(), DbError> {
-    db.write(move |conn| {
-        let tx = conn.transaction()?;
-        observe::heartbeat(&tx, &heartbeat, chrono::Utc::now())?;
-        tx.commit()
-    })
-    .await
 }
