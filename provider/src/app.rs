@@ -28,6 +28,9 @@ pub enum StartError {
     /// The provider key could not be loaded or created (or others may read its file).
     #[error(transparent)]
     Key(#[from] tm_protocol::IdentityError),
+    /// A key file is not the one the store is served with.
+    #[error(transparent)]
+    KeyMismatch(#[from] crate::keys::KeyMismatch),
     /// The attachment URI-signing key could not be loaded or created.
     #[error(transparent)]
     UriKey(#[from] crate::publish::settings::UriKeyError),
@@ -102,6 +105,31 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     crate::store_id::confirm(&record, &db.store_id()?)?;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
     let uri_key = crate::publish::settings::load_or_create_uri_key(&config.attachments.key_file)?;
+    let pins = [
+        (
+            crate::keys::Purpose::Receipts,
+            provider_key.verifying_key().fingerprint(),
+            config.key_file.clone(),
+        ),
+        (
+            crate::keys::Purpose::AttachmentUris,
+            crate::keys::secret_fingerprint(&uri_key),
+            config.attachments.key_file.clone(),
+        ),
+    ];
+    let accept_new_keys = config.accept_new_keys;
+    db.write_at_start(|c| {
+        let tx = c.transaction()?;
+        for (purpose, fingerprint, path) in &pins {
+            if let Err(mismatch) =
+                crate::keys::pin(&tx, *purpose, fingerprint, path, accept_new_keys)?
+            {
+                return Ok(Err(mismatch));
+            }
+        }
+        tx.commit()?;
+        Ok(Ok(()))
+    })??;
     let options = config.attachments.output_options(&config.public_url);
     let attachments = Arc::new(AttachmentServer {
         source: StoreSource {

@@ -88,6 +88,9 @@ pub struct Config {
     /// Serve the store even when it is not the one recorded (`serve --accept-new-store`; not
     /// in the file: a one-time decision, never a standing setting).
     pub accept_new_store: bool,
+    /// Serve with key files other than the ones the store pinned (`serve --accept-new-keys`):
+    /// the store pins these from now on. Never from the file.
+    pub accept_new_keys: bool,
     /// `[mqtt]`, validated (URL, TLS files named in pairs); its files are read at start.
     pub mqtt: Option<MqttSettings>,
     /// `[attachments]`, validated; its key file defaults to `attachments.key` next to the
@@ -136,6 +139,7 @@ impl TryFrom<ConfigFile> for Config {
             enrollment: f.enrollment,
             key_file,
             accept_new_store: false,
+            accept_new_keys: false,
             mqtt,
             attachments,
             ops: f.ops,

@@ -249,6 +249,15 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE gateway_heartbeats ADD COLUMN sent_at_us INTEGER;
     "#,
+    // 12: the fingerprints of the keys this store is served with (receipts, attachment URIs),
+    // pinned at the first start: a provider started with other key files refuses to serve.
+    r#"
+    CREATE TABLE provider_keys (
+        purpose     TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        pinned_at   TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).
@@ -337,6 +346,22 @@ impl Db {
                 path: self.path.clone(),
                 source,
             })
+    }
+
+    /// Runs `f` with the single writer connection on this thread: for the checks at start,
+    /// before anything is served.
+    pub fn write_at_start<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        let mut conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut conn).map_err(|source| DbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Runs `f` with the single writer connection on a blocking thread.

@@ -32,6 +32,11 @@ enum Command {
         /// provider then records it as its store. Without it, such a start is refused.
         #[arg(long)]
         accept_new_store: bool,
+        /// Serve with key files (provider key, attachment URI key) other than the ones this
+        /// store was served with, and pin them from now on. Gateways enrolled with the old
+        /// provider key must enroll again; EHRs get new attachment URIs at the next update.
+        #[arg(long)]
+        accept_new_keys: bool,
     },
     /// Print a session's current FHIR attachment (the published Bundle the EHR downloads);
     /// reads the store, no server needed.
@@ -51,9 +56,13 @@ async fn run() -> anyhow::Result<()> {
     tm_protocol::report::init_stderr_logging("info");
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { accept_new_store } => {
+        Command::Serve {
+            accept_new_store,
+            accept_new_keys,
+        } => {
             let mut config = tm_provider::config::Config::load(&cli.config)?;
             config.accept_new_store = accept_new_store;
+            config.accept_new_keys = accept_new_keys;
             let listen = config.listen;
             let limits = config.http;
             let certificates = config

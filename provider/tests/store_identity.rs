@@ -223,3 +223,48 @@ fn the_first_start_runs_and_a_new_store_is_served_only_when_accepted() {
     stop(serve(dir.path(), &[]));
     assert_eq!(store_id_of(dir.path()), second);
 }
+
+fn fingerprint_of(key_file: &Path) -> String {
+    let (key, created) = tm_protocol::SigningKey::load_or_create(key_file).unwrap();
+    assert!(!created);
+    key.verifying_key().fingerprint()
+}
+
+#[test]
+fn a_provider_key_other_than_the_pinned_one_is_refused_until_accepted() {
+    let dir = served_once();
+    let key_file = dir.path().join("provider.key");
+    let original = std::fs::read(&key_file).unwrap();
+    let pinned = fingerprint_of(&key_file);
+    // The key file is lost (a restore that missed it): a new key is made, and refused.
+    std::fs::remove_file(&key_file).unwrap();
+    let log = refused(dir.path(), &[]);
+    let found = fingerprint_of(&key_file);
+    assert_ne!(found, pinned);
+    assert!(log.contains("the receipts key"), "{log}");
+    assert!(log.contains(&pinned) && log.contains(&found), "{log}");
+    assert!(log.contains("restore the key file from its backup"), "{log}");
+    assert!(log.contains("--accept-new-keys"), "{log}");
+    // The original key restored: served as before.
+    std::fs::write(&key_file, &original).unwrap();
+    stop(serve(dir.path(), &[]));
+    // Another key taken on purpose: pinned from then on, so the original is refused.
+    std::fs::remove_file(&key_file).unwrap();
+    stop(serve(dir.path(), &["--accept-new-keys"]));
+    let new = fingerprint_of(&key_file);
+    stop(serve(dir.path(), &[]));
+    std::fs::write(&key_file, &original).unwrap();
+    let log = refused(dir.path(), &[]);
+    assert!(log.contains(&new) && log.contains(&pinned), "{log}");
+}
+
+#[test]
+fn an_attachment_key_other_than_the_pinned_one_is_refused() {
+    let dir = served_once();
+    let uri_key = dir.path().join("attachments.key");
+    assert!(uri_key.exists(), "made at the first start next to the database");
+    std::fs::remove_file(&uri_key).unwrap();
+    let log = refused(dir.path(), &[]);
+    assert!(log.contains("the attachment-uris key"), "{log}");
+    assert!(log.contains("attachment URI"), "{log}");
+}
