@@ -243,7 +243,10 @@ fn a_provider_key_other_than_the_pinned_one_is_refused_until_accepted() {
     assert_ne!(found, pinned);
     assert!(log.contains("the receipts key"), "{log}");
     assert!(log.contains(&pinned) && log.contains(&found), "{log}");
-    assert!(log.contains("restore the key file from its backup"), "{log}");
+    assert!(
+        log.contains("restore the key file from its backup"),
+        "{log}"
+    );
     assert!(log.contains("--accept-new-keys"), "{log}");
     // The original key restored: served as before.
     std::fs::write(&key_file, &original).unwrap();
@@ -262,7 +265,10 @@ fn a_provider_key_other_than_the_pinned_one_is_refused_until_accepted() {
 fn an_attachment_key_other_than_the_pinned_one_is_refused() {
     let dir = served_once();
     let uri_key = dir.path().join("attachments.key");
-    assert!(uri_key.exists(), "made at the first start next to the database");
+    assert!(
+        uri_key.exists(),
+        "made at the first start next to the database"
+    );
     std::fs::remove_file(&uri_key).unwrap();
     let log = refused(dir.path(), &[]);
     assert!(log.contains("the attachment-uris key"), "{log}");

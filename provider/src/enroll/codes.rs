@@ -17,9 +17,11 @@ const RETIRE: &str = "UPDATE enrollment_codes SET expires_at_ms = ?2 WHERE telem
                       AND used_at_ms IS NULL AND expires_at_ms > ?2";
 const INSERT: &str = "INSERT INTO enrollment_codes (code_digest, telemonitoring_id, carepath_id, \
                       carepath_version, issued_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const FIND: &str = "SELECT telemonitoring_id, carepath_id, carepath_version, expires_at_ms, \
-                    used_at_ms FROM enrollment_codes WHERE code_digest = ?1";
-const USE: &str = "UPDATE enrollment_codes SET used_at_ms = ?2 WHERE code_digest = ?1";
+/// Consumes a code in one statement: only an unused, unexpired code matches, so two redemptions
+/// of one code (two requests, two provider instances) cannot both succeed.
+const REDEEM: &str = "UPDATE enrollment_codes SET used_at_ms = ?2 \
+    WHERE code_digest = ?1 AND used_at_ms IS NULL AND expires_at_ms > ?2 \
+    RETURNING telemonitoring_id, carepath_id, carepath_version";
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -91,28 +93,16 @@ pub fn redeem(
     conn: &rusqlite::Connection,
     code: &str,
 ) -> rusqlite::Result<Option<(String, Carepath)>> {
-    let d = digest(code);
-    let row = conn
-        .query_row(FIND, params![d], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Carepath {
-                    id: r.get(1)?,
-                    version: r.get(2)?,
-                },
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })
-        .optional()?;
-    let now = now_ms();
-    match row {
-        Some((id, carepath, expires, None)) if expires > now => {
-            conn.execute(USE, params![d, now])?;
-            Ok(Some((id, carepath)))
-        }
-        _ => Ok(None),
-    }
+    conn.query_row(REDEEM, params![digest(code), now_ms()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Carepath {
+                id: r.get(1)?,
+                version: r.get(2)?,
+            },
+        ))
+    })
+    .optional()
 }
 
 #[cfg(test)]
@@ -160,6 +150,44 @@ mod tests {
             "second use refused"
         );
         assert!(redeem(&conn, "NOTACODE").unwrap().is_none());
+    }
+
+    #[test]
+    fn concurrent_redemptions_of_one_code_succeed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        for sql in crate::db::MIGRATIONS {
+            setup.execute_batch(sql).unwrap();
+        }
+        setup
+            .execute(
+                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','requested',NULL,NULL,'t','t')",
+                [],
+            )
+            .unwrap();
+        let (code, _) = issue(&setup, "tm-1", &heart_failure(), 60_000, 5)
+            .unwrap()
+            .unwrap();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, code, start) = (path.clone(), code.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let conn = rusqlite::Connection::open(&path).unwrap();
+                    conn.busy_timeout(std::time::Duration::from_secs(5))
+                        .unwrap();
+                    start.wait();
+                    redeem(&conn, &code).unwrap().is_some()
+                })
+            })
+            .collect();
+        let won = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(won, 1, "one gateway gets the session");
     }
 
     #[test]
