@@ -181,7 +181,6 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         public_url: config.public_url,
         wake_outbox: wake,
         provider_key,
-        enroll_failures: std::sync::Mutex::default(),
         publisher,
     });
     Ok(Assembly {

@@ -258,6 +258,14 @@ pub const MIGRATIONS: &[&str] = &[
         pinned_at   TEXT NOT NULL
     );
     "#,
+    // 13: failed enrollment attempts per minute, all gateways together, kept in the store so
+    // the limit holds for every provider instance and across restarts.
+    r#"
+    CREATE TABLE enroll_failures (
+        minute   INTEGER PRIMARY KEY,
+        failures INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Page cache of the writer connection (negative: KiB).

@@ -190,3 +190,34 @@ async fn stop_and_cancel_in_every_status() {
     assert!(s.violations().is_empty(), "{:?}", s.violations());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn failed_enrollment_attempts_are_limited_per_minute_across_a_restart() {
+    // The limit counts per minute of the clock: start early in a minute, so the attempts below
+    // (well under a second) fall into one.
+    let into_minute = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
+    if into_minute > 40_000 {
+        let wait = u64::try_from(60_000 - into_minute + 100).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "failed_attempts_per_minute = 3\n";
+    let s = stack_with(dir.path(), extra).await;
+    let url = s.prescribe("tm-rl", "rx-1").await["body"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = s.issue_code(&url).await;
+    for _ in 0..3 {
+        assert_eq!(enroll_with(&s, "WRONG123").await.0, 403);
+    }
+    let (status, body) = enroll_with(&s, &code).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("wait a minute"));
+    // Another provider process on the same store (here: the same one restarted) counts the
+    // same failures.
+    s.stop().await;
+    let s = stack_with(dir.path(), extra).await;
+    assert_eq!(enroll_with(&s, &code).await.0, 429);
+    s.stop().await;
+}

@@ -49,16 +49,26 @@ enum Outcome {
     Refused(Refusal),
 }
 
+/// A store failure: 500, logged.
+fn store_failure(e: crate::db::DbError) -> Refusal {
+    tracing::error!(error = %e, "store failure");
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error, try again",
+    )
+}
+
 #[tracing::instrument(name = "enroll", skip_all)]
 async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
     let portal = &app.portal;
     let limit = portal.enrollment.failed_attempts_per_minute;
-    if !portal
-        .enroll_failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .allows(limit)
-    {
+    let now = super::codes::now_ms();
+    let allowed = app
+        .db
+        .read(move |c| super::failures::allows(c, limit, now))
+        .await
+        .map_err(store_failure)?;
+    if !allowed {
         return Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed enrollment attempts; wait a minute",
@@ -80,6 +90,8 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         .write(move |c| {
             let tx = c.transaction()?;
             let Some((session_id, carepath)) = super::codes::redeem(&tx, &code)? else {
+                super::failures::record(&tx, super::codes::now_ms())?;
+                tx.commit()?;
                 return Ok(Outcome::BadCode);
             };
             if gateways::find(&tx, gw.as_str())?.is_some() {
@@ -111,25 +123,12 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
             Ok(Outcome::Enrolled(gw))
         })
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error, try again",
-            )
-        })?;
+        .map_err(store_failure)?;
     match outcome {
-        Outcome::BadCode => {
-            portal
-                .enroll_failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .record_failure();
-            Err(Refusal::new(
-                StatusCode::FORBIDDEN,
-                "the enrollment code is unknown, used or expired; issue a new one on the enrollment page",
-            ))
-        }
+        Outcome::BadCode => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "the enrollment code is unknown, used or expired; issue a new one on the enrollment page",
+        )),
         Outcome::Refused(r) => Err(r),
         Outcome::Enrolled(gw) => {
             portal.wake_outbox.notify_one();

@@ -1,12 +1,10 @@
 //! What the Portal endpoints and the enrollment page and API share at run time: the store and
-//! [`Portal`] (their settings, the provider key, the enrollment rate limit, the publisher and
-//! the HUB outbox's wake-up). The assembly ([`crate::app`]) builds it once; every handler gets
+//! [`Portal`] (their settings, the provider key, the publisher and the HUB outbox's wake-up). The assembly ([`crate::app`]) builds it once; every handler gets
 //! a clone.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::db::Db;
-use crate::enroll::failures::FailureWindow;
 use crate::portal::settings::{EnrollmentSection, PortalSection};
 
 /// State shared by the Portal and enrollment handlers.
@@ -32,8 +30,6 @@ pub struct Portal {
     pub wake_outbox: Arc<tokio::sync::Notify>,
     /// The provider's Ed25519 key (signs enrollment answers).
     pub provider_key: Arc<tm_protocol::SigningKey>,
-    /// Failed enrollment attempts in the current minute (rate limit).
-    pub enroll_failures: Mutex<FailureWindow>,
     /// Announces attachment sets (a stop sends the final set with `completed`).
     pub publisher: Arc<crate::publish::Publisher>,
 }
