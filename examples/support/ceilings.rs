@@ -174,21 +174,10 @@ pub async fn broker(dir: &Path, frame_len: usize, frames: u32) -> f64 {
 /// Sealed batches of `READINGS_PER_BATCH` readings, `total` readings in all, ingested by the
 /// provider in this process with `IN_FLIGHT` batches at once; readings per second.
 pub async fn provider_ingest(dir: &Path, total: u32) -> f64 {
-    let db = tm_provider::db::Db::open(&dir.join("ceiling-provider.db")).unwrap();
-    let provider_key =
-        Arc::new(tm_provider::keys::load_or_create(&dir.join("ceiling-provider.key")).unwrap());
     let (gw_key, _) = SigningKey::generate().unwrap();
     let gw = GatewayId::new("gw-ceiling").unwrap();
-    {
-        let gw = gw.clone();
-        let public = gw_key.verifying_key();
-        db.write(move |c| {
-            tm_testkit::store::accepted_session(c, "tm-1")?;
-            tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-        })
-        .await
-        .unwrap();
-    }
+    let (db, provider_key) =
+        crate::loopback::provider_store(dir, "ceiling-provider", &gw, &gw_key).await;
     let frames: Vec<Vec<u8>> = (0..total.div_ceil(READINGS_PER_BATCH))
         .map(|b| {
             let first = b * READINGS_PER_BATCH;

@@ -58,19 +58,7 @@ impl Loopback {
         )
         .unwrap();
 
-        let db = tm_provider::db::Db::open(&dir.path().join("provider.db")).unwrap();
-        let provider_key =
-            Arc::new(tm_provider::keys::load_or_create(&dir.path().join("provider.key")).unwrap());
-        {
-            let gw = gw.clone();
-            let public = gw_key.verifying_key();
-            db.write(move |c| {
-                tm_testkit::store::accepted_session(c, "tm-1")?;
-                tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-            })
-            .await
-            .unwrap();
-        }
+        let (db, provider_key) = provider_store(dir.path(), "provider", &gw, &gw_key).await;
         let ingest = tm_provider::ingest::Ingest::new(db.clone(), provider_key.clone());
         let cancel = tokio_util::sync::CancellationToken::new();
         let before = before_serving(state.join(tm_gateway::store::FILE_NAME)).await;
@@ -162,6 +150,26 @@ impl Drop for Loopback {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
+}
+
+/// A provider store in `dir` (`{name}.db`, its key `{name}.key`) with one accepted session,
+/// `tm-1`, and the gateway `gw` registered on it with `gw_key`.
+pub async fn provider_store(
+    dir: &std::path::Path,
+    name: &str,
+    gw: &GatewayId,
+    gw_key: &SigningKey,
+) -> (tm_provider::db::Db, Arc<SigningKey>) {
+    let db = tm_provider::db::Db::open(&dir.join(format!("{name}.db"))).unwrap();
+    let key = tm_provider::keys::load_or_create(&dir.join(format!("{name}.key"))).unwrap();
+    let (gw, public) = (gw.clone(), gw_key.verifying_key());
+    db.write(move |c| {
+        tm_testkit::store::accepted_session(c, "tm-1")?;
+        tm_provider::gateways::insert(c, &gw, &public, "tm-1")
+    })
+    .await
+    .unwrap();
+    (db, Arc::new(key))
 }
 
 /// Peak resident memory of process `pid` (VmHWM), in MB.

@@ -42,28 +42,11 @@ async fn a_late_heartbeat_changes_nothing_and_a_clock_set_back_is_followed() {
             .await,
         204
     );
-    let state = || async {
-        let json: serde_json::Value = fleet
-            .get("/ops/api/gateways/gw-7")
-            .await
-            .json()
-            .await
-            .unwrap();
-        json["gateway"].clone()
-    };
+    let state = || async { fleet.json("/ops/api/gateways/gw-7").await["gateway"].clone() };
     let unpaired = || async {
-        let json: serde_json::Value = fleet
-            .get("/ops/api/audit?gateway=gw-7")
-            .await
-            .json()
-            .await
-            .unwrap();
-        json["audit"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"] == "unpaired")
-            .count()
+        let json = fleet.json("/ops/api/audit?gateway=gw-7").await;
+        let entries = json["audit"].as_array().unwrap().clone();
+        entries.iter().filter(|e| e["action"] == "unpaired").count()
     };
     let counted = || async {
         fleet

@@ -168,6 +168,11 @@ impl Fleet {
             .unwrap()
     }
 
+    /// The JSON an authenticated GET of `path` answers.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
     }
