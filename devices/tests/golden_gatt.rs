@@ -458,6 +458,12 @@ fn heart_rate_vectors() {
         .collect();
     assert_eq!(value(one(&d), codes::HEART_RATE).0, 80.0);
     assert_eq!(rr, vec![1.0, 0.875]);
+    // RR intervals announced (bit 4) but none sent: refused, the field named.
+    let err = decode(Source::Characteristic(0x2A37), &[0x10, 0x50], &Quirks::NONE).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "0x2A37: RR intervals announced by the flags but absent from the frame"
+    );
 }
 
 #[test]

@@ -40,6 +40,13 @@ pub fn decode_heart_rate(source: Source, bytes: &[u8]) -> Result<Decoded, Decode
         reading.push(codes::ENERGY_EXPENDED, f64::from(kj), "kJ");
     }
     if has_rr {
+        if r.remaining() == 0 {
+            // Flag bit 4 announces at least one interval.
+            return Err(r.invalid(
+                "RR intervals",
+                "announced by the flags but absent from the frame".into(),
+            ));
+        }
         if !r.remaining().is_multiple_of(2) {
             return Err(r.invalid(
                 "RR intervals",
