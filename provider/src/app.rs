@@ -103,6 +103,15 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
     crate::store_id::check(&config.database, &record, config.accept_new_store)?;
     let db = Db::open(&config.database)?;
     crate::store_id::confirm(&record, &db.store_id()?)?;
+    let accept_new_keys = config.accept_new_keys;
+    let key_files = [
+        (crate::keys::Purpose::Receipts, config.key_file.clone()),
+        (
+            crate::keys::Purpose::AttachmentUris,
+            config.attachments.key_file.clone(),
+        ),
+    ];
+    db.write_at_start(|c| crate::keys::check_present(c, &key_files, accept_new_keys))??;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
     let uri_key = crate::publish::settings::load_or_create_uri_key(&config.attachments.key_file)?;
     let pins = [
@@ -117,7 +126,6 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
             config.attachments.key_file.clone(),
         ),
     ];
-    let accept_new_keys = config.accept_new_keys;
     db.write_at_start(|c| {
         let tx = c.transaction()?;
         for (purpose, fingerprint, path) in &pins {

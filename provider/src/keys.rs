@@ -43,27 +43,83 @@ impl Purpose {
     }
 }
 
-/// A key file that is not the one the store was served with.
+/// A key file that is not the one the store is served with.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the {} key in {path} has fingerprint {found}, but this store is served with {pinned} \
-     (pinned {pinned_at}): {}. The provider does not start: restore the key file from its \
-     backup (every instance serves with the same key files); to serve with this key from now \
-     on, start once with `tm-provider serve --accept-new-keys`",
-    purpose.as_str(),
-    purpose.consequence()
-)]
-pub struct KeyMismatch {
-    /// What the key signs.
-    pub purpose: Purpose,
-    /// The key file found.
-    pub path: PathBuf,
-    /// Its fingerprint.
-    pub found: String,
-    /// The fingerprint pinned in the store.
-    pub pinned: String,
-    /// When it was pinned (RFC 3339).
-    pub pinned_at: String,
+pub enum KeyMismatch {
+    /// Another key than the pinned one.
+    #[error(
+        "the {} key in {path} has fingerprint {found}, but this store is served with {pinned} \
+         (pinned {pinned_at}): {}. The provider does not start: {WHAT_TO_DO}",
+        purpose.as_str(),
+        purpose.consequence()
+    )]
+    Other {
+        /// What the key signs.
+        purpose: Purpose,
+        /// The key file found.
+        path: PathBuf,
+        /// Its fingerprint.
+        found: String,
+        /// The fingerprint pinned in the store.
+        pinned: String,
+        /// When it was pinned (RFC 3339).
+        pinned_at: String,
+    },
+    /// The key file is gone, and the store is served with a key: a new one is not made.
+    #[error(
+        "the {} key file {path} is missing, but this store is served with the key of \
+         fingerprint {pinned} (pinned {pinned_at}); a new key is not made, since {}. The \
+         provider does not start: {WHAT_TO_DO}",
+        purpose.as_str(),
+        purpose.consequence()
+    )]
+    Missing {
+        /// What the key signs.
+        purpose: Purpose,
+        /// The key file expected.
+        path: PathBuf,
+        /// The fingerprint pinned in the store.
+        pinned: String,
+        /// When it was pinned (RFC 3339).
+        pinned_at: String,
+    },
+}
+
+/// What an operator does about a key that is not the store's.
+const WHAT_TO_DO: &str = "restore the key file from its backup (every instance serves with the \
+    same key files); to serve with another key from now on, start once with \
+    `tm-provider serve --accept-new-keys`";
+
+fn pinned(conn: &Connection, purpose: Purpose) -> rusqlite::Result<Option<(String, String)>> {
+    conn.query_row(
+        "SELECT fingerprint, pinned_at FROM provider_keys WHERE purpose = ?1",
+        [purpose.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Refuses a missing key file whose key the store is served with (before anything would make
+/// a new one), unless `accept_new`.
+pub fn check_present(
+    conn: &Connection,
+    files: &[(Purpose, PathBuf)],
+    accept_new: bool,
+) -> rusqlite::Result<Result<(), KeyMismatch>> {
+    for (purpose, path) in files {
+        if accept_new || path.exists() {
+            continue;
+        }
+        if let Some((pinned, pinned_at)) = pinned(conn, *purpose)? {
+            return Ok(Err(KeyMismatch::Missing {
+                purpose: *purpose,
+                path: path.clone(),
+                pinned,
+                pinned_at,
+            }));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Pins `fingerprint` for `purpose` in the store, or checks it against the pinned one; with
@@ -76,17 +132,10 @@ pub fn pin(
     path: &Path,
     accept_new: bool,
 ) -> rusqlite::Result<Result<(), KeyMismatch>> {
-    let pinned: Option<(String, String)> = conn
-        .query_row(
-            "SELECT fingerprint, pinned_at FROM provider_keys WHERE purpose = ?1",
-            [purpose.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match pinned {
+    match pinned(conn, purpose)? {
         Some((pinned, _)) if pinned == fingerprint => return Ok(Ok(())),
         Some((pinned, pinned_at)) if !accept_new => {
-            return Ok(Err(KeyMismatch {
+            return Ok(Err(KeyMismatch::Other {
                 purpose,
                 path: path.to_path_buf(),
                 found: fingerprint.to_owned(),

@@ -236,22 +236,30 @@ fn a_provider_key_other_than_the_pinned_one_is_refused_until_accepted() {
     let key_file = dir.path().join("provider.key");
     let original = std::fs::read(&key_file).unwrap();
     let pinned = fingerprint_of(&key_file);
-    // The key file is lost (a restore that missed it): a new key is made, and refused.
+    // The key file is lost (a restore that missed it): no new key is made.
     std::fs::remove_file(&key_file).unwrap();
     let log = refused(dir.path(), &[]);
-    let found = fingerprint_of(&key_file);
-    assert_ne!(found, pinned);
-    assert!(log.contains("the receipts key"), "{log}");
-    assert!(log.contains(&pinned) && log.contains(&found), "{log}");
+    assert!(log.contains("the receipts key file"), "{log}");
+    assert!(log.contains("is missing") && log.contains(&pinned), "{log}");
     assert!(
         log.contains("restore the key file from its backup"),
         "{log}"
     );
     assert!(log.contains("--accept-new-keys"), "{log}");
+    assert!(!key_file.exists(), "no key was made");
+    // Another provider's key in its place: refused, both fingerprints named.
+    let other = tempfile::tempdir().unwrap();
+    let found = {
+        let (key, _) = tm_protocol::SigningKey::load_or_create(&other.path().join("k")).unwrap();
+        key.verifying_key().fingerprint()
+    };
+    std::fs::copy(other.path().join("k"), &key_file).unwrap();
+    let log = refused(dir.path(), &[]);
+    assert!(log.contains(&pinned) && log.contains(&found), "{log}");
     // The original key restored: served as before.
     std::fs::write(&key_file, &original).unwrap();
     stop(serve(dir.path(), &[]));
-    // Another key taken on purpose: pinned from then on, so the original is refused.
+    // A new key taken on purpose: pinned from then on, so the original is refused.
     std::fs::remove_file(&key_file).unwrap();
     stop(serve(dir.path(), &["--accept-new-keys"]));
     let new = fingerprint_of(&key_file);
@@ -262,7 +270,7 @@ fn a_provider_key_other_than_the_pinned_one_is_refused_until_accepted() {
 }
 
 #[test]
-fn an_attachment_key_other_than_the_pinned_one_is_refused() {
+fn a_lost_attachment_key_is_refused() {
     let dir = served_once();
     let uri_key = dir.path().join("attachments.key");
     assert!(
@@ -271,6 +279,7 @@ fn an_attachment_key_other_than_the_pinned_one_is_refused() {
     );
     std::fs::remove_file(&uri_key).unwrap();
     let log = refused(dir.path(), &[]);
-    assert!(log.contains("the attachment-uris key"), "{log}");
+    assert!(log.contains("the attachment-uris key file"), "{log}");
     assert!(log.contains("attachment URI"), "{log}");
+    assert!(!uri_key.exists(), "no key was made");
 }
