@@ -117,7 +117,7 @@ mod tests {
             characteristic: "2A35".into(),
             raw: vec![1],
             received_at: chrono::Utc::now(),
-            error: "0x2A35: 1 byte, flags require at least 7".into(),
+            error: "0x2A35: 1 byte end before the pressures (6 bytes from offset 1)".into(),
         });
         let out = handle.stash(vec![q]).await.unwrap();
         assert_eq!(out.inserted, 1);

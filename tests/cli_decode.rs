@@ -89,7 +89,7 @@ fn malformed_input_exits_2_with_one_line() {
     for (args, expected) in [
         (
             vec!["2A35", "00 78 00 50 00 5D"],
-            "0x2A35: 6 bytes, flags require at least 7",
+            "0x2A35: 6 bytes end before the pressures (6 bytes from offset 1)",
         ),
         (vec!["2A35", "00 7"], "HEX: 3 hex digits, a byte needs two"),
         (vec!["2A35", "0g"], "HEX: 'g' is not a hex digit"),

@@ -1,6 +1,6 @@
 //! The typed decode error. Its `Display` is one line an operator can act on: which source, what
-//! is wrong, and the numbers ("0x2A35: 6 bytes, flags require at least 7"). It never echoes
-//! measurement values beyond the offending field.
+//! is wrong, and the numbers ("0x2A35: 9 bytes end before the pulse rate the flags announce
+//! (2 bytes from offset 8)"). It never echoes measurement values beyond the offending field.
 
 use crate::source::Source;
 
@@ -17,8 +17,28 @@ pub enum DecodeError {
         len: usize,
         /// Bytes required.
         need: usize,
-        /// The rule that sets the requirement ("flags require").
+        /// The rule that sets the requirement ("the format needs").
         because: &'static str,
+    },
+    /// The frame ends before a field it must hold: one every frame has, or one its flags
+    /// announce.
+    #[error(
+        "{origin}: {len} bytes end before the {field}{} ({size} bytes from offset {offset})",
+        if *announced { " the flags announce" } else { "" }
+    )]
+    MissingField {
+        /// The frame's source.
+        origin: Source,
+        /// Bytes received.
+        len: usize,
+        /// The field.
+        field: &'static str,
+        /// Where it starts.
+        offset: usize,
+        /// Its size (the least it takes, for a repeated field).
+        size: usize,
+        /// Whether the flags announced it (else every frame has it).
+        announced: bool,
     },
     /// A fixed-size frame of the wrong size.
     #[error("{origin}: {len} bytes, the format is exactly {expected}")]

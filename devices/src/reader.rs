@@ -1,11 +1,41 @@
 //! A bounds-checked cursor over a payload. Every read returns a typed error instead of
 //! panicking, so a decoder that computed its length requirement wrongly still cannot crash the
-//! agent; decoders check the length their flags require up front ([`Reader::require`]) to give
-//! the operator the precise message ("0x2A35: 6 bytes, flags require at least 7").
+//! agent; decoders check up front that the frame holds every field it has and its flags
+//! announce ([`Reader::require_fields`]), so the operator reads which field is missing
+//! ("0x2A35: 9 bytes end before the pulse rate the flags announce (2 bytes from offset 8)").
 
 use crate::error::DecodeError;
 use crate::ieee11073::MedFloat;
 use crate::source::Source;
+
+/// One field of a frame's layout, for [`Reader::require_fields`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    name: &'static str,
+    size: usize,
+    /// `None`: every frame has it; `Some(set)`: present when its flag is set.
+    flag: Option<bool>,
+}
+
+impl Field {
+    /// A field every frame has, of `size` bytes.
+    pub(crate) const fn always(name: &'static str, size: usize) -> Self {
+        Self {
+            name,
+            size,
+            flag: None,
+        }
+    }
+
+    /// A field of `size` bytes (the least, for a repeated one), present when `flag` is set.
+    pub(crate) const fn when(flag: bool, name: &'static str, size: usize) -> Self {
+        Self {
+            name,
+            size,
+            flag: Some(flag),
+        }
+    }
+}
 
 /// Cursor over the bytes of one frame.
 #[derive(Debug)]
@@ -25,7 +55,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless the whole frame holds at least `need` bytes; `because` names the rule
-    /// ("flags require", "the format needs").
+    /// ("the format needs", "the user count requires").
     pub(crate) fn require(&self, need: usize, because: &'static str) -> Result<(), DecodeError> {
         if self.data.len() < need {
             return Err(DecodeError::TooShort {
@@ -34,6 +64,26 @@ impl<'a> Reader<'a> {
                 need,
                 because,
             });
+        }
+        Ok(())
+    }
+
+    /// Fails unless the frame holds `fields`, which follow the first `start` bytes in this
+    /// order; the error names the first field the bytes end before.
+    pub(crate) fn require_fields(&self, start: usize, fields: &[Field]) -> Result<(), DecodeError> {
+        let mut offset = start;
+        for f in fields.iter().filter(|f| f.flag != Some(false)) {
+            if self.data.len() < offset + f.size {
+                return Err(DecodeError::MissingField {
+                    origin: self.source,
+                    len: self.data.len(),
+                    field: f.name,
+                    offset,
+                    size: f.size,
+                    announced: f.flag.is_some(),
+                });
+            }
+            offset += f.size;
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ fn blood_pressure_kpa_is_converted_and_original_kept() {
 }
 
 #[test]
-fn blood_pressure_short_frame_error_names_the_rule() {
+fn blood_pressure_short_frame_error_names_the_field() {
     let err = decode(
         Source::Characteristic(0x2A35),
         &hex("02 78 00 50 00 5D 00"),
@@ -217,7 +217,7 @@ fn blood_pressure_short_frame_error_names_the_rule() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "0x2A35: 7 bytes, flags require at least 14"
+        "0x2A35: 7 bytes end before the time stamp the flags announce (7 bytes from offset 7)"
     );
     let err = decode(
         Source::Characteristic(0x2A35),
@@ -225,7 +225,10 @@ fn blood_pressure_short_frame_error_names_the_rule() {
         &Quirks::NONE,
     )
     .unwrap_err();
-    assert_eq!(err.to_string(), "0x2A35: 6 bytes, flags require at least 7");
+    assert_eq!(
+        err.to_string(),
+        "0x2A35: 6 bytes end before the pressures (6 bytes from offset 1)"
+    );
 }
 
 // §1.4 Spezi BloodPressureTests: 0x1FF = all nine features.
@@ -462,7 +465,7 @@ fn heart_rate_vectors() {
     let err = decode(Source::Characteristic(0x2A37), &[0x10, 0x50], &Quirks::NONE).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "0x2A37: RR intervals announced by the flags but absent from the frame"
+        "0x2A37: 2 bytes end before the RR intervals the flags announce (2 bytes from offset 2)"
     );
 }
 

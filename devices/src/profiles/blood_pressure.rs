@@ -13,7 +13,7 @@ use tm_protocol::ReadingKind;
 use crate::error::DecodeError;
 use crate::ieee11073::MedFloat;
 use crate::quirks::Quirks;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, codes, round_to};
 use crate::source::Source;
 use crate::time::{DeviceTime, named_bits};
@@ -55,12 +55,16 @@ pub fn decode_measurement(
     let has_pulse = flags & 0x04 != 0;
     let has_user = flags & 0x08 != 0 || quirks.bp_always_user_id;
     let has_status = flags & 0x10 != 0;
-    let need = 7
-        + if has_time { DeviceTime::LEN } else { 0 }
-        + if has_pulse { 2 } else { 0 }
-        + usize::from(has_user)
-        + if has_status { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("pressures", 6),
+            Field::when(has_time, "time stamp", DeviceTime::LEN),
+            Field::when(has_pulse, "pulse rate", 2),
+            Field::when(has_user, "user id", 1),
+            Field::when(has_status, "measurement status", 2),
+        ],
+    )?;
 
     let kind = if intermediate {
         ReadingKind::CuffPressure

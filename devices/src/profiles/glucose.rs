@@ -13,7 +13,7 @@ use tm_protocol::ReadingKind;
 
 use crate::error::DecodeError;
 use crate::ieee11073::MedFloat;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, Info, codes};
 use crate::source::Source;
 use crate::time::{DeviceTime, named_bits};
@@ -76,12 +76,16 @@ pub fn decode_measurement(source: Source, bytes: &[u8]) -> Result<Decoded, Decod
     let has_concentration = flags & 0x02 != 0;
     let mol_per_l = flags & 0x04 != 0;
     let has_annunciation = flags & 0x08 != 0;
-    let need = 3
-        + DeviceTime::LEN
-        + if has_offset { 2 } else { 0 }
-        + if has_concentration { 3 } else { 0 }
-        + if has_annunciation { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("sequence number", 2),
+            Field::always("base time", DeviceTime::LEN),
+            Field::when(has_offset, "time offset", 2),
+            Field::when(has_concentration, "concentration, type and location", 3),
+            Field::when(has_annunciation, "sensor status annunciation", 2),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::Glucose);
     reading.sequence = Some(u32::from(r.u16_le()?));
@@ -213,15 +217,19 @@ pub fn decode_context(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeErr
     r.require(1, "the format needs")?;
     let flags = r.u8()?;
     let bit = |n: u8| flags & (1 << n) != 0;
-    let need = 3
-        + usize::from(bit(7))
-        + if bit(0) { 3 } else { 0 }
-        + usize::from(bit(1))
-        + usize::from(bit(2))
-        + if bit(3) { 3 } else { 0 }
-        + if bit(4) { 3 } else { 0 }
-        + if bit(6) { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("sequence number", 2),
+            Field::when(bit(7), "extended flags", 1),
+            Field::when(bit(0), "carbohydrate", 3),
+            Field::when(bit(1), "meal", 1),
+            Field::when(bit(2), "tester and health", 1),
+            Field::when(bit(3), "exercise", 3),
+            Field::when(bit(4), "medication", 3),
+            Field::when(bit(6), "HbA1c", 2),
+        ],
+    )?;
 
     let sequence = r.u16_le()?;
     if bit(7) {

@@ -8,7 +8,7 @@
 use tm_protocol::ReadingKind;
 
 use crate::error::DecodeError;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, Info, codes, round_to};
 use crate::source::Source;
 
@@ -20,8 +20,14 @@ pub fn decode_heart_rate(source: Source, bytes: &[u8]) -> Result<Decoded, Decode
     let wide = flags & 0x01 != 0;
     let has_energy = flags & 0x08 != 0;
     let has_rr = flags & 0x10 != 0;
-    let need = 1 + if wide { 2 } else { 1 } + if has_energy { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("heart rate", if wide { 2 } else { 1 }),
+            Field::when(has_energy, "energy expended", 2),
+            Field::when(has_rr, "RR intervals", 2),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::HeartRate);
     let hr = if wide {
@@ -40,13 +46,6 @@ pub fn decode_heart_rate(source: Source, bytes: &[u8]) -> Result<Decoded, Decode
         reading.push(codes::ENERGY_EXPENDED, f64::from(kj), "kJ");
     }
     if has_rr {
-        if r.remaining() == 0 {
-            // Flag bit 4 announces at least one interval.
-            return Err(r.invalid(
-                "RR intervals",
-                "announced by the flags but absent from the frame".into(),
-            ));
-        }
         if !r.remaining().is_multiple_of(2) {
             return Err(r.invalid(
                 "RR intervals",

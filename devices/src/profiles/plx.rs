@@ -12,7 +12,7 @@ use serde::Serialize;
 use tm_protocol::ReadingKind;
 
 use crate::error::DecodeError;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, Info, codes};
 use crate::source::Source;
 use crate::time::{DeviceTime, named_bits};
@@ -67,12 +67,16 @@ pub fn decode_spot_check(source: Source, bytes: &[u8]) -> Result<Decoded, Decode
     r.require(1, "the format needs")?;
     let flags = r.u8()?;
     let bit = |n: u8| flags & (1 << n) != 0;
-    let need = 5
-        + if bit(0) { DeviceTime::LEN } else { 0 }
-        + if bit(1) { 2 } else { 0 }
-        + if bit(2) { 3 } else { 0 }
-        + if bit(3) { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("SpO2 and pulse rate", 4),
+            Field::when(bit(0), "time stamp", DeviceTime::LEN),
+            Field::when(bit(1), "measurement status", 2),
+            Field::when(bit(2), "device and sensor status", 3),
+            Field::when(bit(3), "pulse amplitude index", 2),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::PulseOximetry);
     reading.push_med(codes::SPO2, r.sfloat()?, "%");
@@ -107,13 +111,17 @@ pub fn decode_continuous(source: Source, bytes: &[u8]) -> Result<Decoded, Decode
     r.require(1, "the format needs")?;
     let flags = r.u8()?;
     let bit = |n: u8| flags & (1 << n) != 0;
-    let need = 5
-        + if bit(0) { 4 } else { 0 }
-        + if bit(1) { 4 } else { 0 }
-        + if bit(2) { 2 } else { 0 }
-        + if bit(3) { 3 } else { 0 }
-        + if bit(4) { 2 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("SpO2 and pulse rate", 4),
+            Field::when(bit(0), "SpO2PR-Fast", 4),
+            Field::when(bit(1), "SpO2PR-Slow", 4),
+            Field::when(bit(2), "measurement status", 2),
+            Field::when(bit(3), "device and sensor status", 3),
+            Field::when(bit(4), "pulse amplitude index", 2),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::PulseOximetry);
     reading.push_med(codes::SPO2, r.sfloat()?, "%");
@@ -159,8 +167,13 @@ pub fn decode_features(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeEr
     let mut r = Reader::new(source, bytes);
     r.require(2, "the format needs")?;
     let bits = r.u16_le()?;
-    let need = 2 + if bits & 0x01 != 0 { 2 } else { 0 } + if bits & 0x02 != 0 { 3 } else { 0 };
-    r.require(need, "feature bits require")?;
+    r.require_fields(
+        2,
+        &[
+            Field::when(bits & 0x01 != 0, "measurement status support", 2),
+            Field::when(bits & 0x02 != 0, "device and sensor status support", 3),
+        ],
+    )?;
     let measurement_status_support = if bits & 0x01 != 0 {
         named_bits(u32::from(r.u16_le()?), &MEASUREMENT_STATUS_BITS)
     } else {

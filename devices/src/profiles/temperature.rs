@@ -9,7 +9,7 @@
 use tm_protocol::ReadingKind;
 
 use crate::error::DecodeError;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, codes, round_to};
 use crate::source::Source;
 use crate::time::DeviceTime;
@@ -46,8 +46,14 @@ pub fn decode_temperature(
     let fahrenheit = flags & 0x01 != 0;
     let has_time = flags & 0x02 != 0;
     let has_type = flags & 0x04 != 0;
-    let need = 5 + if has_time { DeviceTime::LEN } else { 0 } + usize::from(has_type);
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("temperature", 4),
+            Field::when(has_time, "time stamp", DeviceTime::LEN),
+            Field::when(has_type, "temperature type", 1),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::BodyTemperature);
     let value = r.float()?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tm_protocol::ReadingKind;
 
 use crate::error::DecodeError;
-use crate::reader::Reader;
+use crate::reader::{Field, Reader};
 use crate::reading::{Decoded, DecodedReading, Info, codes, round_to};
 use crate::source::Source;
 use crate::time::DeviceTime;
@@ -60,11 +60,15 @@ pub fn decode_weight(source: Source, bytes: &[u8]) -> Result<Decoded, DecodeErro
     let has_time = flags & 0x02 != 0;
     let has_user = flags & 0x04 != 0;
     let has_bmi = flags & 0x08 != 0;
-    let need = 3
-        + if has_time { DeviceTime::LEN } else { 0 }
-        + usize::from(has_user)
-        + if has_bmi { 4 } else { 0 };
-    r.require(need, "flags require")?;
+    r.require_fields(
+        1,
+        &[
+            Field::always("weight", 2),
+            Field::when(has_time, "time stamp", DeviceTime::LEN),
+            Field::when(has_user, "user id", 1),
+            Field::when(has_bmi, "BMI and height", 4),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::BodyWeight);
     let weight = r.u16_le()?;
@@ -145,13 +149,23 @@ pub fn decode_body_composition(source: Source, bytes: &[u8]) -> Result<Decoded, 
     let flags = r.u16_le()?;
     let imperial = flags & 0x0001 != 0;
     let bit = |n: u16| flags & (1 << n) != 0;
-    let mut need = 4 + if bit(1) { DeviceTime::LEN } else { 0 } + usize::from(bit(2));
-    for n in 3..=11 {
-        if bit(n) {
-            need += 2;
-        }
-    }
-    r.require(need, "flags require")?;
+    r.require_fields(
+        2,
+        &[
+            Field::always("body fat percentage", 2),
+            Field::when(bit(1), "time stamp", DeviceTime::LEN),
+            Field::when(bit(2), "user id", 1),
+            Field::when(bit(3), "basal metabolism", 2),
+            Field::when(bit(4), "muscle percentage", 2),
+            Field::when(bit(5), "muscle mass", 2),
+            Field::when(bit(6), "fat free mass", 2),
+            Field::when(bit(7), "soft lean mass", 2),
+            Field::when(bit(8), "body water mass", 2),
+            Field::when(bit(9), "impedance", 2),
+            Field::when(bit(10), "weight", 2),
+            Field::when(bit(11), "height", 2),
+        ],
+    )?;
 
     let mut reading = DecodedReading::new(ReadingKind::BodyComposition);
     let fat = r.u16_le()?;
