@@ -138,7 +138,12 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         tx.commit()?;
         Ok(Ok(()))
     })??;
-    let options = config.attachments.output_options(&config.public_url);
+    let configured = config.attachments.identifier_system.clone();
+    let public_url = config.public_url.clone();
+    let identifier_system = db.write_at_start(move |c| {
+        crate::pins::identifier_system(c, configured.as_deref(), &public_url)
+    })?;
+    let options = config.attachments.output_options(&identifier_system);
     let attachments = Arc::new(AttachmentServer {
         source: StoreSource {
             db: db.clone(),

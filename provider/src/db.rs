@@ -249,13 +249,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE gateway_heartbeats ADD COLUMN sent_at_us INTEGER;
     "#,
-    // 12: the fingerprints of the keys this store is served with (receipts, attachment URIs),
-    // pinned at the first start: a provider started with other key files refuses to serve.
+    // 12: what the store is served as, pinned at the first start: the fingerprints of its keys
+    // (a provider started with other key files refuses to serve) and the FHIR identifier
+    // system (it does not follow a change of host name).
     r#"
-    CREATE TABLE provider_keys (
-        purpose     TEXT PRIMARY KEY,
-        fingerprint TEXT NOT NULL,
-        pinned_at   TEXT NOT NULL
+    CREATE TABLE store_pins (
+        name      TEXT PRIMARY KEY,
+        value     TEXT NOT NULL,
+        pinned_at TEXT NOT NULL
     );
     "#,
     // 13: failed enrollment attempts per minute, all gateways together, kept in the store so

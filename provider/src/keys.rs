@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::Connection;
 use tm_protocol::{IdentityError, SigningKey};
 
 /// What a pinned key signs.
@@ -27,6 +27,13 @@ impl Purpose {
         match self {
             Self::Receipts => "receipts",
             Self::AttachmentUris => "attachment-uris",
+        }
+    }
+
+    fn pin_name(self) -> &'static str {
+        match self {
+            Self::Receipts => "key:receipts",
+            Self::AttachmentUris => "key:attachment-uris",
         }
     }
 
@@ -91,12 +98,7 @@ const WHAT_TO_DO: &str = "restore the key file from its backup (every instance s
     `tm-provider serve --accept-new-keys`";
 
 fn pinned(conn: &Connection, purpose: Purpose) -> rusqlite::Result<Option<(String, String)>> {
-    conn.query_row(
-        "SELECT fingerprint, pinned_at FROM provider_keys WHERE purpose = ?1",
-        [purpose.as_str()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+    crate::pins::get(conn, purpose.pin_name())
 }
 
 /// Refuses a missing key file whose key the store is served with (before anything would make
@@ -148,16 +150,7 @@ pub fn pin(
         }
         None => {}
     }
-    conn.execute(
-        "INSERT INTO provider_keys (purpose, fingerprint, pinned_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (purpose) DO UPDATE SET fingerprint = excluded.fingerprint, \
-         pinned_at = excluded.pinned_at",
-        params![
-            purpose.as_str(),
-            fingerprint,
-            chrono::Utc::now().to_rfc3339()
-        ],
-    )?;
+    crate::pins::set(conn, purpose.pin_name(), fingerprint)?;
     Ok(Ok(()))
 }
 

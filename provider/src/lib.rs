@@ -21,7 +21,10 @@
 //!   routes serve), the publisher that announces a new set with each status update, and the
 //!   updater actor that moves sessions to in-progress and updates them within the carepath's
 //!   limits.
-//! - [`keys`]: the provider's signing key (receipts), created on first start.
+//! - [`keys`]: the provider's signing key (receipts), created on first start, and the key
+//!   fingerprints the store pins.
+//! - [`pins`]: what a store is served as, pinned at its first start (key fingerprints, the
+//!   FHIR identifier system).
 //! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
 //!   commit, then answer with a signed receipt.
 //! - [`ops`]: fleet operations: gateway and device health, alerts, the audit log, the
@@ -44,6 +47,7 @@ pub mod ingest;
 pub mod keys;
 pub mod ops;
 pub mod outputs;
+pub mod pins;
 pub mod portal;
 pub mod publish;
 pub mod sessions;

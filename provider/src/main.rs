@@ -168,7 +168,11 @@ async fn run() -> anyhow::Result<()> {
                 .read(move |c| tm_provider::publish::load_published(c, &session, &languages))
                 .await?
                 .context("no FHIR attachment: unknown session, or no readings published yet")?;
-            let options = config.attachments.output_options(&config.public_url);
+            let configured = config.attachments.identifier_system.clone();
+            let identifier_system = db.write_at_start(|c| {
+                tm_provider::pins::identifier_system(c, configured.as_deref(), &config.public_url)
+            })?;
+            let options = config.attachments.output_options(&identifier_system);
             let bytes = tm_provider::attachments::AttachmentKind::Fhir.render(&data, &options);
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();

@@ -305,6 +305,23 @@ async fn refusals(s: &Stack, dir: &std::path::Path, good: &str) {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
 }
 
+/// The systems of the Observations' identifiers in a FHIR Bundle.
+fn identifier_systems(bundle: &str) -> std::collections::BTreeSet<String> {
+    let bundle: Value = serde_json::from_str(bundle).unwrap();
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .map(|e| {
+            e["resource"]["identifier"][0]["system"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,6 +361,12 @@ async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
     assert!(uri.starts_with(&format!("http://{addr}/")));
     let text = s.http.get(uri).send().await.unwrap().text().await.unwrap();
     assert!(more.iter().all(|r| text.contains(r.reading_id.as_str())));
+    // The provider's address changed, the Observations' identifier system did not: an EHR
+    // that de-duplicates by identifier sees the same observations again, not new ones.
+    assert_eq!(
+        identifier_systems(&text),
+        std::collections::BTreeSet::from([format!("{}/fhir/reading", s.provider)])
+    );
     all_downloads_ok(&s, id, 7).await;
     shutdown.cancel();
     s.stop().await;

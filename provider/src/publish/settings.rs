@@ -51,6 +51,11 @@ pub struct AttachmentsSection {
     /// heart-failure ranges.
     #[serde(default)]
     pub ranges: Option<Ranges>,
+    /// The system of the Observations' identifiers (an absolute URI, e.g. `urn:oid:...`);
+    /// default: `<public_url>/fhir/reading` as at the store's first start, kept from then on
+    /// ([`crate::pins::identifier_system`]).
+    #[serde(default)]
+    pub identifier_system: Option<String>,
 }
 
 fn default_token_lifetime_hours() -> u32 {
@@ -91,6 +96,8 @@ pub struct AttachmentSettings {
     pub updates_per_day: BTreeMap<String, u32>,
     /// Normal ranges per LOINC code, as configured or the heart-failure defaults.
     pub ranges: Ranges,
+    /// `identifier_system` as configured (validated: an absolute URI); `None`: the pinned one.
+    pub identifier_system: Option<String>,
 }
 
 impl AttachmentSettings {
@@ -126,6 +133,17 @@ impl AttachmentSettings {
                 )));
             }
         }
+        if let Some(system) = &f.identifier_system {
+            let absolute = system.starts_with("urn:")
+                || system.starts_with("https://")
+                || system.starts_with("http://");
+            if !absolute || system.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid(format!(
+                    "attachments.identifier_system: {system:?} is not an absolute URI \
+                     (urn:..., https://...)"
+                )));
+            }
+        }
         Ok(Self {
             key_file: f
                 .key_file
@@ -136,6 +154,7 @@ impl AttachmentSettings {
             default_updates_per_day: f.default_updates_per_day,
             updates_per_day: f.updates_per_day,
             ranges: f.ranges.unwrap_or_else(Ranges::heart_failure),
+            identifier_system: f.identifier_system,
         })
     }
 
@@ -150,10 +169,12 @@ impl AttachmentSettings {
         Duration::from_millis(86_400_000 / u64::from(per_day)).max(Duration::from_millis(1))
     }
 
-    /// The rendering options, with FHIR identifiers under `public_url`.
-    pub fn output_options(&self, public_url: &str) -> OutputOptions {
+    /// The rendering options, the Observations' identifiers under `identifier_system`.
+    pub fn output_options(&self, identifier_system: &str) -> OutputOptions {
         OutputOptions {
-            fhir: FhirOptions::for_public_url(public_url),
+            fhir: FhirOptions {
+                observation_identifier_system: identifier_system.to_owned(),
+            },
             ranges: self.ranges.clone(),
             dashboard: DashboardOptions {
                 frame_ancestors: self.frame_ancestors.clone(),
