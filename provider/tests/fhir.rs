@@ -59,6 +59,50 @@ fn bundle_matches_the_golden_file() {
     );
 }
 
+/// Every Device names its Bluetooth address as the PHD IG does (EUI-48, BTMAC), its serial
+/// number when the device reported one, and its 11073 device specialization.
+#[test]
+fn every_device_has_its_address_serial_and_type() {
+    let bundle = export().bundle;
+    let devices: Vec<&Value> = resources(&bundle)
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Device")
+        .collect();
+    assert!(devices.len() >= 3, "{devices:?}");
+    for d in devices {
+        let ids = d["identifier"].as_array().unwrap();
+        let address = ids
+            .iter()
+            .find(|i| i["system"] == "http://hl7.org/fhir/sid/eui-48/bluetooth")
+            .unwrap_or_else(|| panic!("no Bluetooth address: {d}"));
+        assert_eq!(address["type"]["coding"][0]["code"], "BTMAC");
+        let value = address["value"].as_str().unwrap();
+        assert_eq!(value.len(), 17, "{value}");
+        assert!(
+            value.split('-').all(|p| p.len() == 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())),
+            "{value}"
+        );
+        if let Some(serial) = d["serialNumber"].as_str() {
+            assert!(
+                ids.iter()
+                    .any(|i| i["value"] == serial && i["type"]["coding"][0]["code"] == "SNO"),
+                "{d}"
+            );
+        }
+        let coding = &d["type"]["coding"][0];
+        assert_eq!(coding["system"], "urn:iso:std:iso:11073:10101", "{d}");
+        let specializations = [
+            "528388", "528391", "528392", "528399", "528401", "528404", "528525",
+        ];
+        assert!(
+            specializations.contains(&coding["code"].as_str().unwrap()),
+            "{d}"
+        );
+    }
+}
+
 /// Reduces an Observation to what the IG fixes: drops identity, device and performer, and
 /// blanks the measured values, the time and the patient.
 fn shape(obs: &Value) -> Value {

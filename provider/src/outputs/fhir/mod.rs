@@ -118,13 +118,48 @@ fn device_key(d: &DeviceInfo) -> String {
     )
 }
 
-fn device_resource(id: &str, d: &DeviceInfo) -> Value {
+/// The Bluetooth address as the PHD IG writes a transport address: EUI-48, upper-case hex
+/// pairs separated by dashes.
+const BLUETOOTH_ADDRESS_SYSTEM: &str = "http://hl7.org/fhir/sid/eui-48/bluetooth";
+const DEVICE_IDENTIFIER_TYPES: &str =
+    "http://terminology.hl7.org/CodeSystem/ContinuaDeviceIdentifiers";
+const IDENTIFIER_TYPES: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+const MDC: &str = "urn:iso:std:iso:11073:10101";
+
+/// The ISO/IEEE 11073-10101 device specialization of a device that measures `kind` (the PHD
+/// IG's `DeviceTypes11073MDC` codes).
+fn device_type(kind: ReadingKind) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        ReadingKind::BloodPressure | ReadingKind::CuffPressure => {
+            ("528391", "MDC_DEV_SPEC_PROFILE_BP")
+        }
+        ReadingKind::BodyWeight => ("528399", "MDC_DEV_SPEC_PROFILE_SCALE"),
+        ReadingKind::BodyComposition => ("528404", "MDC_DEV_SPEC_PROFILE_BCA"),
+        ReadingKind::PulseOximetry => ("528388", "MDC_DEV_SPEC_PROFILE_PULS_OXIM"),
+        ReadingKind::BodyTemperature => ("528392", "MDC_DEV_SPEC_PROFILE_TEMP"),
+        ReadingKind::Glucose => ("528401", "MDC_DEV_SPEC_PROFILE_GLUCOSE"),
+        ReadingKind::HeartRate => ("528525", "MDC_DEV_SUB_SPEC_PROFILE_HR"),
+        ReadingKind::Unrecognized => return None,
+    })
+}
+
+/// The Device of `d`, typed by the kind of its first charted reading.
+fn device_resource(id: &str, d: &DeviceInfo, kind: ReadingKind) -> Value {
     let mut dev = serde_json::Map::new();
     dev.insert("resourceType".into(), json!("Device"));
     dev.insert("id".into(), json!(id));
+    let mut identifiers = vec![json!({
+        "type": {"coding": [{"system": DEVICE_IDENTIFIER_TYPES, "code": "BTMAC"}]},
+        "system": BLUETOOTH_ADDRESS_SYSTEM,
+        "value": d.address.to_ascii_uppercase().replace(':', "-"),
+    })];
     if let Some(serial) = &d.serial {
-        dev.insert("identifier".into(), json!([{ "value": serial }]));
+        identifiers.push(json!({
+            "type": {"coding": [{"system": IDENTIFIER_TYPES, "code": "SNO"}]},
+            "value": serial,
+        }));
     }
+    dev.insert("identifier".into(), Value::Array(identifiers));
     if let Some(m) = &d.manufacturer {
         dev.insert("manufacturer".into(), json!(m));
     }
@@ -139,6 +174,12 @@ fn device_resource(id: &str, d: &DeviceInfo) -> Value {
     }
     if let Some(model) = &d.model {
         dev.insert("modelNumber".into(), json!(model));
+    }
+    if let Some((code, display)) = device_type(kind) {
+        dev.insert(
+            "type".into(),
+            json!({"coding": [{"system": MDC, "code": code, "display": display}]}),
+        );
     }
     if let Some(fw) = &d.firmware {
         dev.insert("version".into(), json!([{ "value": fw }]));
@@ -191,7 +232,7 @@ pub fn export_bundle(
             devices.entry(key).or_insert_with(|| {
                 (
                     device_ref.clone(),
-                    device_resource(&device_id, &reading.device),
+                    device_resource(&device_id, &reading.device, reading.kind),
                 )
             });
             observations.extend(built);
