@@ -227,6 +227,10 @@ const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM readings GROUP BY stat
 const OLDEST_UNACKED: &str = "SELECT MIN(received_at_ms) FROM readings WHERE state IN (0, 1)";
 const RECENT_REJECTIONS: &str = "SELECT reading_key, COALESCE(reason, '') FROM readings \
                                  WHERE state = 3 ORDER BY settled_at_ms DESC LIMIT 10";
+/// The same in a database before version 3 (the id as text): read from outside while the
+/// agent is still migrating it, or before the agent upgraded it.
+const RECENT_REJECTIONS_BEFORE_3: &str = "SELECT reading_id, COALESCE(reason, '') FROM readings \
+                                 WHERE state = 3 ORDER BY settled_at_ms DESC LIMIT 10";
 
 /// Reads the status through `conn` (writer or read-only).
 pub(super) fn status(conn: &Connection, quota_bytes: u64) -> rusqlite::Result<OutboxStatus> {
@@ -264,10 +268,20 @@ pub(super) fn status(conn: &Connection, quota_bytes: u64) -> rusqlite::Result<Ou
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare(RECENT_REJECTIONS)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let sql = if version < 3 {
+        RECENT_REJECTIONS_BEFORE_3
+    } else {
+        RECENT_REJECTIONS
+    };
+    let mut stmt = conn.prepare(sql)?;
     s.recent_rejections = stmt
         .query_map([], |r| {
-            Ok((key::reading_id_of(&r.get::<_, Vec<u8>>(0)?), r.get(1)?))
+            let id = match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Blob(k) => key::reading_id_of(k),
+                other => other.as_str()?.to_owned(),
+            };
+            Ok((id, r.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(s)
@@ -296,15 +310,18 @@ pub fn read_status(path: &Path, quota_bytes: u64) -> Result<OutboxStatus, StoreE
     .map_err(sqlite(path))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sqlite(path))?;
-    // An agent starting right now may have created the file but not its tables yet.
-    let version: i64 = conn
+    // One snapshot for every read: an agent starting right now may be creating or migrating
+    // the file, one migration after the other.
+    let snapshot = conn.unchecked_transaction().map_err(sqlite(path))?;
+    let version: i64 = snapshot
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite(path))?;
     if version == 0 {
+        // Created, its tables not yet.
         return Ok(OutboxStatus {
             quota_bytes,
             ..OutboxStatus::default()
         });
     }
-    status(&conn, quota_bytes).map_err(sqlite(path))
+    status(&snapshot, quota_bytes).map_err(sqlite(path))
 }

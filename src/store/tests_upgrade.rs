@@ -135,6 +135,20 @@ fn a_version_2_outbox_keeps_every_row_and_deduplicates_against_it() {
 }
 
 #[test]
+fn the_status_of_an_outbox_not_yet_migrated_is_read_from_outside() {
+    // `tm-gateway status` before the upgraded agent opened the file (or while it migrates).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let old = version_2_outbox(&path);
+    let status = read_status(&path, 1 << 30).unwrap();
+    assert_eq!((status.pending, status.leased, status.rejected), (3, 1, 1));
+    assert_eq!(
+        status.recent_rejections,
+        vec![(old[4].reading_id.to_string(), "outside the session".into())]
+    );
+}
+
+#[test]
 fn a_corrupt_version_2_outbox_is_salvaged_into_the_new_schema() {
     let dir = tempfile::tempdir().unwrap();
     let aside = dir.path().join("old.db");
