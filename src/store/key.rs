@@ -46,35 +46,28 @@ pub fn order(
         .unwrap_or(received_at_ms)
 }
 
-/// The key of a reading with the given order and hex reading id (a malformed id keeps its
-/// bytes, so nothing is refused here: the id was validated when the reading was built).
+/// The key of a reading with the given order and hex reading id. Reading ids are validated
+/// hex when a reading is built; should one not be, its text is hashed instead of decoded, so
+/// two distinct ids still never share a key (and no row is ever dropped as a duplicate of
+/// another).
 pub fn key(order: i64, reading_id: &str) -> Vec<u8> {
+    let hash = id_hash(reading_id).unwrap_or_else(|| {
+        let d = ring::digest::digest(&ring::digest::SHA256, reading_id.as_bytes());
+        let mut h = [0u8; 32];
+        h.copy_from_slice(d.as_ref());
+        h
+    });
     let mut key = Vec::with_capacity(KEY_LEN);
     key.extend_from_slice(&(order.cast_unsigned() ^ (1 << 63)).to_be_bytes());
-    key.extend_from_slice(&id_hash(reading_id).unwrap_or_default());
+    key.extend_from_slice(&hash);
     key
 }
 
 /// The 32 bytes of a hex reading id; `None` when it is not 64 hex digits.
 pub fn id_hash(reading_id: &str) -> Option<[u8; 32]> {
-    let bytes = reading_id.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
+    hex::decode_to_slice(reading_id, &mut out).ok()?;
     Some(out)
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The hash part of a stored key (empty when the key is shorter than one).
@@ -84,13 +77,18 @@ pub fn hash_of_key(key: &[u8]) -> &[u8] {
 
 /// The reading id (lowercase hex) of a stored key.
 pub fn reading_id_of(key: &[u8]) -> String {
-    hash_of_key(key)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(hash_of_key(key))
+}
+
+/// The reading id in a row's id column, whatever the schema version of its file: the row key
+/// (a blob, version 3 on) or the id's text (before).
+pub fn reading_id_in(
+    column: rusqlite::types::ValueRef<'_>,
+) -> rusqlite::types::FromSqlResult<String> {
+    match column {
+        rusqlite::types::ValueRef::Blob(k) => Ok(reading_id_of(k)),
+        other => other.as_str().map(str::to_owned),
+    }
 }
 
 /// A 64-bit digest of a reading's hash, to find it among a lease's rows (the hash is already
@@ -145,6 +143,8 @@ mod tests {
         assert_eq!(reading_id_of(&key(5, &id)), id);
         assert_eq!(id_hash("abc"), None);
         assert_eq!(id_hash(&"zz".repeat(32)), None);
+        // Ids that are not hex still get distinct keys.
+        assert_ne!(key(5, "not-hex-a"), key(5, "not-hex-b"));
         assert_eq!(short_hash(&hash), 0x00ff_00ff_00ff_00ff);
     }
 }

@@ -501,11 +501,7 @@ fn new_batch_id(first_row: i64) -> BatchId {
     let mut rnd = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
         .expect("the system random source works");
-    BatchId::new(format!("b{first_row}-{}", hex_lower(&rnd))).expect("batch id is a slug")
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    BatchId::new(format!("b{first_row}-{}", hex::encode(rnd))).expect("batch id is a slug")
 }
 
 #[cfg(test)]

@@ -153,10 +153,7 @@ fn read_window(
     while let Some(r) = cursor.next()? {
         let row = Row {
             id: r.get(0)?,
-            reading_id: match r.get_ref(1)? {
-                rusqlite::types::ValueRef::Blob(k) => key::reading_id_of(k),
-                other => other.as_str()?.to_owned(),
-            },
+            reading_id: key::reading_id_in(r.get_ref(1)?)?,
             device: r.get(2)?,
             received_at_ms: r.get(3)?,
             payload: r.get(4)?,

@@ -67,7 +67,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason         TEXT
     );
     CREATE UNIQUE INDEX readings_key ON readings_v3(reading_key);
-    INSERT OR IGNORE INTO readings_v3
+    INSERT INTO readings_v3
         (id, reading_key, device_address, received_at_ms, payload, state, settled_at_ms, reason)
         SELECT id, tm_reading_key(payload, reading_id, received_at_ms), device_address,
                received_at_ms, payload, CASE state WHEN 1 THEN 0 ELSE state END,
@@ -277,10 +277,7 @@ pub(super) fn status(conn: &Connection, quota_bytes: u64) -> rusqlite::Result<Ou
     let mut stmt = conn.prepare(sql)?;
     s.recent_rejections = stmt
         .query_map([], |r| {
-            let id = match r.get_ref(0)? {
-                rusqlite::types::ValueRef::Blob(k) => key::reading_id_of(k),
-                other => other.as_str()?.to_owned(),
-            };
+            let id = key::reading_id_in(r.get_ref(0)?)?;
             Ok((id, r.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
