@@ -196,10 +196,9 @@ impl VerifyingKey {
         &self.0
     }
 
-    /// A short, loggable fingerprint: the first 8 bytes of SHA-256 of the key, in hex.
+    /// A short, loggable fingerprint of the key ([`fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
-        hex::encode(&d.as_ref()[..8])
+        fingerprint(&self.0)
     }
 
     /// Verifies `signature` over `message`.
@@ -208,6 +207,13 @@ impl VerifyingKey {
             .verify(message, signature)
             .map_err(|_| BadSignature)
     }
+}
+
+/// A short fingerprint of a key's bytes: the first 8 bytes of their SHA-256, in hex. Names a
+/// key in logs and records without revealing it (a secret key too).
+pub fn fingerprint(key: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    hex::encode(&d.as_ref()[..8])
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         ),
         (
             crate::keys::Purpose::AttachmentUris,
-            crate::keys::secret_fingerprint(&uri_key),
+            tm_protocol::identity::fingerprint(&uri_key),
             config.attachments.key_file.clone(),
         ),
     ];

@@ -346,15 +346,7 @@ impl Db {
     /// The store's id: random, written once when the store is created (see
     /// [`crate::store_id`]).
     pub fn store_id(&self) -> Result<String, DbError> {
-        let conn = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        conn.query_row(SELECT_STORE_ID, [], |r| r.get(0))
-            .map_err(|source| DbError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        self.write_at_start(|c| c.query_row(SELECT_STORE_ID, [], |r| r.get(0)))
     }
 
     /// Runs `f` with the single writer connection on this thread: for the checks at start,

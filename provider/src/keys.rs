@@ -154,13 +154,6 @@ pub fn pin(
     Ok(Ok(()))
 }
 
-/// The fingerprint of a secret key (the first 8 bytes of its SHA-256, hex): names the key in
-/// the store and in messages without revealing it.
-pub fn secret_fingerprint(secret: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, secret);
-    hex::encode(&d.as_ref()[..8])
-}
-
 /// Signer id the provider puts in its frames.
 pub const PROVIDER_SIGNER: &str = "provider";
 
