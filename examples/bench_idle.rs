@@ -22,7 +22,7 @@ use std::io::{BufRead as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loopback::{Loopback, rss_mb};
+use loopback::{Loopback, ProviderStore, rss_mb, rss_split_mb};
 use tm_gateway::ble::paired::{PairedDevice, PairedStore};
 use tm_protocol::Transport;
 
@@ -117,6 +117,8 @@ struct Figures {
     idle_cpu_ms_per_s: f64,
     wakeups_per_s: f64,
     idle_rss_mb: f64,
+    /// Of `idle_rss_mb`: the agent's own pages and the pages mapped from files.
+    idle_rss_split_mb: (f64, f64),
     latency_ms: Vec<f64>,
 }
 
@@ -129,7 +131,7 @@ async fn run(transport: Transport, agent_bin: &str, sim_bin: &str) -> Figures {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let (side, ()) = Loopback::start(transport, "", |_| async {}).await;
+    let (side, ()) = Loopback::start(transport, ProviderStore::Sqlite, "", |_| async {}).await;
     let mut sim = Command::new(sim_bin)
         .args(["--household", "demo", "--print-address"])
         .stdin(Stdio::piped())
@@ -177,8 +179,10 @@ async fn run(transport: Transport, agent_bin: &str, sim_bin: &str) -> Figures {
     let idle_cpu_ms_per_s = cpu as f64 / 1e6 / wall;
     let wakeups_per_s = switches as f64 / wall;
     let idle_rss_mb = rss_mb(pid);
+    let idle_rss_split_mb = rss_split_mb(pid);
     println!(
-        "{transport:?}: idle {idle_cpu_ms_per_s:.3} ms CPU/s, {wakeups_per_s:.1} context switches/s, RSS {idle_rss_mb:.1} MB"
+        "{transport:?}: idle {idle_cpu_ms_per_s:.3} ms CPU/s, {wakeups_per_s:.1} context switches/s, RSS {idle_rss_mb:.1} MB ({:.1} MB its own, {:.1} MB mapped from files)",
+        idle_rss_split_mb.0, idle_rss_split_mb.1
     );
 
     // Indication -> committed at the provider, one at a time.
@@ -219,6 +223,7 @@ async fn run(transport: Transport, agent_bin: &str, sim_bin: &str) -> Figures {
         idle_cpu_ms_per_s,
         wakeups_per_s,
         idle_rss_mb,
+        idle_rss_split_mb,
         latency_ms,
     }
 }
@@ -235,6 +240,8 @@ async fn main() {
         println!("agent_idle_cpu_ms_per_s_{name}={:.3}", f.idle_cpu_ms_per_s);
         println!("agent_idle_wakeups_per_s_{name}={:.1}", f.wakeups_per_s);
         println!("agent_idle_rss_mb_{name}={:.1}", f.idle_rss_mb);
+        println!("agent_idle_rss_anon_mb_{name}={:.1}", f.idle_rss_split_mb.0);
+        println!("agent_idle_rss_file_mb_{name}={:.1}", f.idle_rss_split_mb.1);
         println!(
             "indication_to_commit_ms_median_{name}={:.1}",
             percentile(&f.latency_ms, 50)

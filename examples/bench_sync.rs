@@ -9,7 +9,7 @@
 //! the provider's ingest in process) and the figure's share of it.
 //!
 //! Environment: `TM_GATEWAY_BIN` (the release agent binary), `BENCH_READINGS` (default
-//! 1,000,000).
+//! 1,000,000), `BENCH_ONLY=ingest` (only the provider's ingest in process, on each backend).
 
 #[path = "support/ceilings.rs"]
 mod ceilings;
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loopback::{Loopback, peak_rss_mb, write_bytes};
+use loopback::{Loopback, ProviderStore, peak_rss_mb, write_bytes};
 use tm_gateway::simulate;
 use tm_gateway::stash::{StashHandle, Stashable};
 use tm_gateway::store::{Outbox, writer};
@@ -74,12 +74,12 @@ struct Run {
     drain_disk_bytes: f64,
 }
 
-async fn run(transport: Transport, total: u32, bin: &str) -> Run {
+async fn run(transport: Transport, backend: ProviderStore, total: u32, bin: &str) -> Run {
     let extra = std::env::var("BENCH_SYNC_EXTRA")
         .unwrap_or_default()
         .replace(';', "\n");
     let (side, (fill_per_s, stash_disk_bytes)) =
-        Loopback::start(transport, &extra, |outbox| async move {
+        Loopback::start(transport, backend, &extra, |outbox| async move {
             let before = write_bytes("self");
             let rate = fill(&outbox, total).await;
             let written = write_bytes("self").saturating_sub(before);
@@ -161,6 +161,23 @@ fn frame_bytes_of_a_batch() -> usize {
     tm_gateway::sync::seal_batch(&gw, &key, &batch).len()
 }
 
+/// The provider's ingest alone, in process, on each backend (`BENCH_ONLY=ingest`): what bounds
+/// the drain on the provider's side, without an agent or a transport.
+async fn ingest_only(total: u32) {
+    let mut stores = vec![ProviderStore::Sqlite];
+    if std::env::var("BENCH_PROVIDER_STORE").as_deref() != Ok("sqlite") {
+        stores.push(ProviderStore::Postgres);
+    }
+    for backend in stores {
+        let scratch = tempfile::tempdir().unwrap();
+        let per_s = ceilings::provider_ingest(scratch.path(), total, backend).await;
+        println!(
+            "{}.provider_ingest_readings_per_s={per_s:.0}",
+            backend.name()
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let bin =
@@ -169,6 +186,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ingest") {
+        return ingest_only(total.min(1_000_000)).await;
+    }
     let frame_bytes = frame_bytes_of_a_batch();
     let scratch = tempfile::tempdir().unwrap();
     let sqlite = ceilings::sqlite_insert(scratch.path(), total);
@@ -180,12 +200,13 @@ async fn main() {
     let broker = ceilings::broker(scratch.path(), frame_bytes, frames).await
         * f64::from(ceilings::READINGS_PER_BATCH);
     println!("ceiling: the broker alone carries {broker:.0} readings/s in batch-sized frames");
-    let ingest = ceilings::provider_ingest(scratch.path(), total.min(200_000)).await;
+    let ingest =
+        ceilings::provider_ingest(scratch.path(), total.min(200_000), ProviderStore::Sqlite).await;
     println!("ceiling: the provider's ingest alone takes {ingest:.0} readings/s");
     drop(scratch);
 
-    let mqtt = run(Transport::Mqtt, total, &bin).await;
-    let https = run(Transport::Https, total, &bin).await;
+    let mqtt = run(Transport::Mqtt, ProviderStore::Sqlite, total, &bin).await;
+    let https = run(Transport::Https, ProviderStore::Sqlite, total, &bin).await;
     let share = |figure: f64, ceiling: f64| figure / ceiling;
     let stash = mqtt.fill_per_s.min(https.fill_per_s);
     let stash_disk = mqtt.stash_disk_bytes.max(https.stash_disk_bytes);
@@ -225,4 +246,31 @@ async fn main() {
         "disk_bytes_per_reading_drain={:.0}",
         mqtt.drain_disk_bytes.max(https.drain_disk_bytes)
     );
+    // The same drain with the provider on PostgreSQL (BENCH_PROVIDER_STORE=sqlite skips it).
+    if std::env::var("BENCH_PROVIDER_STORE").as_deref() != Ok("sqlite") {
+        let scratch = tempfile::tempdir().unwrap();
+        let pg_ingest =
+            ceilings::provider_ingest(scratch.path(), total.min(200_000), ProviderStore::Postgres)
+                .await;
+        drop(scratch);
+        println!(
+            "ceiling: the provider's ingest alone on PostgreSQL takes {pg_ingest:.0} readings/s"
+        );
+        let mqtt = run(Transport::Mqtt, ProviderStore::Postgres, total, &bin).await;
+        let https = run(Transport::Https, ProviderStore::Postgres, total, &bin).await;
+        println!("postgres.ceiling_provider_ingest_readings_per_s={pg_ingest:.0}");
+        println!("postgres.drain_mqtt_readings_per_s={:.0}", mqtt.drain_per_s);
+        println!(
+            "postgres.drain_mqtt_share_of_ceiling={:.2}",
+            share(mqtt.drain_per_s, broker.min(pg_ingest))
+        );
+        println!(
+            "postgres.drain_https_readings_per_s={:.0}",
+            https.drain_per_s
+        );
+        println!(
+            "postgres.drain_https_share_of_ceiling={:.2}",
+            share(https.drain_per_s, pg_ingest)
+        );
+    }
 }

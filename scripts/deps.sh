@@ -4,8 +4,8 @@
 # or through sudo); elsewhere it prints exactly what is missing and stops.
 #
 # Usage: need_packages "<check> <debian-package>" ...
-#   where <check> is `cmd:NAME` (an executable on PATH), `pc:NAME` (a pkg-config module)
-#   or `file:PATH`.
+#   where <check> is `cmd:NAME` (an executable on PATH), `pc:NAME` (a pkg-config module),
+#   `pg:NAME` (a PostgreSQL program) or `file:PATH`.
 
 have() {
     local check=$1
@@ -13,6 +13,9 @@ have() {
         cmd:*) command -v "${check#cmd:}" >/dev/null 2>&1 || [ -x "/usr/sbin/${check#cmd:}" ] ;;
         pc:*) command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "${check#pc:}" ;;
         file:*) [ -e "${check#file:}" ] ;;
+        # A PostgreSQL program: Debian keeps the server's outside PATH, per major version.
+        pg:*) compgen -G "/usr/lib/postgresql/*/bin/${check#pg:}" >/dev/null \
+            || command -v "${check#pg:}" >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }
@@ -55,6 +58,19 @@ need_packages() {
     done
 }
 
+# Stops with a clear message when the file system that holds the build (CARGO_TARGET_DIR,
+# else target/) has less than $1 GiB free: a build that runs out of space fails with linker
+# crashes that name nothing.
+need_disk() {
+    local want_gib=$1 dir=${CARGO_TARGET_DIR:-target} free_kib
+    mkdir -p "$dir"
+    free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+    if [ "$free_kib" -lt $((want_gib * 1024 * 1024)) ]; then
+        echo "error: $((free_kib / 1024 / 1024)) GiB free for the build in $dir; it needs about ${want_gib} GiB. Free some space (cargo clean removes an old build) and re-run." >&2
+        return 1
+    fi
+}
+
 need_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
         echo "error: cargo not found. Install Rust 1.95 with rustup (https://rustup.rs), then re-run." >&2
@@ -82,6 +98,14 @@ OUTPUT_PACKAGES=(
     "cmd:pdftotext poppler-utils"
     "cmd:pdftoppm poppler-utils"
     "cmd:chromium chromium"
+)
+
+# The PostgreSQL server programs for the provider's tests on its PostgreSQL backend:
+# scripts/test starts a private cluster of its own with them (scripts/pg-cluster).
+POSTGRES_PACKAGES=(
+    "pg:initdb postgresql"
+    "pg:pg_ctl postgresql"
+    "pg:psql postgresql-client"
 )
 
 # Installs the FHIR validator's pinned npm packages (provider/tests/fhir-validate, from its

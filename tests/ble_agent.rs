@@ -71,7 +71,9 @@ async fn pair(gw: &GatewaySide, fake: &FakeBluez, devices: &[(&str, &str)]) {
 /// Every reading the provider stored.
 async fn provider_readings(provider: &ProviderSide) -> Vec<Reading> {
     provider
-        .db
+        .store
+        .sqlite()
+        .expect("a SQLite store")
         .read(|c| {
             let mut stmt = c.prepare("SELECT payload FROM readings")?;
             let rows = stmt

@@ -173,8 +173,9 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
         dir.path().join("ops-token").display()
     );
     let file: tm_provider::config::ConfigFile = toml::from_str(&text).unwrap();
-    let assembly =
-        tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap()).unwrap();
+    let assembly = tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap())
+        .await
+        .unwrap();
     let provider_key = tm_provider::keys::load_or_create(&dir.path().join("provider.key")).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(tm_provider::http::serve(
@@ -187,7 +188,9 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
     let (g, public) = (gw.clone(), gw_key.verifying_key());
     assembly
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("a SQLite store")
         .write(move |c| {
             tm_testkit::store::Session {
                 patient: "p",
@@ -195,7 +198,7 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
                 ..tm_testkit::store::Session::accepted("tm-9")
             }
             .insert(c)?;
-            tm_provider::gateways::insert(c, &g, &public, "tm-9")
+            tm_provider::store::sqlite::gateways::insert(c, &g, &public, "tm-9")
         })
         .await
         .unwrap();

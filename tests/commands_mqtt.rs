@@ -22,7 +22,9 @@ const CONFIG: &str = "[sync]\nreceipt_timeout_ms = 1500\nbackoff_initial_ms = 50
 async fn online(provider: &ProviderSide, gw: &GatewayId) -> bool {
     let id = gw.to_string();
     provider
-        .db
+        .store
+        .sqlite()
+        .expect("a SQLite store")
         .read(move |c| {
             c.query_row(
                 "SELECT COUNT(*) FROM ops_gateway_health WHERE gateway_id = ?1 \

@@ -141,12 +141,12 @@ async fn a_full_disk_keeps_the_agent_running_and_loses_nothing() {
     // The heartbeat carries the alarm: the provider's operations raise an alert.
     let evaluator = provider.ops.evaluator();
     let alerted = eventually(Duration::from_secs(20), || async {
-        tm_provider::ops::evaluator::run_once(&evaluator.db, &evaluator.thresholds, chrono::Utc::now())
+        tm_provider::ops::evaluator::run_once(&evaluator.store, &evaluator.thresholds, chrono::Utc::now())
             .await
             .unwrap();
         provider
-            .db
-            .read(|c| {
+            .store
+            .sqlite().expect("a SQLite store").read(|c| {
                 c.query_row(
                     "SELECT COUNT(*) FROM ops_alerts WHERE kind = 'disk-full' AND state <> 'resolved'",
                     [],

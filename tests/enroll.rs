@@ -56,15 +56,17 @@ impl Setup {
         .unwrap();
         std::fs::write(dir.join("secret"), "s3cret").unwrap();
         let text = format!(
-            "listen = \"{addr}\"\npublic_url = \"{provider}\"\ndatabase = \"{db}\"\n\
+            "listen = \"{addr}\"\npublic_url = \"{provider}\"\ndatabase = \"{store}\"\n\
              [[portal.prescribers]]\nid = \"rx-1\"\ndpa_signed = true\n\
              [hub]\nurl = \"{hub}\"\nclient_id = \"prov\"\nclient_secret_file = \"{secret}\"\nretry_initial_ms = 20\nretry_max_ms = 100\n",
-            db = dir.join("p.db").display(),
+            store = dir.join("p.db").display(),
             hub = sim.url(),
             secret = dir.join("secret").display(),
         );
         let file: tm_provider::config::ConfigFile = toml::from_str(&text).unwrap();
-        let mut assembly = tm_provider::app::assemble(file.try_into().unwrap()).unwrap();
+        let mut assembly = tm_provider::app::assemble(file.try_into().unwrap())
+            .await
+            .unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(assembly.outbox.take().unwrap().run(shutdown.clone()));
         let router = tm_provider::portal::routes(assembly.state.clone()).into_router();

@@ -47,7 +47,9 @@ async fn a_reading_is_followed_by_its_id_from_the_agent_to_the_provider() {
     assert_all_delivered(&gw, &provider, 30, Duration::from_secs(60)).await;
     // The receipt of the last batch may be settled just after the provider's commit.
     let ids: Vec<String> = provider
-        .db
+        .store
+        .sqlite()
+        .expect("a SQLite store")
         .read(|c| {
             let mut stmt = c.prepare("SELECT reading_id FROM readings ORDER BY reading_id")?;
             stmt.query_map([], |r| r.get(0))?.collect()

@@ -126,7 +126,7 @@ async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_ag
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     // The provider does not accept this gateway (HTTP 403), as after its registry was lost.
     provider
-        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Revoked)
+        .set_gateway_state(&gw.id, tm_provider::store::gateways::GatewayState::Revoked)
         .await;
     let (addr, _stop) = provider.serve_http("127.0.0.1:0".parse().unwrap()).await;
     gw.enroll(&provider.key, Transport::Https, &format!("http://{addr}"));
@@ -151,7 +151,7 @@ async fn a_provider_refusing_the_gateway_keeps_every_reading_until_it_accepts_ag
 
     // The provider accepts the gateway again: every reading arrives, once.
     provider
-        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Active)
+        .set_gateway_state(&gw.id, tm_provider::store::gateways::GatewayState::Active)
         .await;
     assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(30)).await;
     let cleared = eventually(Duration::from_secs(10), || async {

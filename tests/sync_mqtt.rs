@@ -116,7 +116,7 @@ async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_deliv
     let provider = ProviderSide::new(dir.path(), &gw.id, &gw.key).await;
     // The provider refuses the gateway: over MQTT it answers with no receipt at all.
     provider
-        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Revoked)
+        .set_gateway_state(&gw.id, tm_provider::store::gateways::GatewayState::Revoked)
         .await;
     gw.enroll(&provider.key, Transport::Mqtt, &broker.url());
     let _ingest = provider.serve_mqtt(broker.port());
@@ -131,7 +131,7 @@ async fn batches_the_provider_leaves_unanswered_raise_an_alarm_and_are_all_deliv
     assert_eq!(status["backlog"], COUNT);
 
     provider
-        .set_gateway_state(&gw.id, tm_provider::gateways::GatewayState::Active)
+        .set_gateway_state(&gw.id, tm_provider::store::gateways::GatewayState::Active)
         .await;
     assert_all_delivered(&gw, &provider, COUNT, Duration::from_secs(60)).await;
     let cleared = eventually(Duration::from_secs(10), || async {

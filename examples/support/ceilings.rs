@@ -173,11 +173,15 @@ pub async fn broker(dir: &Path, frame_len: usize, frames: u32) -> f64 {
 
 /// Sealed batches of `READINGS_PER_BATCH` readings, `total` readings in all, ingested by the
 /// provider in this process with `IN_FLIGHT` batches at once; readings per second.
-pub async fn provider_ingest(dir: &Path, total: u32) -> f64 {
+pub async fn provider_ingest(
+    dir: &Path,
+    total: u32,
+    backend: crate::loopback::ProviderStore,
+) -> f64 {
     let (gw_key, _) = SigningKey::generate().unwrap();
     let gw = GatewayId::new("gw-ceiling").unwrap();
-    let (db, provider_key) =
-        crate::loopback::provider_store(dir, "ceiling-provider", &gw, &gw_key).await;
+    let (store, provider_key, _database) =
+        crate::loopback::provider_store(dir, "ceiling-provider", backend, &gw, &gw_key).await;
     let frames: Vec<Vec<u8>> = (0..total.div_ceil(READINGS_PER_BATCH))
         .map(|b| {
             let first = b * READINGS_PER_BATCH;
@@ -193,7 +197,7 @@ pub async fn provider_ingest(dir: &Path, total: u32) -> f64 {
             tm_gateway::sync::seal_batch(&gw, &gw_key, &batch)
         })
         .collect();
-    let ingest = tm_provider::ingest::Ingest::new(db, provider_key);
+    let ingest = tm_provider::ingest::Ingest::new(store, provider_key);
     let queue = Arc::new(std::sync::Mutex::new(frames));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

@@ -15,6 +15,25 @@ use tm_protocol::{GatewayId, SigningKey, SyncSettings, Transport};
 use tm_testkit::mosquitto::Mosquitto;
 use tm_testkit::pki;
 
+/// Which store the benchmark's provider keeps its readings in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderStore {
+    /// A SQLite file in the run's directory.
+    Sqlite,
+    /// A PostgreSQL database of its own, on a private server (`tm_testkit::postgres`).
+    Postgres,
+}
+
+impl ProviderStore {
+    /// The name figures are prefixed with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// The provider and the gateway's files of one run; stopped when dropped.
 pub struct Loopback {
     /// Holds everything of the run; removed when dropped.
@@ -24,9 +43,10 @@ pub struct Loopback {
     /// The gateway's configuration file.
     pub config: PathBuf,
     /// The provider's store.
-    pub db: tm_provider::db::Db,
+    pub store: tm_provider::store::Store,
     cancel: tokio_util::sync::CancellationToken,
     _broker: Option<Mosquitto>,
+    _database: Option<tm_testkit::postgres::Database>,
 }
 
 impl Loopback {
@@ -36,6 +56,7 @@ impl Loopback {
     /// the outbox there); what it returns is returned.
     pub async fn start<T, F: std::future::Future<Output = T>>(
         transport: Transport,
+        backend: ProviderStore,
         extra: &str,
         before_serving: impl FnOnce(PathBuf) -> F,
     ) -> (Self, T) {
@@ -58,8 +79,9 @@ impl Loopback {
         )
         .unwrap();
 
-        let (db, provider_key) = provider_store(dir.path(), "provider", &gw, &gw_key).await;
-        let ingest = tm_provider::ingest::Ingest::new(db.clone(), provider_key.clone());
+        let (store, provider_key, database) =
+            provider_store(dir.path(), "provider", backend, &gw, &gw_key).await;
+        let ingest = tm_provider::ingest::Ingest::new(store.clone(), provider_key.clone());
         let cancel = tokio_util::sync::CancellationToken::new();
         let before = before_serving(state.join(tm_gateway::store::FILE_NAME)).await;
 
@@ -101,6 +123,7 @@ impl Loopback {
                         client_id: "tm-provider-bench".into(),
                         credentials: None,
                         tls: None,
+                        persistent_session: true,
                     },
                     cancel.clone(),
                 ));
@@ -129,9 +152,10 @@ impl Loopback {
                 dir,
                 state,
                 config,
-                db,
+                store,
                 cancel,
                 _broker: broker,
+                _database: database,
             },
             before,
         )
@@ -139,10 +163,7 @@ impl Loopback {
 
     /// Readings the provider has stored.
     pub async fn stored(&self) -> i64 {
-        self.db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
-            .await
-            .unwrap()
+        stored(&self.store).await
     }
 }
 
@@ -152,24 +173,88 @@ impl Drop for Loopback {
     }
 }
 
-/// A provider store in `dir` (`{name}.db`, its key `{name}.key`) with one accepted session,
-/// `tm-1`, and the gateway `gw` registered on it with `gw_key`.
+/// Readings `store` holds.
+pub async fn stored(store: &tm_provider::store::Store) -> i64 {
+    if let Some(pg) = store.postgres() {
+        let client = pg.client().await.unwrap();
+        return client
+            .query_one("SELECT count(*) FROM readings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    }
+    store
+        .sqlite()
+        .expect("a SQLite store")
+        .read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
+        .await
+        .unwrap()
+}
+
+/// A provider store (`{name}.db` in `dir`, or a PostgreSQL database named after `name`; its key
+/// `{name}.key` in `dir`) with one accepted session, `tm-1`, and the gateway `gw` registered on
+/// it with `gw_key`. The PostgreSQL database lives as long as the returned handle.
 pub async fn provider_store(
     dir: &std::path::Path,
     name: &str,
+    backend: ProviderStore,
     gw: &GatewayId,
     gw_key: &SigningKey,
-) -> (tm_provider::db::Db, Arc<SigningKey>) {
-    let db = tm_provider::db::Db::open(&dir.join(format!("{name}.db"))).unwrap();
+) -> (
+    tm_provider::store::Store,
+    Arc<SigningKey>,
+    Option<tm_testkit::postgres::Database>,
+) {
     let key = tm_provider::keys::load_or_create(&dir.join(format!("{name}.key"))).unwrap();
     let (gw, public) = (gw.clone(), gw_key.verifying_key());
-    db.write(move |c| {
-        tm_testkit::store::accepted_session(c, "tm-1")?;
-        tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-    })
-    .await
+    if backend == ProviderStore::Sqlite {
+        let store = tm_provider::store::Store::open(&dir.join(format!("{name}.db"))).unwrap();
+        store
+            .sqlite()
+            .expect("a SQLite store")
+            .write(move |c| {
+                tm_testkit::store::accepted_session(c, "tm-1")?;
+                tm_provider::store::sqlite::gateways::insert(c, &gw, &public, "tm-1")
+            })
+            .await
+            .unwrap();
+        return (store, Arc::new(key), None);
+    }
+    let db = tm_testkit::postgres::Database::create(&name.replace('-', "_"));
+    let settings = tm_provider::store::settings::PostgresSettings::new(
+        format!("{}?sslmode=disable", db.url()),
+        Some(db.password_file()),
+        None,
+        Some(16),
+    )
     .unwrap();
-    (db, Arc::new(key))
+    let store =
+        tm_provider::store::Store::connect(&tm_provider::store::Database::Postgres(settings))
+            .await
+            .unwrap();
+    let client = store
+        .postgres()
+        .expect("PostgreSQL")
+        .client()
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO sessions (telemonitoring_id, patient_id, prescriber_id, status, \
+             created_at, updated_at) VALUES ('tm-1', 'p-1', 'rx-1', 'accepted', now(), now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, enrolled_at) \
+             VALUES ($1, $2, 'tm-1', 'active', now())",
+            &[&gw.as_str(), &public.as_bytes().as_slice()],
+        )
+        .await
+        .unwrap();
+    (store, Arc::new(key), Some(db))
 }
 
 /// Peak resident memory of process `pid` (VmHWM), in MB.
@@ -180,6 +265,16 @@ pub fn peak_rss_mb(pid: u32) -> f64 {
 /// Resident memory of process `pid` now (VmRSS), in MB.
 pub fn rss_mb(pid: u32) -> f64 {
     status_kib(pid, "VmRSS:") / 1024.0
+}
+
+/// Of the resident memory of process `pid` (MB): its own pages (heap, stacks) and the pages
+/// mapped from files (the binary's code and the shared libraries, which the kernel can take
+/// back and read again).
+pub fn rss_split_mb(pid: u32) -> (f64, f64) {
+    (
+        status_kib(pid, "RssAnon:") / 1024.0,
+        status_kib(pid, "RssFile:") / 1024.0,
+    )
 }
 
 fn status_kib(pid: u32, field: &str) -> f64 {

@@ -225,6 +225,17 @@ struct VersionProbe {
 
 /// Decodes a message strictly (see the module documentation for the order of checks).
 pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
+    check_version::<M>(bytes)?;
+    let msg: M = serde_json::from_slice(bytes).map_err(|source| DecodeError::Malformed {
+        message: M::NAME,
+        source,
+    })?;
+    msg.check_limits()?;
+    Ok(msg)
+}
+
+/// Steps 1 and 2 of decoding: the byte length, then the `v` field alone.
+pub(crate) fn check_version<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(limit(
             M::NAME,
@@ -250,12 +261,7 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
             supported: crate::PROTOCOL_VERSION,
         });
     }
-    let msg: M = serde_json::from_slice(bytes).map_err(|source| DecodeError::Malformed {
-        message: M::NAME,
-        source,
-    })?;
-    msg.check_limits()?;
-    Ok(msg)
+    Ok(())
 }
 
 /// Encodes a message as compact JSON.

@@ -37,6 +37,7 @@ pub mod messages;
 pub mod migrations;
 pub mod prescription;
 pub mod reading_id;
+pub mod received;
 pub mod report;
 pub mod routes;
 

@@ -141,6 +141,36 @@ pub enum ReadingKind {
     Unrecognized,
 }
 
+impl ReadingKind {
+    /// Every kind.
+    pub const ALL: [ReadingKind; 9] = [
+        Self::BodyWeight,
+        Self::BodyComposition,
+        Self::BloodPressure,
+        Self::CuffPressure,
+        Self::BodyTemperature,
+        Self::Glucose,
+        Self::PulseOximetry,
+        Self::HeartRate,
+        Self::Unrecognized,
+    ];
+
+    /// The kind's name on the wire (`blood-pressure`), as its JSON encoding writes it.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::BodyWeight => "body-weight",
+            Self::BodyComposition => "body-composition",
+            Self::BloodPressure => "blood-pressure",
+            Self::CuffPressure => "cuff-pressure",
+            Self::BodyTemperature => "body-temperature",
+            Self::Glucose => "glucose",
+            Self::PulseOximetry => "pulse-oximetry",
+            Self::HeartRate => "heart-rate",
+            Self::Unrecognized => "unrecognized",
+        }
+    }
+}
+
 /// One measured quantity: a LOINC code, a value and a UCUM unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -426,3 +426,106 @@ proptest! {
         let _ = decode::<EnrollmentRequest>(&bytes);
     }
 }
+
+/// The batch `readings` (JSON texts) make, as a gateway would encode it.
+fn batch_text(readings: &[String]) -> String {
+    let mut json = String::from_utf8(encode(&batch(0))).unwrap();
+    let empty = "\"readings\":[]";
+    assert!(json.contains(empty));
+    json = json.replacen(
+        empty,
+        &format!("\"readings\":[{}]", readings.join(" , ")),
+        1,
+    );
+    json
+}
+
+fn reading_text(n: u32) -> String {
+    serde_json::to_string(&reading(n)).unwrap()
+}
+
+#[test]
+fn a_received_batch_is_the_decoded_batch_with_each_readings_own_text() {
+    let readings = [reading_text(1), reading_text(2), reading_text(3)];
+    let json = batch_text(&readings);
+    let expected = decode::<ReadingBatch>(json.as_bytes()).unwrap();
+    assert_eq!(expected.readings.len(), 3);
+    let received = received::decode_received(json.as_bytes()).unwrap();
+    assert_eq!(received.batch, expected);
+    let texts: Vec<&str> = received.texts.iter().map(|t| t.get()).collect();
+    assert_eq!(
+        texts,
+        readings.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for (text, reading) in received.texts.iter().zip(&received.batch.readings) {
+        assert_eq!(
+            &serde_json::from_str::<Reading>(text.get()).unwrap(),
+            reading
+        );
+    }
+    let full = batch(MAX_READINGS_PER_BATCH);
+    assert_eq!(
+        received::decode_received(&encode(&full)).unwrap().batch,
+        full
+    );
+}
+
+#[test]
+fn a_received_batch_is_refused_where_decode_refuses_it_with_the_same_error() {
+    let good = reading_text(1);
+    let with_extra = good.replacen("\"raw\"", "\"extra\":1,\"raw\"", 1);
+    let oversized_raw = {
+        let mut r = reading(1);
+        r.raw = vec![0; MAX_RAW_PAYLOAD_BYTES + 1];
+        serde_json::to_string(&r).unwrap()
+    };
+    let v = format!("\"v\":{PROTOCOL_VERSION}");
+    let cases = [
+        batch_text(std::slice::from_ref(&good)).replacen(&v, "\"v\":99,\"future\":true", 1),
+        batch_text(std::slice::from_ref(&good)).replacen(&format!("{v},"), "", 1),
+        batch_text(&[with_extra]),
+        batch_text(std::slice::from_ref(&good)).replacen(
+            "\"readings\"",
+            "\"extra\":1,\"readings\"",
+            1,
+        ),
+        batch_text(&[oversized_raw]),
+        batch_text(&vec![good.clone(); MAX_READINGS_PER_BATCH + 1]),
+        batch_text(&[good.replacen("\"blood-pressure\"", "\"x-ray\"", 1)]),
+        batch_text(std::slice::from_ref(&good))[..40].to_string(),
+    ];
+    for json in cases {
+        let expected = decode::<ReadingBatch>(json.as_bytes()).unwrap_err();
+        let got = received::decode_received(json.as_bytes()).unwrap_err();
+        assert_eq!(
+            std::mem::discriminant(&got),
+            std::mem::discriminant(&expected),
+            "{got} / {expected}"
+        );
+        if let (DecodeError::Limit { limit: a, .. }, DecodeError::Limit { limit: b, .. }) =
+            (&got, &expected)
+        {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn an_error_inside_a_received_reading_names_the_reading() {
+    let bad = reading_text(2).replacen("\"blood-pressure\"", "\"x-ray\"", 1);
+    let json = batch_text(&[reading_text(1), bad]);
+    let err = received::decode_received(json.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reading 1:"), "{err}");
+}
+
+#[test]
+fn a_kinds_wire_name_is_its_json_encoding() {
+    for kind in ReadingKind::ALL {
+        assert_eq!(
+            serde_json::to_value(kind).unwrap(),
+            serde_json::Value::from(kind.wire_name())
+        );
+    }
+}

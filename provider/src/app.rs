@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::attachments::UriSigner;
 use crate::attachments::routes::AttachmentServer;
 use crate::config::Config;
-use crate::db::Db;
 use crate::http::Routes;
 use crate::hub::client::HubClient;
 use crate::hub::outbox::{OutboxActor, Retries};
@@ -15,13 +14,15 @@ use crate::ingest::Ingest;
 use crate::portal::{AppState, Portal};
 use crate::publish::updater::{self, SessionUpdater};
 use crate::publish::{Publisher, StoreSource};
+use crate::store::pins::Purpose;
+use crate::store::{Database, Store};
 
 /// Why the provider cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Store(#[from] crate::store::StoreError),
     /// The store is not the one this provider serves, or is damaged.
     #[error(transparent)]
     StoreId(#[from] crate::store_id::StoreIdError),
@@ -30,7 +31,7 @@ pub enum StartError {
     Key(#[from] tm_protocol::IdentityError),
     /// A key file is not the one the store is served with.
     #[error(transparent)]
-    KeyMismatch(#[from] crate::keys::KeyMismatch),
+    KeyMismatch(#[from] crate::store::pins::KeyMismatch),
     /// The attachment URI-signing key could not be loaded or created.
     #[error(transparent)]
     UriKey(#[from] crate::publish::settings::UriKeyError),
@@ -42,7 +43,7 @@ pub enum StartError {
     Ops(#[from] crate::ops::OpsError),
 }
 
-/// The assembled provider: every part shares one [`Db`] and one provider key, and one
+/// The assembled provider: every part shares one [`Store`] and one provider key, and one
 /// wake-up of the HUB outbox (the Portal, the updater and operations notify it). Nothing runs
 /// until the caller spawns the actors and serves [`Self::router`].
 #[derive(Debug)]
@@ -96,57 +97,58 @@ async fn no_such_route() -> impl axum::response::IntoResponse {
 }
 
 /// Checks that the store is the one this provider serves and is healthy
-/// ([`crate::store_id::check`]), opens it, loads (or creates, mode 0600) the provider key and
+/// ([`crate::store_id::check`]; a PostgreSQL store once connected,
+/// [`crate::store_id::check_id`]), opens it, loads (or creates, mode 0600) the provider key and
 /// the attachment key, builds the HUB client, the ingest and the session updater.
-pub fn assemble(config: Config) -> Result<Assembly, StartError> {
+pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
     let record = crate::store_id::record_path(&config.key_file);
-    crate::store_id::check(&config.database, &record, config.accept_new_store)?;
-    let db = Db::open(&config.database)?;
-    crate::store_id::confirm(&record, &db.store_id()?)?;
+    if let Database::Sqlite(path) = &config.database {
+        crate::store_id::check(path, &record, config.accept_new_store)?;
+    }
+    let store = Store::connect(&config.database).await?;
+    let store_id = store.store_id().await?;
+    if let Database::Postgres(_) = &config.database {
+        crate::store_id::check_id(
+            &store.describe(),
+            &store_id,
+            &record,
+            config.accept_new_store,
+        )?;
+    }
+    crate::store_id::confirm(&record, &store_id)?;
     let accept_new_keys = config.accept_new_keys;
     let key_files = [
-        (crate::keys::Purpose::Receipts, config.key_file.clone()),
-        (
-            crate::keys::Purpose::AttachmentUris,
-            config.attachments.key_file.clone(),
-        ),
+        (Purpose::Receipts, config.key_file.clone()),
+        (Purpose::AttachmentUris, config.attachments.key_file.clone()),
     ];
-    db.write_at_start(|c| crate::keys::check_present(c, &key_files, accept_new_keys))??;
+    store
+        .check_key_files_present(&key_files, accept_new_keys)
+        .await??;
     let provider_key = Arc::new(crate::keys::load_or_create(&config.key_file)?);
     let uri_key = crate::publish::settings::load_or_create_uri_key(&config.attachments.key_file)?;
     let pins = [
         (
-            crate::keys::Purpose::Receipts,
+            Purpose::Receipts,
             provider_key.verifying_key().fingerprint(),
             config.key_file.clone(),
         ),
         (
-            crate::keys::Purpose::AttachmentUris,
+            Purpose::AttachmentUris,
             tm_protocol::identity::fingerprint(&uri_key),
             config.attachments.key_file.clone(),
         ),
     ];
-    db.write_at_start(|c| {
-        let tx = c.transaction()?;
-        for (purpose, fingerprint, path) in &pins {
-            if let Err(mismatch) =
-                crate::keys::pin(&tx, *purpose, fingerprint, path, accept_new_keys)?
-            {
-                return Ok(Err(mismatch));
-            }
-        }
-        tx.commit()?;
-        Ok(Ok(()))
-    })??;
-    let configured = config.attachments.identifier_system.clone();
-    let public_url = config.public_url.clone();
-    let identifier_system = db.write_at_start(move |c| {
-        crate::pins::identifier_system(c, configured.as_deref(), &public_url)
-    })?;
+    store.pin_keys(&pins, accept_new_keys).await??;
+    let identifier_system = store
+        .fhir_identifier_system(
+            config.attachments.identifier_system.as_deref(),
+            &config.public_url,
+        )
+        .await?;
     let options = config.attachments.output_options(&identifier_system);
     let attachments = Arc::new(AttachmentServer {
         source: StoreSource {
-            db: db.clone(),
+            store: store.clone(),
             languages: config.attachments.languages.clone().into(),
         },
         signer: UriSigner::new(&uri_key).map_err(crate::publish::settings::UriKeyError::from)?,
@@ -159,15 +161,15 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         settings: config.attachments.clone(),
     });
     let (notifier, notifications) = updater::channel();
-    let ingest = Ingest::new(db.clone(), provider_key.clone()).with_updates(notifier);
+    let ingest = Ingest::new(store.clone(), provider_key.clone()).with_updates(notifier);
     let wake = Arc::new(tokio::sync::Notify::new());
-    let ops = crate::ops::Ops::new(db.clone(), config.ops.clone(), provider_key.clone())?
+    let ops = crate::ops::Ops::new(store.clone(), config.ops.clone(), provider_key.clone())?
         .with_mqtt(ingest.mqtt_publisher())
         .with_counters(ingest.counters())
         .with_hub_wake(wake.clone());
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
-            db: db.clone(),
+            store: store.clone(),
             client: HubClient::new(hub)?,
             wake: wake.clone(),
             backoff: Retries {
@@ -182,7 +184,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         }
     };
     let updater = SessionUpdater {
-        db: db.clone(),
+        store: store.clone(),
         publisher: publisher.clone(),
         notifications,
         wake_outbox: wake.clone(),
@@ -197,7 +199,7 @@ pub fn assemble(config: Config) -> Result<Assembly, StartError> {
         publisher,
     });
     Ok(Assembly {
-        state: AppState { db, portal },
+        state: AppState { store, portal },
         outbox,
         ingest,
         updater,

@@ -10,6 +10,7 @@ use crate::hub::settings::HubSection;
 pub use crate::ingest::mqtt::settings::{MqttFile, MqttSettings};
 use crate::portal::settings::{EnrollmentSection, PortalSection};
 use crate::publish::settings::{AttachmentSettings, AttachmentsSection};
+use crate::store::settings::{Database, DatabaseFile};
 
 pub use tm_protocol::config_file::ConfigError;
 
@@ -36,8 +37,10 @@ pub struct ConfigFile {
     /// The externally visible base URL (used in enrollment links and attachment URIs); must
     /// start with `https://` (`http://` for local use).
     pub public_url: String,
-    /// SQLite database file; the default key files are placed next to it.
-    pub database: PathBuf,
+    /// The store: a SQLite file (`database = "provider.db"`, the default key files are placed
+    /// next to it) or a `[database]` table (`path`, or a PostgreSQL `url`): see
+    /// [`crate::store::settings`].
+    pub database: DatabaseFile,
     /// The Portal activation: headers, prescribers, patient fields.
     #[serde(default)]
     pub portal: PortalSection,
@@ -73,9 +76,8 @@ pub struct Config {
     pub http: crate::http::HttpSection,
     /// Public base URL, without a trailing slash.
     pub public_url: String,
-    /// Database file; checked against the store id recorded beside `key_file` before it is
-    /// opened.
-    pub database: PathBuf,
+    /// The store; checked against the store id recorded beside `key_file` before it is served.
+    pub database: Database,
     /// `[portal]`, validated with `[hub]` and `[enrollment]`.
     pub portal: PortalSection,
     /// `[hub]`; `None`: no HUB outbox actor runs and status updates wait in the outbox.
@@ -123,17 +125,25 @@ impl TryFrom<ConfigFile> for Config {
             hub.validate()?;
         }
         let mqtt = f.mqtt.map(MqttSettings::try_from).transpose()?;
-        let attachments = AttachmentSettings::from_section(f.attachments, &f.database)?;
+        let database = Database::from_file(f.database)?;
+        // The default key files: beside the SQLite file; with PostgreSQL beside a configured
+        // `key_file` (both keys are shared by every instance, so they travel together), else in
+        // the working directory.
+        let key_dir = match (&database, &f.key_file) {
+            (Database::Postgres(_), Some(key_file)) => {
+                key_file.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+            _ => database.key_dir(),
+        };
+        let attachments = AttachmentSettings::from_section(f.attachments, &key_dir)?;
         f.ops.thresholds()?;
-        let key_file = f
-            .key_file
-            .unwrap_or_else(|| f.database.with_file_name("provider.key"));
+        let key_file = f.key_file.unwrap_or_else(|| key_dir.join("provider.key"));
         Ok(Self {
             listen: f.listen,
             tls: f.tls,
             http: f.http,
             public_url: f.public_url.trim_end_matches('/').to_owned(),
-            database: f.database,
+            database,
             portal: f.portal,
             hub: f.hub,
             enrollment: f.enrollment,
@@ -164,6 +174,28 @@ mod tests {
             }
         }
         assert!(n >= 1, "no provider example in config/");
+    }
+
+    #[test]
+    fn default_key_files_sit_beside_the_sqlite_file_or_the_configured_key() {
+        let sqlite: ConfigFile =
+            toml::from_str("listen='127.0.0.1:1'\npublic_url='https://x'\ndatabase='/s/p.db'")
+                .unwrap();
+        let c = Config::try_from(sqlite).unwrap();
+        assert_eq!(c.key_file, Path::new("/s/provider.key"));
+        assert_eq!(c.attachments.key_file, Path::new("/s/attachments.key"));
+        let pg = "listen='127.0.0.1:1'\npublic_url='https://x'\n\
+                  [database]\nurl='postgres://tm@127.0.0.1/tm?sslmode=disable'\n";
+        let c = Config::try_from(toml::from_str::<ConfigFile>(pg).unwrap()).unwrap();
+        assert_eq!(
+            c.key_file,
+            Path::new("provider.key"),
+            "the working directory"
+        );
+        assert_eq!(c.attachments.key_file, Path::new("attachments.key"));
+        let with_key = pg.replace("[database]", "key_file='/k/provider.key'\n[database]");
+        let c = Config::try_from(toml::from_str::<ConfigFile>(&with_key).unwrap()).unwrap();
+        assert_eq!(c.attachments.key_file, Path::new("/k/attachments.key"));
     }
 
     #[test]

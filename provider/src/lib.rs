@@ -2,10 +2,8 @@
 //!
 //! Map of the crate (docs/architecture.md §4):
 //! - [`config`]: the provider's configuration file, validated at load.
-//! - [`db`]: the SQLite store (embedded default): one writer, migrations at open. Each feature
-//!   owns its tables and adds its migrations to [`db::MIGRATIONS`].
-//! - [`gateways`]: enrolled gateways and their public keys, shared by enrollment (which writes
-//!   them) and ingest (which verifies frames against them).
+//! - [`store`]: the store behind one handle, one method per unit of work; SQLite is the
+//!   embedded default (one writer, migrations at open in `store::sqlite::migrations`).
 //! - [`http`]: the HTTP server: one axum router assembled from each feature's routes.
 //! - [`html`]: HTML escaping for the server-rendered pages.
 //! - [`portal`]: the Portal-facing endpoints (prescription URI, Action URI) and their settings.
@@ -21,10 +19,9 @@
 //!   routes serve), the publisher that announces a new set with each status update, and the
 //!   updater actor that moves sessions to in-progress and updates them within the carepath's
 //!   limits.
-//! - [`keys`]: the provider's signing key (receipts), created on first start, and the key
-//!   fingerprints the store pins.
-//! - [`pins`]: what a store is served as, pinned at its first start (key fingerprints, the
-//!   FHIR identifier system).
+//! - [`keys`]: the provider's signing key (receipts), created on first start; what a store is
+//!   served as (key fingerprints, the FHIR identifier system) is pinned in it at its first
+//!   start (`store::pins`).
 //! - [`ingest`]: readings and heartbeats from gateways over HTTPS and MQTT: verify, de-duplicate,
 //!   commit, then answer with a signed receipt.
 //! - [`ops`]: fleet operations: gateway and device health, alerts, the audit log, the
@@ -37,20 +34,18 @@
 pub mod app;
 pub mod attachments;
 pub mod config;
-pub mod db;
 pub mod enroll;
-pub mod gateways;
 pub mod html;
 pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
+pub mod lease;
 pub mod ops;
 pub mod outputs;
-pub mod pins;
 pub mod portal;
 pub mod publish;
-pub mod sessions;
+pub mod store;
 pub mod store_id;
 
 pub use http::tls::install_crypto_provider;

@@ -38,6 +38,15 @@ enum Command {
         #[arg(long)]
         accept_new_keys: bool,
     },
+    /// Copy a SQLite store (stop the provider first) into the PostgreSQL store the
+    /// configuration names (new and empty): every table in one transaction, the row counts
+    /// compared before it commits. The store keeps its id, so this provider (and every
+    /// instance with the same key files) serves it as before.
+    MigrateStore {
+        /// The SQLite store to copy.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Print a session's current FHIR attachment (the published Bundle the EHR downloads);
     /// reads the store, no server needed.
     ExportFhir {
@@ -71,13 +80,22 @@ async fn run() -> anyhow::Result<()> {
                 .map(tm_provider::http::tls::Certificates::load)
                 .transpose()
                 .context("cannot load the TLS certificate")?;
-            let mqtt = config
+            let mut mqtt = config
                 .mqtt
                 .as_ref()
                 .map(tm_provider::ingest::mqtt::MqttIngestConfig::load)
                 .transpose()
                 .context("cannot set up the MQTT connection")?;
-            let mut assembly = tm_provider::app::assemble(config)?;
+            if let (Some(mqtt), tm_provider::store::Database::Postgres(_)) =
+                (mqtt.as_mut(), &config.database)
+            {
+                // Several instances may share this store: each needs a client id of its own,
+                // and a session that ends with its connection.
+                mqtt.client_id =
+                    tm_provider::ingest::mqtt::connect::instance_client_id(&mqtt.client_id, listen);
+                mqtt.persistent_session = false;
+            }
+            let mut assembly = tm_provider::app::assemble(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -160,18 +178,48 @@ async fn run() -> anyhow::Result<()> {
                 return Err(e);
             }
         }
+        Command::MigrateStore { from } => {
+            let config = tm_provider::config::Config::load(&cli.config)?;
+            let tm_provider::store::Database::Postgres(_) = &config.database else {
+                anyhow::bail!(
+                    "the configuration's database is not PostgreSQL: set [database] url to the \
+                     store to copy into"
+                );
+            };
+            anyhow::ensure!(
+                from.is_file(),
+                "{} is not a SQLite store file",
+                from.display()
+            );
+            // Opening it migrates a store from an older version to the current schema.
+            drop(tm_provider::store::Store::open(&from)?);
+            let store = tm_provider::store::Store::connect(&config.database).await?;
+            let pg = store
+                .postgres()
+                .context("the configured store is not PostgreSQL")?;
+            let copied = tm_provider::store::transfer::sqlite_to_postgres(&from, pg).await?;
+            for (table, rows) in &copied.tables {
+                println!("{table:<20} {rows:>10} rows");
+            }
+            println!(
+                "copied store {} into {}; row counts checked",
+                copied.store_id,
+                store.describe()
+            );
+        }
         Command::ExportFhir { session } => {
             let config = tm_provider::config::Config::load(&cli.config)?;
-            let db = tm_provider::db::Db::open(&config.database)?;
+            let store = tm_provider::store::Store::connect(&config.database).await?;
             let languages = config.attachments.languages.clone();
-            let data = db
-                .read(move |c| tm_provider::publish::load_published(c, &session, &languages))
+            let data = tm_provider::publish::load_published(&store, &session, &languages)
                 .await?
                 .context("no FHIR attachment: unknown session, or no readings published yet")?;
-            let configured = config.attachments.identifier_system.clone();
-            let identifier_system = db.write_at_start(|c| {
-                tm_provider::pins::identifier_system(c, configured.as_deref(), &config.public_url)
-            })?;
+            let identifier_system = store
+                .fhir_identifier_system(
+                    config.attachments.identifier_system.as_deref(),
+                    &config.public_url,
+                )
+                .await?;
             let options = config.attachments.output_options(&identifier_system);
             let bytes = tm_provider::attachments::AttachmentKind::Fhir.render(&data, &options);
             use std::io::Write as _;

@@ -1,7 +1,7 @@
 //! Which store this provider serves, checked before it serves anything.
 //!
 //! Every store carries a random store id, written when the store is created (or, for a store
-//! from before store ids, at its first open by this version; see [`crate::db::Db::store_id`]).
+//! from before store ids, at its first open by this version; see [`crate::store::Store::store_id`]).
 //! The provider records the id of the store it serves in a file beside its signing key
 //! (`provider.store-id` next to `provider.key`: [`record_path`]). At start, before the store is
 //! opened for writing, [`check`] reads the database file without changing it and refuses to
@@ -21,7 +21,8 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+use crate::store::Store;
+use crate::store::identity::StoreFile;
 
 /// What to do about a store that is not the one recorded.
 const WHAT_TO_DO: &str = "restore the database from its backup; to serve this store from now \
@@ -45,13 +46,13 @@ pub enum StoreIdError {
     },
     /// Missing, empty, or a store without an id, where the provider served a store before.
     #[error(
-        "database {path} is {what}, but this provider served store {recorded} (recorded in \
-         {record}); every enrolled gateway would be refused as unknown. The provider does not \
-         start and left the file untouched: {WHAT_TO_DO}"
+        "database {database} is {what}, but this provider served store {recorded} (recorded \
+         in {record}); every enrolled gateway would be refused as unknown. The provider does \
+         not start and left the file untouched: {WHAT_TO_DO}"
     )]
     NotServed {
         /// The database file.
-        path: PathBuf,
+        database: String,
         /// "missing", "an empty file", or "a store without a store id".
         what: &'static str,
         /// The id this provider served.
@@ -61,12 +62,13 @@ pub enum StoreIdError {
     },
     /// Another store.
     #[error(
-        "database {path} is store {found}, but this provider served store {recorded} (recorded \
-         in {record}). The provider does not start and left the file untouched: {WHAT_TO_DO}"
+        "database {database} is store {found}, but this provider served store {recorded} \
+         (recorded in {record}). The provider does not start and left the database untouched: \
+         {WHAT_TO_DO}"
     )]
     Other {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL.
+        database: String,
         /// The id in the database.
         found: String,
         /// The id this provider served.
@@ -90,39 +92,63 @@ pub fn record_path(key_file: &Path) -> PathBuf {
     key_file.with_extension("store-id")
 }
 
-/// What the database file holds, read without changing it.
-enum Found {
-    Missing,
-    Empty,
-    /// A healthy store, with its id when it has one.
-    Store(Option<String>),
-}
-
-/// Reads `database` (read-only: the file is not changed) and compares its store id with the
-/// record at `record`. `accept_new` lets a store other than the recorded one be served (the
-/// record is rewritten by [`confirm`]); a damaged file is refused regardless.
+/// Reads the SQLite file `database` (read-only: the file is not changed) and compares its store
+/// id with the record at `record`. `accept_new` lets a store other than the recorded one be
+/// served (the record is rewritten by [`confirm`]); a damaged file is refused regardless.
 pub fn check(database: &Path, record: &Path, accept_new: bool) -> Result<(), StoreIdError> {
     let recorded = read_record(record)?;
-    let found = inspect(database)?;
+    let found = Store::inspect_file(database).map_err(|d| StoreIdError::Damaged {
+        path: database.to_path_buf(),
+        detail: d.0,
+    })?;
+    verdict(
+        &database.display().to_string(),
+        found,
+        recorded,
+        record,
+        accept_new,
+    )
+}
+
+/// Compares the id of a store that is not a file (a PostgreSQL database, connected to) with
+/// the record at `record`; `database` names it in a refusal.
+pub fn check_id(
+    database: &str,
+    store_id: &str,
+    record: &Path,
+    accept_new: bool,
+) -> Result<(), StoreIdError> {
+    let recorded = read_record(record)?;
+    let found = StoreFile::Store(Some(store_id.to_owned()));
+    verdict(database, found, recorded, record, accept_new)
+}
+
+fn verdict(
+    database: &str,
+    found: StoreFile,
+    recorded: Option<String>,
+    record: &Path,
+    accept_new: bool,
+) -> Result<(), StoreIdError> {
     let Some(recorded) = recorded else {
         return Ok(());
     };
     let what = match found {
-        Found::Store(Some(found)) if found == recorded => return Ok(()),
-        Found::Store(Some(found)) => Err(found),
-        Found::Missing => Ok("missing"),
-        Found::Empty => Ok("an empty file"),
-        Found::Store(None) => Ok("a store without a store id"),
+        StoreFile::Store(Some(found)) if found == recorded => return Ok(()),
+        StoreFile::Store(Some(found)) => Err(found),
+        StoreFile::Missing => Ok("missing"),
+        StoreFile::Empty => Ok("an empty file"),
+        StoreFile::Store(None) => Ok("a store without a store id"),
     };
     let refusal = match what {
         Err(found) => StoreIdError::Other {
-            path: database.to_path_buf(),
+            database: database.to_owned(),
             found,
             recorded,
             record: record.to_path_buf(),
         },
         Ok(what) => StoreIdError::NotServed {
-            path: database.to_path_buf(),
+            database: database.to_owned(),
             what,
             recorded,
             record: record.to_path_buf(),
@@ -179,71 +205,4 @@ fn write_record(record: &Path, store_id: &str) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-fn inspect(database: &Path) -> Result<Found, StoreIdError> {
-    let damaged = |detail: String| StoreIdError::Damaged {
-        path: database.to_path_buf(),
-        detail,
-    };
-    let len = match fs::metadata(database) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Missing),
-        Err(e) => return Err(damaged(e.to_string())),
-    };
-    let mut wal = database.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal_len = fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len());
-    if len == 0 && wal_len == 0 {
-        return Ok(Found::Empty);
-    }
-    let started = std::time::Instant::now();
-    let conn = Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| damaged(e.to_string()))?;
-    let report = quick_check(&conn).map_err(|e| damaged(format!("quick_check: {e}")))?;
-    if report != ["ok"] {
-        let mut detail = report.into_iter().take(3).collect::<Vec<_>>().join("; ");
-        detail.insert_str(0, "quick_check: ");
-        return Err(damaged(detail));
-    }
-    tracing::info!(path = %database.display(), ms = started.elapsed().as_millis(), "store passed quick_check");
-    let has_id: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_identity'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(|e| damaged(e.to_string()))?
-        .is_some();
-    if !has_id {
-        let tables: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| damaged(e.to_string()))?;
-        return Ok(if tables == 0 {
-            Found::Empty
-        } else {
-            Found::Store(None)
-        });
-    }
-    let id = conn
-        .query_row("SELECT store_id FROM store_identity", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()
-        .map_err(|e| damaged(e.to_string()))?;
-    Ok(Found::Store(id))
-}
-
-fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("PRAGMA quick_check")?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    rows.collect()
 }

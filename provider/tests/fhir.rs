@@ -1,19 +1,47 @@
 //! The FHIR attachment: golden Bundle, the IG examples' shapes, stability across updates, and
-//! the independent validator (Medplum, `tests/fhir-validate/`).
+//! the independent validator (Medplum, `tests/fhir-validate/`). What the Observations carry
+//! beyond the IG examples (performer, ranges, status flags, time source, scope) is checked in
+//! `fhir/content.rs`.
 
+#[path = "fhir/content.rs"]
+mod content;
 mod fixtures;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
 use tm_protocol::ReadingKind;
+use tm_provider::outputs::fhir::performer::OrganizationIdentifier;
 use tm_provider::outputs::fhir::{
-    FhirExport, FhirOptions, NotChartedReason, export_bundle, rules::PATIENT_IDENTIFIER_SYSTEM,
+    FhirExport, FhirOptions, Measurement, NotChartedReason, Organization, export_bundle,
+    rules::PATIENT_IDENTIFIER_SYSTEM,
 };
 
-fn options() -> FhirOptions {
+/// The defaults: the heart-failure carepath's measurements only, the default organisation.
+fn default_options() -> FhirOptions {
     FhirOptions::for_public_url("https://provider.example.org")
+}
+
+/// The golden week's options: every measurement of the fixtures (SpO2, temperature and glucose
+/// as configured extras), and a configured organisation.
+fn options() -> FhirOptions {
+    FhirOptions {
+        extra_measurements: BTreeSet::from([
+            Measurement::Spo2,
+            Measurement::BodyTemperature,
+            Measurement::Glucose,
+        ]),
+        organization: Organization {
+            name: "Zorg op afstand NV".into(),
+            identifier: Some(OrganizationIdentifier {
+                system: "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe".into(),
+                value: "0123456749".into(),
+            }),
+        },
+        ..default_options()
+    }
 }
 
 fn export() -> FhirExport {
@@ -103,8 +131,9 @@ fn every_device_has_its_address_serial_and_type() {
     }
 }
 
-/// Reduces an Observation to what the IG fixes: drops identity, device and performer, and
-/// blanks the measured values, the time and the patient.
+/// Reduces an Observation to what the IG fixes: drops identity, device and performer, what the
+/// IG examples do not have (`issued`, ranges and interpretation, the time-source tag; checked in
+/// `fhir/content.rs`), and blanks the measured values, the time and the patient.
 fn shape(obs: &Value) -> Value {
     let mut o = obs.clone();
     let m = o.as_object_mut().unwrap();
@@ -115,8 +144,14 @@ fn shape(obs: &Value) -> Value {
         "contained",
         "performer",
         "text",
+        "issued",
+        "interpretation",
+        "referenceRange",
     ] {
         m.remove(key);
+    }
+    if let Some(meta) = m.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("tag");
     }
     for key in ["effectiveDateTime", "effectivePeriod"] {
         if m.remove(key).is_some() {
@@ -130,6 +165,9 @@ fn shape(obs: &Value) -> Value {
     if let Some(Value::Array(cs)) = m.get_mut("component") {
         for c in cs {
             c["valueQuantity"]["value"] = json!(0);
+            let c = c.as_object_mut().unwrap();
+            c.remove("interpretation");
+            c.remove("referenceRange");
         }
     }
     o
@@ -189,6 +227,10 @@ fn subject_time_device_and_identifiers() {
         .collect();
     // Cuff, scale, oximeter, thermometer, glucose meter.
     assert_eq!(devices.len(), 5);
+    assert_eq!(
+        bundle["entry"][0]["resource"]["resourceType"],
+        "Organization"
+    );
     let cuff = devices
         .iter()
         .find(|d| d["modelNumber"] == "BP7150")
@@ -221,11 +263,16 @@ fn subject_time_device_and_identifiers() {
                 .find(|u| u.ends_with(o["id"].as_str().unwrap()))
         );
     }
+    // The meter's capillary sample: the glucometer's LOINC code, in the meter's mg/dL.
     let glucose = obs
         .iter()
-        .find(|o| o["code"]["coding"][0]["code"] == "2339-0")
+        .find(|o| o["code"]["coding"][0]["code"] == "41653-7")
         .unwrap();
-    assert_eq!(glucose["valueQuantity"]["value"], 92.0);
+    assert_eq!(
+        glucose["code"]["coding"][0]["display"],
+        "Glucose [Mass/volume] in Capillary blood by Glucometer"
+    );
+    assert_eq!(glucose["valueQuantity"]["value"], json!(92));
     assert_eq!(glucose["valueQuantity"]["code"], "mg/dL");
     assert_eq!(glucose["category"][0]["coding"][0]["code"], "laboratory");
     assert_eq!(glucose["effectiveDateTime"], "2026-05-04T08:31:30+02:00");
@@ -307,11 +354,18 @@ fn validate(files: &[PathBuf]) -> (bool, String) {
 }
 
 #[test]
-fn the_independent_validator_accepts_the_bundle_and_catches_a_broken_one() {
+fn the_independent_validator_accepts_every_bundle_and_catches_a_broken_one() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("bundle.json");
     let export = export();
     std::fs::write(&good, export.to_bytes()).unwrap();
+    // The heart-failure default, status flags and glucose codes, a Bundle with no entry.
+    let mut files = vec![good];
+    for (name, bundle) in content::more_bundles() {
+        let path = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
+        files.push(path);
+    }
 
     // The same bundle with three faults the profiles forbid.
     let mut bad = export.bundle.clone();
@@ -329,8 +383,8 @@ fn the_independent_validator_accepts_the_bundle_and_catches_a_broken_one() {
     let bad_path = tmp.path().join("broken.json");
     std::fs::write(&bad_path, serde_json::to_vec(&bad).unwrap()).unwrap();
 
-    let (ok, output) = validate(std::slice::from_ref(&good));
-    assert!(ok, "validator rejected the bundle:\n{output}");
+    let (ok, output) = validate(&files);
+    assert!(ok, "validator rejected a bundle:\n{output}");
     assert!(output.contains("\"errors\":0"), "{output}");
     let (ok, output) = validate(&[bad_path]);
     assert!(!ok, "validator accepted a broken bundle:\n{output}");

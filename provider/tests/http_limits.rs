@@ -55,8 +55,8 @@ fn start(dir: &Path, extra: &str, max_files: Option<u32>) -> Provider {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-             database = \"{}\"\n{extra}",
-            dir.join("provider.db").display(),
+             {}{extra}",
+            tm_testkit::backend::TestStore::in_dir(dir).setting(),
         ),
     )
     .unwrap();
@@ -75,6 +75,8 @@ fn start(dir: &Path, extra: &str, max_files: Option<u32>) -> Provider {
     let child = Spawned::start(
         "tm-provider",
         command
+            // A PostgreSQL store keeps its key files in the working directory.
+            .current_dir(dir)
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -239,7 +241,12 @@ async fn connections_beyond_the_cap_are_answered_503_and_service_resumes_when_th
 async fn register(dir: &Path) -> (GatewayId, SigningKey) {
     let (key, _) = SigningKey::generate().unwrap();
     let gateway = GatewayId::new("gw-files").unwrap();
-    registry::register(&dir.join("provider.db"), &gateway, &key.verifying_key()).await;
+    registry::register(
+        &tm_testkit::backend::TestStore::in_dir(dir),
+        &gateway,
+        &key.verifying_key(),
+    )
+    .await;
     (gateway, key)
 }
 

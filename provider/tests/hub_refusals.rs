@@ -135,14 +135,14 @@ async fn post_reading(s: &Stack, gw: &Enrolled) {
 }
 
 /// Rows neither delivered nor held once the outbox is done (bounded wait).
-async fn settled(db: &tm_provider::db::Db) -> (i64, i64) {
+async fn settled(store: &tm_provider::store::Store) -> (i64, i64) {
     tm_testkit::wait::settle(
         Duration::from_secs(5),
         Duration::from_millis(10),
         || async {
             (
-                tm_provider::hub::queue::pending(db).await.unwrap(),
-                tm_provider::hub::queue::held(db).await.unwrap(),
+                store.pending_hub_updates().await.unwrap(),
+                store.held_hub_updates().await.unwrap(),
             )
         },
         |counts| *counts == (0, 0),
@@ -195,7 +195,7 @@ async fn one_refusal_is_retried_and_the_session_stays_in_order() {
         "{sent:?}"
     );
     assert!(s.violations().is_empty(), "{:?}", s.violations());
-    assert_eq!(settled(&s.state.db).await, (0, 0));
+    assert_eq!(settled(&s.state.store).await, (0, 0));
     // One refusal inside the window raises no alert.
     assert!(held_alerts(&s, &s.provider, id).await.is_empty());
     s.stop().await;
@@ -316,7 +316,7 @@ async fn refusals_past_the_window_hold_the_session_until_an_operator_requeues_it
     s.wait_hub_status(held, "completed").await;
     assert_eq!(status_changes(&s, held), ["accepted", "completed"]);
     assert!(s.violations().is_empty(), "{:?}", s.violations());
-    assert_eq!(settled(&state.db).await, (0, 0));
+    assert_eq!(settled(&state.store).await, (0, 0));
     let alerts = held_alerts(&s, &base, held).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["state"], "resolved");

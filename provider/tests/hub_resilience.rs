@@ -23,11 +23,11 @@ fn status_changes(s: &Stack, id: &str) -> Vec<String> {
 
 /// Rows still pending once the outbox is done (bounded wait): the HUB applies a PUT before it
 /// answers, and the row is marked delivered only after the answer.
-async fn delivered_all(db: &tm_provider::db::Db) -> i64 {
+async fn delivered_all(store: &tm_provider::store::Store) -> i64 {
     tm_testkit::wait::settle(
         Duration::from_secs(5),
         Duration::from_millis(10),
-        || async { tm_provider::hub::queue::pending(db).await.unwrap() },
+        || async { store.pending_hub_updates().await.unwrap() },
         |pending| *pending == 0,
     )
     .await
@@ -53,7 +53,7 @@ async fn a_failing_hub_recovers_and_gets_every_status_in_order() {
     assert_eq!(s.act("tm-f", "stop").await["status"], 200);
     s.wait_hub_status("tm-f", "completed").await;
     assert_eq!(status_changes(&s, "tm-f"), vec!["accepted", "completed"]);
-    assert_eq!(delivered_all(&s.state.db).await, 0);
+    assert_eq!(delivered_all(&s.state.store).await, 0);
     assert!(s.violations().is_empty(), "{:?}", s.violations());
     s.stop().await;
 }
@@ -96,10 +96,7 @@ async fn updates_pending_at_shutdown_are_delivered_after_restart() {
     assert_eq!(s.act("tm-r", "cancel").await["status"], 200);
     assert_eq!(s.act("tm-r2", "stop").await["status"], 200);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        tm_provider::hub::queue::pending(&s.state.db).await.unwrap(),
-        2
-    );
+    assert_eq!(s.state.store.pending_hub_updates().await.unwrap(), 2);
     s.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The HUB heals; a new provider process on the same database delivers what was pending.
@@ -111,7 +108,7 @@ async fn updates_pending_at_shutdown_are_delivered_after_restart() {
     let (state, shutdown) = start_provider(listener, &text).await;
     s.wait_hub_status("tm-r", "cancelled").await;
     s.wait_hub_status("tm-r2", "cancelled").await;
-    assert_eq!(delivered_all(&state.db).await, 0);
+    assert_eq!(delivered_all(&state.store).await, 0);
     assert!(s.violations().is_empty(), "{:?}", s.violations());
     shutdown.cancel();
     s.sim.shutdown.cancel();

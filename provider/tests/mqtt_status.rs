@@ -11,11 +11,7 @@ use tm_protocol::{GatewayId, LinkState, SigningKey};
 
 /// The stored status and its connection number.
 async fn stored_status(dir: &std::path::Path, gw: &GatewayId) -> (Option<String>, Option<i64>) {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
-    let id = gw.to_string();
-    db.read(move |c| tm_testkit::store::mqtt_status(c, &id))
-        .await
-        .unwrap()
+    tm_testkit::backend::TestStore::in_dir(dir).mqtt_status(gw.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

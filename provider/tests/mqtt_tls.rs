@@ -74,11 +74,13 @@ fn provider_config(dir: &Path, broker_port: u16, mqtt: &str) -> ProviderSetup {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-             database = \"{db}\"\nkey_file = \"{key}\"\n\
+             key_file = \"{key}\"\n{store}\
+             [attachments]\nkey_file = \"{uri_key}\"\n\
              [mqtt]\nurl = \"mqtts://127.0.0.1:{broker}\"\nclient_id = \"tm-provider-tls\"\n{mqtt}",
             port = http_port,
-            db = dir.join("provider.db").display(),
+            store = tm_testkit::backend::TestStore::in_dir(dir).setting(),
             key = dir.join("provider-signing.key").display(),
+            uri_key = dir.join("attachments.key").display(),
             broker = broker_port,
         ),
     )

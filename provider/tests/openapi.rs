@@ -45,16 +45,20 @@ fn template_parameters(path: &str) -> Vec<&str> {
         .collect()
 }
 
-fn assemble(dir: &std::path::Path) -> tm_provider::app::Assembly {
+async fn assemble(dir: &std::path::Path) -> tm_provider::app::Assembly {
     std::fs::write(dir.join("ops-token"), OPS_TOKEN).unwrap();
     let text = format!(
-        "listen = \"127.0.0.1:1\"\npublic_url = \"http://127.0.0.1:1\"\ndatabase = \"{}\"\n\
-         [ops]\ntoken_file = \"{}\"\n",
-        dir.join("provider.db").display(),
+        "listen = \"127.0.0.1:1\"\npublic_url = \"http://127.0.0.1:1\"\nkey_file = \"{}\"\n\
+         {}[attachments]\nkey_file = \"{}\"\n[ops]\ntoken_file = \"{}\"\n",
+        dir.join("provider.key").display(),
+        tm_testkit::backend::TestStore::in_dir(dir).setting(),
+        dir.join("attachments.key").display(),
         dir.join("ops-token").display()
     );
     let file: tm_provider::config::ConfigFile = toml::from_str(&text).unwrap();
-    tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap()).unwrap()
+    tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap())
+        .await
+        .unwrap()
 }
 
 /// Every `$ref` string anywhere under `value`.
@@ -126,7 +130,7 @@ async fn the_document_lists_exactly_what_the_router_serves() {
         .map(|(m, p, _)| (m, p))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let assembly = assemble(dir.path());
+    let assembly = assemble(dir.path()).await;
     let routes = assembly.routes();
     let served: BTreeSet<(String, String)> = routes
         .served()

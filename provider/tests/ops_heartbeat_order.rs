@@ -51,14 +51,8 @@ async fn a_late_heartbeat_changes_nothing_and_a_clock_set_back_is_followed() {
     let counted = || async {
         fleet
             .db
-            .read(|c| {
-                c.query_row(
-                    "SELECT heartbeats_total FROM ops_gateway_health WHERE gateway_id = 'gw-7'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .await
+            .value("SELECT heartbeats_total FROM ops_gateway_health WHERE gateway_id = 'gw-7'")
+            .parse::<i64>()
             .unwrap()
     };
     let g = state().await;

@@ -20,13 +20,50 @@ use tm_sim_hub::state::EventKind;
 
 const HEART_FAILURE: &str = "https://hl7belgium.org/fhir/patient-monitoring/carepath/heart-failure";
 
-/// `[attachments]` with a one-second update interval for heart failure, so the test sees the
-/// limit hold without waiting hours.
+/// `[attachments]` settings ([`with_attachments`]) with a one-second update interval for heart
+/// failure, so the test sees the limit hold without waiting hours, and the provider
+/// organisation the Bundle names.
 fn fast_updates() -> String {
     format!(
-        "[attachments]\nlanguages = [\"nl\", \"en\"]\nframe_ancestors = [\"https://ehr.example\"]\n\
-         [attachments.updates_per_day]\n\"{HEART_FAILURE}\" = 86400\n"
+        "languages = [\"nl\", \"en\"]\nframe_ancestors = [\"https://ehr.example\"]\n\
+         [attachments.updates_per_day]\n\"{HEART_FAILURE}\" = 86400\n\
+         [attachments.organization]\nname = \"{ORGANIZATION}\"\n"
     )
+}
+
+/// The organisation `fast_updates` configures.
+const ORGANIZATION: &str = "Zorg op afstand NV";
+
+/// Every Observation of `bundle` names the configured organisation as performer, and has the
+/// effective time of its reading (to the millisecond) and the gateway's receive time as issued.
+fn check_observations(bundle: &str, readings: &[Reading]) {
+    let bundle: Value = serde_json::from_str(bundle).unwrap();
+    let entries = bundle["entry"].as_array().unwrap();
+    let org = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Organization")
+        .expect("the provider organisation");
+    assert_eq!(org["resource"]["name"], ORGANIZATION);
+    let millis = |t: chrono::DateTime<chrono::FixedOffset>| t.timestamp_millis();
+    for r in readings {
+        let obs: Vec<&Value> = entries
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|o| {
+                o["identifier"][0]["value"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with(r.reading_id.as_str()))
+            })
+            .collect();
+        assert!(!obs.is_empty(), "no Observation of {}", r.reading_id);
+        for o in obs {
+            assert_eq!(o["performer"][0]["reference"], org["fullUrl"]);
+            let at =
+                |k: &str| chrono::DateTime::parse_from_rfc3339(o[k].as_str().unwrap()).unwrap();
+            assert_eq!(millis(at("effectiveDateTime")), millis(r.effective_time));
+            assert_eq!(millis(at("issued")), r.received_at.timestamp_millis());
+        }
+    }
 }
 
 /// Readings decoded from real frames, measured `seconds_ago` before now (after the
@@ -133,7 +170,7 @@ async fn first_readings(s: &Stack, id: &str) -> (Enrolled, Vec<Reading>) {
 #[tokio::test]
 async fn prescription_to_completed_with_every_attachment_verified() {
     let dir = tempfile::tempdir().unwrap();
-    let s = stack_with(dir.path(), &fast_updates()).await;
+    let s = stack_edited(dir.path(), |text| with_attachments(&text, &fast_updates())).await;
     let id = "tm-e2e";
     let (gw, first) = first_readings(&s, id).await;
     let puts = attachment_puts(&s, id);
@@ -155,6 +192,7 @@ async fn prescription_to_completed_with_every_attachment_verified() {
     let uri = fhir["uri"].as_str().unwrap();
     let text = s.http.get(uri).send().await.unwrap().text().await.unwrap();
     assert!(first.iter().all(|r| text.contains(r.reading_id.as_str())));
+    check_observations(&text, &first);
     let r = s
         .http
         .get(uri)
@@ -219,7 +257,10 @@ async fn prescription_to_completed_with_every_attachment_verified() {
     let addr = s.provider.trim_start_matches("http://");
     std::fs::write(
         &config,
-        config_text(dir.path(), addr, &s.sim.url()) + &fast_updates(),
+        with_attachments(
+            &config_text(dir.path(), addr, &s.sim.url()),
+            &fast_updates(),
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tm-provider"))
@@ -340,8 +381,8 @@ async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
     );
     let pending = s
         .state
-        .db
-        .read(|c| tm_provider::publish::has_pending(c, "tm-limit"))
+        .store
+        .has_pending_readings("tm-limit")
         .await
         .unwrap();
     assert!(pending);
@@ -350,7 +391,10 @@ async fn pending_readings_wait_for_the_carepath_limit_and_survive_a_restart() {
     s.shutdown.cancel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let text = config_text(dir.path(), &addr, &s.sim.url()) + &fast_updates();
+    let text = with_attachments(
+        &config_text(dir.path(), &addr, &s.sim.url()),
+        &fast_updates(),
+    );
     let (_state, shutdown) = start_provider(listener, &text).await;
     wait_for("the update after restart", || {
         attachment_puts(&s, id).len() >= 2

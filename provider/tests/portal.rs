@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use tm_provider::hub::contract::Status;
+use tm_provider::hub::contract::{Carepath, Status, StatusUpdate};
+use tm_testkit::backend::TestStore;
 
 #[tokio::test]
 async fn the_three_answers_headers_and_bodies() {
@@ -70,18 +71,8 @@ async fn the_three_answers_headers_and_bodies() {
     let r = post(serde_json::to_vec(&other).unwrap()).await.unwrap();
     assert_eq!(r.status(), 409);
     // Only the declared patient field is stored.
-    let stored: String = s
-        .state
-        .db
-        .read(|c| {
-            c.query_row(
-                "SELECT patient_fields FROM prescriptions WHERE telemonitoring_id='tm-1'",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .await
-        .unwrap();
+    let stored = TestStore::in_dir(dir.path())
+        .value("SELECT patient_fields FROM prescriptions WHERE telemonitoring_id='tm-1'");
     assert_eq!(stored, r#"{"patient.language":"nl"}"#);
     assert!(s.violations().is_empty(), "{:?}", s.violations());
     s.stop().await;
@@ -110,7 +101,10 @@ async fn enrollment_makes_the_session_accepted_with_its_carepath() {
         )
         .unwrap();
     let response: tm_protocol::EnrollmentResponse = tm_protocol::decode(payload).unwrap();
-    let gw = tm_provider::gateways::lookup(&s.state.db, response.gateway_id.as_str())
+    let gw = s
+        .state
+        .store
+        .gateway(response.gateway_id.as_str())
         .await
         .unwrap()
         .unwrap();
@@ -132,15 +126,36 @@ async fn enrollment_makes_the_session_accepted_with_its_carepath() {
     s.stop().await;
 }
 
+/// Moves accepted session `id` to in-progress as its first publication would (without
+/// outputs): the status and its queued HUB update, written in SQL both backends run.
+fn move_in_progress(store: &TestStore, id: &str) {
+    let row = &store.rows(&format!(
+        "SELECT carepath_id, carepath_version FROM sessions WHERE telemonitoring_id = '{id}'"
+    ))[0];
+    let update = StatusUpdate {
+        telemonitoring_id: id.to_owned(),
+        status: Status::InProgress,
+        provider_context: None,
+        carepath: Some(Carepath {
+            id: row[0].clone(),
+            version: row[1].clone(),
+        }),
+        attachments: None,
+    };
+    let body = serde_json::to_string(&update).unwrap().replace('\'', "''");
+    store
+        .execute(&format!(
+            "UPDATE sessions SET status = 'in-progress' WHERE telemonitoring_id = '{id}'; \
+             INSERT INTO hub_outbox (telemonitoring_id, body, state, created_at) \
+             VALUES ('{id}', '{body}', 0, '{}')",
+            chrono::Utc::now().to_rfc3339()
+        ))
+        .unwrap();
+}
+
 async fn in_progress(s: &Stack, id: &str) {
     accepted_session(s, id).await;
-    let id2 = id.to_owned();
-    s.state
-        .db
-        .write(move |c| tm_provider::sessions::transition(c, &id2, Status::InProgress, None, None))
-        .await
-        .unwrap()
-        .unwrap();
+    move_in_progress(&TestStore::in_dir(&s.dir), id);
     s.state.portal.wake_outbox.notify_one();
     s.wait_hub_status(id, "in-progress").await;
 }
@@ -177,16 +192,10 @@ async fn stop_and_cancel_in_every_status() {
     assert_eq!(s.act("p-stop", "cancel").await["status"], 409);
     assert_eq!(s.act("r-cancel", "cancel").await["status"], 200);
     // Gateways of ended sessions are unbound.
-    let states: Vec<String> = s
-        .state
-        .db
-        .read(|c| {
-            let mut st = c.prepare("SELECT state FROM gateways WHERE telemonitoring_id IN ('a-stop','a-cancel','p-stop')")?;
-            st.query_map([], |r| r.get(0))?.collect()
-        })
-        .await
-        .unwrap();
-    assert_eq!(states, vec!["unbound"; 3]);
+    let states = TestStore::in_dir(dir.path()).rows(
+        "SELECT state FROM gateways WHERE telemonitoring_id IN ('a-stop','a-cancel','p-stop')",
+    );
+    assert_eq!(states, vec![vec!["unbound".to_owned()]; 3]);
     assert!(s.violations().is_empty(), "{:?}", s.violations());
     s.stop().await;
 }

@@ -26,8 +26,8 @@ fn config(dir: &Path, port: u16) -> PathBuf {
         &path,
         format!(
             "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-             database = \"{db}\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n",
-            db = dir.join("provider.db").display(),
+             {store}[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n",
+            store = tm_testkit::backend::TestStore::in_dir(dir).setting(),
             cert = dir.join("server.pem").display(),
             key = dir.join("server.key").display(),
         ),
@@ -43,6 +43,8 @@ fn start(dir: &Path) -> Provider {
     let child = Spawned::start(
         "tm-provider",
         Command::new(env!("CARGO_BIN_EXE_tm-provider"))
+            // A PostgreSQL store keeps its key files in the working directory.
+            .current_dir(dir)
             .arg("--config")
             .arg(&config)
             .arg("serve")

@@ -104,10 +104,18 @@ impl Leases {
         self.oldest_from = self.oldest_from.min(first_row);
     }
 
-    /// Rows settled through another batch's receipt are no longer in flight.
-    fn settled_elsewhere(&mut self, rows: &[i64]) {
-        for id in rows {
-            self.leased.remove(id);
+    /// Settled rows are in flight nowhere any more, whichever receipt settled them (a late
+    /// receipt of a released batch, or one naming a reading that was pruned, stored again and
+    /// leased): no batch keeps them, so releasing that batch later cannot touch a row id that
+    /// pruning freed and a new reading took.
+    fn settled(&mut self, rows: &[i64]) {
+        if rows.is_empty() {
+            return;
+        }
+        let rows: HashSet<i64> = rows.iter().copied().collect();
+        self.leased.retain(|id| !rows.contains(id));
+        for batch in self.in_flight.values_mut() {
+            batch.retain(|(_, id)| !rows.contains(id));
         }
     }
 
@@ -352,7 +360,7 @@ impl Outbox {
         );
         let tx = self.conn.transaction().map_err(&err)?;
         let mut out = SettleOutcome::default();
-        let mut by_scan: Vec<i64> = Vec::new();
+        let mut settled_rows: Vec<i64> = Vec::new();
         {
             if evict {
                 tx.execute(mark::NOTE_HIGH_ROW, []).map_err(&err)?;
@@ -396,7 +404,13 @@ impl Outbox {
                     continue;
                 };
                 let n = match row_of(rows, &hash) {
-                    Some(row) => settle(row, &hash, reason).map_err(&err)?,
+                    Some(row) => {
+                        let n = settle(row, &hash, reason).map_err(&err)?;
+                        if n > 0 {
+                            settled_rows.push(row);
+                        }
+                        n
+                    }
                     None => 0,
                 };
                 if n > 0 {
@@ -429,7 +443,7 @@ impl Outbox {
                     if n > 0 {
                         trail(id, reason, n);
                         unmatched.remove(&hash);
-                        by_scan.push(row);
+                        settled_rows.push(row);
                         count(&hash, reason, n);
                     }
                 }
@@ -444,7 +458,7 @@ impl Outbox {
             .map_err(&err)?;
         }
         tx.commit().map_err(&err)?;
-        self.leases.settled_elsewhere(&by_scan);
+        self.leases.settled(&settled_rows);
         Ok(out)
     }
 

@@ -24,6 +24,8 @@ enum Step {
     DuplicateReceipt,
     /// The batch is lost (timeout): release it.
     Lose(usize),
+    /// The receipt of lost batch `i % n` arrives after all (accepting everything).
+    LateReceipt(usize),
     /// Acknowledged rows are pruned (row ids are then reused by later stashes).
     Prune,
     Restart,
@@ -36,6 +38,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0usize..4, 2usize..6).prop_map(|(i, k)| Step::Receipt(i, k)),
         1 => Just(Step::DuplicateReceipt),
         1 => (0usize..4).prop_map(Step::Lose),
+        1 => (0usize..4).prop_map(Step::LateReceipt),
         1 => Just(Step::Prune),
         1 => Just(Step::Restart),
     ]
@@ -121,6 +124,7 @@ proptest! {
         let mut model: HashMap<String, RowState> = HashMap::new();
         let mut batches: BTreeMap<String, (BatchId, Vec<String>)> = BTreeMap::new();
         let mut last_receipt: Option<Receipt> = None;
+        let mut lost: Vec<(BatchId, Vec<String>)> = Vec::new();
         for step in steps {
             match step {
                 Step::Stash(seqs) => {
@@ -173,10 +177,22 @@ proptest! {
                     let key = batches.keys().nth(i % batches.len()).unwrap().clone();
                     let (batch, ids) = batches.remove(&key).unwrap();
                     outbox.release(&batch);
-                    for id in ids {
-                        let s = model.get_mut(&id).unwrap();
-                        if *s == RowState::Leased { *s = RowState::Pending; }
+                    for id in &ids {
+                        // A reading settled through another receipt may have been pruned.
+                        if let Some(s) = model.get_mut(id)
+                            && *s == RowState::Leased
+                        {
+                            *s = RowState::Pending;
+                        }
                     }
+                    lost.push((batch, ids));
+                }
+                Step::LateReceipt(i) => {
+                    if lost.is_empty() { continue; }
+                    let (batch, ids) = lost.remove(i % lost.len());
+                    let receipt = receipt_for(&batch, &ids, usize::MAX);
+                    let out = outbox.settle(&receipt).unwrap();
+                    prop_assert_eq!((out.acknowledged, out.rejected), apply(&mut model, &receipt));
                 }
                 Step::Prune => {
                     outbox.prune(i64::MAX).unwrap();

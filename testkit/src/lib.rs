@@ -21,13 +21,23 @@
 //!   spawned, never by name: another test's process, or the machine's, is never touched.
 //! - [`wait`]: polling with a deadline. Every wait is bounded: a condition that never holds
 //!   fails the test, naming what it waited for, instead of hanging the suite.
+//! - [`postgres`]: a fresh database per test binary, on the server `scripts/test` started
+//!   (`TM_TEST_PG_URL`) or on a private cluster started on the spot (initdb in its own
+//!   directory, an ephemeral loopback port, an unprivileged user), dropped afterwards.
+//! - [`balancer`]: a TCP load balancer on loopback in front of several instances of a server
+//!   (round robin, dead backends skipped, TLS passed through).
+//! - [`backend`]: the store a provider test runs on (`TM_TEST_STORE=postgres` or SQLite), its
+//!   `[database]` setting, and queries both backends answer.
 //! - [`store`]: rows of the provider's SQLite store that tests write or read directly (a
 //!   session, a gateway's MQTT status), on a `rusqlite::Connection`; the provider's own
 //!   functions write everything else.
 
+pub mod backend;
+pub mod balancer;
 pub mod mosquitto;
 pub mod net;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod store;
 pub mod wait;

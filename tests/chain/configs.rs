@@ -27,8 +27,14 @@ pub struct Broker {
 /// What the provider's configuration names.
 #[derive(Debug)]
 pub struct Provider<'a> {
+    /// The port it listens on.
     pub port: u16,
-    pub database: &'a Path,
+    /// The port of `public_url`: its own, or the load balancer's in front of several.
+    pub public_port: u16,
+    /// The `[database]` table.
+    pub database: &'a str,
+    /// Where its key files are (shared by every instance).
+    pub keys_dir: &'a Path,
     pub hub_url: &'a str,
     pub hub_secret_file: &'a Path,
     /// The server certificate (chain) and its key (mode 0600) for `[tls]`.
@@ -54,8 +60,9 @@ pub fn provider(p: &Provider<'_>) -> String {
         ),
     };
     format!(
-        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-         database = \"{db}\"\n\
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{public}\"\n\
+         key_file = \"{keys}/provider.key\"\n\
+         {store}\
          [tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
          [portal]\nfixed_headers = {{ \"X-Tm-Portal-Key\" = \"{PORTAL_KEY}\" }}\n\
          patient_fields = [\"patient.language\"]\n\
@@ -63,9 +70,11 @@ pub fn provider(p: &Provider<'_>) -> String {
          [hub]\nurl = \"{hub}\"\nclient_id = \"{HUB_CLIENT}\"\n\
          client_secret_file = \"{secret}\"\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
          [enrollment]\n{transport}\nheartbeat_interval_s = 5\n\
-         [attachments]\nlanguages = [\"nl\", \"en\"]\n{mqtt}",
+         [attachments]\nlanguages = [\"nl\", \"en\"]\nkey_file = \"{keys}/attachments.key\"\n{mqtt}",
         port = p.port,
-        db = p.database.display(),
+        public = p.public_port,
+        keys = p.keys_dir.display(),
+        store = p.database,
         hub = p.hub_url,
         secret = p.hub_secret_file.display(),
         cert = p.cert_file.display(),

@@ -30,7 +30,13 @@
 //! - [`story`]: the steps and the checks;
 //! - [`readme`]: the README's command examples, run as written with the same binaries.
 //!
-//! The two tests run one after the other (2-core CI). A failing test prints the tail of every
+//! The same story runs on two instances of the provider sharing one PostgreSQL database behind
+//! a load balancer (`tm_testkit::balancer`), the broker's shared subscription splitting MQTT
+//! ingest: mid-stream one instance is SIGKILLed and started again, and at the stop the
+//! instance delivering the HUB outbox is SIGKILLed while the HUB answers 503; the other must
+//! take the outbox over within 10 s, and every status reaches the HUB once, in order.
+//!
+//! The tests run one after the other (2-core CI). A failing test prints the tail of every
 //! process's log and keeps its directory (databases, configurations, logs).
 
 mod configs;
@@ -42,18 +48,30 @@ mod web;
 
 use std::sync::{Mutex, PoisonError};
 
-use stack::{Stop, Transport};
+use stack::{Stop, Topology, Transport};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn over_https_every_reading_reaches_the_ehr_once_across_restarts() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    story::play(Transport::Https, Stop::Kill);
+    story::play(Transport::Https, Stop::Kill, Topology::One);
 }
 
 #[test]
 fn over_mqtt_every_reading_reaches_the_ehr_once_across_restarts() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    story::play(Transport::Mqtt, Stop::Term);
+    story::play(Transport::Mqtt, Stop::Term, Topology::One);
+}
+
+#[test]
+fn two_instances_on_postgresql_over_https_lose_nothing_when_one_dies() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    story::play(Transport::Https, Stop::Kill, Topology::TwoOnPostgres);
+}
+
+#[test]
+fn two_instances_on_postgresql_over_mqtt_lose_nothing_when_one_dies() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    story::play(Transport::Mqtt, Stop::Kill, Topology::TwoOnPostgres);
 }

@@ -17,6 +17,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tm_protocol::Reading;
 
+use std::net::SocketAddr;
+
+use tm_testkit::balancer::Balancer;
 use tm_testkit::mosquitto::Mosquitto;
 use tm_testkit::net::free_port;
 use tm_testkit::pki::TestCa;
@@ -33,6 +36,30 @@ pub enum Transport {
     Https,
     /// Through the broker, to the provider's shared subscription.
     Mqtt,
+}
+
+/// How many providers serve the chain, on which store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One instance on a SQLite file (the embedded default).
+    One,
+    /// Two instances on one PostgreSQL database behind a load balancer: gateways, the Portal
+    /// and the EHR reach them through it (HTTPS), the broker splits MQTT ingest between them.
+    TwoOnPostgres,
+}
+
+/// The chain's store.
+enum ChainStore {
+    Sqlite(PathBuf),
+    Postgres(tm_testkit::postgres::Database),
+}
+
+/// One provider instance: its configuration, its own URL, its process while it runs.
+struct Instance {
+    name: String,
+    config: PathBuf,
+    url: String,
+    proc: Option<Proc>,
 }
 
 /// How the provider is stopped before it is started again.
@@ -53,15 +80,15 @@ fn log_filter() -> String {
 pub struct Chain {
     gateway: Option<Proc>,
     bluez: Option<Proc>,
-    provider: Option<Proc>,
+    providers: Vec<Instance>,
+    balancer: Option<Balancer>,
     hub: Proc,
     mosquitto: Option<Mosquitto>,
     web: Web,
     pub hub_url: String,
-    /// `https://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>`: the provider, or the balancer in front of the instances.
     pub provider_url: String,
-    provider_config: PathBuf,
-    provider_db: PathBuf,
+    store: ChainStore,
     gateway_config: PathBuf,
     gateway_state: PathBuf,
     bus: Option<String>,
@@ -70,8 +97,9 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Starts the broker (MQTT), the emulator and the provider, and waits until they answer.
-    pub fn start(transport: Transport) -> Self {
+    /// Starts the broker (MQTT), the emulator and the provider(s), and waits until they
+    /// answer.
+    pub fn start(transport: Transport, topology: Topology) -> Self {
         let bins = bins();
         let dir = tempfile::Builder::new()
             .prefix("tm-chain-")
@@ -102,9 +130,21 @@ impl Chain {
         });
 
         let hub_port = free_port();
-        let provider_port = free_port();
+        let ports: Vec<u16> = match topology {
+            Topology::One => vec![free_port()],
+            Topology::TwoOnPostgres => vec![free_port(), free_port()],
+        };
+        let balancer = (topology == Topology::TwoOnPostgres).then(|| {
+            Balancer::start(
+                ports
+                    .iter()
+                    .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                    .collect(),
+            )
+        });
+        let public_port = balancer.as_ref().map_or(ports[0], |b| b.addr().port());
         let hub_url = format!("http://127.0.0.1:{hub_port}");
-        let provider_url = format!("https://127.0.0.1:{provider_port}");
+        let provider_url = format!("https://127.0.0.1:{public_port}");
         let mut cmd = Command::new(&bins.hub);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{hub_port}")])
             .args(["--client", &format!("{HUB_CLIENT}:{HUB_SECRET}")])
@@ -121,18 +161,55 @@ impl Chain {
 
         let secret = root.join("provider/hub-secret");
         std::fs::write(&secret, HUB_SECRET).unwrap();
-        let provider_db = root.join("provider/provider.db");
-        let provider_config = root.join("provider/provider.toml");
-        let provider_settings = configs::Provider {
-            port: provider_port,
-            database: &provider_db,
-            hub_url: &hub_url,
-            hub_secret_file: &secret,
-            cert_file: &cert_file,
-            key_file: &key_file,
-            broker,
+        let (store, database) = match topology {
+            Topology::One => {
+                let path = root.join("provider/provider.db");
+                let setting = format!("[database]\npath = {:?}\n", path.display().to_string());
+                (ChainStore::Sqlite(path), setting)
+            }
+            Topology::TwoOnPostgres => {
+                let db = tm_testkit::postgres::Database::create("chain");
+                let setting = format!(
+                    "[database]\nurl = \"{}?sslmode=disable\"\npassword_file = {:?}\n",
+                    db.url(),
+                    db.password_file().display().to_string()
+                );
+                (ChainStore::Postgres(db), setting)
+            }
         };
-        std::fs::write(&provider_config, configs::provider(&provider_settings)).unwrap();
+        let keys_dir = root.join("provider");
+        let providers: Vec<Instance> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let name = match ports.len() {
+                    1 => "tm-provider".to_owned(),
+                    _ => format!(
+                        "tm-provider-{}",
+                        char::from(b'a' + u8::try_from(i).unwrap())
+                    ),
+                };
+                let config = root.join(format!("provider/{name}.toml"));
+                let settings = configs::Provider {
+                    port: *port,
+                    public_port,
+                    database: &database,
+                    keys_dir: &keys_dir,
+                    hub_url: &hub_url,
+                    hub_secret_file: &secret,
+                    cert_file: &cert_file,
+                    key_file: &key_file,
+                    broker,
+                };
+                std::fs::write(&config, configs::provider(&settings)).unwrap();
+                Instance {
+                    name,
+                    config,
+                    url: format!("https://127.0.0.1:{port}"),
+                    proc: None,
+                }
+            })
+            .collect();
 
         let gateway_state = root.join("gateway");
         let gateway_config = root.join("gateway.toml");
@@ -145,14 +222,14 @@ impl Chain {
         let mut chain = Self {
             gateway: None,
             bluez: None,
-            provider: None,
+            providers,
+            balancer,
             hub,
             mosquitto,
             web: Web::new(&ca.pem_file),
             hub_url,
             provider_url,
-            provider_config,
-            provider_db,
+            store,
             gateway_config,
             gateway_state,
             bus: None,
@@ -160,37 +237,77 @@ impl Chain {
             dir: Some(dir),
         };
         chain.wait_http(&format!("{}/control/stats", chain.hub_url));
-        chain.start_provider();
+        // One after the other: the first creates the key files the others then load.
+        for i in 0..chain.providers.len() {
+            chain.start_provider(i);
+        }
         chain
+    }
+
+    /// How many provider instances the chain has.
+    pub fn instances(&self) -> usize {
+        self.providers.len()
     }
 
     fn wait_http(&mut self, url: &str) {
         let what = format!("{url} to answer");
         wait_for(&what, Duration::from_secs(30), || {
             self.hub.assert_running();
-            if let Some(p) = self.provider.as_mut() {
+            for p in self.providers.iter_mut().filter_map(|i| i.proc.as_mut()) {
                 p.assert_running();
             }
             self.web.answers(url)
         });
     }
 
-    /// Starts `tm-provider serve` on its configuration (same port, same database) and waits
-    /// for `/healthz`.
-    pub fn start_provider(&mut self) {
-        assert!(self.provider.is_none(), "the provider is running");
+    /// Starts instance `i`'s `tm-provider serve` on its configuration (same port, same
+    /// database) and waits for its `/healthz`.
+    pub fn start_provider(&mut self, i: usize) {
+        let instance = &self.providers[i];
+        assert!(instance.proc.is_none(), "{} is running", instance.name);
         let mut cmd = Command::new(&bins().provider);
         cmd.arg("--config")
-            .arg(&self.provider_config)
+            .arg(&instance.config)
             .arg("serve")
             .env("TM_LOG", log_filter());
-        self.provider = Some(Proc::spawn("tm-provider", cmd, &self.logs));
-        self.wait_http(&format!("{}/healthz", self.provider_url));
+        let proc = Proc::spawn(&instance.name, cmd, &self.logs);
+        let health = format!("{}/healthz", instance.url);
+        self.providers[i].proc = Some(proc);
+        self.wait_http(&health);
     }
 
-    /// Stops the provider (`how`) and starts it again on the same database and port.
-    pub fn restart_provider(&mut self, how: Stop) {
-        let mut p = self.provider.take().expect("the provider is running");
+    /// SIGKILL to instance `i`.
+    pub fn kill_provider(&mut self, i: usize) {
+        self.providers[i]
+            .proc
+            .take()
+            .expect("the instance runs")
+            .kill();
+    }
+
+    /// Instance `i`'s log so far.
+    pub fn provider_log(&self, i: usize) -> String {
+        self.providers[i]
+            .proc
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p.log()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Connections the balancer gave each instance (none without a balancer).
+    pub fn balanced(&self) -> Vec<usize> {
+        self.balancer
+            .as_ref()
+            .map(Balancer::served)
+            .unwrap_or_default()
+    }
+
+    /// Stops instance `i` (`how`) and starts it again on the same database and port.
+    pub fn restart_provider(&mut self, i: usize, how: Stop) {
+        let mut p = self.providers[i]
+            .proc
+            .take()
+            .expect("the provider is running");
         match how {
             Stop::Term => {
                 let status = p.terminate(Duration::from_secs(15));
@@ -204,7 +321,7 @@ impl Chain {
                 p.kill();
             }
         }
-        self.start_provider();
+        self.start_provider(i);
     }
 
     /// `POST /control/prescribe` for a heart-failure patient: returns the enrollment page the
@@ -242,6 +359,17 @@ impl Chain {
             &format!("{}/control/action", self.hub_url),
             &json!({"telemonitoringId": id, "action": action}),
         )
+    }
+
+    /// `POST /control/faults`: the HUB's next calls fail with `code`, `n` of them.
+    pub fn hub_faults(&self, code: u16, n: usize) {
+        let faults: Vec<Value> = (0..n)
+            .map(|_| json!({"kind": "status", "code": code}))
+            .collect();
+        let answer = self
+            .web
+            .post_json(&format!("{}/control/faults", self.hub_url), &json!(faults));
+        assert_eq!(answer["queued"], n, "{answer}");
     }
 
     /// The session as the HUB knows it: status, attachments, timeline.
@@ -369,12 +497,14 @@ impl Chain {
         for p in [
             self.gateway.as_mut(),
             self.bluez.as_mut(),
-            self.provider.as_mut(),
             Some(&mut self.hub),
         ]
         .into_iter()
         .flatten()
         {
+            p.assert_running();
+        }
+        for p in self.providers.iter_mut().filter_map(|i| i.proc.as_mut()) {
             p.assert_running();
         }
         if let Some(m) = self.mosquitto.as_mut() {
@@ -384,11 +514,28 @@ impl Chain {
 
     /// Every reading the provider stored for session `id`: (reading id column, payload).
     pub fn provider_readings(&self, id: &str) -> Vec<(String, Reading)> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.provider_db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
+        let path = match &self.store {
+            ChainStore::Sqlite(path) => path,
+            ChainStore::Postgres(db) => {
+                let rows = db.query_separated(
+                    &format!(
+                        "SELECT reading_id, payload FROM readings WHERE telemonitoring_id = '{id}'"
+                    ),
+                    '\u{1f}',
+                );
+                return rows
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        let (id, payload) = l.split_once('\u{1f}').unwrap();
+                        (id.to_owned(), serde_json::from_str(payload).unwrap())
+                    })
+                    .collect();
+            }
+        };
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         let mut stmt = conn
             .prepare("SELECT reading_id, payload FROM readings WHERE telemonitoring_id = ?1")

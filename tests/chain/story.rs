@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tm_protocol::Reading;
 
-use super::stack::{Chain, Stop, Transport};
+use super::stack::{Chain, Stop, Topology, Transport};
 use tm_testkit::wait::wait_for;
 
 /// The demo household's devices (`tm-sim-bluez --household demo`) and the one record each
@@ -32,12 +32,22 @@ const RATE: u32 = 20;
 /// How long any single step may take.
 const STEP: Duration = Duration::from_secs(60);
 
-/// Plays the story over `transport`, stopping the provider mid-stream with `provider_stop`.
-pub fn play(transport: Transport, provider_stop: Stop) {
+/// The longest a waiting instance may take to take over the HUB outbox from a dead holder.
+const TAKEOVER: Duration = Duration::from_secs(10);
+
+/// Plays the story over `transport` on `topology`. Mid-stream the provider is stopped with
+/// `provider_stop` and started again (one instance); or one of two instances is killed and
+/// started again, and later the instance delivering the HUB outbox is killed while the HUB
+/// answers 503 (two instances).
+pub fn play(transport: Transport, provider_stop: Stop, topology: Topology) {
     let started = Instant::now();
-    let mut chain = Chain::start(transport);
+    let mut chain = Chain::start(transport, topology);
     let c = &mut chain;
-    let id = format!("tm-chain-{}", format!("{transport:?}").to_lowercase());
+    let id = format!(
+        "tm-chain-{}-{}",
+        format!("{transport:?}").to_lowercase(),
+        c.instances()
+    );
     let expected = STREAM as usize + HOUSEHOLD.len();
 
     // The physician prescribes; the provider answers with the nurse's enrollment page; the
@@ -171,7 +181,15 @@ pub fn play(transport: Transport, provider_stop: Stop) {
             (n >= halfway).then_some(n).ok_or(format!("{n} produced"))
         },
     );
-    c.restart_provider(provider_stop);
+    match topology {
+        Topology::One => c.restart_provider(0, provider_stop),
+        Topology::TwoOnPostgres => {
+            // One of two instances dies mid-stream; the other goes on; it comes back later.
+            c.kill_provider(0);
+            std::thread::sleep(Duration::from_secs(2));
+            c.start_provider(0);
+        }
+    }
     let after = produced(&c.gateway_status());
     assert!(
         after < expected,
@@ -191,12 +209,18 @@ pub fn play(transport: Transport, provider_stop: Stop) {
     assert_eq!(status["rejected"], 0, "{status:#}");
     assert_eq!(status["quarantined"], 0, "{status:#}");
 
-    // The physician stops the telemonitoring: completed with the final set, verified.
+    // The physician stops the telemonitoring: completed with the final set, verified. With
+    // two instances the HUB answers 503 for a while, and the instance delivering the outbox
+    // dies while it retries: the other takes the outbox over.
+    if topology == Topology::TwoOnPostgres {
+        c.hub_faults(503, 12);
+    }
     let answer = c.act(&id, "stop");
     assert_eq!(
         answer["status"], 200,
         "the provider's answer to stop: {answer}"
     );
+    let takeover = (topology == Topology::TwoOnPostgres).then(|| kill_outbox_holder(c));
     let last = wait_for("completed with its attachments verified", STEP, || {
         c.assert_running();
         verified_set(&c.session(&id), "completed")
@@ -237,11 +261,83 @@ pub fn play(transport: Transport, provider_stop: Stop) {
         "contract violations: {violations:#?}"
     );
 
+    assert_statuses_once_in_order(&session);
+
     c.stop_gateway();
-    eprintln!(
-        "{transport:?}: {expected} readings exactly once across a gateway SIGKILL (at {at_kill}) \
-         and a provider {provider_stop:?} (at {at_restart}) in {:.1} s",
-        started.elapsed().as_secs_f64()
+    match takeover {
+        None => eprintln!(
+            "{transport:?}: {expected} readings exactly once across a gateway SIGKILL (at \
+             {at_kill}) and a provider {provider_stop:?} (at {at_restart}) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Some(took) => eprintln!(
+            "{transport:?}, two instances on PostgreSQL: {expected} readings exactly once across \
+             a gateway SIGKILL (at {at_kill}), an instance SIGKILL (at {at_restart}) and the \
+             HUB-outbox holder's SIGKILL during 503s (taken over in {} ms); connections per \
+             instance {:?}; {:.1} s",
+            took.as_millis(),
+            c.balanced(),
+            started.elapsed().as_secs_f64()
+        ),
+    }
+}
+
+/// Finds the instance delivering the HUB outbox (the one logging retries of the refused
+/// update), kills it, starts it again once the other has taken the outbox over, and returns
+/// how long the takeover took.
+fn kill_outbox_holder(c: &mut Chain) -> Duration {
+    let before: Vec<usize> = (0..c.instances())
+        .map(|i| c.provider_log(i).len())
+        .collect();
+    let holder = wait_for("an instance retrying the update at the HUB", STEP, || {
+        c.assert_running();
+        (0..c.instances())
+            .find(|i| c.provider_log(*i)[before[*i]..].contains("status update not delivered"))
+            .ok_or_else(|| "no retry logged yet".to_owned())
+    });
+    let other = 1 - holder;
+    let mark = c.provider_log(other).len();
+    let killed = Instant::now();
+    c.kill_provider(holder);
+    wait_for(
+        "the other instance to take the outbox over",
+        TAKEOVER,
+        || {
+            let log = c.provider_log(other);
+            log[mark..]
+                .lines()
+                .any(|l| l.contains("holds the duty") && l.contains("hub-outbox"))
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    );
+    let took = killed.elapsed();
+    c.start_provider(holder);
+    took
+}
+
+/// Each status the HUB accepted, once, in the contract's order (a status re-sent with new
+/// attachments counts once).
+fn assert_statuses_once_in_order(session: &Value) {
+    let mut accepted: Vec<String> = events(session, "status-put")
+        .filter(|e| e["answer"] == 200)
+        .map(|e| e["body"]["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let completed = accepted.iter().filter(|s| *s == "completed").count();
+    assert_eq!(completed, 1, "completed accepted once: {accepted:?}");
+    accepted.dedup();
+    const ORDER: [&str; 4] = ["requested", "accepted", "in-progress", "completed"];
+    let places: Vec<Option<usize>> = accepted
+        .iter()
+        .map(|s| ORDER.iter().position(|o| o == s))
+        .collect();
+    assert!(
+        places.iter().all(Option::is_some) && places.windows(2).all(|w| w[0] < w[1]),
+        "the statuses the HUB accepted, each once and in order: {accepted:?}"
+    );
+    assert!(
+        accepted.ends_with(&["in-progress".to_owned(), "completed".to_owned()]),
+        "{accepted:?}"
     );
 }
 

@@ -40,7 +40,7 @@ pub const OPS_TOKEN: &str = "ops-token-for-tests";
 /// The provider's store, key, ingest and operations (commands), with a gateway registered on a
 /// session.
 pub struct ProviderSide {
-    pub db: tm_provider::db::Db,
+    pub store: tm_provider::store::Store,
     pub ingest: tm_provider::ingest::Ingest,
     pub ops: tm_provider::ops::Ops,
     pub key: Arc<SigningKey>,
@@ -48,28 +48,31 @@ pub struct ProviderSide {
 
 impl ProviderSide {
     pub async fn new(dir: &Path, gateway: &GatewayId, gateway_key: &SigningKey) -> Self {
-        let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
+        let store = tm_provider::store::Store::open(&dir.join("provider.db")).unwrap();
         let key = Arc::new(tm_provider::keys::load_or_create(&dir.join("provider.key")).unwrap());
         let gw = gateway.clone();
         let public = gateway_key.verifying_key();
-        db.write(move |c| {
-            tm_testkit::store::accepted_session(c, "tm-1")?;
-            tm_provider::gateways::insert(c, &gw, &public, "tm-1")
-        })
-        .await
-        .unwrap();
-        let ingest = tm_provider::ingest::Ingest::new(db.clone(), key.clone());
+        store
+            .sqlite()
+            .expect("a SQLite store")
+            .write(move |c| {
+                tm_testkit::store::accepted_session(c, "tm-1")?;
+                tm_provider::store::sqlite::gateways::insert(c, &gw, &public, "tm-1")
+            })
+            .await
+            .unwrap();
+        let ingest = tm_provider::ingest::Ingest::new(store.clone(), key.clone());
         let token_file = dir.join("ops-token");
         std::fs::write(&token_file, OPS_TOKEN).unwrap();
         let section = tm_provider::ops::OpsSection {
             token_file: Some(token_file),
             ..Default::default()
         };
-        let ops = tm_provider::ops::Ops::new(db.clone(), section, key.clone())
+        let ops = tm_provider::ops::Ops::new(store.clone(), section, key.clone())
             .unwrap()
             .with_mqtt(ingest.mqtt_publisher());
         Self {
-            db,
+            store,
             ingest,
             ops,
             key,
@@ -80,11 +83,13 @@ impl ProviderSide {
     pub async fn set_gateway_state(
         &self,
         id: &GatewayId,
-        state: tm_provider::gateways::GatewayState,
+        state: tm_provider::store::gateways::GatewayState,
     ) {
         let id = id.clone();
-        self.db
-            .write(move |c| tm_provider::gateways::set_state(c, &id, state))
+        self.store
+            .sqlite()
+            .expect("a SQLite store")
+            .write(move |c| tm_provider::store::sqlite::gateways::set_state(c, &id, state))
             .await
             .unwrap();
     }
@@ -92,7 +97,9 @@ impl ProviderSide {
     /// The MQTT status the provider stored for `gw` and its connection number.
     pub async fn mqtt_status(&self, gw: &GatewayId) -> (Option<String>, Option<i64>) {
         let id = gw.to_string();
-        self.db
+        self.store
+            .sqlite()
+            .expect("a SQLite store")
             .read(move |c| tm_testkit::store::mqtt_status(c, &id))
             .await
             .unwrap()
@@ -100,7 +107,9 @@ impl ProviderSide {
 
     /// Readings stored, and the number of distinct simulated sequences among them.
     pub async fn readings(&self) -> (u64, Vec<u32>) {
-        self.db
+        self.store
+            .sqlite()
+            .expect("a SQLite store")
             .read(|c| {
                 let mut stmt = c.prepare("SELECT payload FROM readings")?;
                 let seqs = stmt
@@ -117,7 +126,9 @@ impl ProviderSide {
     }
 
     pub async fn count(&self) -> u64 {
-        self.db
+        self.store
+            .sqlite()
+            .expect("a SQLite store")
             .read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get::<_, i64>(0)))
             .await
             .map(|n| u64::try_from(n).unwrap())
@@ -145,6 +156,7 @@ impl ProviderSide {
             client_id: "tm-provider-test".into(),
             credentials: None,
             tls: None,
+            persistent_session: true,
         })
     }
 

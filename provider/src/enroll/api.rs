@@ -16,11 +16,9 @@ use tm_protocol::{
     VerifyingKey,
 };
 
-use crate::gateways;
-use crate::hub::contract::Status;
 use crate::portal::request::Refusal;
 use crate::portal::state::AppState;
-use crate::sessions;
+use crate::store::enrollment::{EnrollmentOutcome, now_ms};
 
 /// The signer id of provider frames.
 pub const PROVIDER_SIGNER: &str = "provider";
@@ -43,14 +41,8 @@ pub async fn enroll(State(app): State<AppState>, body: Body) -> Response {
     }
 }
 
-enum Outcome {
-    Enrolled(GatewayId),
-    BadCode,
-    Refused(Refusal),
-}
-
 /// A store failure: 500, logged.
-fn store_failure(e: crate::db::DbError) -> Refusal {
+fn store_failure(e: crate::store::StoreError) -> Refusal {
     tracing::error!(error = %e, "store failure");
     Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,10 +54,9 @@ fn store_failure(e: crate::db::DbError) -> Refusal {
 async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
     let portal = &app.portal;
     let limit = portal.enrollment.failed_attempts_per_minute;
-    let now = super::codes::now_ms();
     let allowed = app
-        .db
-        .read(move |c| super::failures::allows(c, limit, now))
+        .store
+        .enrollment_attempt_allowed(limit, now_ms())
         .await
         .map_err(store_failure)?;
     if !allowed {
@@ -83,56 +74,25 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         .verify(MessageKind::EnrollmentRequest, &key)
         .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     let gateway_id = gateway_id_for(&key);
-    let gw = gateway_id.clone();
-    let code = request.code.clone();
     let outcome = app
-        .db
-        .write(move |c| {
-            let tx = c.transaction()?;
-            let Some((session_id, carepath)) = super::codes::redeem(&tx, &code)? else {
-                super::failures::record(&tx, super::codes::now_ms())?;
-                tx.commit()?;
-                return Ok(Outcome::BadCode);
-            };
-            if gateways::find(&tx, gw.as_str())?.is_some() {
-                return Ok(Outcome::Refused(Refusal::new(
-                    StatusCode::CONFLICT,
-                    "this gateway is already enrolled",
-                )));
-            }
-            match sessions::find(&tx, &session_id)? {
-                Some(s) if s.status == Status::Requested => {}
-                _ => {
-                    return Ok(Outcome::Refused(Refusal::new(
-                        StatusCode::CONFLICT,
-                        "the session is no longer waiting for enrollment",
-                    )));
-                }
-            }
-            gateways::insert(&tx, &gw, &key, &session_id)?;
-            crate::ops::audit::enrolled(&tx, gw.as_str(), &session_id, &carepath.id)?;
-            if let Err(e) =
-                sessions::transition(&tx, &session_id, Status::Accepted, Some(carepath), None)?
-            {
-                return Ok(Outcome::Refused(Refusal::new(
-                    StatusCode::CONFLICT,
-                    e.to_string(),
-                )));
-            }
-            tx.commit()?;
-            Ok(Outcome::Enrolled(gw))
-        })
+        .store
+        .enroll_gateway(request.code, gateway_id.clone(), key)
         .await
         .map_err(store_failure)?;
+    let conflict = |message: String| Err(Refusal::new(StatusCode::CONFLICT, message));
     match outcome {
-        Outcome::BadCode => Err(Refusal::new(
+        EnrollmentOutcome::BadCode => Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "the enrollment code is unknown, used or expired; issue a new one on the enrollment page",
         )),
-        Outcome::Refused(r) => Err(r),
-        Outcome::Enrolled(gw) => {
+        EnrollmentOutcome::AlreadyEnrolled => conflict("this gateway is already enrolled".into()),
+        EnrollmentOutcome::NotWaiting => {
+            conflict("the session is no longer waiting for enrollment".into())
+        }
+        EnrollmentOutcome::NotAccepted(e) => conflict(e.to_string()),
+        EnrollmentOutcome::Enrolled => {
             portal.wake_outbox.notify_one();
-            tracing::info!(gateway = %gw, "gateway enrolled");
+            tracing::info!(gateway = %gateway_id, "gateway enrolled");
             let settings = &portal.enrollment;
             let response = EnrollmentResponse {
                 v: tm_protocol::PROTOCOL_VERSION,

@@ -1,10 +1,9 @@
-//! Enrollment: the nurse's page ([`page`]) issues a one-time code ([`codes`]); the gateway
-//! redeems it with a signed `EnrollmentRequest` frame ([`api`]) and gets a signed
-//! `EnrollmentResponse`. The session then becomes accepted at the HUB with its carepath.
+//! Enrollment: the nurse's page ([`page`]) issues a one-time code; the gateway redeems it with
+//! a signed `EnrollmentRequest` frame ([`api`]) and gets a signed `EnrollmentResponse`. The
+//! session then becomes accepted at the HUB with its carepath. The codes, the failed-attempt
+//! window and the enrollment transaction are the store's ([`crate::store::enrollment`]).
 
 pub mod api;
-pub mod codes;
-pub mod failures;
 pub mod page;
 
 /// The enrollment page route (axum syntax).

@@ -7,17 +7,12 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use rusqlite::{OptionalExtension as _, params};
 use serde::Deserialize;
 
-use crate::enroll::codes;
 use crate::html::escape;
 use crate::hub::contract::{CAREPATHS, Carepath, Status};
 use crate::portal::state::AppState;
-
-const SELECT: &str = "SELECT s.telemonitoring_id, s.patient_id, s.status FROM prescriptions p \
-                      JOIN sessions s ON s.telemonitoring_id = p.telemonitoring_id \
-                      WHERE p.page_token = ?1";
+use crate::store::enrollment::{EnrollmentPage, IssuedCode};
 
 fn page(body: &str) -> String {
     format!(
@@ -31,31 +26,15 @@ fn page(body: &str) -> String {
 }
 
 #[tracing::instrument(name = "enroll", skip_all)]
-async fn lookup(
-    app: &AppState,
-    token: String,
-) -> Result<Option<(String, String, Status)>, Response> {
-    app.db
-        .read(move |c| {
-            c.query_row(SELECT, params![token], |r| {
-                let status: String = r.get(2)?;
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    Status::parse(&status).unwrap_or(Status::Cancelled),
-                ))
-            })
-            .optional()
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Html(page("<p>Internal error, try again.</p>")),
-            )
-                .into_response()
-        })
+async fn lookup(app: &AppState, token: String) -> Result<Option<EnrollmentPage>, Response> {
+    app.store.enrollment_page(token).await.map_err(|e| {
+        tracing::error!(error = %e, "store failure");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Html(page("<p>Internal error, try again.</p>")),
+        )
+            .into_response()
+    })
 }
 
 fn not_found() -> Response {
@@ -93,8 +72,16 @@ pub async fn show(State(app): State<AppState>, Path(token): Path<String>) -> Res
     match lookup(&app, token).await {
         Err(r) => r,
         Ok(None) => not_found(),
-        Ok(Some((_, patient, Status::Requested))) => Html(page(&form(&patient))).into_response(),
-        Ok(Some((_, patient, status))) => Html(page(&format!(
+        Ok(Some(EnrollmentPage {
+            patient_id: patient,
+            status: Status::Requested,
+            ..
+        })) => Html(page(&form(&patient))).into_response(),
+        Ok(Some(EnrollmentPage {
+            patient_id: patient,
+            status,
+            ..
+        })) => Html(page(&format!(
             "<p>Patient: <strong>{}</strong></p><p>Enrollment is closed: the session is {}.</p>",
             escape(&patient),
             status.as_str()
@@ -120,7 +107,11 @@ pub async fn issue(
     let (id, patient) = match lookup(&app, token).await {
         Err(r) => return r,
         Ok(None) => return not_found(),
-        Ok(Some((id, patient, Status::Requested))) => (id, patient),
+        Ok(Some(EnrollmentPage {
+            telemonitoring_id,
+            patient_id,
+            status: Status::Requested,
+        })) => (telemonitoring_id, patient_id),
         Ok(Some(_)) => {
             return (
                 StatusCode::CONFLICT,
@@ -144,11 +135,14 @@ pub async fn issue(
     let ttl_ms = i64::try_from(settings.code_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let per_hour = settings.codes_per_session_per_hour;
     let issued = app
-        .db
-        .write(move |c| codes::issue(c, &id, &carepath, ttl_ms, per_hour))
+        .store
+        .issue_enrollment_code(id, carepath, ttl_ms, per_hour)
         .await;
     match issued {
-        Ok(Ok((code, expires_ms))) => {
+        Ok(Ok(IssuedCode {
+            code,
+            expires_at_ms: expires_ms,
+        })) => {
             let expires = chrono::DateTime::from_timestamp_millis(expires_ms)
                 .map(|t| t.format("%H:%M UTC").to_string())
                 .unwrap_or_default();
@@ -164,7 +158,7 @@ pub async fn issue(
         }
         Ok(Err(why)) => (
             StatusCode::TOO_MANY_REQUESTS,
-            Html(page(&format!("<p>{}</p>", escape(why)))),
+            Html(page(&format!("<p>{}</p>", escape(&why.to_string())))),
         )
             .into_response(),
         Err(e) => {

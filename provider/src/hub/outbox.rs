@@ -1,9 +1,10 @@
 //! The durable outbox of HUB status updates, and the actor that drains it.
 //!
 //! A row is written in the same transaction as the status change it reports
-//! ([`crate::sessions::transition`]). Per-session order is the contract (requested -> accepted
+//! ([`crate::store::sqlite::sessions::transition`]). Per-session order is the contract (requested -> accepted
 //! -> in-progress -> completed / cancelled), so the actor sends a session's rows strictly in
-//! `seq` order: it only ever sends a session's oldest undelivered row ([`queue::next_due`]),
+//! `seq` order: it only ever sends a session's oldest undelivered row
+//! ([`Store::next_due_hub_update`]),
 //! and a row the HUB has not taken keeps every later row of its session waiting. Sessions are
 //! independent: one that waits never delays another's updates. Nothing is deleted: a row
 //! becomes `delivered` only after the HUB's 2xx.
@@ -23,6 +24,10 @@
 //!   ends the actor: it is logged and the actor starts over after a pause; rows stay as they
 //!   were, and an update the HUB took but whose row could not be marked is sent again (the
 //!   HUB's updates are idempotent).
+//! - Several instances on one PostgreSQL store: only the holder of the outbox's lease
+//!   ([`crate::lease`]) delivers, so one deliverer keeps the order; when it dies another
+//!   instance takes the lease over within seconds and goes on from the rows' stored state. A
+//!   row queued by another instance wakes the holder through the lease's notification channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use tm_protocol::backoff::{Backoff, Jitter};
 
-use crate::db::{Db, DbError};
 use crate::hub::client::{HubClient, PutError};
-use crate::hub::queue::{self, Due, RefusalPolicy, Refused};
-use crate::ops::alerts;
+use crate::lease::Leader;
+use crate::store::hub_outbox::{Due, RefusalPolicy, Refused, now_ms};
+use crate::store::leases::Duty;
+use crate::store::{Store, StoreError};
 
 /// When idle, the actor looks at the table this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -73,7 +79,7 @@ impl Retries {
 pub struct OutboxActor {
     /// The provider store: rows are read from `hub_outbox`, and each outcome is written
     /// back in its own transaction (with the session's alert when a row is held).
-    pub db: Db,
+    pub store: Store,
     /// The HUB client (its own token and timeout); used by this actor only.
     pub client: HubClient,
     /// Shared with the Portal, the session updater and operations, which notify it when they
@@ -91,12 +97,37 @@ impl OutboxActor {
     /// Runs until `shutdown` is cancelled; stops only between calls or while waiting. A store
     /// failure is logged and the actor starts over after a pause ([`STORE_RETRY`], doubling up
     /// to [`STORE_RETRY_MAX`]).
+    ///
+    /// With several instances on one store, only the one holding the outbox's lease
+    /// ([`Duty::HubOutbox`]) delivers; the others wait to take it over.
     #[tracing::instrument(name = "hub", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut leader = Leader::start(
+            self.store.clone(),
+            Duty::HubOutbox,
+            Some(self.wake.clone()),
+            shutdown.clone(),
+        );
+        loop {
+            tokio::select! {
+                held = leader.held() => if !held { return },
+                () = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = self.deliver_while_held(&shutdown) => return,
+                () = leader.lost() => {
+                    tracing::warn!("outbox lease lost: another instance delivers now");
+                }
+            }
+        }
+    }
+
+    /// Delivers until shutdown, starting over after store failures.
+    async fn deliver_while_held(&self, shutdown: &CancellationToken) {
         let mut retry = Backoff::new(STORE_RETRY, STORE_RETRY_MAX).with_jitter(Jitter::None);
         loop {
             let started = tokio::time::Instant::now();
-            match self.deliver(&shutdown).await {
+            match self.deliver(shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     if started.elapsed() > STORE_RETRY_MAX {
@@ -115,19 +146,18 @@ impl OutboxActor {
     }
 
     /// Delivers rows until shutdown (`Ok`) or a store failure.
-    async fn deliver(&self, shutdown: &CancellationToken) -> Result<(), DbError> {
+    async fn deliver(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
         // Full jitter: many providers' outboxes retrying one HUB do not come back together.
         let mut retry = Backoff::new(self.backoff.initial, self.backoff.max);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let now = queue::now_ms();
-            let next = self.db.read(move |c| queue::next_due(c, now)).await?;
+            let next = self.store.next_due_hub_update(now_ms()).await?;
             let Some(row) = next else {
-                let deadline = self.db.read(queue::next_deadline).await?;
+                let deadline = self.store.next_hub_update_deadline().await?;
                 let wait = deadline.map_or(IDLE_POLL, |at| {
-                    let left = u64::try_from(at.saturating_sub(queue::now_ms())).unwrap_or(0);
+                    let left = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
                     Duration::from_millis(left).min(IDLE_POLL)
                 });
                 tokio::select! {
@@ -158,9 +188,7 @@ impl OutboxActor {
                     let delay = retry.next_delay();
                     tracing::warn!(seq, %reason, retry_in_ms = millis(delay),
                         "status update not delivered; retrying");
-                    self.db
-                        .write(move |c| queue::failed_attempt(c, seq, &reason))
-                        .await?;
+                    self.store.record_hub_update_failure(seq, reason).await?;
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return Ok(()),
@@ -172,52 +200,22 @@ impl OutboxActor {
 
     /// Marks `row` delivered; when it was the session's last held or re-queued row, resolves
     /// the session's alert in the same transaction (returns whether it did).
-    async fn delivered(&self, row: Due) -> Result<bool, DbError> {
-        self.db
-            .write(move |c| {
-                let tx = c.transaction()?;
-                queue::delivered(&tx, row.seq)?;
-                let resolved = row.was_held
-                    && queue::flagged_session(&tx, &row.telemonitoring_id)?.is_none()
-                    && alerts::resolve(
-                        &tx,
-                        alerts::AlertKind::HubUpdateHeld,
-                        &row.telemonitoring_id,
-                        chrono::Utc::now(),
-                    )?;
-                tx.commit()?;
-                Ok(resolved)
-            })
-            .await
+    async fn delivered(&self, row: Due) -> Result<bool, StoreError> {
+        self.store.mark_hub_update_delivered(row).await
     }
 
     /// Records a 4xx: schedules the row's retry, or holds it and opens the session's alert.
-    async fn refused(&self, row: Due, status: u16, message: &str) -> Result<(), DbError> {
+    async fn refused(&self, row: Due, status: u16, message: &str) -> Result<(), StoreError> {
         let seq = row.seq;
         let error = format!("{status}: {message}");
         let policy = self.backoff.refusals();
         let outcome = self
-            .db
-            .write(move |c| {
-                let tx = c.transaction()?;
-                let outcome = queue::refused(&tx, seq, &error, queue::now_ms(), &policy)?;
-                if matches!(outcome, Refused::Held { .. })
-                    && let Some(f) = queue::flagged_session(&tx, &row.telemonitoring_id)?
-                {
-                    let now = chrono::Utc::now();
-                    alerts::apply(
-                        &tx,
-                        &[alerts::Transition::Open(alerts::hub_update_held(&f))],
-                        now,
-                    )?;
-                }
-                tx.commit()?;
-                Ok(outcome)
-            })
+            .store
+            .record_hub_update_refusal(row, error, policy)
             .await?;
         match outcome {
             Refused::RetryAt { at_ms, refusals } => {
-                let retry_in_ms = u64::try_from(at_ms.saturating_sub(queue::now_ms())).unwrap_or(0);
+                let retry_in_ms = u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0);
                 tracing::warn!(
                     seq,
                     status,

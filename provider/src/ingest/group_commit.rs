@@ -4,18 +4,23 @@
 //! ingest rate; sharing it keeps the rate up without weakening durability: every receipt is
 //! still built only after the commit that stored its readings.
 //!
-//! No background task: each caller queues its batch and starts a short task that takes the
-//! commit lock and commits whatever is queued by then (often nothing: an earlier task took it).
+//! No background task: each caller queues its batch and starts a short task that takes a
+//! commit turn and commits whatever is queued by then (often nothing: an earlier task took it).
 //! The commit runs in a spawned task, so a caller that goes away (an HTTP client hanging up)
 //! cannot abandon the batches of the others halfway.
+//!
+//! Turns: one on SQLite (one writer), a few on PostgreSQL ([`Store::concurrent_commits`]),
+//! where one group's transaction would otherwise leave the server's other cores idle while it
+//! waits for its WAL flush. Groups committed at once on PostgreSQL are safe for the same
+//! reasons two instances committing at once are (see `store/postgres/readings.rs`).
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use super::IngestError;
-use super::store::{self, BatchJob, BatchOutcome};
-use crate::db::Db;
+use crate::store::Store;
+use crate::store::readings::{BatchJob, BatchOutcome};
 
 /// Most readings committed in one transaction (a few full batches).
 const MAX_GROUP_READINGS: usize = 8 * tm_protocol::limits::MAX_READINGS_PER_BATCH;
@@ -24,33 +29,50 @@ type Reply = oneshot::Sender<Result<BatchOutcome, String>>;
 
 /// The queue of batches waiting for a commit; cheap to clone (clones share the queue, so all
 /// of one provider's ingest paths group together).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
     /// Shared by every clone and by the commit tasks.
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Batches verified and not yet taken by a commit, oldest first, each with the sender its
     /// outcome goes to. Held only to push or drain, never across a commit.
     queue: Mutex<Vec<(BatchJob, Reply)>>,
-    /// Held by the task committing: one group at a time, so batches queued meanwhile wait and
-    /// go into the next transaction together.
-    commit: tokio::sync::Mutex<()>,
+    /// A permit per group being committed: when all are taken, batches queued meanwhile wait
+    /// and go into the next transaction together.
+    turns: tokio::sync::Semaphore,
 }
 
 impl GroupCommit {
+    /// A queue committing up to `turns` groups at once (at least one).
+    pub(super) fn new(turns: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                queue: Mutex::default(),
+                turns: tokio::sync::Semaphore::new(turns.max(1)),
+            }),
+        }
+    }
+
     /// Commits `job` (with whatever else is queued) and returns its outcome once committed.
-    pub(super) async fn commit(&self, db: &Db, job: BatchJob) -> Result<BatchOutcome, IngestError> {
+    pub(super) async fn commit(
+        &self,
+        store: &Store,
+        job: BatchJob,
+    ) -> Result<BatchOutcome, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.inner.lock_queue().push((job, reply));
         let inner = self.inner.clone();
-        let db = db.clone();
+        let store = store.clone();
         tokio::spawn(async move {
-            let _turn = inner.commit.lock().await;
+            // The semaphore is never closed.
+            let Ok(_turn) = inner.turns.acquire().await else {
+                return;
+            };
             while let Some(group) = inner.take_group() {
-                inner.run(&db, group).await;
+                inner.run(&store, group).await;
             }
         });
         answer
@@ -85,11 +107,9 @@ impl Inner {
         Some(queue.drain(..n).collect())
     }
 
-    async fn run(&self, db: &Db, group: Vec<(BatchJob, Reply)>) {
+    async fn run(&self, store: &Store, group: Vec<(BatchJob, Reply)>) {
         let (jobs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let committed = db
-            .write(move |conn| store::commit_batches(conn, &jobs))
-            .await;
+        let committed = store.commit_reading_batches(jobs).await;
         match committed {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -4,15 +4,17 @@
 //!
 //! For every reading batch, in this order:
 //! 1. parse the frame structure (size, magic, kind) and look its signer up in the gateway
-//!    registry ([`crate::gateways`]); unknown, revoked or unbound gateways are refused;
+//!    registry ([`crate::store::gateways`]); unknown, revoked or unbound gateways are refused;
 //! 2. verify the Ed25519 signature over the exact bytes received, *before* parsing the JSON;
-//! 3. decode the batch strictly (limits, unknown fields) and check it names its signer;
+//! 3. decode the batch strictly (limits, unknown fields) and check it names its signer; each
+//!    reading's JSON text is kept as received, and is what its row stores;
 //! 4. per reading: refuse readings outside the gateway's session (received before the gateway
 //!    was enrolled on it) and readings received in the future (more than ten minutes ahead of
 //!    the provider's clock); insert the rest unless the gateway's session already has their
 //!    `reading_id` (a UNIQUE key per session in the store: a replayed batch or a re-sent
 //!    reading changes nothing, and an id stored under another session hides nothing there);
-//!    a device time far in the future is stored and counted in a warning (see [`store`]);
+//!    a device time far in the future is stored and counted in a warning (see
+//!    [`crate::store::readings`]);
 //! 5. commit (WAL, `synchronous=FULL`; batches arriving during a commit share the next one,
 //!    see [`group_commit`]), and only then build the receipt, signed with the provider key,
 //!    naming every reading accepted (new or already stored), which of those were already
@@ -27,18 +29,16 @@ pub mod counters;
 mod group_commit;
 pub mod http;
 pub mod mqtt;
-mod store;
 
 pub use counters::IngestCounters;
 
 use std::sync::Arc;
 
-use tm_protocol::{
-    CommandResult, Frame, FrameError, Heartbeat, MessageKind, ReadingBatch, SigningKey, Status,
-};
+use tm_protocol::{CommandResult, Frame, FrameError, Heartbeat, MessageKind, SigningKey, Status};
 
-use crate::db::{Db, DbError};
-use crate::gateways::GatewayState;
+use crate::store::gateways::GatewayState;
+use crate::store::readings::{BatchJob, Stored};
+use crate::store::{Store, StoreError};
 
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub enum IngestError {
     Mismatch(String),
     /// The store failed; the sender should retry.
     #[error("store unavailable: {0}")]
-    Store(#[from] DbError),
+    Store(#[from] StoreError),
     /// The commit of a group of batches failed; the sender should retry.
     #[error("store unavailable: {0}")]
     Commit(String),
@@ -75,7 +75,7 @@ pub enum IngestError {
 pub struct Ingest {
     /// The provider store: gateway lookups read it, batches are committed through its one
     /// writer connection.
-    db: Db,
+    store: Store,
     /// The provider key, shared with the rest of the provider; signs every receipt, only after
     /// the commit of the readings it names.
     key: Arc<SigningKey>,
@@ -105,13 +105,13 @@ pub struct Ingested {
 }
 
 impl Ingest {
-    /// A service writing to `db` and signing receipts with `key`.
-    pub fn new(db: Db, key: Arc<SigningKey>) -> Self {
+    /// A service writing to `store` and signing receipts with `key`.
+    pub fn new(store: Store, key: Arc<SigningKey>) -> Self {
         Self {
-            db,
+            commits: group_commit::GroupCommit::new(store.concurrent_commits()),
+            store,
             key,
             updates: None,
-            commits: group_commit::GroupCommit::default(),
             mqtt: mqtt::MqttPublisher::default(),
             counters: Arc::default(),
         }
@@ -134,8 +134,8 @@ impl Ingest {
     }
 
     /// The store the service writes to (the same one the rest of the provider uses).
-    pub fn db(&self) -> &Db {
-        &self.db
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Authenticates a frame of `kind`: parse, look the signer up, verify. Returns the gateway
@@ -144,12 +144,14 @@ impl Ingest {
         &self,
         bytes: &'a [u8],
         kind: MessageKind,
-    ) -> Result<(crate::gateways::Gateway, &'a [u8]), IngestError> {
+    ) -> Result<(crate::store::gateways::Gateway, &'a [u8]), IngestError> {
         let frame = Frame::parse(bytes).map_err(|e| match e {
             FrameError::TooLarge(n) => IngestError::TooLarge(n),
             other => IngestError::Malformed(other.to_string()),
         })?;
-        let gateway = crate::gateways::lookup(&self.db, frame.signer())
+        let gateway = self
+            .store
+            .gateway(frame.signer())
             .await?
             .ok_or(IngestError::UnknownGateway)?;
         match gateway.state {
@@ -174,8 +176,9 @@ impl Ingest {
         idempotency_key: Option<&str>,
     ) -> Result<Ingested, IngestError> {
         let (gateway, payload) = self.open(bytes, MessageKind::ReadingBatch).await?;
-        let batch: ReadingBatch =
-            tm_protocol::decode(payload).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        let received = tm_protocol::received::decode_received(payload)
+            .map_err(|e| IngestError::Malformed(e.to_string()))?;
+        let batch = &received.batch;
         if batch.gateway_id != gateway.gateway_id {
             return Err(IngestError::Mismatch(
                 "the batch names another gateway than its signer".into(),
@@ -193,18 +196,14 @@ impl Ingest {
             .telemonitoring_id
             .clone()
             .ok_or(IngestError::NotActive("unbound"))?;
-        let job = store::BatchJob {
-            gateway: gateway.gateway_id,
-            session: session.clone(),
-            batch,
-        };
-        let store::Stored {
+        let job = BatchJob::received(gateway.gateway_id, session.clone(), received);
+        let Stored {
             receipt,
             inserted,
             device_time_ahead,
         } = self
             .commits
-            .commit(&self.db, job)
+            .commit(&self.store, job)
             .await?
             .map_err(IngestError::NotActive)?;
         if !receipt.duplicates.is_empty() || !receipt.rejected.is_empty() || device_time_ahead > 0 {
@@ -259,19 +258,7 @@ impl Ingest {
         // The latest heartbeat and what it changes for operations, in one transaction: a
         // heartbeat that arrived after a newer one changes neither.
         let gateway_id = heartbeat.gateway_id.clone();
-        let applied = self
-            .db
-            .write(move |conn| {
-                let now = chrono::Utc::now();
-                let tx = conn.transaction()?;
-                let applied = store::save_heartbeat(&tx, &heartbeat, now)?;
-                if applied {
-                    crate::ops::observe::heartbeat(&tx, &heartbeat, now)?;
-                }
-                tx.commit()?;
-                Ok(applied)
-            })
-            .await?;
+        let applied = self.store.save_heartbeat(heartbeat).await?;
         if applied {
             self.counters.heartbeats.inc();
         } else {
@@ -294,10 +281,7 @@ impl Ingest {
             ));
         }
         let now = chrono::Utc::now();
-        Ok(self
-            .db
-            .write(move |c| crate::ops::health::record_status(c, &status, now))
-            .await?)
+        Ok(self.store.record_gateway_status(status, now).await?)
     }
 
     /// Records a command result frame (the first report of each command is kept).
@@ -313,7 +297,7 @@ impl Ingest {
         }
         let command = result.command_id.clone();
         let status = result.status;
-        match crate::ops::commands::record_result(&self.db, result, chrono::Utc::now()).await? {
+        match crate::ops::commands::record_result(&self.store, result, chrono::Utc::now()).await? {
             crate::ops::commands::Recorded::Stored => {
                 tracing::info!(gateway = %gateway.gateway_id, %command, ?status, "command result");
             }

@@ -10,7 +10,9 @@
 //! `hub-update-held` (one per session) is also opened by the HUB outbox in the transaction
 //! that holds a refused update, and resolved in the one that delivers the session's last held
 //! or re-queued update ([`resolve`]), so it shows without waiting for the evaluator; the
-//! evaluator judges the same stored rows ([`crate::hub::queue::flagged`]).
+//! evaluator judges the same stored rows ([`crate::store::Store::flagged_hub_sessions`]). The records and
+//! their statements are the store's ([`crate::store::alerts`]); the evaluator runs [`evaluate`]
+//! inside its transaction ([`crate::store::Store::evaluate_alerts`]).
 //! Two conditions are about the provider's own MQTT ingest rather than a gateway, judged from
 //! the in-memory counters of this instance ([`crate::ingest::mqtt::stats`]): messages refused
 //! in the last 15 minutes (`mqtt-messages-refused`), and connections lost to a packet larger
@@ -19,93 +21,20 @@
 //! resolves 15 minutes after the last such event.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
-use serde::Serialize;
 use tm_protocol::ClockState;
 
-use super::adherence::{self, SessionAdherence};
-use super::health::{GatewayHealth, Liveness};
+use super::adherence;
+use super::health::Liveness;
 use super::settings::Thresholds;
-use crate::hub::queue::FlaggedSession;
 use crate::ingest::mqtt::stats::{MqttActivity, RECENT_WINDOW};
+use crate::store::adherence::SessionAdherence;
+use crate::store::alerts::AlertInputs;
+pub use crate::store::alerts::{AlertKind, Condition, OpenAlert, Transition, hub_update_held};
+use crate::store::fleet::GatewayHealth;
+use crate::store::hub_outbox::FlaggedSession;
 
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    /// Not heard for longer than `offline_alert_h`.
-    GatewayOffline,
-    /// The oldest unacknowledged reading is older than `backlog_max_age_h`.
-    BacklogStale,
-    /// The backlog has grown for longer than `backlog_growing_h`.
-    BacklogGrowing,
-    /// A device's battery is below `battery_low_pct`.
-    BatteryLow,
-    /// The gateway's clock is not synchronized.
-    ClockUnsynchronized,
-    /// The outbox uses more than `disk_max_pct` of its quota.
-    DiskHigh,
-    /// The provider rejected readings the gateway still holds.
-    ReadingsRejected,
-    /// A scheduled measurement is missing at its deadline (blue alarm).
-    MeasurementMissed,
-    /// The HUB kept refusing a session's status update: it and the session's later updates
-    /// are held until an operator re-queues it (open until they are delivered).
-    HubUpdateHeld,
-    /// The MQTT ingest refused messages recently (forged, malformed, too large, ...).
-    MqttMessagesRefused,
-    /// The broker delivered a packet larger than the provider reads: its limit must be set.
-    MqttPacketTooLarge,
-    /// The gateway's heartbeat names its `disk-full` alarm: its disk is full, new readings stay
-    /// on the devices until space is freed.
-    GatewayDiskFull,
-    /// The gateway's heartbeat names its `outbox-reset` alarm: its outbox was found reset or
-    /// lost its last writes; readings may be lost.
-    GatewayOutboxReset,
-    /// The gateway's heartbeat names its `provider-refuses-gateway` alarm: its readings are
-    /// refused (or unanswered) for its identity and are kept on the gateway.
-    GatewayRefused,
-}
-
+/// How a gateway's own alarms become alerts.
 impl AlertKind {
-    /// Every kind (metrics list each, even at zero).
-    pub const ALL: [Self; 14] = [
-        Self::GatewayOffline,
-        Self::BacklogStale,
-        Self::BacklogGrowing,
-        Self::BatteryLow,
-        Self::ClockUnsynchronized,
-        Self::DiskHigh,
-        Self::ReadingsRejected,
-        Self::MeasurementMissed,
-        Self::HubUpdateHeld,
-        Self::MqttMessagesRefused,
-        Self::MqttPacketTooLarge,
-        Self::GatewayDiskFull,
-        Self::GatewayOutboxReset,
-        Self::GatewayRefused,
-    ];
-
-    /// Stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::GatewayOffline => "gateway-offline",
-            Self::BacklogStale => "backlog-stale",
-            Self::BacklogGrowing => "backlog-growing",
-            Self::BatteryLow => "battery-low",
-            Self::ClockUnsynchronized => "clock-unsynchronized",
-            Self::DiskHigh => "disk-high",
-            Self::ReadingsRejected => "readings-rejected",
-            Self::MeasurementMissed => "measurement-missed",
-            Self::HubUpdateHeld => "hub-update-held",
-            Self::MqttMessagesRefused => "mqtt-messages-refused",
-            Self::MqttPacketTooLarge => "mqtt-packet-too-large",
-            Self::GatewayDiskFull => "disk-full",
-            Self::GatewayOutboxReset => "outbox-reset",
-            Self::GatewayRefused => "provider-refuses-gateway",
-        }
-    }
-
     /// The alert a gateway alarm kind named in a heartbeat becomes, for the kinds an operator
     /// must act on.
     pub fn from_gateway_alarm(kind: &str) -> Option<Self> {
@@ -137,24 +66,6 @@ pub fn gateway_alarm_kinds(last_error: &str) -> Vec<&str> {
     }
 }
 
-/// A condition that holds. `kind` and `subject` together are its identity: an alert is opened
-/// only when no unresolved alert has both, and resolved when the condition no longer holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// What is wrong.
-    pub kind: AlertKind,
-    /// What it is about: a gateway id, `gateway/address`, or `session/measure`.
-    pub subject: String,
-    /// The gateway concerned; `None` for conditions of a session without a gateway or of the
-    /// MQTT ingest itself.
-    pub gateway_id: Option<String>,
-    /// The session concerned; `None` for an unbound gateway or the MQTT ingest.
-    pub telemonitoring_id: Option<String>,
-    /// For the operator (never a measured value or a patient id); not part of the identity,
-    /// so a changing detail does not reopen the alert.
-    pub detail: String,
-}
-
 /// At most 200 bytes of `text`, cut at a character boundary.
 fn first_line(text: &str) -> &str {
     let line = text.lines().next().unwrap_or("");
@@ -163,17 +74,6 @@ fn first_line(text: &str) -> &str {
         end -= 1;
     }
     &line[..end]
-}
-
-/// An alert row not yet resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenAlert {
-    /// Row id in `ops_alerts`.
-    pub alert_id: i64,
-    /// Kind, as stored ([`AlertKind::as_str`]).
-    pub kind: String,
-    /// Subject, compared with a [`Condition`]'s to know whether it still holds.
-    pub subject: String,
 }
 
 /// Everything [`evaluate`] looks at.
@@ -191,38 +91,24 @@ pub struct FleetState {
     pub mqtt: MqttActivity,
 }
 
+impl FleetState {
+    /// What the store holds ([`AlertInputs`]) with this instance's recent MQTT ingest events.
+    pub fn new(stored: AlertInputs, mqtt: MqttActivity) -> Self {
+        Self {
+            gateways: stored.gateways,
+            sessions: stored.sessions,
+            held_updates: stored.held_updates,
+            open: stored.open,
+            mqtt,
+        }
+    }
+}
+
 /// Subject of the MQTT ingest's own alerts.
 pub const MQTT_SUBJECT: &str = "mqtt-ingest";
 
-/// A change to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    /// Raise a new alert.
-    Open(Condition),
-    /// The condition cleared.
-    Resolve(OpenAlert),
-}
-
 fn hours(d: chrono::Duration) -> i64 {
     d.num_hours()
-}
-
-/// The condition of a session whose HUB update is held (subject: the session).
-pub fn hub_update_held(f: &FlaggedSession) -> Condition {
-    let answer = f.last_error.as_deref().unwrap_or("no answer recorded");
-    Condition {
-        kind: AlertKind::HubUpdateHeld,
-        subject: f.telemonitoring_id.clone(),
-        gateway_id: f.gateway_id.clone(),
-        telemonitoring_id: Some(f.telemonitoring_id.clone()),
-        detail: format!(
-            "the HUB refused update #{} ({}): {}; the session's later updates wait until it is \
-             re-queued and delivered",
-            f.seq,
-            f.status,
-            answer.chars().take(200).collect::<String>()
-        ),
-    }
 }
 
 /// The conditions that hold at `now`. Only active gateways are judged.
@@ -401,73 +287,6 @@ pub fn evaluate(state: &FleetState, now: DateTime<Utc>, t: &Thresholds) -> Vec<T
             .map(Transition::Open),
     );
     out
-}
-
-/// Alerts not yet resolved.
-pub fn open_alerts(conn: &Connection) -> rusqlite::Result<Vec<OpenAlert>> {
-    let mut stmt = conn.prepare(
-        "SELECT alert_id, kind, subject FROM ops_alerts WHERE state <> 'resolved' ORDER BY alert_id",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(OpenAlert {
-            alert_id: r.get(0)?,
-            kind: r.get(1)?,
-            subject: r.get(2)?,
-        })
-    })?
-    .collect()
-}
-
-/// Resolves the unresolved alert of `(kind, subject)`, if any (inside the caller's
-/// transaction); true when one was resolved.
-pub fn resolve(
-    conn: &Connection,
-    kind: AlertKind,
-    subject: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "UPDATE ops_alerts SET state = 'resolved', resolved_at = ?3 \
-         WHERE kind = ?1 AND subject = ?2 AND state <> 'resolved'",
-        params![kind.as_str(), subject, now.to_rfc3339()],
-    )?;
-    Ok(n > 0)
-}
-
-/// Applies transitions (inside the caller's transaction). An open that collides with an open
-/// row of the same key is ignored.
-pub fn apply(
-    conn: &Connection,
-    transitions: &[Transition],
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let now = now.to_rfc3339();
-    for t in transitions {
-        match t {
-            Transition::Open(c) => {
-                conn.execute(
-                    "INSERT OR IGNORE INTO ops_alerts (kind, subject, gateway_id, telemonitoring_id, \
-                     state, detail, opened_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6)",
-                    params![
-                        c.kind.as_str(),
-                        c.subject,
-                        c.gateway_id,
-                        c.telemonitoring_id,
-                        c.detail,
-                        now
-                    ],
-                )?;
-            }
-            Transition::Resolve(a) => {
-                conn.execute(
-                    "UPDATE ops_alerts SET state = 'resolved', resolved_at = ?2 \
-                     WHERE alert_id = ?1 AND state <> 'resolved'",
-                    params![a.alert_id, now],
-                )?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use tm_protocol::{CommandAction, GatewayId};
 
 use super::auth::{self, Operator};
 use super::unavailable::Unavailable;
-use super::{Ops, audit, commands, views};
+use super::{Ops, commands, views};
 use crate::http::Routes;
 
 /// The routes.
@@ -69,10 +69,7 @@ pub fn routes(ops: Ops) -> Routes {
 async fn list_gateways(State(ops): State<Ops>) -> Result<Response, Unavailable> {
     let t = ops.thresholds.clone();
     let now = chrono::Utc::now();
-    let gateways = ops
-        .db
-        .read(move |c| views::gateways(c, None, now, &t))
-        .await?;
+    let gateways = views::gateways(ops.store.gateway_rows(None).await?, now, &t);
     Ok(Json(json!({ "gateways": gateways })).into_response())
 }
 
@@ -82,15 +79,8 @@ async fn one_gateway(
 ) -> Result<Response, Unavailable> {
     let t = ops.thresholds.clone();
     let now = chrono::Utc::now();
-    let (gateways, trail) = ops
-        .db
-        .read(move |c| {
-            Ok((
-                views::gateways(c, Some(&id), now, &t)?,
-                audit::list(c, Some(&id), 200)?,
-            ))
-        })
-        .await?;
+    let detail = ops.store.gateway_detail(id, 200).await?;
+    let (gateways, trail) = (views::gateways(detail.rows, now, &t), detail.audit);
     Ok(match gateways.into_iter().next() {
         Some(g) => Json(json!({ "gateway": g, "audit": trail })).into_response(),
         None => (StatusCode::NOT_FOUND, "no such gateway").into_response(),
@@ -108,10 +98,7 @@ async fn list_alerts(
     Query(q): Query<AlertQuery>,
 ) -> Result<Response, Unavailable> {
     let unresolved = q.all.unwrap_or(0) == 0;
-    let alerts = ops
-        .db
-        .read(move |c| views::alerts(c, None, unresolved, 1000))
-        .await?;
+    let alerts = ops.store.list_alerts(None, unresolved, 1000).await?;
     Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
@@ -121,10 +108,7 @@ async fn ack(
     Path(id): Path<i64>,
 ) -> Result<Response, Unavailable> {
     let now = chrono::Utc::now();
-    let done = ops
-        .db
-        .write(move |c| views::acknowledge(c, id, &who.0, now))
-        .await?;
+    let done = ops.store.acknowledge_alert(id, who.0, now).await?;
     Ok(if done {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -142,10 +126,7 @@ async fn list_audit(
     State(ops): State<Ops>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, Unavailable> {
-    let entries = ops
-        .db
-        .read(move |c| audit::list(c, q.gateway.as_deref(), 1000))
-        .await?;
+    let entries = ops.store.audit_trail(q.gateway, 1000).await?;
     Ok(Json(json!({ "audit": entries })).into_response())
 }
 
@@ -195,7 +176,7 @@ async fn issue_command(
     };
     let ttl = chrono::Duration::seconds(i64::try_from(ops.section.command_ttl_s).unwrap_or(900));
     match commands::issue(
-        &ops.db,
+        &ops.store,
         &ops.key,
         gateway,
         action,
@@ -221,15 +202,15 @@ async fn list_commands(
     Path(id): Path<String>,
 ) -> Result<Response, Unavailable> {
     let now = chrono::Utc::now();
-    let commands = ops
-        .db
-        .read(move |c| commands::list(c, &id, now, 100))
-        .await?;
+    let commands = ops.store.gateway_commands(id, now, 100).await?;
     Ok(Json(json!({ "commands": commands })).into_response())
 }
 
 async fn poll(State(ops): State<Ops>, Path(id): Path<String>) -> Result<Response, Unavailable> {
-    let frames = commands::pending(&ops.db, &id, chrono::Utc::now()).await?;
+    let frames = ops
+        .store
+        .pending_command_frames(id, chrono::Utc::now())
+        .await?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let frames: Vec<String> = frames.iter().map(|f| b64.encode(f)).collect();
     Ok(Json(json!({ "frames": frames })).into_response())

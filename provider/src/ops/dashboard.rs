@@ -13,11 +13,11 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::settings::Thresholds;
+use super::Ops;
 use super::unavailable::Unavailable;
-use super::views::{self, AlertRow, GatewayView};
-use super::{Ops, audit, commands};
+use super::views::{self, GatewayView};
 use crate::html::escape as esc;
+use crate::store::alerts::AlertRow;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
@@ -90,33 +90,15 @@ fn sort(gateways: &mut [GatewayView], key: &str) {
     }
 }
 
-/// One store read for a page, given the time it judges liveness and expiry at and the
-/// thresholds it judges them by.
-async fn judged_read<T, F>(ops: &Ops, f: F) -> Result<T, Unavailable>
-where
-    T: Send + 'static,
-    F: FnOnce(&rusqlite::Connection, DateTime<Utc>, &Thresholds) -> rusqlite::Result<T>
-        + Send
-        + 'static,
-{
-    let thresholds = ops.thresholds.clone();
-    let now = Utc::now();
-    Ok(ops.db.read(move |c| f(c, now, &thresholds)).await?)
-}
-
 /// `GET /ops`.
 pub(super) async fn overview(
     State(ops): State<Ops>,
     Query(q): Query<Sort>,
 ) -> Result<Response, Unavailable> {
-    let (mut gateways, open, hub_rows) = judged_read(&ops, |c, now, t| {
-        Ok((
-            views::gateways(c, None, now, t)?,
-            views::alerts(c, None, true, 500)?,
-            crate::hub::queue::undelivered(c, 500)?,
-        ))
-    })
-    .await?;
+    let now = Utc::now();
+    let overview = ops.store.fleet_overview(500, 500).await?;
+    let mut gateways = views::gateways(overview.rows, now, &ops.thresholds);
+    let (open, hub_rows) = (overview.unresolved, overview.hub_updates);
     let key = q.sort.as_deref().unwrap_or("last_seen");
     sort(&mut gateways, key);
     let c = views::counts(&gateways, &open);
@@ -176,14 +158,10 @@ pub(super) async fn gateway(
     State(ops): State<Ops>,
     Path(id): Path<String>,
 ) -> Result<Response, Unavailable> {
-    let (gateways, trail, issued) = judged_read(&ops, move |c, now, t| {
-        Ok((
-            views::gateways(c, Some(&id), now, t)?,
-            audit::list(c, Some(&id), 200)?,
-            commands::list(c, &id, now, 20)?,
-        ))
-    })
-    .await?;
+    let now = Utc::now();
+    let read = ops.store.gateway_page(id, now, 200, 20).await?;
+    let gateways = views::gateways(read.rows, now, &ops.thresholds);
+    let (trail, issued) = (read.audit, read.commands);
     let Some(g) = gateways.into_iter().next() else {
         return Ok((StatusCode::NOT_FOUND, "no such gateway").into_response());
     };

@@ -10,50 +10,36 @@ use tokio_util::sync::CancellationToken;
 
 use super::alerts::{self, FleetState, Transition};
 use super::settings::Thresholds;
-use super::{adherence, health};
-use crate::db::{Db, DbError};
 use crate::ingest::mqtt::publisher::MqttPublisher;
 use crate::ingest::mqtt::stats::MqttActivity;
-
-/// Reads the whole state the evaluator judges (inside a transaction or not), with no MQTT
-/// ingest events.
-pub fn load_state(conn: &rusqlite::Connection, now: DateTime<Utc>) -> rusqlite::Result<FleetState> {
-    Ok(FleetState {
-        gateways: health::load(conn, None)?,
-        sessions: adherence::load(conn, now)?,
-        held_updates: crate::hub::queue::flagged(conn)?,
-        open: alerts::open_alerts(conn)?,
-        mqtt: MqttActivity::default(),
-    })
-}
+use crate::lease::Leader;
+use crate::store::leases::Duty;
+use crate::store::{Store, StoreError};
 
 /// One evaluation at `now`, with no MQTT ingest events; returns what changed.
 pub async fn run_once(
-    db: &Db,
+    store: &Store,
     thresholds: &Thresholds,
     now: DateTime<Utc>,
-) -> Result<Vec<Transition>, DbError> {
-    run_with(db, thresholds, MqttActivity::default(), now).await
+) -> Result<Vec<Transition>, StoreError> {
+    run_with(store, thresholds, MqttActivity::default(), now).await
 }
 
-/// One evaluation at `now` with this instance's recent MQTT ingest events.
+/// One evaluation at `now` with this instance's recent MQTT ingest events: the store reads the
+/// fleet, [`alerts::evaluate`] decides and the store applies, in one transaction
+/// ([`Store::evaluate_alerts`]).
 pub async fn run_with(
-    db: &Db,
+    store: &Store,
     thresholds: &Thresholds,
     mqtt: MqttActivity,
     now: DateTime<Utc>,
-) -> Result<Vec<Transition>, DbError> {
+) -> Result<Vec<Transition>, StoreError> {
     let t = thresholds.clone();
-    db.write(move |conn| {
-        let tx = conn.transaction()?;
-        let mut state = load_state(&tx, now)?;
-        state.mqtt = mqtt;
-        let transitions = alerts::evaluate(&state, now, &t);
-        alerts::apply(&tx, &transitions, now)?;
-        tx.commit()?;
-        Ok(transitions)
-    })
-    .await
+    store
+        .evaluate_alerts(now, move |stored| {
+            alerts::evaluate(&FleetState::new(stored, mqtt), now, &t)
+        })
+        .await
 }
 
 /// The actor; one runs per provider, built by [`super::Ops::evaluator`].
@@ -61,7 +47,7 @@ pub async fn run_with(
 pub struct Evaluator {
     /// The provider store: each run reads the fleet and writes its transitions in one
     /// transaction on the writer connection.
-    pub db: Db,
+    pub store: Store,
     /// The `[ops]` thresholds, a copy of [`super::Ops::thresholds`] taken at start.
     pub thresholds: Thresholds,
     /// Time between runs (`evaluate_interval_s`, at least 1 s); the first run is at once, and
@@ -75,7 +61,16 @@ pub struct Evaluator {
 impl Evaluator {
     /// Runs until `cancel`. A failed run is logged and retried at the next tick.
     #[tracing::instrument(name = "ops", skip_all)]
+    ///
+    /// With several instances on one store, only the holder of [`Duty::AlertEvaluator`]
+    /// evaluates (and judges its own MQTT counters); the others skip their ticks.
     pub async fn run(self, cancel: CancellationToken) {
+        let leader = Leader::start(
+            self.store.clone(),
+            Duty::AlertEvaluator,
+            None,
+            cancel.clone(),
+        );
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -83,9 +78,12 @@ impl Evaluator {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            if !leader.is_held() {
+                continue;
+            }
             let now = Utc::now();
             let mqtt = self.mqtt.stats().activity(now);
-            match run_with(&self.db, &self.thresholds, mqtt, now).await {
+            match run_with(&self.store, &self.thresholds, mqtt, now).await {
                 Ok(changes) => {
                     for c in &changes {
                         match c {

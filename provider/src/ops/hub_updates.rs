@@ -19,52 +19,23 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde_json::json;
 
 use super::Ops;
-use super::audit::{self, AuditAction};
 use super::auth::Operator;
 use super::unavailable::Unavailable;
-use crate::db::DbError;
 use crate::html::escape as esc;
-use crate::hub::queue::{self, OutboxRow, Requeued, Standing};
+use crate::store::StoreError;
+use crate::store::hub_outbox::{OutboxRow, Requeued, Standing};
 
 /// Rows listed at most.
 const LIST_LIMIT: u32 = 1000;
 
 /// Re-queues held row `seq` for `who`, with its audit entry; wakes the outbox.
 #[tracing::instrument(name = "ops", skip_all)]
-pub async fn requeue(ops: &Ops, seq: i64, who: &str) -> Result<Option<Requeued>, DbError> {
+pub async fn requeue(ops: &Ops, seq: i64, who: &str) -> Result<Option<Requeued>, StoreError> {
     let actor = format!("operator:{who}");
-    let done = ops
-        .db
-        .write(move |c| {
-            let tx = c.transaction()?;
-            let Some(r) = queue::requeue(&tx, seq)? else {
-                return Ok(None);
-            };
-            let detail = format!(
-                "HUB update #{} ({}) re-queued after {}; {} held update(s) released",
-                r.seq,
-                r.status,
-                r.last_error.as_deref().unwrap_or("no answer recorded"),
-                r.rows
-            );
-            audit::record(
-                &tx,
-                Utc::now(),
-                &actor,
-                AuditAction::HubUpdateRequeued,
-                r.gateway_id.as_deref().unwrap_or(""),
-                Some(&r.telemonitoring_id),
-                None,
-                &detail,
-            )?;
-            tx.commit()?;
-            Ok(Some(r))
-        })
-        .await?;
+    let done = ops.store.requeue_hub_update(seq, actor).await?;
     if let Some(r) = &done {
         tracing::info!(seq = r.seq, rows = r.rows, "held HUB update re-queued");
         ops.hub_wake.notify_one();
@@ -74,7 +45,7 @@ pub async fn requeue(ops: &Ops, seq: i64, who: &str) -> Result<Option<Requeued>,
 
 /// `GET /ops/api/hub-updates`.
 pub(super) async fn list(State(ops): State<Ops>) -> Result<Response, Unavailable> {
-    let rows = ops.db.read(|c| queue::undelivered(c, LIST_LIMIT)).await?;
+    let rows = ops.store.undelivered_hub_updates(LIST_LIMIT).await?;
     Ok(Json(json!({ "updates": rows })).into_response())
 }
 

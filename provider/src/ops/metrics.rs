@@ -4,8 +4,9 @@
 //!
 //! - **Fleet gauges, from the store at scrape time**, so every instance reports the same value:
 //!   gateways by state, their backlog and its oldest reading, unresolved alerts by kind and
-//!   state, the HUB outbox's depth and the updates held for an operator. They describe state
-//!   (take `max` across instances, not `sum`).
+//!   state, the HUB outbox's depth and the updates held for an operator
+//!   ([`crate::store::Store::fleet_figures`]). They describe state (take `max` across
+//!   instances, not `sum`).
 //! - **This instance's counters, in memory since it started** (Prometheus expects them to
 //!   restart at zero): readings stored and heartbeats received by its ingest
 //!   ([`crate::ingest::counters::IngestCounters`]; `rate(tm_readings_ingested_total[5m])` is the ingest
@@ -23,10 +24,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::Ops;
 use super::alerts::AlertKind;
-use super::health::{self, Liveness};
-use super::{Ops, views};
+use super::health::Liveness;
 use crate::ingest::mqtt::stats::Labels;
+use crate::store::metrics::FleetFigures;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -47,17 +49,13 @@ fn gauge(value: impl TryInto<i64>) -> Gauge {
     g
 }
 
-fn fleet(
-    conn: &rusqlite::Connection,
-    ops: &Ops,
-    now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<Fleet> {
+fn fleet(figures: FleetFigures, ops: &Ops, now: chrono::DateTime<chrono::Utc>) -> Fleet {
     let gateways = Family::<Labels, Gauge>::default();
     for state in ["online", "offline", "never-seen", "inactive"] {
         let _ = gateways.get_or_create(&vec![("state", state)]);
     }
     let (mut backlog, mut oldest) = (0u64, 0u64);
-    for g in health::load(conn, None)? {
+    for g in figures.gateways {
         let state = match (g.is_active(), g.liveness(now, &ops.thresholds)) {
             (false, _) => "inactive",
             (true, Liveness::Online) => "online",
@@ -76,7 +74,7 @@ fn fleet(
             let _ = alerts.get_or_create(&vec![("kind", kind.as_str()), ("state", state)]);
         }
     }
-    for a in views::alerts(conn, None, true, 100_000)? {
+    for a in figures.unresolved_alerts {
         let kind = AlertKind::ALL.iter().find(|k| k.as_str() == a.kind);
         let state = ["open", "acknowledged"].into_iter().find(|s| *s == a.state);
         if let (Some(kind), Some(state)) = (kind, state) {
@@ -85,30 +83,23 @@ fn fleet(
                 .inc();
         }
     }
-    let count = |state: i64| -> rusqlite::Result<i64> {
-        conn.query_row(
-            "SELECT COUNT(*) FROM hub_outbox WHERE state = ?1",
-            [state],
-            |r| r.get(0),
-        )
-    };
-    Ok(Fleet {
+    Fleet {
         gateways,
         backlog: gauge(backlog),
         oldest: gauge(oldest),
         alerts,
-        hub_pending: gauge(count(0)?),
-        hub_held: gauge(count(2)?),
-    })
+        hub_pending: gauge(figures.hub_pending),
+        hub_held: gauge(figures.hub_held),
+    }
 }
 
-/// Renders the exposition at `now`.
+/// Renders the exposition of the store's `figures` at `now`.
 pub fn render(
-    conn: &rusqlite::Connection,
+    figures: FleetFigures,
     ops: &Ops,
     now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<String> {
-    let fleet = fleet(conn, ops, now)?;
+) -> Result<String, std::fmt::Error> {
+    let fleet = fleet(figures, ops, now);
     let mut r = Registry::default();
     r.register("tm_gateways", "Enrolled gateways by state.", fleet.gateways);
     r.register(
@@ -168,20 +159,18 @@ pub fn render(
         mqtt.shed.clone(),
     );
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &r)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    prometheus_client::encoding::text::encode(&mut out, &r)?;
     Ok(out)
 }
 
 /// `GET /metrics`.
 #[tracing::instrument(name = "ops", skip_all)]
 pub async fn metrics(State(ops): State<Ops>) -> Response {
-    let o = ops.clone();
-    match ops
-        .db
-        .read(move |c| render(c, &o, chrono::Utc::now()))
-        .await
-    {
+    let text = match ops.store.fleet_figures().await {
+        Ok(figures) => render(figures, &ops, chrono::Utc::now()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match text {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics unavailable");

@@ -2,11 +2,13 @@
 //!
 //! - [`health`]: per gateway online/offline (heartbeat age and the MQTT last-will), last seen,
 //!   version, uptime, backlog depth and age, clock, disk, last error; per device last seen, last
-//!   reading, battery, RSSI. [`observe`] updates it from each verified heartbeat.
+//!   reading, battery, RSSI. The store updates it from each verified heartbeat
+//!   ([`crate::store::sqlite::fleet::record_heartbeat`]).
 //! - [`alerts`]: conditions computed from stored state by the [`evaluator`] actor, with the
 //!   states open, acknowledged, resolved; one open row per condition. [`adherence`] is the
 //!   "blue alarm": a scheduled measurement missing at its deadline in the patient's time zone.
-//! - [`audit`]: the append-only log of enrollments, device pairings and operator actions.
+//! - the audit log ([`crate::store::audit`]): append-only, enrollments, device pairings and
+//!   operator actions.
 //! - [`hub_updates`]: HUB status updates the HUB kept refusing, held for an operator, who
 //!   sees them and re-queues them.
 //! - [`api`], [`dashboard`], [`metrics`]: the JSON API under `/ops/api/...`, the server-rendered
@@ -18,7 +20,6 @@
 pub mod adherence;
 pub mod alerts;
 pub mod api;
-pub mod audit;
 mod auth;
 pub mod commands;
 pub mod dashboard;
@@ -26,7 +27,6 @@ pub mod evaluator;
 pub mod health;
 pub mod hub_updates;
 pub mod metrics;
-pub mod observe;
 pub mod settings;
 mod unavailable;
 pub mod views;
@@ -38,7 +38,7 @@ use std::time::Duration;
 pub use settings::{OpsSection, Thresholds};
 use tm_protocol::SigningKey;
 
-use crate::db::Db;
+use crate::store::Store;
 
 /// Why operations cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub enum OpsError {
 pub struct Ops {
     /// The provider store: health, alerts and audit are read from it, so a restarted provider
     /// knows what it knew.
-    pub db: Db,
+    pub store: Store,
     /// The `[ops]` thresholds, validated once at start; shared read-only by the routes, and
     /// copied into the evaluator.
     pub thresholds: Arc<Thresholds>,
@@ -90,7 +90,7 @@ pub struct Ops {
 
 impl Ops {
     /// Reads the token file (if configured) and validates the thresholds.
-    pub fn new(db: Db, section: OpsSection, key: Arc<SigningKey>) -> Result<Self, OpsError> {
+    pub fn new(store: Store, section: OpsSection, key: Arc<SigningKey>) -> Result<Self, OpsError> {
         let token = match &section.token_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| OpsError::Token {
@@ -109,7 +109,7 @@ impl Ops {
             }
         };
         Ok(Self {
-            db,
+            store,
             thresholds: Arc::new(section.thresholds()?),
             section: Arc::new(section),
             token,
@@ -141,7 +141,7 @@ impl Ops {
     /// The alert evaluator actor; run it with a cancellation token.
     pub fn evaluator(&self) -> evaluator::Evaluator {
         evaluator::Evaluator {
-            db: self.db.clone(),
+            store: self.store.clone(),
             thresholds: (*self.thresholds).clone(),
             interval: Duration::from_secs(self.section.evaluate_interval_s.max(1)),
             mqtt: self.mqtt.clone(),

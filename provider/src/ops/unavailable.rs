@@ -4,13 +4,13 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::db::DbError;
+use crate::store::StoreError;
 
 /// A store failure: 503, logged.
-pub(super) struct Unavailable(DbError);
+pub(super) struct Unavailable(StoreError);
 
-impl From<DbError> for Unavailable {
-    fn from(e: DbError) -> Self {
+impl From<StoreError> for Unavailable {
+    fn from(e: StoreError) -> Self {
         Self(e)
     }
 }

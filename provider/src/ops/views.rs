@@ -1,40 +1,16 @@
 //! What the dashboard and the JSON API show: gateways with their health and alerts, alert rows,
 //! fleet counts. Plain data, serialized as is for `/ops/api/...` and rendered by
-//! [`super::dashboard`].
+//! [`super::dashboard`]; built from the rows the store reads for each page
+//! ([`crate::store::views`]).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::health::{self, DeviceRecord, GatewayHealth, Liveness};
+use super::health::Liveness;
 use super::settings::Thresholds;
-
-/// One alert row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AlertRow {
-    /// Id (for acknowledging).
-    pub alert_id: i64,
-    /// Kind.
-    pub kind: String,
-    /// Subject.
-    pub subject: String,
-    /// Gateway.
-    pub gateway_id: Option<String>,
-    /// Session.
-    pub telemonitoring_id: Option<String>,
-    /// `open`, `acknowledged` or `resolved`.
-    pub state: String,
-    /// For the operator.
-    pub detail: String,
-    /// Opened.
-    pub opened_at: String,
-    /// Acknowledged.
-    pub acknowledged_at: Option<String>,
-    /// By whom.
-    pub acknowledged_by: Option<String>,
-    /// Resolved.
-    pub resolved_at: Option<String>,
-}
+use crate::store::alerts::AlertRow;
+use crate::store::fleet::{DeviceRecord, GatewayHealth};
+use crate::store::views::GatewayRows;
 
 /// One gateway as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -94,72 +70,13 @@ impl GatewayView {
     }
 }
 
-const ALERT_COLUMNS: &str = "SELECT alert_id, kind, subject, gateway_id, telemonitoring_id, state, \
-    detail, opened_at, acknowledged_at, acknowledged_by, resolved_at FROM ops_alerts";
-/// Unresolved first (open before acknowledged), then newest first.
-const ALERT_ORDER: &str = "ORDER BY CASE state WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 \
-    ELSE 2 END, alert_id DESC";
-
-fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
-    Ok(AlertRow {
-        alert_id: r.get(0)?,
-        kind: r.get(1)?,
-        subject: r.get(2)?,
-        gateway_id: r.get(3)?,
-        telemonitoring_id: r.get(4)?,
-        state: r.get(5)?,
-        detail: r.get(6)?,
-        opened_at: r.get(7)?,
-        acknowledged_at: r.get(8)?,
-        acknowledged_by: r.get(9)?,
-        resolved_at: r.get(10)?,
-    })
-}
-
-/// Alerts, unresolved first; `gateway` restricts to one gateway, `unresolved` drops resolved.
-pub fn alerts(
-    conn: &Connection,
-    gateway: Option<&str>,
-    unresolved: bool,
-    limit: u32,
-) -> rusqlite::Result<Vec<AlertRow>> {
-    let sql = format!(
-        "{ALERT_COLUMNS} WHERE (?1 IS NULL OR gateway_id = ?1) AND (?2 = 0 OR state <> 'resolved') \
-         {ALERT_ORDER} LIMIT ?3"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    stmt.query_map(params![gateway, unresolved, limit], alert_row)?
-        .collect()
-}
-
-/// Acknowledges an open alert; false when it is not open.
-pub fn acknowledge(
-    conn: &Connection,
-    alert_id: i64,
-    by: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "UPDATE ops_alerts SET state = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3 \
-         WHERE alert_id = ?1 AND state = 'open'",
-        params![alert_id, now.to_rfc3339(), by],
-    )?;
-    Ok(n == 1)
-}
-
-/// Gateways with health and alerts; `only` restricts to one.
-pub fn gateways(
-    conn: &Connection,
-    only: Option<&str>,
-    now: DateTime<Utc>,
-    t: &Thresholds,
-) -> rusqlite::Result<Vec<GatewayView>> {
-    let all = alerts(conn, only, false, 10_000)?;
-    let gateways = health::load(conn, only)?;
-    Ok(gateways
+/// The gateways' views at `now`, each with its latest 50 alerts (unresolved first).
+pub fn gateways(rows: GatewayRows, now: DateTime<Utc>, t: &Thresholds) -> Vec<GatewayView> {
+    let GatewayRows { gateways, alerts } = rows;
+    gateways
         .into_iter()
         .map(|g| {
-            let mine: Vec<AlertRow> = all
+            let mine: Vec<AlertRow> = alerts
                 .iter()
                 .filter(|a| a.gateway_id.as_deref() == Some(g.gateway_id.as_str()))
                 .take(50)
@@ -167,7 +84,7 @@ pub fn gateways(
                 .collect();
             GatewayView::new(g, mine, now, t)
         })
-        .collect())
+        .collect()
 }
 
 /// Counts by state for the overview.

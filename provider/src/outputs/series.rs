@@ -13,7 +13,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use tm_protocol::{Reading, ReadingKind, TimeQuality};
 
-use super::fhir::observation_decimal;
+use super::fhir::values::decimal as observation_decimal;
 
 /// A normal range; either bound may be open.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

@@ -17,12 +17,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{OptionalExtension as _, params};
 use serde_json::json;
 
 use crate::http::Routes;
-use crate::hub::contract::{ActionOutcome, Status};
-use crate::sessions;
+use crate::store::sessions::{NewPrescription, PrescriptionOutcome, SessionActionOutcome};
 use request::Refusal;
 
 /// The Portal endpoints and the enrollment page and API, sharing `state`.
@@ -81,10 +79,6 @@ fn check_prescriber(
     Ok(())
 }
 
-const SELECT_PAGE: &str = "SELECT page_token FROM prescriptions WHERE telemonitoring_id = ?1";
-const INSERT_PRESCRIPTION: &str =
-    "INSERT INTO prescriptions (telemonitoring_id, patient_fields, page_token) VALUES (?1, ?2, ?3)";
-
 /// `POST /portal/v1/prescriptions`.
 pub async fn prescription(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match prescribe(&app, &headers, body).await {
@@ -105,44 +99,29 @@ async fn prescribe(
     let rx = request::parse_prescription(&bytes, &portal.section.patient_fields)?;
     check_prescriber(app, headers, &rx.prescriber_id, true)?;
     let fields = serde_json::to_string(&rx.kept_fields).map_err(internal)?;
-    let new_token = crate::enroll::random_token();
-    let answer = app
-        .db
-        .write(move |c| {
-            let tx = c.transaction()?;
-            let answer = match sessions::find(&tx, &rx.telemonitoring_id)? {
-                Some(s) if s.patient_id != rx.patient_id || s.prescriber_id != rx.prescriber_id => {
-                    Err(Refusal::new(
-                        StatusCode::CONFLICT,
-                        "this telemonitoringId is already used for another prescription",
-                    ))
-                }
-                Some(s) if s.status == Status::Requested => {
-                    let token: Option<String> = tx
-                        .query_row(SELECT_PAGE, params![rx.telemonitoring_id], |r| r.get(0))
-                        .optional()?;
-                    Ok(token)
-                }
-                Some(_) => Ok(None),
-                None => {
-                    sessions::insert_requested(
-                        &tx,
-                        &rx.telemonitoring_id,
-                        &rx.patient_id,
-                        &rx.prescriber_id,
-                    )?;
-                    tx.execute(
-                        INSERT_PRESCRIPTION,
-                        params![rx.telemonitoring_id, fields, new_token],
-                    )?;
-                    Ok(Some(new_token))
-                }
-            };
-            tx.commit()?;
-            Ok(answer)
-        })
+    let prescription = NewPrescription {
+        telemonitoring_id: rx.telemonitoring_id,
+        patient_id: rx.patient_id,
+        prescriber_id: rx.prescriber_id,
+        patient_fields: fields,
+        page_token: crate::enroll::random_token(),
+    };
+    let answer = match app
+        .store
+        .record_prescription(prescription)
         .await
-        .map_err(internal)??;
+        .map_err(internal)?
+    {
+        PrescriptionOutcome::Created { page_token } => Some(page_token),
+        PrescriptionOutcome::Waiting { page_token } => page_token,
+        PrescriptionOutcome::Known => None,
+        PrescriptionOutcome::Conflict => {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "this telemonitoringId is already used for another prescription",
+            ));
+        }
+    };
     Ok(answer.map(|token| format!("{}/enroll/{token}", portal.public_url)))
 }
 
@@ -160,33 +139,30 @@ async fn act(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(), Refu
     let bytes = crate::http::body::read_limited(body, portal.section.max_body_bytes).await?;
     let a = request::parse_action(&bytes)?;
     check_prescriber(app, headers, &a.prescriber_id, false)?;
-    let publisher = portal.publisher.clone();
-    let moved = app
-        .db
-        .write(move |c| {
-            let tx = c.transaction()?;
-            let result = match sessions::find(&tx, &a.telemonitoring_id)? {
-                Some(s) if s.prescriber_id == a.prescriber_id => match a.action.outcome(s.status) {
-                    ActionOutcome::AlreadyThere => Ok(false),
-                    ActionOutcome::Refused(m) => Err(Refusal::new(StatusCode::CONFLICT, m)),
-                    ActionOutcome::MoveTo(to) => {
-                        let now = chrono::Utc::now();
-                        match publisher.transition(&tx, &a.telemonitoring_id, to, None, now)? {
-                            Ok(_) => Ok(true),
-                            Err(e) => Err(Refusal::new(StatusCode::CONFLICT, e.to_string())),
-                        }
-                    }
-                },
-                _ => Err(Refusal::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown telemonitoringId",
-                )),
-            };
-            tx.commit()?;
-            Ok(result)
-        })
+    let outcome = app
+        .store
+        .act_on_session(
+            a.telemonitoring_id,
+            a.prescriber_id,
+            a.action,
+            portal.publisher.clone(),
+        )
         .await
-        .map_err(internal)??;
+        .map_err(internal)?;
+    let moved = match outcome {
+        SessionActionOutcome::Moved => true,
+        SessionActionOutcome::AlreadyThere => false,
+        SessionActionOutcome::Refused(m) => return Err(Refusal::new(StatusCode::CONFLICT, m)),
+        SessionActionOutcome::NotMoved(e) => {
+            return Err(Refusal::new(StatusCode::CONFLICT, e.to_string()));
+        }
+        SessionActionOutcome::Unknown => {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown telemonitoringId",
+            ));
+        }
+    };
     if moved {
         portal.wake_outbox.notify_one();
     }

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::db::Db;
 use crate::portal::settings::{EnrollmentSection, PortalSection};
+use crate::store::Store;
 
 /// State shared by the Portal and enrollment handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The provider store (clones share its one writer connection).
-    pub db: Db,
+    pub store: Store,
     /// Settings and run-time state of the Portal and enrollment features.
     pub portal: Arc<Portal>,
 }

@@ -1,9 +1,9 @@
-//! `[attachments]`: how a session's outputs are published. A file shape with defaults for
-//! every field (a configuration without the section still starts), validated into
-//! [`AttachmentSettings`], and the URI-signing key, created on first start like the provider
-//! key (random, mode 0600, never logged).
+//! `[attachments]`: how a session's outputs are published and what the FHIR Bundle carries. A
+//! file shape with defaults for every field (a configuration without the section still
+//! starts), validated into [`AttachmentSettings`], and the URI-signing key, created on first
+//! start like the provider key (random, mode 0600, never logged).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +16,8 @@ use crate::attachments::token::{KeyError, MIN_KEY_BYTES, UriSigner};
 use crate::hub::contract::CAREPATHS;
 use crate::outputs::Language;
 use crate::outputs::dashboard::DashboardOptions;
-use crate::outputs::fhir::FhirOptions;
+use crate::outputs::fhir::performer::OrganizationIdentifier;
+use crate::outputs::fhir::{FhirOptions, Measurement, Organization};
 use crate::outputs::series::Ranges;
 
 /// The heart-failure carepath's limit: at most this many attachment updates a day.
@@ -53,9 +54,32 @@ pub struct AttachmentsSection {
     pub ranges: Option<Ranges>,
     /// The system of the Observations' identifiers (an absolute URI, e.g. `urn:oid:...`);
     /// default: `<public_url>/fhir/reading` as at the store's first start, kept from then on
-    /// ([`crate::pins::identifier_system`]).
+    /// ([`crate::store::Store::fhir_identifier_system`]).
     #[serde(default)]
     pub identifier_system: Option<String>,
+    /// Measurement kinds the FHIR Bundle carries besides those its carepath monitors
+    /// (heart failure: heart rate, blood pressure, body weight), e.g. `["spo2", "glucose"]`;
+    /// each of `body-weight`, `blood-pressure`, `heart-rate`, `spo2`, `body-temperature`,
+    /// `glucose`, `bmi`, `body-height`, at most once. Default: none. The PDF and the dashboard
+    /// show every measurement whatever this says.
+    #[serde(default)]
+    pub extra_measurements: Vec<Measurement>,
+    /// The provider organisation, the performer of every device Observation; default: named
+    /// [`crate::outputs::fhir::performer::DEFAULT_ORGANIZATION_NAME`], no identifier.
+    #[serde(default)]
+    pub organization: Option<OrganizationSection>,
+}
+
+/// `[attachments.organization]`: the organisation that runs this provider, as the EHR shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationSection {
+    /// `Organization.name` (not empty).
+    pub name: String,
+    /// `Organization.identifier`, e.g. the Belgian enterprise number: `{ system =
+    /// "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe", value = "..." }`.
+    #[serde(default)]
+    pub identifier: Option<OrganizationIdentifier>,
 }
 
 fn default_token_lifetime_hours() -> u32 {
@@ -98,11 +122,64 @@ pub struct AttachmentSettings {
     pub ranges: Ranges,
     /// `identifier_system` as configured (validated: an absolute URI); `None`: the pinned one.
     pub identifier_system: Option<String>,
+    /// The extra measurement kinds of the FHIR Bundle (each named once).
+    pub extra_measurements: BTreeSet<Measurement>,
+    /// The performer organisation (name not empty, identifier system an absolute URI).
+    pub organization: Organization,
+}
+
+/// Whether `s` is an absolute URI of a scheme FHIR systems use.
+fn absolute_uri(s: &str) -> bool {
+    (s.starts_with("urn:") || s.starts_with("https://") || s.starts_with("http://"))
+        && !s.contains(char::is_whitespace)
+}
+
+/// The validated `[attachments.organization]`.
+fn organization(f: Option<OrganizationSection>) -> Result<Organization, ConfigError> {
+    let Some(f) = f else {
+        return Ok(Organization::default());
+    };
+    if f.name.trim().is_empty() {
+        return Err(ConfigError::Invalid(
+            "attachments.organization.name must not be empty".into(),
+        ));
+    }
+    if let Some(i) = &f.identifier {
+        if !absolute_uri(&i.system) {
+            return Err(ConfigError::Invalid(format!(
+                "attachments.organization.identifier.system: {:?} is not an absolute URI",
+                i.system
+            )));
+        }
+        if i.value.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "attachments.organization.identifier.value must not be empty".into(),
+            ));
+        }
+    }
+    Ok(Organization {
+        name: f.name.trim().to_owned(),
+        identifier: f.identifier,
+    })
+}
+
+/// The validated `extra_measurements`: a kind named twice is a mistake in the file.
+fn extra_measurements(kinds: Vec<Measurement>) -> Result<BTreeSet<Measurement>, ConfigError> {
+    let mut set = BTreeSet::new();
+    for kind in kinds {
+        if !set.insert(kind) {
+            return Err(ConfigError::Invalid(format!(
+                "attachments.extra_measurements names {:?} twice",
+                kind.name()
+            )));
+        }
+    }
+    Ok(set)
 }
 
 impl AttachmentSettings {
-    /// Validates `f`; `database` gives the key file's default place.
-    pub fn from_section(f: AttachmentsSection, database: &Path) -> Result<Self, ConfigError> {
+    /// Validates `f`; the key file defaults to `attachments.key` in `key_dir`.
+    pub fn from_section(f: AttachmentsSection, key_dir: &Path) -> Result<Self, ConfigError> {
         if f.languages.is_empty() {
             return Err(ConfigError::Invalid(
                 "attachments.languages needs at least one language".into(),
@@ -133,21 +210,16 @@ impl AttachmentSettings {
                 )));
             }
         }
-        if let Some(system) = &f.identifier_system {
-            let absolute = system.starts_with("urn:")
-                || system.starts_with("https://")
-                || system.starts_with("http://");
-            if !absolute || system.contains(char::is_whitespace) {
-                return Err(ConfigError::Invalid(format!(
-                    "attachments.identifier_system: {system:?} is not an absolute URI \
-                     (urn:..., https://...)"
-                )));
-            }
+        if let Some(system) = f.identifier_system.as_deref().filter(|s| !absolute_uri(s)) {
+            return Err(ConfigError::Invalid(format!(
+                "attachments.identifier_system: {system:?} is not an absolute URI \
+                 (urn:..., https://...)"
+            )));
         }
         Ok(Self {
             key_file: f
                 .key_file
-                .unwrap_or_else(|| database.with_file_name("attachments.key")),
+                .unwrap_or_else(|| key_dir.join("attachments.key")),
             token_lifetime: chrono::Duration::hours(i64::from(f.token_lifetime_hours)),
             languages,
             frame_ancestors: f.frame_ancestors,
@@ -155,6 +227,8 @@ impl AttachmentSettings {
             updates_per_day: f.updates_per_day,
             ranges: f.ranges.unwrap_or_else(Ranges::heart_failure),
             identifier_system: f.identifier_system,
+            extra_measurements: extra_measurements(f.extra_measurements)?,
+            organization: organization(f.organization)?,
         })
     }
 
@@ -169,11 +243,15 @@ impl AttachmentSettings {
         Duration::from_millis(86_400_000 / u64::from(per_day)).max(Duration::from_millis(1))
     }
 
-    /// The rendering options, the Observations' identifiers under `identifier_system`.
+    /// The rendering options, the Observations' identifiers under `identifier_system`; the
+    /// Bundle flags values against the same ranges as the PDF and the dashboard.
     pub fn output_options(&self, identifier_system: &str) -> OutputOptions {
         OutputOptions {
             fhir: FhirOptions {
                 observation_identifier_system: identifier_system.to_owned(),
+                ranges: self.ranges.clone(),
+                extra_measurements: self.extra_measurements.clone(),
+                organization: self.organization.clone(),
             },
             ranges: self.ranges.clone(),
             dashboard: DashboardOptions {
@@ -234,18 +312,67 @@ mod tests {
 
     #[test]
     fn defaults_limit_heart_failure_to_five_updates_a_day() {
-        let s =
-            AttachmentSettings::from_section(AttachmentsSection::default(), Path::new("/d/p.db"))
-                .unwrap();
+        let s = AttachmentSettings::from_section(AttachmentsSection::default(), Path::new("/d"))
+            .unwrap();
         assert_eq!(s.key_file, Path::new("/d/attachments.key"));
         assert_eq!(s.languages, Language::ALL.to_vec());
         let hf = s.min_update_interval(Some(CAREPATHS[0].id));
         assert_eq!(hf, Duration::from_secs(86_400 / 5));
         let bad: AttachmentsSection = toml::from_str("languages = []").unwrap();
-        assert!(AttachmentSettings::from_section(bad, Path::new("p.db")).is_err());
+        assert!(AttachmentSettings::from_section(bad, Path::new("")).is_err());
         let bad: AttachmentsSection = toml::from_str("frame_ancestors = [\"*; x\"]").unwrap();
-        assert!(AttachmentSettings::from_section(bad, Path::new("p.db")).is_err());
+        assert!(AttachmentSettings::from_section(bad, Path::new("")).is_err());
         assert!(toml::from_str::<AttachmentsSection>("languages = [\"de\"]").is_err());
+    }
+
+    fn load(text: &str) -> Result<AttachmentSettings, String> {
+        let section: AttachmentsSection = toml::from_str(text).map_err(|e| e.to_string())?;
+        AttachmentSettings::from_section(section, Path::new("")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn extra_measurements_are_validated_strictly_and_reach_the_fhir_options() {
+        let s = load("").unwrap();
+        assert!(s.extra_measurements.is_empty());
+        let s = load("extra_measurements = [\"spo2\", \"body-temperature\", \"glucose\"]").unwrap();
+        let fhir = s.output_options("urn:oid:2.999.1").fhir;
+        assert_eq!(
+            fhir.extra_measurements,
+            BTreeSet::from([
+                Measurement::Spo2,
+                Measurement::BodyTemperature,
+                Measurement::Glucose
+            ])
+        );
+        assert_eq!(fhir.ranges, s.ranges);
+        let unknown = load("extra_measurements = [\"oxygen\"]").unwrap_err();
+        assert!(unknown.contains("unknown variant `oxygen`"), "{unknown}");
+        let twice = load("extra_measurements = [\"spo2\", \"spo2\"]").unwrap_err();
+        assert!(twice.contains("twice"), "{twice}");
+        assert!(load("extra_measurements = \"spo2\"").is_err());
+    }
+
+    #[test]
+    fn the_organization_is_the_configured_one_or_the_default() {
+        let s = load("").unwrap();
+        assert_eq!(s.organization, Organization::default());
+        let s = load(
+            "[organization]\nname = \"Zorg op afstand NV\"\n\
+             identifier = { system = \"https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe\", value = \"0123456749\" }\n",
+        )
+        .unwrap();
+        let org = s.output_options("urn:oid:2.999.1").fhir.organization;
+        assert_eq!(org.name, "Zorg op afstand NV");
+        assert_eq!(org.identifier.unwrap().value, "0123456749");
+        for bad in [
+            "[organization]\nname = \" \"\n",
+            "[organization]\nname = \"X\"\nidentifier = { system = \"cbe\", value = \"1\" }\n",
+            "[organization]\nname = \"X\"\nidentifier = { system = \"urn:x\", value = \"\" }\n",
+            "[organization]\nname = \"X\"\nwebsite = \"https://x\"\n",
+            "[organization]\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -23,10 +23,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Publisher, has_pending, snapshot};
-use crate::db::{Db, DbError};
+use super::Publisher;
 use crate::hub::contract::Status;
-use crate::sessions;
+use crate::lease::Leader;
+use crate::store::leases::Duty;
+use crate::store::snapshots::PublishOutcome;
+use crate::store::{Store, StoreError};
 
 /// Capacity of the notification channel. When full, a notification is dropped (never
 /// blocking ingest): the session's readings are committed, and the next sweep finds them.
@@ -39,11 +41,6 @@ pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How often the actor scans the store for pending sessions by default.
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
-
-const PENDING_SESSIONS: &str = "SELECT s.telemonitoring_id FROM sessions s \
-    LEFT JOIN session_outputs o ON o.telemonitoring_id = s.telemonitoring_id \
-    WHERE s.status IN ('accepted', 'in-progress') AND EXISTS (SELECT 1 FROM readings r \
-    WHERE r.telemonitoring_id = s.telemonitoring_id AND r.rowid > COALESCE(o.published_through, 0))";
 
 /// The sending side, held by ingest: carries session ids (`telemonitoring_id`), never
 /// readings; losing one loses nothing but time (the sweep finds the session).
@@ -91,7 +88,7 @@ pub fn next_update(
 pub struct SessionUpdater {
     /// The provider store: pending work is read from it (readings above the published
     /// snapshot), and each update is one write transaction (snapshot, status, HUB row).
-    pub db: Db,
+    pub store: Store,
     /// Builds and announces attachment sets; shared with the Portal, whose stops publish the
     /// final set through it.
     pub publisher: Arc<Publisher>,
@@ -112,13 +109,19 @@ impl SessionUpdater {
     /// finds again whatever the failed step left pending.
     #[tracing::instrument(name = "publish", skip_all)]
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let leader = Leader::start(
+            self.store.clone(),
+            Duty::AttachmentSweep,
+            None,
+            shutdown.clone(),
+        );
         let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut open = true;
         let mut retry = tm_protocol::backoff::Backoff::new(STORE_RETRY, STORE_RETRY_MAX)
             .with_jitter(tm_protocol::backoff::Jitter::None);
         loop {
             let started = tokio::time::Instant::now();
-            match self.work(&mut due, &mut open, &shutdown).await {
+            match self.work(&mut due, &mut open, &leader, &shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     if started.elapsed() > STORE_RETRY_MAX {
@@ -142,11 +145,19 @@ impl SessionUpdater {
         &mut self,
         due: &mut HashMap<String, DateTime<Utc>>,
         open: &mut bool,
+        leader: &Leader,
         shutdown: &CancellationToken,
-    ) -> Result<(), DbError> {
-        self.sweep(due).await?;
+    ) -> Result<(), StoreError> {
+        let mut leading = leader.is_held();
+        self.sweep(due, leader).await?;
         let mut next_sweep = tokio::time::Instant::now() + self.sweep_every;
         loop {
+            // An instance that just took the sweep over sweeps at once.
+            if leader.is_held() && !leading {
+                self.sweep(due, leader).await?;
+                next_sweep = tokio::time::Instant::now() + self.sweep_every;
+            }
+            leading = leader.is_held();
             let now = Utc::now();
             let ready: Vec<String> = due
                 .iter()
@@ -164,7 +175,11 @@ impl SessionUpdater {
                 .min()
                 .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let until_sweep = next_sweep.saturating_duration_since(tokio::time::Instant::now());
-            let wait = until_due.map_or(until_sweep, |d| d.min(until_sweep));
+            let mut wait = until_due.map_or(until_sweep, |d| d.min(until_sweep));
+            if !leading {
+                // Looks again soon whether this instance took the sweep over.
+                wait = wait.min(crate::lease::RETRY_EVERY);
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 message = self.notifications.recv(), if *open => match message {
@@ -174,21 +189,24 @@ impl SessionUpdater {
                 () = tokio::time::sleep(wait) => {}
             }
             if tokio::time::Instant::now() >= next_sweep {
-                self.sweep(due).await?;
+                self.sweep(due, leader).await?;
                 next_sweep = tokio::time::Instant::now() + self.sweep_every;
             }
         }
     }
 
-    /// Schedules every session with pending readings.
-    async fn sweep(&self, due: &mut HashMap<String, DateTime<Utc>>) -> Result<(), DbError> {
-        let ids: Vec<String> = self
-            .db
-            .read(|c| {
-                let mut stmt = c.prepare(PENDING_SESSIONS)?;
-                stmt.query_map([], |r| r.get(0))?.collect()
-            })
-            .await?;
+    /// Schedules every session with pending readings; with several instances on one store,
+    /// only the holder of [`Duty::AttachmentSweep`] sweeps (each instance still publishes the
+    /// sessions its own ingest notified).
+    async fn sweep(
+        &self,
+        due: &mut HashMap<String, DateTime<Utc>>,
+        leader: &Leader,
+    ) -> Result<(), StoreError> {
+        if !leader.is_held() {
+            return Ok(());
+        }
+        let ids = self.store.sessions_with_pending_readings().await?;
         for id in ids {
             self.schedule(due, id).await?;
         }
@@ -200,10 +218,11 @@ impl SessionUpdater {
         &self,
         due: &mut HashMap<String, DateTime<Utc>>,
         id: String,
-    ) -> Result<(), DbError> {
-        let publisher = self.publisher.clone();
-        let key = id.clone();
-        let when = self.db.read(move |c| when_due(c, &publisher, &key)).await?;
+    ) -> Result<(), StoreError> {
+        let when = self
+            .store
+            .next_session_update(&id, self.publisher.clone())
+            .await?;
         if let Some(t) = when {
             let entry = due.entry(id).or_insert(t);
             *entry = (*entry).min(t);
@@ -213,34 +232,21 @@ impl SessionUpdater {
 
     /// Publishes `id` if it is still due; returns a later time when the carepath's limit says
     /// to wait.
-    async fn publish(&self, id: &str) -> Result<Option<DateTime<Utc>>, DbError> {
-        let publisher = self.publisher.clone();
-        let id = id.to_owned();
+    async fn publish(&self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let outcome = self
-            .db
-            .write(move |c| {
-                let tx = c.transaction()?;
-                let now = Utc::now();
-                let Some(when) = when_due(&tx, &publisher, &id)? else {
-                    return Ok(Ok(None));
-                };
-                if when > now {
-                    return Ok(Ok(Some(when)));
-                }
-                let moved = publisher.transition(&tx, &id, Status::InProgress, None, now)?;
-                tx.commit()?;
-                Ok(moved.map(|n| {
-                    tracing::info!(attachments = n, "attachments updated");
-                    None
-                }))
-            })
+            .store
+            .publish_due_update(id, self.publisher.clone())
             .await?;
         match outcome {
-            Ok(later) => {
-                if later.is_none() {
-                    self.wake_outbox.notify_one();
-                }
-                Ok(later)
+            Ok(PublishOutcome::Later(when)) => Ok(Some(when)),
+            Ok(PublishOutcome::NotDue) => {
+                self.wake_outbox.notify_one();
+                Ok(None)
+            }
+            Ok(PublishOutcome::Published { attachments }) => {
+                tracing::info!(attachments, "attachments updated");
+                self.wake_outbox.notify_one();
+                Ok(None)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "session not updated");
@@ -248,27 +254,6 @@ impl SessionUpdater {
             }
         }
     }
-}
-
-/// When `id` is due, read from the store.
-fn when_due(
-    c: &rusqlite::Connection,
-    publisher: &Publisher,
-    id: &str,
-) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let Some(session) = sessions::find(c, id)? else {
-        return Ok(None);
-    };
-    let last = snapshot(c, id)?.map(|s| s.published_at);
-    let interval = publisher
-        .settings
-        .min_update_interval(session.carepath.as_ref().map(|c| c.id.as_str()));
-    Ok(next_update(
-        session.status,
-        has_pending(c, id)?,
-        last,
-        interval,
-    ))
 }
 
 #[cfg(test)]

@@ -24,13 +24,21 @@ pub struct Stack {
     pub dir: std::path::PathBuf,
 }
 
+/// The provider's configuration for a stack in `dir`. The key files are named in `dir` (where
+/// a SQLite store puts them by default; a PostgreSQL store would put them in the working
+/// directory, shared by every test), with an `[attachments]` table that
+/// [`with_attachments`] adds settings to; `[enrollment]` comes last, so settings appended to
+/// the text are enrollment settings.
 pub fn config_text(dir: &std::path::Path, listen: &str, hub_url: &str) -> String {
     std::fs::write(dir.join("hub-secret"), "s3cret\n").unwrap();
     format!(
         r#"
 listen = "{listen}"
 public_url = "http://{listen}"
-database = "{db}"
+key_file = "{key_file}"
+{store}
+[attachments]
+key_file = "{uri_key_file}"
 [portal]
 fixed_headers = {{ "{f0}" = "{f1}" }}
 patient_fields = ["patient.language"]
@@ -52,13 +60,22 @@ token_margin_s = 0
 [enrollment]
 code_ttl_s = 60
 "#,
-        db = dir.join("provider.db").display(),
+        store = tm_testkit::backend::TestStore::in_dir(dir).setting(),
+        key_file = dir.join("provider.key").display(),
+        uri_key_file = dir.join("attachments.key").display(),
         secret = dir.join("hub-secret").display(),
         f0 = FIXED.0,
         f1 = FIXED.1,
         h0 = HOSPITAL.0,
         h1 = HOSPITAL.1,
     )
+}
+
+/// `text` (a [`config_text`]) with `settings` added to its `[attachments]` table: its keys,
+/// then any `[attachments.*]` sub-tables.
+pub fn with_attachments(text: &str, settings: &str) -> String {
+    assert!(text.contains("\n[attachments]\n"), "{text}");
+    text.replacen("\n[portal]\n", &format!("\n{settings}[portal]\n"), 1)
 }
 
 /// Starts the provider on `listener` with `config`; returns its state and stop token.
@@ -68,7 +85,7 @@ pub async fn start_provider(
 ) -> (AppState, CancellationToken) {
     let file: tm_provider::config::ConfigFile = toml::from_str(text).unwrap();
     let config = tm_provider::config::Config::try_from(file).unwrap();
-    let assembly = tm_provider::app::assemble(config).unwrap();
+    let assembly = tm_provider::app::assemble(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let router = assembly.router();
     if let Some(outbox) = assembly.outbox {

@@ -17,6 +17,7 @@ use tm_protocol::{
     Backlog, ClockState, DiskUse, GatewayId, Heartbeat, LinkState, MessageKind, Reading,
     ReadingBatch, Receipt, SigningKey, Status, TimeQuality, VerifyingKey,
 };
+use tm_testkit::backend::TestStore;
 use tm_testkit::mosquitto::Mosquitto;
 use tm_testkit::net::free_port;
 use tm_testkit::process::Spawned;
@@ -73,6 +74,8 @@ pub struct ProviderSetup {
 }
 
 impl ProviderSetup {
+    /// The key files are named in `dir`: a PostgreSQL store would otherwise keep them in the
+    /// working directory, shared by every test.
     pub fn new(dir: &Path, broker_port: u16) -> Self {
         let http_port = free_port();
         std::fs::write(dir.join("ops-token"), format!("{TOKEN}\n")).unwrap();
@@ -81,11 +84,13 @@ impl ProviderSetup {
             &config,
             format!(
                 "listen = \"127.0.0.1:{http_port}\"\npublic_url = \"http://127.0.0.1:{http_port}\"\n\
-                 database = \"{db}\"\nkey_file = \"{key}\"\n\
+                 key_file = \"{key}\"\n{store}\
+                 [attachments]\nkey_file = \"{uri_key}\"\n\
                  [mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"{CLIENT_ID}\"\n\
                  [ops]\ntoken_file = \"{token}\"\nevaluate_interval_s = 1\n",
-                db = dir.join("provider.db").display(),
+                store = TestStore::in_dir(dir).setting(),
                 key = dir.join("provider-signing.key").display(),
+                uri_key = dir.join("attachments.key").display(),
                 token = dir.join("ops-token").display(),
             ),
         )
@@ -219,7 +224,7 @@ impl Provider {
 /// Enrolls `gateway` with `key` on an accepted session in the provider's store; returns the
 /// provider's key (created here, read by the provider at start).
 pub async fn register(dir: &Path, gateway: &GatewayId, key: &SigningKey) -> VerifyingKey {
-    registry::register(&dir.join("provider.db"), gateway, &key.verifying_key()).await;
+    registry::register(&TestStore::in_dir(dir), gateway, &key.verifying_key()).await;
     tm_provider::keys::load_or_create(&dir.join("provider-signing.key"))
         .unwrap()
         .verifying_key()
@@ -227,9 +232,9 @@ pub async fn register(dir: &Path, gateway: &GatewayId, key: &SigningKey) -> Veri
 
 /// Readings stored by the provider.
 pub async fn stored(dir: &Path) -> i64 {
-    let db = tm_provider::db::Db::open(&dir.join("provider.db")).unwrap();
-    db.read(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
-        .await
+    TestStore::in_dir(dir)
+        .value("SELECT COUNT(*) FROM readings")
+        .parse()
         .unwrap()
 }
 

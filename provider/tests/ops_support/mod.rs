@@ -9,9 +9,10 @@ use tm_protocol::{
     Backlog, ClockState, DeviceHealth, DiskUse, GatewayId, Heartbeat, MessageKind, Reading,
     ReadingBatch, SigningKey,
 };
-use tm_provider::db::Db;
 use tm_provider::ops::Ops;
 use tm_provider::ops::alerts::Transition;
+use tm_provider::store::Store;
+use tm_testkit::backend::TestStore;
 use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "ops-s3cret-token";
@@ -19,18 +20,26 @@ pub const HEART_FAILURE: &str = tm_provider::ops::adherence::HEART_FAILURE;
 
 pub struct Fleet {
     pub base: String,
-    pub db: Db,
+    pub store: Store,
     pub ops: Ops,
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
+    /// The provider's store, for checks that read its tables directly.
+    pub db: TestStore,
 }
 
+/// The provider's configuration in `dir`. Its key files are named in `dir` (where a SQLite
+/// store puts them by default; a PostgreSQL store would put them in the working directory,
+/// shared by every test).
 pub fn config(dir: &std::path::Path, listen: &str) -> String {
     std::fs::write(dir.join("ops-token"), format!("{TOKEN}\n")).unwrap();
     format!(
-        "listen = \"{listen}\"\npublic_url = \"http://{listen}\"\ndatabase = \"{db}\"\n\
+        "listen = \"{listen}\"\npublic_url = \"http://{listen}\"\nkey_file = \"{key}\"\n{store}\
+         [attachments]\nkey_file = \"{uri_key}\"\n\
          [ops]\ntoken_file = \"{token}\"\nevaluate_interval_s = 3600\n",
-        db = dir.join("provider.db").display(),
+        store = TestStore::in_dir(dir).setting(),
+        key = dir.join("provider.key").display(),
+        uri_key = dir.join("attachments.key").display(),
         token = dir.join("ops-token").display(),
     )
 }
@@ -41,8 +50,9 @@ pub async fn start(dir: &std::path::Path) -> Fleet {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let file: tm_provider::config::ConfigFile = toml::from_str(&config(dir, &addr)).unwrap();
-    let assembly =
-        tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap()).unwrap();
+    let assembly = tm_provider::app::assemble(tm_provider::config::Config::try_from(file).unwrap())
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(tm_provider::http::serve(
         listener,
@@ -51,10 +61,11 @@ pub async fn start(dir: &std::path::Path) -> Fleet {
     ));
     Fleet {
         base: format!("http://{addr}"),
-        db: assembly.state.db.clone(),
+        store: assembly.state.store.clone(),
         ops: assembly.ops,
         shutdown,
         http: reqwest::Client::new(),
+        db: TestStore::in_dir(dir),
     }
 }
 
@@ -70,19 +81,13 @@ impl Fleet {
         let (key, _) = SigningKey::generate().unwrap();
         let id = GatewayId::new(format!("gw-{n}")).unwrap();
         let session = format!("tm-{n}");
-        let (gw, public, s) = (id.clone(), key.verifying_key(), session.clone());
+        self.db.insert_session(&tm_testkit::store::Session {
+            patient: "p",
+            carepath: Some((HEART_FAILURE, "1")),
+            ..tm_testkit::store::Session::accepted(&session)
+        });
         self.db
-            .write(move |c| {
-                tm_testkit::store::Session {
-                    patient: "p",
-                    carepath: Some((HEART_FAILURE, "1")),
-                    ..tm_testkit::store::Session::accepted(&s)
-                }
-                .insert(c)?;
-                tm_provider::gateways::insert(c, &gw, &public, &s)
-            })
-            .await
-            .unwrap();
+            .insert_gateway(id.as_str(), key.verifying_key().as_bytes(), &session);
         Gateway { id, key, session }
     }
 
@@ -141,7 +146,7 @@ impl Fleet {
 
     /// Runs the evaluator once as if the time were `now`.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
-        tm_provider::ops::evaluator::run_once(&self.db, &self.ops.thresholds, now)
+        tm_provider::ops::evaluator::run_once(&self.store, &self.ops.thresholds, now)
             .await
             .unwrap()
     }
@@ -149,14 +154,10 @@ impl Fleet {
     /// `(kind, subject, state)` of every alert row, in id order.
     pub async fn alert_rows(&self) -> Vec<(String, String, String)> {
         self.db
-            .read(|c| {
-                let mut s =
-                    c.prepare("SELECT kind, subject, state FROM ops_alerts ORDER BY alert_id")?;
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
-            .await
-            .unwrap()
+            .rows("SELECT kind, subject, state FROM ops_alerts ORDER BY alert_id")
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -58,6 +58,12 @@ pub struct MqttIngestConfig {
     pub credentials: Option<(String, String)>,
     /// TLS to the broker; `None` is plain TCP.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Keep a persistent session (`clean_session = false`): what the broker queues while the
+    /// provider restarts waits for it. Off for one of several instances sharing a store: a
+    /// member's session then ends with its connection, so the broker gives its share of the
+    /// messages to the instances still connected instead of keeping them for a member that may
+    /// never come back.
+    pub persistent_session: bool,
 }
 
 impl MqttIngestConfig {
@@ -83,8 +89,28 @@ impl MqttIngestConfig {
             client_id: settings.client_id.clone(),
             credentials,
             tls,
+            persistent_session: true,
         })
     }
+}
+
+/// The client id of one of several instances sharing a store: `{base}-{host}-{port}`, from
+/// the machine's host name and the instance's HTTP port. Stable across the instance's
+/// restarts (it finds its persistent session again and drains what the broker queued for it)
+/// and distinct between instances (two connections with one client id would take the session
+/// from each other in turn).
+pub fn instance_client_id(base: &str, listen: std::net::SocketAddr) -> String {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let host = if host.is_empty() { "host".into() } else { host };
+    format!("{base}-{host}-{}", listen.port())
 }
 
 /// A rustls client configuration trusting only the roots of `files.ca_file`.
@@ -145,6 +171,22 @@ fn load_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_instance_has_a_client_id_of_its_own_that_survives_its_restarts() {
+        let a = instance_client_id("tm-provider", "127.0.0.1:8443".parse().unwrap());
+        let b = instance_client_id("tm-provider", "127.0.0.1:8444".parse().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            instance_client_id("tm-provider", "0.0.0.0:8443".parse().unwrap())
+        );
+        assert!(a.starts_with("tm-provider-") && a.ends_with("-8443"), "{a}");
+        assert!(
+            a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{a}"
+        );
+    }
 
     fn tls(ca_file: PathBuf, identity: Option<(PathBuf, PathBuf)>) -> MqttTlsFiles {
         MqttTlsFiles {

@@ -1,6 +1,13 @@
 //! MQTT ingest: a shared subscription (`$share/tm-provider/...`, so several provider instances
 //! split the load) to every gateway's readings, heartbeats and command results.
 //!
+//! One provider (a SQLite store) keeps a persistent session, so what the broker queues while it
+//! restarts waits for it. Several instances (a PostgreSQL store) each connect with a client id
+//! of their own ([`connect::instance_client_id`]) and a clean session: a member's session ends
+//! with its connection, so no message waits in the session of a member that died; the broker
+//! gives the members still connected every new message, and what was in flight to the dead one
+//! comes again from its gateway, which sends every reading it holds no receipt for.
+//!
 //! The event loop runs in its own task and never blocks: each publish goes to a worker through a
 //! channel whose bound is the broker's in-flight window (manual acks: the broker sends at most
 //! that many unacknowledged messages). The worker handles up to [`CONCURRENT_MESSAGES`] at once
@@ -82,10 +89,12 @@ const WORK_CAPACITY: usize = 1024;
 #[tracing::instrument(name = "mqtt", skip_all)]
 pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToken) {
     let broker = format!("{}:{}", cfg.host, cfg.port);
+    let client_id = cfg.client_id.clone();
+    let persistent = cfg.persistent_session;
     let mut options = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
     options
         .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
+        .set_clean_session(!persistent)
         .set_manual_acks(true)
         .set_max_packet_size(READ_LIMIT_BYTES, topics::MAX_PACKET_BYTES);
     if let Some((user, password)) = cfg.credentials {
@@ -97,7 +106,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             rumqttc::TlsConfiguration::Rustls(config),
         ));
     }
-    tracing::info!(broker = %broker, tls, "MQTT ingest connecting");
+    tracing::info!(broker = %broker, tls, %client_id, persistent, "MQTT ingest connecting");
     let (client, mut eventloop) = AsyncClient::new(options, WORK_CAPACITY);
     // Receipts are small writes a gateway waits for: sent at once, not held by Nagle's
     // algorithm until the broker's delayed ACK.
@@ -120,7 +129,7 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 reconnect.reset();
                 publisher.stats().connected();
-                if eventloop.mqtt_options.clean_session() {
+                if persistent && eventloop.mqtt_options.clean_session() {
                     // The broker dropped the old session and its queue: back to a persistent
                     // session, subscribed as usual.
                     tracing::warn!(
@@ -154,7 +163,8 @@ pub async fn run(ingest: Ingest, cfg: MqttIngestConfig, cancel: CancellationToke
                 if is_oversized(&e) {
                     publisher.stats().oversized(chrono::Utc::now());
                     tracing::error!(error = %e, read_limit = READ_LIMIT_BYTES, "MQTT ingest connection failed: the broker delivered a packet larger than the provider reads; set the broker's max_packet_size to {} (see README)", topics::MAX_PACKET_BYTES);
-                    if oversized.failed(std::time::Instant::now()) {
+                    // Without a persistent session every reconnection starts clean already.
+                    if persistent && oversized.failed(std::time::Instant::now()) {
                         publisher.stats().shed();
                         tracing::error!(
                             "MQTT ingest reconnecting once with a clean session: the broker drops what it queued for this provider (gateways resend readings without a receipt)"

@@ -34,7 +34,9 @@ pub struct MqttFile {
     /// `mqtts://host[:port]` (TLS), or `mqtt://host[:port]` (loopback or a TLS-terminating
     /// broker sidecar).
     pub url: String,
-    /// Client id; unique per provider instance (the subscription is shared).
+    /// Client id; unique per provider instance (the subscription is shared). With a PostgreSQL
+    /// store (several instances) it is the base of each instance's own id:
+    /// `{client_id}-{host name}-{HTTP port}`.
     #[serde(default = "default_client_id")]
     pub client_id: String,
     /// User name.

@@ -1,16 +1,24 @@
 //! # FHIR attachment: a `collection` Bundle of R4 vital-sign Observations
 //!
 //! Per session, one Bundle (`application/fhir+json`) holding:
-//! - one `Device` per measuring device (manufacturer, model, serial, firmware), which the
-//!   Observations reference by `urn:uuid:` fullUrl;
-//! - the Observations of every charted reading, on the R4 core vital-sign profiles the
+//! - the provider `Organization` ([`performer`]), the performer of every Observation;
+//! - one `Device` per measuring device (manufacturer, model, serial, firmware, Bluetooth
+//!   address, 11073 type), which the Observations reference by `urn:uuid:` fullUrl;
+//! - the Observations of the readings the session's carepath monitors ([`scope`]: heart
+//!   failure is heart rate, blood pressure and body weight; other kinds only when
+//!   `[attachments] extra_measurements` names them), on the R4 core vital-sign profiles the
 //!   patient-monitoring IG uses (`bodyweight`, `bp`, `heartrate`, `oxygensat`, `bodytemp`, plus
 //!   `bmi` and `bodyheight`), with the codes, displays and UCUM units of [`rules`]
-//!   (docs/fhir.md §4),
-//!   `status` final, `effectiveDateTime` = the corrected time with the gateway's offset, and the
-//!   subject as a logical reference by identifier (the Portal's pseudonymous patientId; no
-//!   Patient resource is sent, as in the IG examples). Capillary glucose (2339-0 mg/dL,
-//!   15074-8 mmol/L) has no vital-sign profile and is categorised `laboratory`.
+//!   (docs/fhir.md §4). Capillary glucose from a meter (41653-7 mg/dL, 14743-9 mmol/L) has no
+//!   vital-sign profile and is categorised `laboratory`.
+//!
+//! Each Observation: `status` final; `effectiveDateTime` = the corrected time with the
+//! gateway's offset, to the millisecond when it has a fraction ([`values`]); its time source as
+//! a `meta.tag` and `issued` = the gateway's receive time ([`provenance`]); the subject as a
+//! logical reference by identifier (the Portal's pseudonymous patientId; no Patient resource is
+//! sent, as in the IG examples); `performer`; `referenceRange` and, out of range,
+//! `interpretation` from the configured ranges ([`interpretation`]); the device's
+//! measurement-status flags as components ([`status`]). Integral values are JSON integers.
 //!
 //! Identity: each Observation's `identifier` is `<reading_id>-<slug>` (one reading can give a
 //! BP panel and a heart rate), and its `id`/`fullUrl` a UUID derived from it, so they are
@@ -19,47 +27,68 @@
 //! hence the same ETag.
 //!
 //! Not charted, and returned as [`NotCharted`] so the caller can count and show them (the PDF
-//! lists every reading): readings of kind `unrecognized` and `cuff-pressure`, components with
-//! no FHIR code yet (`x-…` local codes, body fat) or an unexpected unit, and **readings whose
-//! time quality is `device-unset-untrusted`**: their effective time is unknown, the vital-sign
+//! lists every reading): readings of kind `unrecognized` and `cuff-pressure`, a glucose meter's
+//! control-solution tests, measurements outside the session's scope, components with no FHIR
+//! code yet (`x-…` local codes, body fat) or an unexpected unit, and **readings whose time
+//! quality is `device-unset-untrusted`**: their effective time is unknown, the vital-sign
 //! profiles require one, and charting them at a guessed time would put a value at the wrong
 //! place in the EHR's trend. Readings with the gateway's receive time (`device-unset-receive-time`,
-//! `no-device-time`) are charted: that time is when the measurement was taken, to within a
-//! connection.
+//! `no-device-time`) are charted, tagged as such: that time is when the measurement was taken,
+//! to within a connection.
 
+mod device;
 mod ids;
+pub mod interpretation;
 mod observation;
-pub use observation::decimal as observation_decimal;
+pub mod performer;
+pub mod provenance;
 pub mod rules;
+pub mod scope;
+pub mod status;
+pub mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tm_protocol::{DeviceInfo, Reading, ReadingId, ReadingKind, TimeQuality};
+use tm_protocol::{Reading, ReadingId, ReadingKind, TimeQuality};
 
 use super::SessionContext;
+use super::series::Ranges;
+use device::{device_key, device_resource};
 pub use ids::stable_uuid;
-use observation::{BuiltObservation, Common, observations_of};
+use observation::{BuiltObservation, Common, control_solution, observations_of};
+pub use performer::Organization;
+pub use scope::Measurement;
 
 /// The attachment's content type.
 pub const CONTENT_TYPE: &str = "application/fhir+json";
 
 /// Options of the FHIR rendering.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FhirOptions {
     /// `Observation.identifier.system`: a URI in the provider's namespace.
     pub observation_identifier_system: String,
+    /// Normal ranges per device LOINC code: `referenceRange` and `interpretation`.
+    pub ranges: Ranges,
+    /// Measurements carried besides those of the session's carepath.
+    pub extra_measurements: BTreeSet<Measurement>,
+    /// The provider organisation, performer of the device Observations.
+    pub organization: Organization,
 }
 
 impl FhirOptions {
-    /// Identifiers under the provider's public URL: `<public_url>/fhir/reading`.
+    /// Identifiers under the provider's public URL (`<public_url>/fhir/reading`), the
+    /// heart-failure ranges, no extra measurement, the default organisation name.
     pub fn for_public_url(public_url: &str) -> Self {
         FhirOptions {
             observation_identifier_system: format!(
                 "{}/fhir/reading",
                 public_url.trim_end_matches('/')
             ),
+            ranges: Ranges::heart_failure(),
+            extra_measurements: BTreeSet::new(),
+            organization: Organization::default(),
         }
     }
 }
@@ -77,6 +106,11 @@ pub enum NotChartedReason {
     UnexpectedUnit(String),
     /// A panel with none of its components.
     NoValue,
+    /// The session's carepath does not monitor this measurement and the configuration adds
+    /// no such extra kind (`[attachments] extra_measurements`).
+    OutsideCarepath,
+    /// A glucose meter's test of its control solution: not the patient's blood.
+    ControlSolution,
 }
 
 /// A reading (or one of its components) left out of the Bundle, and why.
@@ -108,85 +142,6 @@ impl FhirExport {
     }
 }
 
-fn device_key(d: &DeviceInfo) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        d.address.to_ascii_uppercase(),
-        d.manufacturer.as_deref().unwrap_or(""),
-        d.model.as_deref().unwrap_or(""),
-        d.serial.as_deref().unwrap_or("")
-    )
-}
-
-/// The Bluetooth address as the PHD IG writes a transport address: EUI-48, upper-case hex
-/// pairs separated by dashes.
-const BLUETOOTH_ADDRESS_SYSTEM: &str = "http://hl7.org/fhir/sid/eui-48/bluetooth";
-const DEVICE_IDENTIFIER_TYPES: &str =
-    "http://terminology.hl7.org/CodeSystem/ContinuaDeviceIdentifiers";
-const IDENTIFIER_TYPES: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
-const MDC: &str = "urn:iso:std:iso:11073:10101";
-
-/// The ISO/IEEE 11073-10101 device specialization of a device that measures `kind` (the PHD
-/// IG's `DeviceTypes11073MDC` codes).
-fn device_type(kind: ReadingKind) -> Option<(&'static str, &'static str)> {
-    Some(match kind {
-        ReadingKind::BloodPressure | ReadingKind::CuffPressure => {
-            ("528391", "MDC_DEV_SPEC_PROFILE_BP")
-        }
-        ReadingKind::BodyWeight => ("528399", "MDC_DEV_SPEC_PROFILE_SCALE"),
-        ReadingKind::BodyComposition => ("528404", "MDC_DEV_SPEC_PROFILE_BCA"),
-        ReadingKind::PulseOximetry => ("528388", "MDC_DEV_SPEC_PROFILE_PULS_OXIM"),
-        ReadingKind::BodyTemperature => ("528392", "MDC_DEV_SPEC_PROFILE_TEMP"),
-        ReadingKind::Glucose => ("528401", "MDC_DEV_SPEC_PROFILE_GLUCOSE"),
-        ReadingKind::HeartRate => ("528525", "MDC_DEV_SUB_SPEC_PROFILE_HR"),
-        ReadingKind::Unrecognized => return None,
-    })
-}
-
-/// The Device of `d`, typed by the kind of its first charted reading.
-fn device_resource(id: &str, d: &DeviceInfo, kind: ReadingKind) -> Value {
-    let mut dev = serde_json::Map::new();
-    dev.insert("resourceType".into(), json!("Device"));
-    dev.insert("id".into(), json!(id));
-    let mut identifiers = vec![json!({
-        "type": {"coding": [{"system": DEVICE_IDENTIFIER_TYPES, "code": "BTMAC"}]},
-        "system": BLUETOOTH_ADDRESS_SYSTEM,
-        "value": d.address.to_ascii_uppercase().replace(':', "-"),
-    })];
-    if let Some(serial) = &d.serial {
-        identifiers.push(json!({
-            "type": {"coding": [{"system": IDENTIFIER_TYPES, "code": "SNO"}]},
-            "value": serial,
-        }));
-    }
-    dev.insert("identifier".into(), Value::Array(identifiers));
-    if let Some(m) = &d.manufacturer {
-        dev.insert("manufacturer".into(), json!(m));
-    }
-    if let Some(serial) = &d.serial {
-        dev.insert("serialNumber".into(), json!(serial));
-    }
-    if let Some(name) = d.model.as_ref().or(d.catalog_model.as_ref()) {
-        dev.insert(
-            "deviceName".into(),
-            json!([{"name": name, "type": "model-name"}]),
-        );
-    }
-    if let Some(model) = &d.model {
-        dev.insert("modelNumber".into(), json!(model));
-    }
-    if let Some((code, display)) = device_type(kind) {
-        dev.insert(
-            "type".into(),
-            json!({"coding": [{"system": MDC, "code": code, "display": display}]}),
-        );
-    }
-    if let Some(fw) = &d.firmware {
-        dev.insert("version".into(), json!([{ "value": fw }]));
-    }
-    Value::Object(dev)
-}
-
 /// Renders the session's Bundle. Pure: the same context and readings (in any order) give the
 /// same bytes.
 pub fn export_bundle(
@@ -199,13 +154,15 @@ pub fn export_bundle(
         .sort_by(|a, b| (a.effective_time, &a.reading_id).cmp(&(b.effective_time, &b.reading_id)));
     sorted.dedup_by(|a, b| a.reading_id == b.reading_id);
 
+    let scope = scope::in_scope(&ctx.carepath.id, &options.extra_measurements);
+    let performer = options.organization.performer();
     let mut not_charted = Vec::new();
     let mut devices: BTreeMap<String, (String, Value)> = BTreeMap::new();
     let mut observations: Vec<BuiltObservation> = Vec::new();
     for reading in &sorted {
         let whole = |reason| NotCharted {
             reading_id: reading.reading_id.clone(),
-            code: kind_name(reading.kind),
+            code: reading.kind.wire_name().to_owned(),
             reason,
         };
         match reading.kind {
@@ -217,6 +174,10 @@ pub fn export_bundle(
                 not_charted.push(whole(NotChartedReason::UntrustedTime));
                 continue;
             }
+            _ if control_solution(reading) => {
+                not_charted.push(whole(NotChartedReason::ControlSolution));
+                continue;
+            }
             _ => {}
         }
         let key = device_key(&reading.device);
@@ -226,6 +187,9 @@ pub fn export_bundle(
             patient_id: &ctx.patient_id,
             identifier_system: &options.observation_identifier_system,
             device_ref: &device_ref,
+            performer: &performer,
+            ranges: &options.ranges,
+            scope: &scope,
         };
         let built = observations_of(reading, &common, &mut not_charted);
         if !built.is_empty() {
@@ -244,33 +208,36 @@ pub fn export_bundle(
         .map(|r| r.received_at)
         .max()
         .unwrap_or_else(|| ctx.period.start.with_timezone(&Utc));
-    let mut entries: Vec<Value> = devices
-        .into_values()
-        .map(|(full_url, resource)| json!({"fullUrl": full_url, "resource": resource}))
-        .collect();
+    let mut entries = Vec::new();
+    if !observations.is_empty() {
+        let org = &options.organization;
+        entries
+            .push(json!({"fullUrl": format!("urn:uuid:{}", org.id()), "resource": org.resource()}));
+    }
+    entries.extend(
+        devices
+            .into_values()
+            .map(|(full_url, resource)| json!({"fullUrl": full_url, "resource": resource})),
+    );
     let count = observations.len();
     entries.extend(
         observations
             .into_iter()
             .map(|o| json!({"fullUrl": o.full_url, "resource": o.resource})),
     );
-    let bundle = json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "id": stable_uuid("Bundle", &ctx.telemonitoring_id),
         "type": "collection",
-        "timestamp": timestamp.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "entry": entries,
+        "timestamp": values::timestamp(&timestamp, true),
     });
+    // FHIR JSON has no empty arrays: a Bundle with nothing to chart has no `entry`.
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
     FhirExport {
         bundle,
         not_charted,
         observations: count,
     }
-}
-
-fn kind_name(kind: ReadingKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }

@@ -6,17 +6,30 @@
 //! `heartrate`; every other kind becomes one Observation per charted component. A component
 //! the device reported as a special value (NaN, NRes, ±INF) keeps its place with a
 //! `dataAbsentReason`, so the EHR sees that a measurement happened.
+//!
+//! Every Observation names its performer, its time source (`meta.tag`) and `issued`; values
+//! with a configured range carry `referenceRange` and, outside it, `interpretation`; the
+//! reading's measurement-status flags are components of each of its Observations. Only the
+//! measurements of the session's scope (carepath plus configured extras) are made; the others
+//! are reported as not charted.
 
-use chrono::SecondsFormat;
-use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
 use tm_protocol::{Reading, ReadingKind};
 
 use super::ids::stable_uuid;
+use super::interpretation::assess;
+use super::provenance::{issued, time_source_tag};
 use super::rules::{
     self, BP_PANEL, Category, DATA_ABSENT_REASON, LOINC, OBSERVATION_CATEGORY,
-    PATIENT_IDENTIFIER_SYSTEM, Rule, SPO2_BY_PULSE_OXIMETRY, UCUM,
+    PATIENT_IDENTIFIER_SYSTEM, Rule, SPO2_BY_PULSE_OXIMETRY,
 };
+use super::scope::Measurement;
+use super::status;
+use super::values::{quantity, timestamp};
 use super::{NotCharted, NotChartedReason};
+use crate::outputs::series::Ranges;
 
 /// An Observation ready for the Bundle.
 #[derive(Debug, Clone)]
@@ -35,15 +48,12 @@ pub(super) struct Common<'a> {
     pub identifier_system: &'a str,
     /// `urn:uuid:` reference of the measuring device.
     pub device_ref: &'a str,
-}
-
-/// Rounds away binary noise (36.400000000000006) without touching clinical precision.
-pub fn decimal(v: f64) -> f64 {
-    (v * 10_000.0).round() / 10_000.0
-}
-
-fn quantity(rule: &Rule, value: f64) -> Value {
-    json!({"value": decimal(value), "unit": rule.unit_text, "system": UCUM, "code": rule.ucum})
+    /// `Observation.performer`.
+    pub performer: &'a Value,
+    /// Normal ranges per device code.
+    pub ranges: &'a Ranges,
+    /// The measurements the session's Bundle carries.
+    pub scope: &'a BTreeSet<Measurement>,
 }
 
 fn absent(reason: &str) -> Value {
@@ -63,19 +73,22 @@ fn skeleton(
     profile: Option<&str>,
     category: Category,
     codings: Vec<Value>,
-) -> BuiltObservation {
+) -> (String, Map<String, Value>) {
     let identifier = format!("{}-{}", reading.reading_id, rule_slug);
     let id = stable_uuid("Observation", &identifier);
     let (cat_code, cat_display) = category.coding();
-    let mut obs = serde_json::Map::new();
-    obs.insert("resourceType".into(), json!("Observation"));
-    obs.insert("id".into(), json!(id));
+    let mut meta = Map::new();
     if let Some(p) = profile {
-        obs.insert(
-            "meta".into(),
-            json!({"profile": [format!("http://hl7.org/fhir/StructureDefinition/{p}")]}),
+        meta.insert(
+            "profile".into(),
+            json!([format!("http://hl7.org/fhir/StructureDefinition/{p}")]),
         );
     }
+    meta.insert("tag".into(), json!([time_source_tag(reading.time_quality)]));
+    let mut obs = Map::new();
+    obs.insert("resourceType".into(), json!("Observation"));
+    obs.insert("id".into(), json!(id));
+    obs.insert("meta".into(), Value::Object(meta));
     obs.insert(
         "identifier".into(),
         json!([{"system": common.identifier_system, "value": identifier}]),
@@ -92,23 +105,47 @@ fn skeleton(
     );
     obs.insert(
         "effectiveDateTime".into(),
-        json!(
-            reading
-                .effective_time
-                .to_rfc3339_opts(SecondsFormat::Secs, false)
-        ),
+        json!(timestamp(&reading.effective_time, false)),
     );
+    obs.insert("issued".into(), issued(&reading.received_at));
+    obs.insert("performer".into(), common.performer.clone());
     obs.insert("device".into(), json!({"reference": common.device_ref}));
+    (id, obs)
+}
+
+fn built(id: &str, obs: Map<String, Value>) -> BuiltObservation {
     BuiltObservation {
         full_url: format!("urn:uuid:{id}"),
         resource: Value::Object(obs),
     }
 }
 
-fn insert(obs: &mut BuiltObservation, key: &str, value: Value) {
-    if let Value::Object(m) = &mut obs.resource {
-        m.insert(key.into(), value);
-    }
+/// Whether a glucose reading is on capillary blood: the meter says so, or names no sample
+/// (a Glucose Service device is a blood glucose meter, measured on a finger prick).
+fn capillary(reading: &Reading) -> bool {
+    let sample = reading.flags.iter().find_map(|f| f.strip_prefix("sample:"));
+    matches!(
+        sample,
+        None | Some("capillary-whole-blood" | "capillary-plasma")
+    )
+}
+
+/// Whether a glucose meter measured its control solution, not the patient.
+pub(super) fn control_solution(reading: &Reading) -> bool {
+    reading.kind == ReadingKind::Glucose
+        && reading
+            .flags
+            .iter()
+            .any(|f| f == "sample:control-solution" || f == "location:control-solution")
+}
+
+/// The standalone rule of a component code of `reading`.
+fn rule_of(reading: &Reading, code: &str) -> Option<&'static Rule> {
+    let glucometer = reading.kind == ReadingKind::Glucose && capillary(reading);
+    glucometer
+        .then(|| rules::glucometer_rule(code))
+        .flatten()
+        .or_else(|| rules::single_value_rule(code))
 }
 
 /// The Observations of one reading, and the components that could not be charted.
@@ -125,25 +162,44 @@ pub(super) fn observations_of(
             reason,
         });
     };
+    let flags = status::components(reading.kind, &reading.flags);
+    let with_flags = |obs: &mut Map<String, Value>, mut components: Vec<Value>| {
+        components.extend(flags.iter().cloned());
+        if !components.is_empty() {
+            obs.insert("component".into(), Value::Array(components));
+        }
+    };
 
     if reading.kind == ReadingKind::BloodPressure {
         let mut components = Vec::new();
+        let in_scope = common.scope.contains(&Measurement::BloodPressure);
         for rule in [&rules::SYSTOLIC, &rules::DIASTOLIC, &rules::MEAN_ARTERIAL] {
             let code = rule.coding.code;
+            let mut component = Map::new();
+            component.insert("code".into(), json!({"coding": [coding(rule.coding)]}));
             if let Some(c) = reading.components.iter().find(|c| c.code == code) {
-                if c.unit == rule.ucum {
-                    components.push(json!({"code": {"coding": [coding(rule.coding)]}, "valueQuantity": quantity(rule, c.value)}));
-                } else {
+                if c.unit != rule.ucum {
                     skip(code, NotChartedReason::UnexpectedUnit(c.unit.clone()));
+                    continue;
                 }
+                component.insert(
+                    "valueQuantity".into(),
+                    quantity(c.value, rule.unit_text, rule.ucum),
+                );
+                assess(&mut component, common.ranges, code, c.value, rule);
             } else if let Some(m) = reading.missing.iter().find(|m| m.code == code) {
-                components.push(json!({"code": {"coding": [coding(rule.coding)]}, "dataAbsentReason": absent(&m.reason)}));
+                component.insert("dataAbsentReason".into(), absent(&m.reason));
+            } else {
+                continue;
             }
+            components.push(Value::Object(component));
         }
         if components.is_empty() {
             skip(BP_PANEL.code, NotChartedReason::NoValue);
+        } else if !in_scope {
+            skip(BP_PANEL.code, NotChartedReason::OutsideCarepath);
         } else {
-            let mut obs = skeleton(
+            let (id, mut obs) = skeleton(
                 reading,
                 common,
                 "bp",
@@ -151,18 +207,16 @@ pub(super) fn observations_of(
                 Category::VitalSigns,
                 vec![coding(BP_PANEL)],
             );
-            insert(&mut obs, "component", Value::Array(components));
-            out.push(obs);
+            with_flags(&mut obs, components);
+            out.push(built(&id, obs));
         }
     }
 
-    let single = |code: &str| rules::single_value_rule(code);
-    for c in &reading.components {
-        if reading.kind == ReadingKind::BloodPressure && rules::bp_component_rule(&c.code).is_some()
-        {
-            continue;
-        }
-        let Some(rule) = single(&c.code) else {
+    let is_bp_part = |code: &str| {
+        reading.kind == ReadingKind::BloodPressure && rules::bp_component_rule(code).is_some()
+    };
+    for c in reading.components.iter().filter(|c| !is_bp_part(&c.code)) {
+        let Some(rule) = rule_of(reading, &c.code) else {
             skip(&c.code, NotChartedReason::NoFhirCode);
             continue;
         };
@@ -170,27 +224,41 @@ pub(super) fn observations_of(
             skip(&c.code, NotChartedReason::UnexpectedUnit(c.unit.clone()));
             continue;
         }
-        let mut obs = single_skeleton(reading, common, rule);
-        insert(&mut obs, "valueQuantity", quantity(rule, c.value));
-        out.push(obs);
-    }
-    for m in &reading.missing {
-        if reading.kind == ReadingKind::BloodPressure && rules::bp_component_rule(&m.code).is_some()
-        {
+        if !common.scope.contains(&rule.measurement) {
+            skip(&c.code, NotChartedReason::OutsideCarepath);
             continue;
         }
-        let Some(rule) = single(&m.code) else {
+        let (id, mut obs) = single_skeleton(reading, common, rule);
+        obs.insert(
+            "valueQuantity".into(),
+            quantity(c.value, rule.unit_text, rule.ucum),
+        );
+        assess(&mut obs, common.ranges, &c.code, c.value, rule);
+        with_flags(&mut obs, Vec::new());
+        out.push(built(&id, obs));
+    }
+    for m in reading.missing.iter().filter(|m| !is_bp_part(&m.code)) {
+        let Some(rule) = rule_of(reading, &m.code) else {
             skip(&m.code, NotChartedReason::NoFhirCode);
             continue;
         };
-        let mut obs = single_skeleton(reading, common, rule);
-        insert(&mut obs, "dataAbsentReason", absent(&m.reason));
-        out.push(obs);
+        if !common.scope.contains(&rule.measurement) {
+            skip(&m.code, NotChartedReason::OutsideCarepath);
+            continue;
+        }
+        let (id, mut obs) = single_skeleton(reading, common, rule);
+        obs.insert("dataAbsentReason".into(), absent(&m.reason));
+        with_flags(&mut obs, Vec::new());
+        out.push(built(&id, obs));
     }
     out
 }
 
-fn single_skeleton(reading: &Reading, common: &Common<'_>, rule: &Rule) -> BuiltObservation {
+fn single_skeleton(
+    reading: &Reading,
+    common: &Common<'_>,
+    rule: &Rule,
+) -> (String, Map<String, Value>) {
     let mut codings = vec![coding(rule.coding)];
     if rule.coding.code == "2708-6" && reading.kind == ReadingKind::PulseOximetry {
         codings.push(coding(SPO2_BY_PULSE_OXIMETRY));

@@ -4,6 +4,10 @@
 //!
 //! A component whose code is not in this table, or whose unit differs from the rule's, is not
 //! charted in FHIR; the caller reports it (see [`super::NotCharted`]) and the PDF still shows it.
+//! Each rule names the [`Measurement`] it belongs to, which decides whether the session's
+//! carepath carries it ([`super::scope`]).
+
+use super::scope::Measurement;
 
 /// LOINC's code system.
 pub const LOINC: &str = "http://loinc.org";
@@ -72,6 +76,8 @@ pub struct Rule {
     pub unit_text: &'static str,
     /// The category.
     pub category: Category,
+    /// The kind of measurement, for the carepath's scope.
+    pub measurement: Measurement,
 }
 
 /// Systolic blood pressure, a component of the BP panel.
@@ -85,6 +91,7 @@ pub const SYSTOLIC: Rule = Rule {
     ucum: "mm[Hg]",
     unit_text: "mmHg",
     category: Category::VitalSigns,
+    measurement: Measurement::BloodPressure,
 };
 /// Diastolic blood pressure, a component of the BP panel.
 pub const DIASTOLIC: Rule = Rule {
@@ -117,6 +124,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "kg",
         unit_text: "kg",
         category: Category::VitalSigns,
+        measurement: Measurement::BodyWeight,
     },
     Rule {
         slug: "heart-rate",
@@ -128,6 +136,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "/min",
         unit_text: "/min",
         category: Category::VitalSigns,
+        measurement: Measurement::HeartRate,
     },
     Rule {
         slug: "spo2",
@@ -139,6 +148,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "%",
         unit_text: "%O2",
         category: Category::VitalSigns,
+        measurement: Measurement::Spo2,
     },
     Rule {
         slug: "body-temperature",
@@ -150,6 +160,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "Cel",
         unit_text: "C",
         category: Category::VitalSigns,
+        measurement: Measurement::BodyTemperature,
     },
     Rule {
         slug: "bmi",
@@ -161,6 +172,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "kg/m2",
         unit_text: "kg/m2",
         category: Category::VitalSigns,
+        measurement: Measurement::Bmi,
     },
     Rule {
         slug: "body-height",
@@ -172,7 +184,11 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "cm",
         unit_text: "cm",
         category: Category::VitalSigns,
+        measurement: Measurement::BodyHeight,
     },
+    // Glucose on a sample other than capillary blood (a meter that names a venous or arterial
+    // sample); a meter's capillary reading is coded by [`GLUCOMETER_MASS`] and
+    // [`GLUCOMETER_MOLES`].
     Rule {
         slug: "glucose-mass",
         coding: Coding {
@@ -183,6 +199,7 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "mg/dL",
         unit_text: "mg/dL",
         category: Category::Laboratory,
+        measurement: Measurement::Glucose,
     },
     Rule {
         slug: "glucose-moles",
@@ -194,8 +211,44 @@ pub const SINGLE_VALUE_RULES: &[Rule] = &[
         ucum: "mmol/L",
         unit_text: "mmol/L",
         category: Category::Laboratory,
+        measurement: Measurement::Glucose,
     },
 ];
+
+/// Glucose from a meter on capillary blood, in mg/dL: the device's 2339-0 is coded with the
+/// glucometer's LOINC code.
+pub const GLUCOMETER_MASS: Rule = Rule {
+    slug: "glucose-mass",
+    coding: Coding {
+        code: "41653-7",
+        display: "Glucose [Mass/volume] in Capillary blood by Glucometer",
+    },
+    profile: None,
+    ucum: "mg/dL",
+    unit_text: "mg/dL",
+    category: Category::Laboratory,
+    measurement: Measurement::Glucose,
+};
+/// Glucose from a meter on capillary blood, in mmol/L (the device's 15074-8).
+pub const GLUCOMETER_MOLES: Rule = Rule {
+    slug: "glucose-moles",
+    coding: Coding {
+        code: "14743-9",
+        display: "Glucose [Moles/volume] in Capillary blood by Glucometer",
+    },
+    ucum: "mmol/L",
+    unit_text: "mmol/L",
+    ..GLUCOMETER_MASS
+};
+
+/// The glucometer rule for a glucose code the devices emit (2339-0 mg/dL, 15074-8 mmol/L).
+pub fn glucometer_rule(code: &str) -> Option<&'static Rule> {
+    match code {
+        "2339-0" => Some(&GLUCOMETER_MASS),
+        "15074-8" => Some(&GLUCOMETER_MOLES),
+        _ => None,
+    }
+}
 
 /// The standalone rule for a LOINC code.
 pub fn single_value_rule(code: &str) -> Option<&'static Rule> {

@@ -1,22 +1,6 @@
-//! The provider's SQLite store.
-//!
-//! One file, WAL mode, `synchronous=FULL` (a receipt is only sent after a commit that survives a
-//! power cut), `foreign_keys=ON`. Migrations run at open, in order, each exactly once, recorded
-//! in `schema_migrations`. A feature adds its tables by appending to [`MIGRATIONS`]; never edit
-//! a migration that has shipped.
-//!
-//! Concurrency: one writer connection behind a mutex, used only from blocking threads
-//! ([`Db::write`] runs the closure in `spawn_blocking`), so no async task ever holds the lock
-//! across an await. Readers get their own connection per call ([`Db::read`]); WAL lets them run
-//! beside the writer.
-//!
-//! The schema sticks to portable SQL (TEXT, INTEGER, BLOB, no SQLite-only types) so a PostgreSQL
-//! backend can serve a fleet that outgrows one machine.
+//! The SQLite schema: its migrations and the runner that applies them at open.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 /// Schema migrations, applied in order. Index + 1 is the migration's version.
 pub const MIGRATIONS: &[&str] = &[
@@ -267,153 +251,46 @@ pub const MIGRATIONS: &[&str] = &[
         failures INTEGER NOT NULL
     );
     "#,
+    // 14: readings keyed by (telemonitoring_id, record_order, reading_id) instead of
+    // (telemonitoring_id, reading_id): the same readings are refused as duplicates, and new
+    // readings land on the index's last pages instead of random ones (see
+    // `store::readings::record_order`, which this computes for the rows already stored: the
+    // device time's second, else the sequence number, else the receive time's second).
+    r#"
+    CREATE TABLE readings_ordered (
+        reading_id        TEXT NOT NULL,
+        gateway_id        TEXT NOT NULL,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        batch_id          TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        effective_time    TEXT NOT NULL,
+        received_at       TEXT NOT NULL,
+        ingested_at       TEXT NOT NULL,
+        payload           TEXT NOT NULL,
+        record_order      INTEGER NOT NULL,
+        UNIQUE (telemonitoring_id, record_order, reading_id)
+    );
+    -- Row ids are kept: session_outputs.published_through refers to them.
+    INSERT INTO readings_ordered (rowid, reading_id, gateway_id, telemonitoring_id, batch_id,
+        kind, effective_time, received_at, ingested_at, payload, record_order)
+        SELECT rowid, reading_id, gateway_id, telemonitoring_id, batch_id, kind, effective_time,
+        received_at, ingested_at, payload,
+        COALESCE(unixepoch(substr(json_extract(payload, '$.device_time'), 1, 19)),
+                 json_extract(payload, '$.sequence'),
+                 unixepoch(substr(json_extract(payload, '$.received_at'), 1, 19)))
+        FROM readings ORDER BY rowid;
+    DROP TABLE readings;
+    ALTER TABLE readings_ordered RENAME TO readings;
+    CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
+    "#,
 ];
 
-/// Page cache of the writer connection (negative: KiB).
-const WRITER_CACHE_KIB: i64 = -65_536;
-/// WAL size (pages) that triggers a checkpoint.
-const WAL_CHECKPOINT_PAGES: i64 = 16_384;
-
-/// Why the store cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// SQLite failed.
-    #[error("database {path}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// A blocking task panicked or was cancelled.
-    #[error("database task failed: {0}")]
-    Task(String),
-}
-
-/// Handle to the store; cheap to clone. Every part of the provider holds a clone: writes from
-/// all of them queue on one connection, which is what keeps de-duplication and ordering right.
-#[derive(Debug, Clone)]
-pub struct Db {
-    /// The database file; each read opens its own read-only connection to it.
-    path: PathBuf,
-    /// The only writer connection (WAL, `synchronous=FULL`), shared by every clone; each
-    /// [`Db::write`] holds it for the whole closure, on a blocking thread.
-    writer: Arc<Mutex<Connection>>,
-}
-
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
-}
-
-impl Db {
-    /// Opens (creating if needed) the store at `path` and runs pending migrations.
-    pub fn open(path: &Path) -> Result<Self, DbError> {
-        let err = |source| DbError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        // The writer's page cache holds the reading-id index of a large store (64 MiB), and the
-        // WAL is checkpointed every 64 MiB rather than every 4 MiB: fewer checkpoint fsyncs, and
-        // an index page rewritten by many commits is copied back once.
-        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
-            .map_err(err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)
-            .map_err(err)?;
-        configure(&conn).map_err(err)?;
-        migrate(&mut conn).map_err(err)?;
-        identify(&conn).map_err(err)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The store's id: random, written once when the store is created (see
-    /// [`crate::store_id`]).
-    pub fn store_id(&self) -> Result<String, DbError> {
-        self.write_at_start(|c| c.query_row(SELECT_STORE_ID, [], |r| r.get(0)))
-    }
-
-    /// Runs `f` with the single writer connection on this thread: for the checks at start,
-    /// before anything is served.
-    pub fn write_at_start<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, DbError> {
-        let mut conn = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut conn).map_err(|source| DbError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    /// Runs `f` with the single writer connection on a blocking thread.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let writer = self.writer.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut conn).map_err(|source| DbError::Sqlite { path, source })
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-    }
-
-    /// Runs `f` with a fresh read-only connection on a blocking thread.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let err = |source| DbError::Sqlite {
-                path: path.clone(),
-                source,
-            };
-            let conn = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(err)?;
-            configure(&conn).map_err(err)?;
-            f(&conn).map_err(err)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-    }
-}
-
-const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";
+pub(super) const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";
 
 /// Gives the store its id once: a new store at creation, a store from before store ids at its
 /// first open by this version. Kept beside `schema_migrations`, outside [`MIGRATIONS`]: it
 /// belongs to the file, not to a feature.
-fn identify(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn identify(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS store_identity (store_id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
     )?;
@@ -429,7 +306,7 @@ fn identify(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
     )?;
@@ -445,77 +322,4 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         )
         .map(drop)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn migrations_apply_once_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("provider.db");
-        let db = Db::open(&path).unwrap();
-        let n = db
-            .read(|c| {
-                c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            })
-            .await
-            .unwrap();
-        assert_eq!(usize::try_from(n).unwrap(), MIGRATIONS.len());
-        drop(db);
-        let db = Db::open(&path).unwrap();
-        let mode = db
-            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)))
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[tokio::test]
-    async fn the_store_keeps_a_reading_once_per_session() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("provider.db")).unwrap();
-        let err = db
-            .write(|c| {
-                for session in ["tm-a", "tm-b"] {
-                    c.execute(
-                        "INSERT INTO sessions (telemonitoring_id, patient_id, prescriber_id, \
-                         status, created_at, updated_at) VALUES (?1, 'p', 'rx', 'accepted', '', '')",
-                        [session],
-                    )?;
-                }
-                let insert = "INSERT INTO readings (reading_id, gateway_id, telemonitoring_id, \
-                    batch_id, kind, effective_time, received_at, ingested_at, payload) \
-                    VALUES (?1, 'gw', ?2, 'b', 'glucose', '', '', '', '{}')";
-                let id = "ab".repeat(32);
-                c.execute(insert, [id.as_str(), "tm-a"])?;
-                // The same id under another session is another patient's reading.
-                c.execute(insert, [id.as_str(), "tm-b"])?;
-                c.execute(insert, [id.as_str(), "tm-a"])
-            })
-            .await
-            .unwrap_err();
-        let DbError::Sqlite { source, .. } = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(
-            source.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::ConstraintViolation),
-            "{source}"
-        );
-    }
-
-    #[test]
-    fn a_store_gets_its_id_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("provider.db");
-        let id = Db::open(&path).unwrap().store_id().unwrap();
-        assert_eq!(id.len(), 32);
-        assert_eq!(Db::open(&path).unwrap().store_id().unwrap(), id);
-        let other = Db::open(&dir.path().join("other.db")).unwrap();
-        assert_ne!(other.store_id().unwrap(), id);
-    }
 }

@@ -1,58 +1,9 @@
-//! Enrolled gateways: the provider's registry of gateway public keys.
-//!
-//! Enrollment inserts a row (key, session binding); ingest looks a frame's signer up here and
-//! verifies the signature against the stored key. A gateway is `active` while bound to a
-//! session, `unbound` when its session ended (its frames are refused, its identity kept for
-//! audit) and `revoked` when operations withdrew it.
+//! The gateway registry's statements on SQLite.
 
 use rusqlite::{OptionalExtension as _, params};
 use tm_protocol::{GatewayId, VerifyingKey};
 
-use crate::db::{Db, DbError};
-
-/// Lifecycle of a gateway at the provider. Stored as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayState {
-    /// Enrolled and bound to a session: its readings are accepted.
-    Active,
-    /// Its session ended: frames refused, identity kept.
-    Unbound,
-    /// Withdrawn by operations: frames refused.
-    Revoked,
-}
-
-impl GatewayState {
-    /// Stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Unbound => "unbound",
-            Self::Revoked => "revoked",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "active" => Self::Active,
-            "unbound" => Self::Unbound,
-            // Anything unknown is treated as the safest state.
-            _ => Self::Revoked,
-        }
-    }
-}
-
-/// One enrolled gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gateway {
-    /// Its id.
-    pub gateway_id: GatewayId,
-    /// Its Ed25519 public key.
-    pub public_key: VerifyingKey,
-    /// The session it writes readings for, while active.
-    pub telemonitoring_id: Option<String>,
-    /// Lifecycle state.
-    pub state: GatewayState,
-}
+use crate::store::gateways::{Gateway, GatewayState};
 
 const INSERT: &str = "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, enrolled_at) \
                       VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -119,46 +70,43 @@ pub fn set_state(
     Ok(n == 1)
 }
 
-/// Async convenience: looks a gateway up through the store.
-pub async fn lookup(db: &Db, gateway_id: &str) -> Result<Option<Gateway>, DbError> {
-    let id = gateway_id.to_owned();
-    db.read(move |c| find(c, &id)).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use tm_protocol::SigningKey;
 
     #[tokio::test]
     async fn insert_find_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("p.db")).unwrap();
+        let store = Store::open(&dir.path().join("p.db")).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let public = key.verifying_key();
         let gw = GatewayId::new("gw-1").unwrap();
         let gw2 = gw.clone();
-        db.write(move |c| {
-            c.execute(
-                "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
-                [],
-            )?;
-            insert(c, &gw2, &public, "tm-1")
-        })
-        .await
-        .unwrap();
-        let found = lookup(&db, "gw-1").await.unwrap().unwrap();
+        store
+            .sqlite().expect("a SQLite store")
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO sessions VALUES ('tm-1','p-1','rx-1','accepted',NULL,NULL,'t','t')",
+                    [],
+                )?;
+                insert(c, &gw2, &public, "tm-1")
+            })
+            .await
+            .unwrap();
+        let found = store.gateway("gw-1").await.unwrap().unwrap();
         assert_eq!(found.public_key, public);
         assert_eq!(found.state, GatewayState::Active);
-        assert!(lookup(&db, "gw-2").await.unwrap().is_none());
-        let gw3 = gw.clone();
+        assert!(store.gateway("gw-2").await.unwrap().is_none());
         assert!(
-            db.write(move |c| set_state(c, &gw3, GatewayState::Revoked))
+            store
+                .set_gateway_state(&gw, GatewayState::Revoked)
                 .await
                 .unwrap()
         );
         assert_eq!(
-            lookup(&db, "gw-1").await.unwrap().unwrap().state,
+            store.gateway("gw-1").await.unwrap().unwrap().state,
             GatewayState::Revoked
         );
     }

@@ -1,73 +1,18 @@
-//! The outbox rows of each session, as the outbox actor and operations see them: plain SQL on
-//! the caller's connection (inside its transaction when it writes).
-//!
-//! What it guarantees:
-//! - **per-session order**: [`next_due`] returns a row only when it is its session's oldest
-//!   undelivered row (pending or held) and its `next_attempt_at_ms` has come, so a session's
-//!   updates reach the HUB in the order they happened, and a session that waits (backing off
-//!   after a refusal, or held) never delays another session;
-//! - **bounded retries of refusals**: [`refused`] schedules the next attempt of a row the HUB
-//!   refused (4xx) with delays doubling from the first retry delay up to the longest one,
-//!   counted from the row's first refusal; once the refusal window has passed, the next
-//!   refusal holds the row (state held) until an operator re-queues it ([`requeue`]);
-//! - **restarts**: the first refusal, the number of refusals, the next attempt and the hold are
-//!   columns of the row, so a restarted provider resumes the same schedule and held rows stay
-//!   held;
-//! - a row that was held keeps `held_at_ms` until it is delivered: [`flagged`] lists the
-//!   sessions that have such a row (the `hub-update-held` alert holds while one exists).
+//! The HUB outbox's statements on SQLite: plain SQL on the caller's connection (inside its
+//! transaction when it writes), and the outbox actor's transactions around them.
 
-use std::time::Duration;
-
+use crate::store::hub_outbox::{rfc3339, status_of};
 use rusqlite::{Connection, OptionalExtension as _, params};
-use serde::Serialize;
 
-use crate::db::{Db, DbError};
 use crate::hub::contract::StatusUpdate;
-
-/// Persisted row states (explicit discriminants; never renumber).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i64)]
-pub enum RowState {
-    /// Waiting to be sent: due now, backing off after a refusal, or behind an earlier row of
-    /// its session.
-    Pending = 0,
-    /// The HUB answered 2xx.
-    Delivered = 1,
-    /// The HUB kept refusing it (4xx) past the refusal window (earlier versions: refused once):
-    /// it and its session's later rows wait for an operator to re-queue it.
-    Held = 2,
-}
+use crate::store::hub_outbox::{
+    Due, FlaggedSession, OutboxRow, RefusalPolicy, Refused, Requeued, RowState, Standing, now_ms,
+};
 
 const INSERT: &str =
     "INSERT INTO hub_outbox (telemonitoring_id, body, state, created_at) VALUES (?1, ?2, 0, ?3)";
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 0";
 const COUNT_HELD: &str = "SELECT COUNT(*) FROM hub_outbox WHERE state = 2";
-
-/// Queues an update (call inside the status change's transaction).
-pub fn enqueue(conn: &rusqlite::Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
-    let body = serde_json::to_string(update).expect("a status update always serializes");
-    conn.execute(
-        INSERT,
-        params![
-            update.telemonitoring_id,
-            body,
-            chrono::Utc::now().to_rfc3339()
-        ],
-    )?;
-    Ok(())
-}
-
-/// Rows not yet delivered and not held.
-pub async fn pending(db: &Db) -> Result<i64, DbError> {
-    db.read(|c| c.query_row(COUNT_PENDING, [], |r| r.get(0)))
-        .await
-}
-
-/// Rows held for an operator.
-pub async fn held(db: &Db) -> Result<i64, DbError> {
-    db.read(|c| c.query_row(COUNT_HELD, [], |r| r.get(0))).await
-}
-
 /// A session's oldest undelivered row, due now. Pending is state 0, held is state 2.
 const NEXT_DUE: &str = "SELECT o.seq, o.telemonitoring_id, o.body, o.held_at_ms IS NOT NULL \
     FROM hub_outbox o WHERE o.state = 0 AND o.next_attempt_at_ms <= ?1 AND NOT EXISTS \
@@ -104,36 +49,32 @@ const UNDELIVERED: &str = "SELECT o.seq, o.telemonitoring_id, o.body, o.state, o
     AND e.state IN (0, 2) AND e.seq < o.seq) \
     FROM hub_outbox o WHERE o.state IN (0, 2) ORDER BY o.seq LIMIT ?1";
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())
+/// Queues an update (call inside the status change's transaction).
+pub fn enqueue(conn: &Connection, update: &StatusUpdate) -> rusqlite::Result<()> {
+    let body = serde_json::to_string(update).expect("a status update always serializes");
+    conn.execute(
+        INSERT,
+        params![
+            update.telemonitoring_id,
+            body,
+            crate::store::time_text(chrono::Utc::now())
+        ],
+    )?;
+    Ok(())
 }
 
-/// The `status` field of a stored update body.
-fn status_of(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("status")?.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// Rows not yet delivered and not held.
+pub fn count_pending(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(COUNT_PENDING, [], |r| r.get(0))
 }
 
-/// A row to send now: the oldest undelivered row of its session, its retry time come.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
-    /// Row id: grows with each queued update, so it orders a session's updates.
-    pub seq: i64,
-    /// Its session (the Portal's `telemonitoringId`).
-    pub telemonitoring_id: String,
-    /// The PUT body, JSON exactly as queued with the status change; sent unchanged on every
-    /// attempt.
-    pub body: String,
-    /// Whether it was held before (an operator re-queued it): its delivery may resolve the
-    /// session's `hub-update-held` alert.
-    pub was_held: bool,
+/// Rows held for an operator.
+pub fn count_held(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(COUNT_HELD, [], |r| r.get(0))
 }
 
 /// The oldest row, among the sessions' oldest undelivered rows, that is due at `now_ms`.
@@ -156,56 +97,36 @@ pub fn next_deadline(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 
 /// Marks a row delivered (the HUB's 2xx).
 pub fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute(DELIVERED, params![seq, chrono::Utc::now().to_rfc3339()])?;
+    conn.execute(
+        DELIVERED,
+        params![seq, crate::store::time_text(chrono::Utc::now())],
+    )?;
     Ok(())
+}
+
+/// Marks `row` delivered; when it was the session's last held or re-queued row, resolves the
+/// session's `hub-update-held` alert in the same transaction (returns whether it did).
+pub fn mark_delivered(conn: &mut Connection, row: &Due) -> rusqlite::Result<bool> {
+    use super::alerts;
+    use crate::store::alerts::AlertKind;
+    let tx = conn.transaction()?;
+    delivered(&tx, row.seq)?;
+    let resolved = row.was_held
+        && flagged_session(&tx, &row.telemonitoring_id)?.is_none()
+        && alerts::resolve(
+            &tx,
+            AlertKind::HubUpdateHeld,
+            &row.telemonitoring_id,
+            chrono::Utc::now(),
+        )?;
+    tx.commit()?;
+    Ok(resolved)
 }
 
 /// A temporary failure (5xx, timeout): counted, the row stays as it is.
 pub fn failed_attempt(conn: &Connection, seq: i64, reason: &str) -> rusqlite::Result<()> {
     conn.execute(FAILED_ATTEMPT, params![seq, reason])?;
     Ok(())
-}
-
-/// How refused rows are retried (no jitter: each row has its own schedule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefusalPolicy {
-    /// Delay after the first refusal.
-    pub initial: Duration,
-    /// Longest delay; an attempt is never scheduled past the end of the window either.
-    pub max: Duration,
-    /// How long after its first refusal a row is still retried; a refusal after that holds it.
-    pub window: Duration,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl RefusalPolicy {
-    /// The delay after the `n`-th refusal (1-based): `initial`, doubling, at most `max`.
-    pub fn delay(&self, n: u32) -> Duration {
-        tm_protocol::backoff::Backoff::new(self.initial, self.max)
-            .with_jitter(tm_protocol::backoff::Jitter::None)
-            .delay_at(n.saturating_sub(1))
-    }
-}
-
-/// What a refusal did to a row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// Retried at this instant (milliseconds since the epoch).
-    RetryAt {
-        /// The row's next attempt, at most the end of its refusal window (stored as
-        /// `next_attempt_at_ms`).
-        at_ms: i64,
-        /// Refusals since its first refusal, this one included.
-        refusals: u32,
-    },
-    /// Held until an operator re-queues it.
-    Held {
-        /// Refusals since its first refusal, this one included.
-        refusals: u32,
-    },
 }
 
 /// Records a refusal (`error` is `"<code>: <message>"`) at `now_ms` and schedules the row's
@@ -233,19 +154,26 @@ pub fn refused(
     Ok(Refused::RetryAt { at_ms, refusals })
 }
 
-/// A session with a held row, or a re-queued one not yet delivered (its oldest such row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlaggedSession {
-    /// The session; one entry per session even when several of its rows are held.
-    pub telemonitoring_id: String,
-    /// Its oldest held (or re-queued) row.
-    pub seq: i64,
-    /// The status that row sets (`status` of its body; empty when the body has none).
-    pub status: String,
-    /// The HUB's last answer to it (`"<code>: <message>"`), or the last temporary failure.
-    pub last_error: Option<String>,
-    /// The session's most recently enrolled gateway; `None` when it never had one.
-    pub gateway_id: Option<String>,
+/// Records the refusal of `row` now ([`refused`]) and, when it holds the row, opens the
+/// session's `hub-update-held` alert, in one transaction.
+pub fn record_refusal(
+    conn: &mut Connection,
+    row: &Due,
+    error: &str,
+    policy: &RefusalPolicy,
+) -> rusqlite::Result<Refused> {
+    use super::alerts;
+    use crate::store::alerts::{Transition, hub_update_held};
+    let tx = conn.transaction()?;
+    let outcome = refused(&tx, row.seq, error, now_ms(), policy)?;
+    if matches!(outcome, Refused::Held { .. })
+        && let Some(f) = flagged_session(&tx, &row.telemonitoring_id)?
+    {
+        let now = chrono::Utc::now();
+        alerts::apply(&tx, &[Transition::Open(hub_update_held(&f))], now)?;
+    }
+    tx.commit()?;
+    Ok(outcome)
 }
 
 fn flagged_where(
@@ -286,23 +214,6 @@ pub fn flagged_session(
         .next())
 }
 
-/// What an operator re-queued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requeued {
-    /// The row named (it was held).
-    pub seq: i64,
-    /// Its session.
-    pub telemonitoring_id: String,
-    /// The status it sets.
-    pub status: String,
-    /// The HUB's last answer to it, from before the re-queue (kept until it is delivered).
-    pub last_error: Option<String>,
-    /// The session's most recently enrolled gateway; `None` when it never had one.
-    pub gateway_id: Option<String>,
-    /// Rows released: the one named and the session's later held rows (at least 1).
-    pub rows: usize,
-}
-
 /// Re-queues a held row, and the later held rows of its session, with a fresh refusal window
 /// (due now). `None` when `seq` is not a held row.
 pub fn requeue(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Requeued>> {
@@ -328,50 +239,6 @@ pub fn requeue(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Requeued>
         gateway_id,
         rows,
     }))
-}
-
-/// Where an undelivered row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Standing {
-    /// Refused past the window; waits for an operator.
-    Held,
-    /// Refused; retried at `next_attempt_at`.
-    Retrying,
-    /// Re-queued by an operator; sent next.
-    Requeued,
-    /// Waits behind an earlier undelivered row of its session.
-    Waiting,
-    /// Sent next (or being retried after a temporary failure).
-    Pending,
-}
-
-/// One undelivered row, as operations show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OutboxRow {
-    /// Row id (what an operator re-queues).
-    pub seq: i64,
-    /// The session.
-    pub telemonitoring_id: String,
-    /// The status the update sets.
-    pub status: String,
-    /// Where it stands, derived from the stored state, the hold and the session's earlier
-    /// undelivered rows.
-    pub state: Standing,
-    /// PUTs attempted, whatever their answer (refusals and temporary failures included).
-    pub attempts: i64,
-    /// 4xx answers since its first refusal; reset to 0 by a re-queue.
-    pub refusals: i64,
-    /// The HUB's last answer or the last failure; `None` before the first failed attempt.
-    pub last_error: Option<String>,
-    /// When it was queued with its status change (RFC 3339).
-    pub created_at: String,
-    /// First refusal of the current window (RFC 3339); `None` before one, or after a re-queue.
-    pub first_refused_at: Option<String>,
-    /// Next attempt (RFC 3339), while retrying after a refusal.
-    pub next_attempt_at: Option<String>,
-    /// Held since (RFC 3339); kept after a re-queue until the row is delivered.
-    pub held_at: Option<String>,
 }
 
 /// Undelivered rows in queue order (at most `limit`).
@@ -415,12 +282,14 @@ pub fn undelivered(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<Outbox
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("provider.db");
-        drop(crate::db::Db::open(&path).unwrap());
+        drop(crate::store::Store::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         (dir, conn)
     }
@@ -519,22 +388,5 @@ mod tests {
             refused(&c, a1, "409: no", 5, &policy).unwrap(),
             Refused::Held { refusals: 1 }
         );
-    }
-
-    #[test]
-    fn refusal_delays_double_up_to_the_longest() {
-        let p = RefusalPolicy {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(60),
-            window: Duration::from_secs(3600),
-        };
-        let delays: Vec<u64> = (1..=9)
-            .map(|n| u64::try_from(p.delay(n).as_millis()).unwrap())
-            .collect();
-        assert_eq!(
-            delays,
-            [500, 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]
-        );
-        assert_eq!(p.delay(200), Duration::from_secs(60));
     }
 }
