@@ -62,8 +62,11 @@ fn build_workspace_bins(bin_dir: &Path) {
         profile_dir
     };
     let parent = bin_dir.parent().unwrap();
-    // The target directory's root holds CACHEDIR.TAG; one level lower is a cross target.
-    let (target_dir, triple) = if parent.join("CACHEDIR.TAG").exists() {
+    // The target directory's root holds cargo's rustc cache (and CACHEDIR.TAG, unless the
+    // directory existed before cargo first ran); one level lower is a cross target.
+    let is_root =
+        |dir: &Path| dir.join(".rustc_info.json").exists() || dir.join("CACHEDIR.TAG").exists();
+    let (target_dir, triple) = if is_root(parent) {
         (parent.to_owned(), None)
     } else {
         let root = parent.parent().unwrap();
