@@ -41,6 +41,9 @@ pub enum StartError {
     /// `[ops]` is unusable: the token file, or a threshold.
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
+    /// The clinical worklist's token file (`[triage] token_file`) is unusable.
+    #[error("triage.token_file: {0}")]
+    WorklistToken(#[from] crate::http::access::TokenError),
 }
 
 /// The assembled provider: every part shares one [`Store`] and one provider key, and one
@@ -66,6 +69,10 @@ pub struct Assembly {
     /// Fleet operations (dashboard, API, metrics, command poll, the alert evaluator), wired to
     /// the ingest's MQTT connection and counters.
     pub ops: crate::ops::Ops,
+    /// Clinical triage (the carepath rules over new readings); run it with a token.
+    pub triage: crate::triage::sweep::Sweep,
+    /// The clinical worklist (page and API) over the alerts triage raises.
+    pub worklist: crate::worklist::Worklist,
 }
 
 impl Assembly {
@@ -79,6 +86,7 @@ impl Assembly {
             .merge(crate::ingest::http::routes(self.ingest.clone()))
             .merge(crate::attachments::routes(self.attachments.clone()))
             .merge(self.ops.routes())
+            .merge(self.worklist.routes())
             .map_router(|router| router.fallback(no_such_route))
     }
 
@@ -167,6 +175,14 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
         .with_mqtt(ingest.mqtt_publisher())
         .with_counters(ingest.counters())
         .with_hub_wake(wake.clone());
+    let rules = Arc::new(config.triage.clone());
+    let tz = ops.thresholds.time_zone;
+    let worklist = crate::worklist::Worklist::new(store.clone(), rules.clone(), tz)?;
+    let triage = crate::triage::sweep::Sweep {
+        store: store.clone(),
+        triage: rules,
+        tz,
+    };
     let outbox = match &config.hub {
         Some(hub) => Some(OutboxActor {
             store: store.clone(),
@@ -205,5 +221,7 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
         updater,
         attachments,
         ops,
+        triage,
+        worklist,
     })
 }

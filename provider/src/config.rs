@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// Fleet operations: dashboard secret and alert thresholds.
     #[serde(default)]
     pub ops: crate::ops::OpsSection,
+    /// Clinical triage: the carepaths' rules and the patients' overrides.
+    #[serde(default)]
+    pub triage: crate::triage::TriageSection,
 }
 
 /// The validated configuration; shared read-only (the Portal holds it in an `Arc`).
@@ -100,6 +103,8 @@ pub struct Config {
     pub attachments: AttachmentSettings,
     /// `[ops]`, validated (its thresholds parse).
     pub ops: crate::ops::OpsSection,
+    /// `[triage]`, validated.
+    pub triage: crate::triage::Triage,
 }
 
 impl Config {
@@ -137,6 +142,7 @@ impl TryFrom<ConfigFile> for Config {
         };
         let attachments = AttachmentSettings::from_section(f.attachments, &key_dir)?;
         f.ops.thresholds()?;
+        let triage = f.triage.validate()?;
         let key_file = f.key_file.unwrap_or_else(|| key_dir.join("provider.key"));
         Ok(Self {
             listen: f.listen,
@@ -153,6 +159,7 @@ impl TryFrom<ConfigFile> for Config {
             mqtt,
             attachments,
             ops: f.ops,
+            triage,
         })
     }
 }

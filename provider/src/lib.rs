@@ -47,5 +47,7 @@ pub mod portal;
 pub mod publish;
 pub mod store;
 pub mod store_id;
+pub mod triage;
+pub mod worklist;
 
 pub use http::tls::install_crypto_provider;

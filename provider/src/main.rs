@@ -140,6 +140,7 @@ async fn run() -> anyhow::Result<()> {
                 ));
             }
             background.spawn(assembly.ops.evaluator().run(shutdown.clone()));
+            background.spawn(assembly.triage.run(shutdown.clone()));
             // The HTTP server survives accept errors and slow clients; it returns only on
             // shutdown.
             let mut server = tokio::spawn(tm_provider::http::serve_with_limits(

@@ -5,11 +5,13 @@
 //! bounded request bodies ([`body`]). Features register their routes through [`Routes`], which
 //! lists what the router serves (see [`routes`]); the assembly ([`crate::app`]) merges them.
 
+pub mod access;
 pub mod body;
 pub mod linger;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod unavailable;
 
 use std::sync::Arc;
 

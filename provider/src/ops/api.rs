@@ -29,9 +29,9 @@ use serde_json::json;
 use tm_protocol::{CommandAction, GatewayId};
 
 use super::auth::{self, Operator};
-use super::unavailable::Unavailable;
 use super::{Ops, commands, views};
 use crate::http::Routes;
+use crate::http::unavailable::Unavailable;
 
 /// The routes.
 pub fn routes(ops: Ops) -> Routes {

@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::Ops;
-use super::unavailable::Unavailable;
 use super::views::{self, GatewayView};
 use crate::html::escape as esc;
+use crate::http::unavailable::Unavailable;
 use crate::store::alerts::AlertRow;
 
 fn time(t: Option<DateTime<Utc>>) -> String {

@@ -23,8 +23,8 @@ use serde_json::json;
 
 use super::Ops;
 use super::auth::Operator;
-use super::unavailable::Unavailable;
 use crate::html::escape as esc;
+use crate::http::unavailable::Unavailable;
 use crate::store::StoreError;
 use crate::store::hub_outbox::{OutboxRow, Requeued, Standing};
 
@@ -61,20 +61,6 @@ pub(super) async fn requeue_api(
     })
 }
 
-/// Whether the browser says the request came from another site (`Sec-Fetch-Site`, or an
-/// `Origin` naming another host than `Host`).
-fn cross_site(headers: &HeaderMap) -> bool {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
-        return !matches!(site, "same-origin" | "none");
-    }
-    match (text(header::ORIGIN), text(header::HOST)) {
-        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
-}
-
 /// `POST /ops/hub-updates/{seq}/requeue` (the dashboard's form).
 pub(super) async fn requeue_form(
     State(ops): State<Ops>,
@@ -82,7 +68,7 @@ pub(super) async fn requeue_form(
     Path(seq): Path<i64>,
     headers: HeaderMap,
 ) -> Result<Response, Unavailable> {
-    if cross_site(&headers) {
+    if crate::http::access::cross_site(&headers) {
         return Ok((StatusCode::FORBIDDEN, "cross-site form refused").into_response());
     }
     Ok(match requeue(&ops, seq, &who.0).await? {

@@ -5,8 +5,9 @@
 //! - **Fleet gauges, from the store at scrape time**, so every instance reports the same value:
 //!   gateways by state, their backlog and its oldest reading, unresolved alerts by kind and
 //!   state, the HUB outbox's depth and the updates held for an operator
-//!   ([`crate::store::Store::fleet_figures`]). They describe state (take `max` across
-//!   instances, not `sum`).
+//!   ([`crate::store::Store::fleet_figures`]), and the clinical alerts by rule and state
+//!   (`tm_clinical_alerts`, [`crate::store::Store::clinical_alert_counts`]). They describe
+//!   state (take `max` across instances, not `sum`).
 //! - **This instance's counters, in memory since it started** (Prometheus expects them to
 //!   restart at zero): readings stored and heartbeats received by its ingest
 //!   ([`crate::ingest::counters::IngestCounters`]; `rate(tm_readings_ingested_total[5m])` is the ingest
@@ -29,6 +30,7 @@ use super::alerts::AlertKind;
 use super::health::Liveness;
 use crate::ingest::mqtt::stats::Labels;
 use crate::store::metrics::FleetFigures;
+use crate::triage::rules::RuleKind;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -93,9 +95,32 @@ fn fleet(figures: FleetFigures, ops: &Ops, now: chrono::DateTime<chrono::Utc>) -
     }
 }
 
-/// Renders the exposition of the store's `figures` at `now`.
+/// Clinical alerts per rule and state, every known pair listed even at zero.
+fn clinical(counts: &[(String, String, i64)]) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    for rule in RuleKind::ALL {
+        for state in ["open", "acknowledged", "resolved"] {
+            let _ = family.get_or_create(&vec![("rule", rule.name()), ("state", state)]);
+        }
+    }
+    for (rule, state, n) in counts {
+        let rule = RuleKind::from_name(rule);
+        let state = ["open", "acknowledged", "resolved"]
+            .into_iter()
+            .find(|s| s == state);
+        if let (Some(rule), Some(state)) = (rule, state) {
+            family
+                .get_or_create(&vec![("rule", rule.name()), ("state", state)])
+                .set(*n);
+        }
+    }
+    family
+}
+
+/// Renders the exposition of the store's `figures` and clinical alert counts at `now`.
 pub fn render(
     figures: FleetFigures,
+    clinical_counts: &[(String, String, i64)],
     ops: &Ops,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, std::fmt::Error> {
@@ -116,6 +141,11 @@ pub fn render(
         "tm_alerts",
         "Unresolved alerts by kind and state.",
         fleet.alerts,
+    );
+    r.register(
+        "tm_clinical_alerts",
+        "Clinical alerts raised by the triage rules, by rule and state.",
+        clinical(clinical_counts),
     );
     r.register(
         "tm_hub_outbox_depth",
@@ -166,8 +196,18 @@ pub fn render(
 /// `GET /metrics`.
 #[tracing::instrument(name = "ops", skip_all)]
 pub async fn metrics(State(ops): State<Ops>) -> Response {
-    let text = match ops.store.fleet_figures().await {
-        Ok(figures) => render(figures, &ops, chrono::Utc::now()).map_err(|e| e.to_string()),
+    let stored = match ops.store.fleet_figures().await {
+        Ok(figures) => ops
+            .store
+            .clinical_alert_counts()
+            .await
+            .map(|counts| (figures, counts)),
+        Err(e) => Err(e),
+    };
+    let text = match stored {
+        Ok((figures, counts)) => {
+            render(figures, &counts, &ops, chrono::Utc::now()).map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     match text {

@@ -28,7 +28,6 @@ pub mod health;
 pub mod hub_updates;
 pub mod metrics;
 pub mod settings;
-mod unavailable;
 pub mod views;
 
 use std::path::PathBuf;
@@ -58,6 +57,16 @@ pub enum OpsError {
     /// A threshold is invalid.
     #[error(transparent)]
     Config(#[from] tm_protocol::config_file::ConfigError),
+}
+
+impl From<crate::http::access::TokenError> for OpsError {
+    fn from(e: crate::http::access::TokenError) -> Self {
+        use crate::http::access::TokenError;
+        match e {
+            TokenError::Read { path, source } => Self::Token { path, source },
+            TokenError::Empty(path) => Self::EmptyToken(path),
+        }
+    }
 }
 
 /// Fleet operations; cheap to clone (the HTTP routes hold one, the alert evaluator gets a
@@ -92,17 +101,9 @@ impl Ops {
     /// Reads the token file (if configured) and validates the thresholds.
     pub fn new(store: Store, section: OpsSection, key: Arc<SigningKey>) -> Result<Self, OpsError> {
         let token = match &section.token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| OpsError::Token {
-                    path: path.clone(),
-                    source,
-                })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(OpsError::EmptyToken(path.clone()));
-                }
-                Some(Arc::from(token))
-            }
+            Some(path) => Some(Arc::from(
+                crate::http::access::read_token(path).map_err(OpsError::from)?,
+            )),
             None => {
                 tracing::warn!("no ops.token_file configured: the operations dashboard is off");
                 None

@@ -30,6 +30,8 @@ pub enum Duty {
     AlertEvaluator,
     /// Sweeping the store for sessions whose attachment update is due.
     AttachmentSweep,
+    /// Judging new readings by the carepath's triage rules.
+    Triage,
 }
 
 impl Duty {
@@ -39,6 +41,7 @@ impl Duty {
             Self::HubOutbox => "hub-outbox",
             Self::AlertEvaluator => "alert-evaluator",
             Self::AttachmentSweep => "attachment-sweep",
+            Self::Triage => "triage",
         }
     }
 
@@ -49,6 +52,7 @@ impl Duty {
             Self::HubOutbox => locks::HUB_OUTBOX_LEASE,
             Self::AlertEvaluator => locks::ALERT_EVALUATOR_LEASE,
             Self::AttachmentSweep => locks::ATTACHMENT_SWEEP_LEASE,
+            Self::Triage => locks::TRIAGE_LEASE,
         }
     }
 
@@ -56,7 +60,7 @@ impl Duty {
     pub fn channel(self) -> Option<&'static str> {
         match self {
             Self::HubOutbox => Some("tm_hub_outbox"),
-            Self::AlertEvaluator | Self::AttachmentSweep => None,
+            Self::AlertEvaluator | Self::AttachmentSweep | Self::Triage => None,
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod settings;
 pub mod snapshots;
 pub mod sqlite;
 pub mod transfer;
+pub mod triage;
 pub mod views;
 
 use std::path::{Path, PathBuf};

@@ -42,6 +42,8 @@ pub const TABLES: &[&str] = &[
     "ops_alerts",
     "ops_audit",
     "ops_commands",
+    "clinical_alerts",
+    "triage_progress",
 ];
 
 /// Tables of each backend's own bookkeeping, not copied (the store id is carried separately).

@@ -1,5 +1,8 @@
-//! Headless Chromium (Debian's `chromium` package) for the page tests: loads a URL with a fresh
-//! profile and no background networking, and returns the DOM after scripts ran.
+//! Headless Chromium (Debian's `chromium` package) for the page tests: [`dump_dom`] loads a URL
+//! with a fresh profile and no background networking and returns the DOM after scripts ran;
+//! [`Browser`] drives a page over the DevTools protocol (navigate, fill in, click, read).
+
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -25,4 +28,184 @@ pub async fn dump_dom(url: &str) -> (String, std::process::Output) {
         .expect("chromium did not finish within 90 s")
         .expect("chromium (Debian package) is needed; scripts/test installs it");
     (String::from_utf8_lossy(&out.stdout).into_owned(), out)
+}
+
+/// Headless Chromium driven over the DevTools protocol (its WebSocket on loopback): a page
+/// that a test navigates, fills in and clicks through as a user would, reading the DOM with
+/// JavaScript. The browser is killed when this is dropped.
+pub struct Browser {
+    child: tokio::process::Child,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: String,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+/// How long one protocol call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Browser {
+    /// Starts Chromium with a fresh profile and opens one blank page of `width` x `height`
+    /// CSS pixels.
+    pub async fn launch(width: u32, height: u32) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium (Debian package) is needed; scripts/test installs it");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(at) = line.find("ws://") {
+                    return line[at..].trim().to_owned();
+                }
+            }
+            panic!("chromium exited without a DevTools address");
+        })
+        .await
+        .expect("chromium printed no DevTools address within 60 s");
+        // Keep reading its log so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let mut b = Self {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = b
+            .call(
+                "Target.createTarget",
+                serde_json::json!({"url": "about:blank"}),
+            )
+            .await;
+        let attached = b
+            .call(
+                "Target.attachToTarget",
+                serde_json::json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        b.session = attached["sessionId"].as_str().unwrap().to_owned();
+        b.call("Page.enable", serde_json::json!({})).await;
+        b.call("Network.enable", serde_json::json!({})).await;
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+        b
+    }
+
+    /// One protocol call on the page (the browser itself before a page is attached); its
+    /// `result`. Events in between are skipped; an error answer fails the test.
+    pub async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use futures::{SinkExt, StreamExt};
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = serde_json::json!({"id": id, "method": method, "params": params});
+        if !self.session.is_empty() {
+            message["sessionId"] = self.session.clone().into();
+        }
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.to_string().into(),
+            ))
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            loop {
+                let frame = self.ws.next().await.expect("DevTools closed").unwrap();
+                let Ok(text) = frame.to_text() else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                    continue;
+                };
+                if v["id"] == id {
+                    return v;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method}: no answer within {CALL_TIMEOUT:?}"));
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Sends `headers` with every request of the page (an `Authorization` header, say).
+    pub async fn set_headers(&mut self, headers: serde_json::Value) {
+        self.call(
+            "Network.setExtraHTTPHeaders",
+            serde_json::json!({ "headers": headers }),
+        )
+        .await;
+    }
+
+    /// The value of JavaScript `expression` on the page (promises awaited).
+    pub async fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            r.get("exceptionDetails").is_none(),
+            "{expression}: {}",
+            r["exceptionDetails"]
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until `condition` (JavaScript) is true on the page, polling for up to 30 s.
+    pub async fn wait_for(&mut self, condition: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let probe = format!(
+            "(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"
+        );
+        while self.eval(&probe).await != serde_json::Value::Bool(true) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not true within 30 s: {condition}\n{}",
+                self.eval("document.documentElement.outerHTML").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Opens `url` and waits until its document has loaded.
+    pub async fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", serde_json::json!({ "url": url }))
+            .await;
+        let target = serde_json::to_string(url).unwrap();
+        self.wait_for(&format!(
+            "location.href === {target} && document.readyState === 'complete'"
+        ))
+        .await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
 }

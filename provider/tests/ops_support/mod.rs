@@ -16,6 +16,8 @@ use tm_testkit::backend::TestStore;
 use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "ops-s3cret-token";
+/// The clinical worklist's token.
+pub const CLINICAL_TOKEN: &str = "clinical-s3cret-token";
 pub const HEART_FAILURE: &str = tm_provider::ops::adherence::HEART_FAILURE;
 
 pub struct Fleet {
@@ -26,6 +28,9 @@ pub struct Fleet {
     pub http: reqwest::Client,
     /// The provider's store, for checks that read its tables directly.
     pub db: TestStore,
+    /// The triage rules and the patients' time zone, for sweeps the test runs itself.
+    pub triage: std::sync::Arc<tm_provider::triage::Triage>,
+    pub tz: chrono_tz::Tz,
 }
 
 /// The provider's configuration in `dir`. Its key files are named in `dir` (where a SQLite
@@ -33,14 +38,17 @@ pub struct Fleet {
 /// shared by every test).
 pub fn config(dir: &std::path::Path, listen: &str) -> String {
     std::fs::write(dir.join("ops-token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("clinical-token"), format!("{CLINICAL_TOKEN}\n")).unwrap();
     format!(
         "listen = \"{listen}\"\npublic_url = \"http://{listen}\"\nkey_file = \"{key}\"\n{store}\
          [attachments]\nkey_file = \"{uri_key}\"\n\
-         [ops]\ntoken_file = \"{token}\"\nevaluate_interval_s = 3600\n",
+         [ops]\ntoken_file = \"{token}\"\nevaluate_interval_s = 3600\n\
+         [triage]\ntoken_file = \"{clinical}\"\ninterval_s = 3600\n",
         store = TestStore::in_dir(dir).setting(),
         key = dir.join("provider.key").display(),
         uri_key = dir.join("attachments.key").display(),
         token = dir.join("ops-token").display(),
+        clinical = dir.join("clinical-token").display(),
     )
 }
 
@@ -66,6 +74,8 @@ pub async fn start(dir: &std::path::Path) -> Fleet {
         shutdown,
         http: reqwest::Client::new(),
         db: TestStore::in_dir(dir),
+        triage: assembly.triage.triage.clone(),
+        tz: assembly.triage.tz,
     }
 }
 
@@ -147,6 +157,13 @@ impl Fleet {
     /// Runs the evaluator once as if the time were `now`.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
         tm_provider::ops::evaluator::run_once(&self.store, &self.ops.thresholds, now)
+            .await
+            .unwrap()
+    }
+
+    /// Runs one triage sweep as if the time were `now`.
+    pub async fn triage_once(&self, now: DateTime<Utc>) -> tm_provider::triage::sweep::SweepReport {
+        tm_provider::triage::sweep::run_once(&self.store, &self.triage, self.tz, now)
             .await
             .unwrap()
     }

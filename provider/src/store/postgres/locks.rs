@@ -14,6 +14,8 @@ pub const HUB_OUTBOX_LEASE: i64 = 0x746d_5f68_7562_6f78; // "tm_hubox"
 pub const ALERT_EVALUATOR_LEASE: i64 = 0x746d_5f61_6c65_7274; // "tm_alert"
 /// The lease of the attachment sweep (session lock).
 pub const ATTACHMENT_SWEEP_LEASE: i64 = 0x746d_5f73_7765_6570; // "tm_sweep"
+/// The lease of clinical triage (session lock).
+pub const TRIAGE_LEASE: i64 = 0x746d_5f74_7269_6167; // "tm_triag"
 
 #[cfg(test)]
 mod tests {
@@ -28,6 +30,7 @@ mod tests {
             HUB_OUTBOX_LEASE,
             ALERT_EVALUATOR_LEASE,
             ATTACHMENT_SWEEP_LEASE,
+            TRIAGE_LEASE,
         ];
         keys.sort_unstable();
         assert!(keys.windows(2).all(|w| w[0] != w[1]));

@@ -26,6 +26,7 @@ pub mod readings;
 pub mod schema;
 pub mod sessions;
 pub mod snapshots;
+pub mod triage;
 pub mod views;
 
 use std::sync::Arc;

@@ -203,4 +203,31 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE readings ADD CONSTRAINT readings_once
         UNIQUE (telemonitoring_id, record_order, reading_id);
     "#,
+    // 4: clinical triage, as SQLite's migration 15: one alert per episode, and each session's
+    // triage cursor (a readings `seq`).
+    r#"
+    CREATE TABLE clinical_alerts (
+        alert_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        telemonitoring_id text NOT NULL REFERENCES sessions(telemonitoring_id),
+        rule              text NOT NULL,
+        episode_start     timestamptz NOT NULL,
+        episode_last      timestamptz NOT NULL,
+        summary           text NOT NULL,
+        evidence          text NOT NULL,
+        state             text NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        raised_at         timestamptz NOT NULL,
+        acknowledged_at   timestamptz,
+        acknowledged_by   text,
+        acknowledge_note  text,
+        resolved_at       timestamptz,
+        resolved_by       text,
+        resolve_note      text,
+        UNIQUE (telemonitoring_id, rule, episode_start)
+    );
+    CREATE INDEX clinical_alerts_state ON clinical_alerts(state, episode_start);
+    CREATE TABLE triage_progress (
+        telemonitoring_id text PRIMARY KEY REFERENCES sessions(telemonitoring_id),
+        triaged_through   bigint NOT NULL
+    );
+    "#,
 ];

@@ -283,6 +283,33 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE readings_ordered RENAME TO readings;
     CREATE INDEX readings_session_time ON readings(telemonitoring_id, effective_time);
     "#,
+    // 15: clinical triage: the alerts the carepath rules raise for the nurses, one row per
+    // episode (see `store::triage`), and each session's triage cursor (a readings row id).
+    r#"
+    CREATE TABLE clinical_alerts (
+        alert_id          INTEGER PRIMARY KEY,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        rule              TEXT NOT NULL,
+        episode_start     TEXT NOT NULL,
+        episode_last      TEXT NOT NULL,
+        summary           TEXT NOT NULL,
+        evidence          TEXT NOT NULL,
+        state             TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        raised_at         TEXT NOT NULL,
+        acknowledged_at   TEXT,
+        acknowledged_by   TEXT,
+        acknowledge_note  TEXT,
+        resolved_at       TEXT,
+        resolved_by       TEXT,
+        resolve_note      TEXT,
+        UNIQUE (telemonitoring_id, rule, episode_start)
+    );
+    CREATE INDEX clinical_alerts_state ON clinical_alerts(state, episode_start);
+    CREATE TABLE triage_progress (
+        telemonitoring_id TEXT PRIMARY KEY REFERENCES sessions(telemonitoring_id),
+        triaged_through   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(super) const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";

@@ -26,6 +26,7 @@ pub mod pins;
 pub mod readings;
 pub mod sessions;
 pub mod snapshots;
+pub mod triage;
 pub mod views;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! [`Unavailable`]: how every operations page and API answers a store failure (503, logged
-//! once with the error; the operator sees that the store, not the page, failed).
+//! [`Unavailable`]: how every staff page and API (operations, the clinical worklist) answers a
+//! store failure (503, logged once with the error; the user sees that the store, not the page,
+//! failed).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use crate::store::StoreError;
 
 /// A store failure: 503, logged.
-pub(super) struct Unavailable(StoreError);
+#[derive(Debug)]
+pub struct Unavailable(StoreError);
 
 impl From<StoreError> for Unavailable {
     fn from(e: StoreError) -> Self {
