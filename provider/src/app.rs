@@ -41,6 +41,9 @@ pub enum StartError {
     /// `[ops]` is unusable: the token file, or a threshold.
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
+    /// A setting is invalid (checked when the configuration was read; kept for the types).
+    #[error(transparent)]
+    Config(#[from] tm_protocol::config_file::ConfigError),
     /// The clinical worklist's token file (`[triage] token_file`) is unusable.
     #[error("triage.token_file: {0}")]
     WorklistToken(#[from] crate::http::access::TokenError),
@@ -153,7 +156,10 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
             &config.public_url,
         )
         .await?;
-    let options = config.attachments.output_options(&identifier_system);
+    let time_zone = config.ops.thresholds()?.time_zone;
+    let options = config
+        .attachments
+        .output_options(&identifier_system, &config.triage, time_zone);
     let attachments = Arc::new(AttachmentServer {
         source: StoreSource {
             store: store.clone(),

@@ -41,6 +41,7 @@ pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod lease;
+pub mod normal_range;
 pub mod ops;
 pub mod outputs;
 pub mod portal;

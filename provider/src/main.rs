@@ -221,7 +221,11 @@ async fn run() -> anyhow::Result<()> {
                     &config.public_url,
                 )
                 .await?;
-            let options = config.attachments.output_options(&identifier_system);
+            let options = config.attachments.output_options(
+                &identifier_system,
+                &config.triage,
+                config.ops.thresholds()?.time_zone,
+            );
             let bytes = tm_provider::attachments::AttachmentKind::Fhir.render(&data, &options);
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();

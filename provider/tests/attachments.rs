@@ -41,6 +41,8 @@ fn options() -> OutputOptions {
         dashboard: DashboardOptions {
             frame_ancestors: vec!["https://ehr.example-hospital.be".into()],
         },
+        triage: tm_provider::triage::Triage::default(),
+        time_zone: chrono_tz::Europe::Brussels,
     }
 }
 
@@ -254,4 +256,14 @@ async fn dashboard_renders_in_headless_chromium() {
     }
     assert_eq!(dom.matches("<polyline").count(), 7, "one line per series");
     assert!(!dom.contains("<script"));
+    // What the carepath rules found in the week, as the worklist and the PDF list it.
+    assert!(dom.contains("<h2>Care path alerts</h2>"), "{dom}");
+    assert!(
+        dom.contains(
+            "<li data-rule=\"systolic-out-of-range\">Systolic pressure out of range: 145 mmHg \
+             2026-05-05 07:30</li>"
+        ),
+        "{dom}"
+    );
+    assert!(dom.contains("<li data-rule=\"heart-rate-out-of-range\">"));
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use tm_provider::outputs::Language;
+use tm_provider::outputs::findings::Findings;
+use tm_provider::outputs::labels::Labels;
 use tm_provider::outputs::pdf::{render_report, render_reports};
 use tm_provider::outputs::series::{Range, Ranges};
 
@@ -27,7 +29,7 @@ fn text_of(pdf: &[u8], dir: &Path, name: &str) -> String {
 fn every_language_reads_back_with_its_content() {
     let ctx = fixtures::session();
     let readings = fixtures::heart_failure_week();
-    let reports = render_reports(&ctx, &readings, &Ranges::heart_failure());
+    let reports = render_reports(&ctx, &readings, &Ranges::heart_failure(), &Findings::none());
     assert_eq!(
         reports.iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![Language::En, Language::Nl, Language::Fr]
@@ -101,8 +103,11 @@ fn ranges_are_configurable_and_rendering_is_deterministic() {
         );
         r
     };
-    let a = render_report(&ctx, &readings, Language::En, &strict);
-    assert_eq!(a, render_report(&ctx, &readings, Language::En, &strict));
+    let a = render_report(&ctx, &readings, Language::En, &strict, &Findings::none());
+    assert_eq!(
+        a,
+        render_report(&ctx, &readings, Language::En, &strict, &Findings::none())
+    );
     let tmp = tempfile::tempdir().unwrap();
     let text = text_of(&a, tmp.path(), "strict");
     let heavy = text
@@ -111,7 +116,13 @@ fn ranges_are_configurable_and_rendering_is_deterministic() {
         .expect("80.9 kg row");
     assert!(heavy.contains("HIGH"), "{heavy}");
     let default = text_of(
-        &render_report(&ctx, &readings, Language::En, &Ranges::heart_failure()),
+        &render_report(
+            &ctx,
+            &readings,
+            Language::En,
+            &Ranges::heart_failure(),
+            &Findings::none(),
+        ),
         tmp.path(),
         "default",
     );
@@ -129,6 +140,7 @@ fn page_one_renders_with_charts() {
         &fixtures::heart_failure_week(),
         Language::En,
         &Ranges::heart_failure(),
+        &Findings::none(),
     );
     let path = tmp.path().join("report.pdf");
     std::fs::write(&path, &pdf).unwrap();
@@ -183,4 +195,39 @@ fn parse_ppm(data: &[u8]) -> (usize, usize, &[u8]) {
     let w: usize = fields[1].parse().unwrap();
     let h: usize = fields[2].parse().unwrap();
     (w, h, &data[pos + 1..pos + 1 + w * h * 3])
+}
+
+/// The carepath's alerts of the golden week, in every language, above the trends: the same
+/// rules as the nurses' worklist, over the report's own readings.
+#[test]
+fn the_report_lists_what_the_carepath_rules_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, readings) = (fixtures::session(), fixtures::heart_failure_week());
+    let rules = tm_provider::triage::rules::Rules::heart_failure();
+    let findings = Findings::of(&readings, Some(&rules), chrono_tz::Europe::Brussels);
+    let rules_found: Vec<&str> = findings.list.iter().map(|f| f.rule.name()).collect();
+    assert!(
+        rules_found.contains(&"systolic-out-of-range"),
+        "{rules_found:?}"
+    );
+    for (lang, heading) in [
+        (Language::En, "Care path alerts"),
+        (Language::Nl, "Alarmen van het zorgpad"),
+        (Language::Fr, "Alertes du trajet de soins"),
+    ] {
+        let pdf = render_report(&ctx, &readings, lang, &Ranges::heart_failure(), &findings);
+        let text = text_of(&pdf, tmp.path(), lang.tag());
+        let at = text
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading}:\n{text}"));
+        for (_, line) in findings.lines(&Labels::of(lang), " -> ") {
+            // pdftotext may break a long line; its start is on one.
+            let start: String = line.chars().take(40).collect();
+            let found = text
+                .find(&start)
+                .unwrap_or_else(|| panic!("{start}:\n{text}"));
+            assert!(found > at, "{start} before the heading");
+        }
+        assert!(text.find(heading) < text.find(Labels::of(lang).trends));
+    }
 }

@@ -126,7 +126,9 @@ async fn a_weight_gain_is_raised_once_and_a_nurse_acknowledges_and_resolves_it()
     // episode goes on, and is not raised again.
     let today = local(0, 7, 0).min(Utc::now().fixed_offset() - Duration::minutes(1));
     assert_eq!(
-        fleet.readings(&gw, "b-2", vec![weight(today, 82_800)]).await,
+        fleet
+            .readings(&gw, "b-2", vec![weight(today, 82_800)])
+            .await,
         200
     );
     let later = fleet.triage_once(Utc::now()).await;
@@ -281,7 +283,10 @@ async fn chromium_acknowledges_and_resolves_an_alert_from_the_worklist() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = start(dir.path()).await;
     let gw = patient(&fleet).await;
-    let readings = vec![weight(local(2, 7, 0), 80_000), weight(local(1, 7, 0), 82_100)];
+    let readings = vec![
+        weight(local(2, 7, 0), 80_000),
+        weight(local(1, 7, 0), 82_100),
+    ];
     assert_eq!(fleet.readings(&gw, "b-1", readings).await, 200);
     assert_eq!(fleet.triage_once(Utc::now()).await.raised.len(), 2);
 

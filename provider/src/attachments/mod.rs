@@ -27,6 +27,7 @@ use tm_protocol::Reading;
 
 use crate::outputs::dashboard::{self, DashboardOptions};
 use crate::outputs::fhir::{self, FhirOptions};
+use crate::outputs::findings::Findings;
 use crate::outputs::pdf;
 use crate::outputs::series::Ranges;
 use crate::outputs::{Language, SessionContext};
@@ -67,6 +68,10 @@ pub struct OutputOptions {
     pub ranges: Ranges,
     /// Dashboard framing.
     pub dashboard: DashboardOptions,
+    /// The triage rules whose findings the PDF and the dashboard list (`[triage]`).
+    pub triage: crate::triage::Triage,
+    /// The patients' time zone, the days of those rules (`[ops] patient_time_zone`).
+    pub time_zone: chrono_tz::Tz,
 }
 
 /// Which attachment an id names.
@@ -133,12 +138,17 @@ impl AttachmentKind {
     /// Renders the attachment's bytes. CPU-bound (a few ms): run it off the async runtime.
     pub fn render(self, data: &SessionData, options: &OutputOptions) -> Vec<u8> {
         let (ctx, readings) = (&data.context, &data.readings);
+        let findings = || {
+            let rules = options.triage.rules_for(&ctx.carepath.id, &ctx.patient_id);
+            Findings::of(readings, rules.as_ref(), options.time_zone)
+        };
         match self {
             Self::Fhir => fhir::export_bundle(ctx, readings, &options.fhir).to_bytes(),
-            Self::Pdf(l) => pdf::render_report(ctx, readings, l, &options.ranges),
+            Self::Pdf(l) => pdf::render_report(ctx, readings, l, &options.ranges, &findings()),
             Self::Dashboard => {
                 let lang = ctx.languages.first().copied().unwrap_or(Language::En);
-                dashboard::render_dashboard(ctx, readings, lang, &options.ranges).into_bytes()
+                dashboard::render_dashboard(ctx, readings, lang, &options.ranges, &findings())
+                    .into_bytes()
             }
         }
     }

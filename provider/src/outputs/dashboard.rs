@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, FixedOffset};
 use tm_protocol::Reading;
 
+use super::findings::Findings;
 use super::labels::{Labels, format_value};
 use super::series::{Chart, Flag, Ranges, overview};
 use super::{Language, SessionContext};
@@ -47,6 +48,7 @@ pub fn render_dashboard(
     readings: &[Reading],
     lang: Language,
     ranges: &Ranges,
+    findings: &Findings,
 ) -> String {
     let l = Labels::of(lang);
     let view = overview(readings, ranges);
@@ -57,7 +59,8 @@ pub fn render_dashboard(
 <style>body{{font-family:sans-serif;margin:12px;color:#1a1a1f}}h1{{font-size:18px}}\
 .meta{{color:#555;font-size:13px}}.cards{{display:flex;flex-wrap:wrap;gap:12px}}\
 .card{{border:1px solid #ddd;border-radius:6px;padding:8px;width:340px}}\
-.latest{{font-size:22px;font-weight:bold}}.out{{color:#c41a1a}}</style></head><body>",
+.latest{{font-size:22px;font-weight:bold}}.out{{color:#c41a1a}}\
+.findings li{{color:#c41a1a;margin:2px 0}}</style></head><body>",
         lang.tag(),
         esc(l.title),
         esc(&ctx.telemonitoring_id)
@@ -69,7 +72,7 @@ pub fn render_dashboard(
         .unwrap_or_else(|| l.ongoing.to_owned());
     let _ = write!(
         html,
-        "<h1>{}</h1><p class=\"meta\"><span id=\"patient\">{}: {}</span> · {}: {} · {}: {} - {} · {}: {}</p><div class=\"cards\">",
+        "<h1>{}</h1><p class=\"meta\"><span id=\"patient\">{}: {}</span> · {}: {} · {}: {} - {} · {}: {}",
         esc(l.title),
         esc(l.patient),
         esc(&ctx.patient_id),
@@ -81,6 +84,20 @@ pub fn render_dashboard(
         esc(l.readings),
         view.rows.len()
     );
+    html.push_str("</p>");
+    let lines = findings.lines(&l, " \u{2192} ");
+    if !lines.is_empty() {
+        let _ = write!(
+            html,
+            "<section id=\"findings\"><h2>{}</h2><ul class=\"findings\">",
+            esc(l.findings)
+        );
+        for (rule, line) in lines {
+            let _ = write!(html, "<li data-rule=\"{}\">{}</li>", esc(rule), esc(&line));
+        }
+        html.push_str("</ul></section>");
+    }
+    html.push_str("<div class=\"cards\">");
     for chart in &view.charts {
         card(&mut html, chart, ranges, &l);
     }

@@ -5,6 +5,7 @@ use tm_protocol::{ReadingKind, TimeQuality};
 
 use super::Language;
 use super::series::{Flag, Measure};
+use crate::triage::rules::RuleKind;
 
 /// Every label the renderers use.
 #[derive(Debug, Clone, Copy)]
@@ -39,10 +40,30 @@ pub struct Labels {
     pub page: &'static str,
     /// Note under the table about untrusted times.
     pub untrusted_note: &'static str,
+    /// "Care path alerts": the triage rules' findings.
+    pub findings: &'static str,
     lang: Language,
 }
 
 impl Labels {
+    /// A triage rule's name.
+    pub fn rule(&self, rule: RuleKind) -> &'static str {
+        use RuleKind::*;
+        match (self.lang, rule) {
+            (Language::En, r) => r.label(),
+            (Language::Nl, WeightGain) => "Gewichtstoename",
+            (Language::Nl, OvernightWeightGain) => "Gewichtstoename sinds de vorige dag",
+            (Language::Nl, SystolicOutOfRange) => "Systolische druk buiten bereik",
+            (Language::Nl, HeartRateOutOfRange) => "Hartslag buiten bereik",
+            (Language::Nl, IrregularPulseRepeated) => "Herhaald onregelmatige pols",
+            (Language::Fr, WeightGain) => "Prise de poids",
+            (Language::Fr, OvernightWeightGain) => "Prise de poids depuis la veille",
+            (Language::Fr, SystolicOutOfRange) => "Pression systolique hors limites",
+            (Language::Fr, HeartRateOutOfRange) => "Fréquence cardiaque hors limites",
+            (Language::Fr, IrregularPulseRepeated) => "Pouls irrégulier répété",
+        }
+    }
+
     /// The labels of `lang`.
     pub fn of(lang: Language) -> Labels {
         match lang {
@@ -62,6 +83,7 @@ impl Labels {
                 no_value: "no value",
                 page: "page",
                 untrusted_note: "TIME UNKNOWN: the device clock was not set; the reading is not charted.",
+                findings: "Care path alerts",
                 lang,
             },
             Language::Nl => Labels {
@@ -80,6 +102,7 @@ impl Labels {
                 no_value: "geen waarde",
                 page: "pagina",
                 untrusted_note: "TIJD ONBEKEND: de klok van het toestel was niet ingesteld; de meting staat niet in de grafieken.",
+                findings: "Alarmen van het zorgpad",
                 lang,
             },
             Language::Fr => Labels {
@@ -104,6 +127,7 @@ impl Labels {
                 no_value: "pas de valeur",
                 page: "page",
                 untrusted_note: "HEURE INCONNUE : l'horloge de l'appareil n'était pas réglée ; la mesure n'est pas dans les graphiques.",
+                findings: "Alertes du trajet de soins",
                 lang,
             },
         }

@@ -13,6 +13,7 @@
 
 pub mod dashboard;
 pub mod fhir;
+pub mod findings;
 pub mod labels;
 pub mod pdf;
 pub mod series;

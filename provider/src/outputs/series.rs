@@ -15,26 +15,7 @@ use tm_protocol::{Reading, ReadingKind, TimeQuality};
 
 use super::fhir::values::decimal as observation_decimal;
 
-/// A normal range; either bound may be open.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Range {
-    /// Values below are marked low.
-    pub low: Option<f64>,
-    /// Values above are marked high.
-    pub high: Option<f64>,
-}
-
-/// Where a value lies against its range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flag {
-    /// Inside the range, or no range configured.
-    Normal,
-    /// Below `low`.
-    Low,
-    /// Above `high`.
-    High,
-}
+pub use crate::normal_range::{Flag, Range};
 
 /// Normal ranges per LOINC code, configurable per carepath or per patient.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,11 +46,7 @@ impl Ranges {
 
     /// Where `value` of `code` lies.
     pub fn flag(&self, code: &str, value: f64) -> Flag {
-        match self.get(code) {
-            Some(Range { low: Some(l), .. }) if value < l => Flag::Low,
-            Some(Range { high: Some(h), .. }) if value > h => Flag::High,
-            _ => Flag::Normal,
-        }
+        self.get(code).map_or(Flag::Normal, |r| r.flag(value))
     }
 }
 

@@ -245,8 +245,15 @@ impl AttachmentSettings {
 
     /// The rendering options, the Observations' identifiers under `identifier_system`; the
     /// Bundle flags values against the same ranges as the PDF and the dashboard.
-    pub fn output_options(&self, identifier_system: &str) -> OutputOptions {
+    pub fn output_options(
+        &self,
+        identifier_system: &str,
+        triage: &crate::triage::Triage,
+        time_zone: chrono_tz::Tz,
+    ) -> OutputOptions {
         OutputOptions {
+            triage: triage.clone(),
+            time_zone,
             fhir: FhirOptions {
                 observation_identifier_system: identifier_system.to_owned(),
                 ranges: self.ranges.clone(),
@@ -335,7 +342,13 @@ mod tests {
         let s = load("").unwrap();
         assert!(s.extra_measurements.is_empty());
         let s = load("extra_measurements = [\"spo2\", \"body-temperature\", \"glucose\"]").unwrap();
-        let fhir = s.output_options("urn:oid:2.999.1").fhir;
+        let fhir = s
+            .output_options(
+                "urn:oid:2.999.1",
+                &crate::triage::Triage::default(),
+                chrono_tz::UTC,
+            )
+            .fhir;
         assert_eq!(
             fhir.extra_measurements,
             BTreeSet::from([
@@ -361,7 +374,14 @@ mod tests {
              identifier = { system = \"https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe\", value = \"0123456749\" }\n",
         )
         .unwrap();
-        let org = s.output_options("urn:oid:2.999.1").fhir.organization;
+        let org = s
+            .output_options(
+                "urn:oid:2.999.1",
+                &crate::triage::Triage::default(),
+                chrono_tz::UTC,
+            )
+            .fhir
+            .organization;
         assert_eq!(org.name, "Zorg op afstand NV");
         assert_eq!(org.identifier.unwrap().value, "0123456749");
         for bad in [

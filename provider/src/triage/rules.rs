@@ -22,7 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use tm_protocol::{Reading, ReadingKind, TimeQuality};
 
-use crate::outputs::series::Range;
+use crate::normal_range::{Flag, Range};
 
 /// LOINC body weight.
 pub const WEIGHT: &str = "29463-7";
@@ -266,6 +266,12 @@ pub fn evaluate(rules: &Rules, readings: &[Measured], tz: Tz) -> Vec<Finding> {
     out
 }
 
+/// [`evaluate`] over stored readings (those whose time cannot be trusted left out).
+pub fn evaluate_readings(rules: &Rules, readings: &[Reading], tz: Tz) -> Vec<Finding> {
+    let measured: Vec<Measured> = readings.iter().filter_map(Measured::from_reading).collect();
+    evaluate(rules, &measured, tz)
+}
+
 /// Turns a walk over points into episodes: each point comes with the finding it would raise,
 /// or `None` where the condition does not hold; a run keeps its first finding and extends its
 /// `last` to the run's last point.
@@ -378,10 +384,10 @@ fn range_rule(
     let mut episodes = Episodes::new();
     for m in sorted {
         let Some(v) = m.value(code) else { continue };
-        let side = match range {
-            Range { low: Some(l), .. } if v < l => Some(("below", l)),
-            Range { high: Some(h), .. } if v > h => Some(("above", h)),
-            _ => None,
+        let side = match range.flag(v) {
+            Flag::Low => range.low.map(|l| ("below", l)),
+            Flag::High => range.high.map(|h| ("above", h)),
+            Flag::Normal => None,
         };
         episodes.point(
             m.at,

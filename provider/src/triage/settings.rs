@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tm_protocol::config_file::ConfigError;
 
 use super::rules::{Repeated, RuleKind, Rules, WeightGain};
-use crate::outputs::series::Range;
+use crate::normal_range::Range;
 
 /// The heart-failure carepath's URI (the IG's HUB identifier).
 pub const HEART_FAILURE: &str =

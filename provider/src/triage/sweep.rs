@@ -13,7 +13,7 @@ use tm_protocol::Reading;
 use tokio_util::sync::CancellationToken;
 
 use super::Triage;
-use super::rules::{self, Evidence, Finding, Measured};
+use super::rules::{self, Evidence, Finding};
 use crate::lease::Leader;
 use crate::store::leases::Duty;
 use crate::store::triage::{Episode, TriageSubject};
@@ -48,8 +48,7 @@ pub fn judge(
     let Some(rules) = triage.rules_for(carepath, &subject.patient_id) else {
         return Vec::new();
     };
-    let measured: Vec<Measured> = readings.iter().filter_map(Measured::from_reading).collect();
-    rules::evaluate(&rules, &measured, tz)
+    rules::evaluate_readings(&rules, readings, tz)
         .into_iter()
         .map(episode)
         .collect()

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::outputs::series::Range;
+use crate::normal_range::Range;
 
 const W: f64 = 320.0;
 const H: f64 = 80.0;

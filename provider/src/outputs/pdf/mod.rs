@@ -12,6 +12,7 @@ mod canvas;
 use chrono::{DateTime, Duration, FixedOffset};
 use tm_protocol::{Reading, TimeQuality};
 
+use super::findings::Findings;
 use super::labels::{Labels, component_label, display_unit, format_value};
 use super::series::{Chart, Flag, Overview, Ranges, Row, overview};
 use super::{Language, SessionContext};
@@ -30,6 +31,7 @@ pub fn render_report(
     readings: &[Reading],
     lang: Language,
     ranges: &Ranges,
+    findings: &Findings,
 ) -> Vec<u8> {
     let labels = Labels::of(lang);
     let view = overview(readings, ranges);
@@ -39,6 +41,7 @@ pub fn render_report(
         labels,
     };
     doc.header(ctx, &view);
+    doc.findings(findings);
     let (t0, t1) = time_axis(ctx, &view);
     doc.section(labels.trends);
     for chart in &view.charts {
@@ -102,6 +105,21 @@ impl Report {
             GREY,
             &text,
         );
+    }
+
+    /// The triage rules' findings, one red line each; nothing without any.
+    fn findings(&mut self, findings: &Findings) {
+        let lines = findings.lines(&self.labels, " -> ");
+        if lines.is_empty() {
+            return;
+        }
+        self.section(self.labels.findings);
+        for (_, line) in lines {
+            self.ensure(ROW_HEIGHT);
+            let text = fit(&line, 9.0, WIDTH - 2.0 * MARGIN);
+            self.canvas.text(MARGIN, self.y, 9.0, false, RED, &text);
+            self.y -= ROW_HEIGHT;
+        }
     }
 
     fn section(&mut self, title: &str) {
@@ -351,9 +369,10 @@ pub fn render_reports(
     ctx: &SessionContext,
     readings: &[Reading],
     ranges: &Ranges,
+    findings: &Findings,
 ) -> Vec<(Language, Vec<u8>)> {
     ctx.languages
         .iter()
-        .map(|&lang| (lang, render_report(ctx, readings, lang, ranges)))
+        .map(|&lang| (lang, render_report(ctx, readings, lang, ranges, findings)))
         .collect()
 }
