@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod enrollment;
 pub mod health;
 pub mod identity;
+pub mod label;
 #[cfg(any(test, feature = "simulator"))]
 pub mod simulate;
 pub mod stash;

@@ -1,5 +1,6 @@
 //! `tm-gateway identity` as a user runs it: the key is created once with mode 0600, reloaded on
-//! the next start, and a key file readable by others stops the command with advice.
+//! the next start, its claim code printed and written on the label, and a key file readable by
+//! others stops the command with advice.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
@@ -29,18 +30,34 @@ fn identity_is_created_once_and_protected() {
     );
     let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(first["created"], true);
-    let key = state.join("gateway.key");
+    let key_file = state.join("gateway.key");
     assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
 
-    let second = gateway(&config, &["identity", "--json"]);
+    let label = dir.path().join("label.svg");
+    let second = gateway(
+        &config,
+        &["identity", "--json", "--label", label.to_str().unwrap()],
+    );
     let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(second["created"], false);
     assert_eq!(second["public_key"], first["public_key"]);
+    // The claim code is the public key's, and the label carries it as text.
+    use base64::Engine as _;
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(first["public_key"].as_str().unwrap())
+        .unwrap();
+    let key = tm_protocol::VerifyingKey::from_bytes(&public).unwrap();
+    let claim = tm_protocol::claim::ClaimCode::of(&key).to_string();
+    assert_eq!(second["claim_code"], claim.as_str());
+    assert_eq!(first["claim_code"], claim.as_str());
+    let svg = std::fs::read_to_string(&label).unwrap();
+    assert!(svg.starts_with("<?xml"), "{svg}");
+    assert!(svg.contains(&format!(">{claim}</text>")));
 
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
     let refused = gateway(&config, &["identity"]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -27,6 +27,7 @@
 //! readings and answers with a receipt (itself a signed frame) naming each reading id.
 
 pub mod backoff;
+pub mod claim;
 pub mod codec;
 pub mod config_file;
 pub mod frame;
