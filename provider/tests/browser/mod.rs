@@ -6,23 +6,27 @@
 
 use std::time::Duration;
 
+/// Headless, with a fresh profile, no sandbox (tests may run as root) and no background
+/// networking.
+const HEADLESS: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
 /// The DOM of `url` as Chromium renders it, with the process output for failure messages.
 pub async fn dump_dom(url: &str) -> (String, std::process::Output) {
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("--dump-dom")
-    .arg(url)
-    .kill_on_drop(true);
+    cmd.args(HEADLESS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
         .await
         .expect("chromium did not finish within 90 s")
@@ -53,14 +57,8 @@ impl Browser {
         use tokio::io::AsyncBufReadExt;
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new("chromium")
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
