@@ -3,7 +3,10 @@
 //! (any user name; it is recorded as who acted). Compared in constant time. And the check
 //! that a form post comes from the page itself, not from another site.
 
-use axum::http::{HeaderMap, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 /// Who made an authenticated request: the basic-auth user name (letters, digits and
@@ -39,6 +42,51 @@ pub fn caller(headers: &HeaderMap, token: &str) -> Option<Caller> {
             user
         })
     })
+}
+
+/// A staff area behind a token: what its answers say when the token is not configured or not
+/// carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Area {
+    /// The basic-auth realm (`tm-provider operations`).
+    pub realm: &'static str,
+    /// The 404's text when no token is configured.
+    pub not_configured: &'static str,
+    /// The 401's text when the request does not carry the token.
+    pub token_required: &'static str,
+}
+
+/// Middleware body: 404 when `token` is `None`, 401 with a basic-auth challenge when the
+/// request does not carry it; otherwise the request goes on with its [`Caller`] as an
+/// extension.
+pub async fn admit(area: Area, token: Option<&str>, mut request: Request, next: Next) -> Response {
+    let Some(token) = token else {
+        return (StatusCode::NOT_FOUND, area.not_configured).into_response();
+    };
+    match caller(request.headers(), token) {
+        Some(c) => {
+            request.extensions_mut().insert(c);
+            next.run(request).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!("Basic realm=\"{}\"", area.realm),
+            )],
+            area.token_required,
+        )
+            .into_response(),
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, parameters allowed).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Whether the browser says the request came from another site (`Sec-Fetch-Site`, or an

@@ -21,7 +21,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -31,6 +31,7 @@ use tm_protocol::{CommandAction, GatewayId};
 use super::auth::{self, Operator};
 use super::{Ops, commands, views};
 use crate::http::Routes;
+use crate::http::access::is_json;
 use crate::http::unavailable::Unavailable;
 
 /// The routes.
@@ -133,15 +134,6 @@ async fn list_audit(
 /// A refusal of the JSON API: `{"message": ...}`.
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "message": message.into() }))).into_response()
-}
-
-/// Whether the request says its body is JSON (`application/json`, parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn issue_command(

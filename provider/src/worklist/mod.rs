@@ -31,7 +31,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::http::Routes;
-use crate::http::access::{Caller, TokenError, caller, cross_site, read_token};
+use crate::http::access::{Area, Caller, TokenError, admit, cross_site, is_json, read_token};
 use crate::http::unavailable::Unavailable;
 use crate::store::Store;
 use crate::store::triage::{AlertStep, ClinicalAlert};
@@ -92,26 +92,15 @@ impl Worklist {
     }
 }
 
+const CLINICAL: Area = Area {
+    realm: "tm-provider clinical",
+    not_configured: "clinical worklist not configured",
+    token_required: "clinical token required",
+};
+
 /// 404 when no token is configured, 401 with a challenge when the request does not carry it.
-async fn require(State(w): State<Worklist>, mut request: Request, next: Next) -> Response {
-    let Some(token) = w.token.as_deref() else {
-        return (StatusCode::NOT_FOUND, "clinical worklist not configured").into_response();
-    };
-    match caller(request.headers(), token) {
-        Some(c) => {
-            request.extensions_mut().insert(c);
-            next.run(request).await
-        }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"tm-provider clinical\"",
-            )],
-            "clinical token required",
-        )
-            .into_response(),
-    }
+async fn require(State(w): State<Worklist>, request: Request, next: Next) -> Response {
+    admit(CLINICAL, w.token.as_deref(), request, next).await
 }
 
 /// Unresolved alerts, then the latest resolved ones.
@@ -253,11 +242,7 @@ async fn step_api(
     body: axum::body::Bytes,
     step: AlertStep,
 ) -> Result<Response, Unavailable> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    if !json {
+    if !is_json(&headers) {
         return Ok((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json",
