@@ -76,6 +76,8 @@ pub struct Assembly {
     pub triage: crate::triage::sweep::Sweep,
     /// The clinical worklist (page and API) over the alerts triage raises.
     pub worklist: crate::worklist::Worklist,
+    /// The patients' daily check-in page.
+    pub checkin: crate::checkin::Checkin,
 }
 
 impl Assembly {
@@ -90,6 +92,7 @@ impl Assembly {
             .merge(crate::attachments::routes(self.attachments.clone()))
             .merge(self.ops.routes())
             .merge(self.worklist.routes())
+            .merge(self.checkin.routes())
             .map_router(|router| router.fallback(no_such_route))
     }
 
@@ -175,6 +178,7 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
         settings: config.attachments.clone(),
     });
     let (notifier, notifications) = updater::channel();
+    let checkin_updates = notifier.clone();
     let ingest = Ingest::new(store.clone(), provider_key.clone()).with_updates(notifier);
     let wake = Arc::new(tokio::sync::Notify::new());
     let ops = crate::ops::Ops::new(store.clone(), config.ops.clone(), provider_key.clone())?
@@ -184,6 +188,11 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
     let rules = Arc::new(config.triage.clone());
     let tz = ops.thresholds.time_zone;
     let worklist = crate::worklist::Worklist::new(store.clone(), rules.clone(), tz)?;
+    let checkin = crate::checkin::Checkin {
+        store: store.clone(),
+        tz,
+        updates: Some(checkin_updates),
+    };
     let triage = crate::triage::sweep::Sweep {
         store: store.clone(),
         triage: rules,
@@ -229,5 +238,6 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
         ops,
         triage,
         worklist,
+        checkin,
     })
 }

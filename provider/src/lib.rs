@@ -26,6 +26,10 @@
 //!   commit, then answer with a signed receipt.
 //! - [`ops`]: fleet operations: gateway and device health, alerts, the audit log, the
 //!   operations dashboard, metrics and remote commands.
+//! - [`triage`] and [`worklist`]: the carepath's rules over each patient's readings and
+//!   answers, and the clinical worklist of the alerts they raise.
+//! - [`symptom`] and [`checkin`]: the symptoms a patient reports on the daily check-in page,
+//!   coded with the IG's ValueSets and stored with the session's readings.
 //!
 //! Features arrive in their own modules: the Portal-facing endpoints and the HUB client, the
 //! gateway ingest (HTTPS and MQTT) with receipts, the clinical outputs (FHIR, PDF, dashboard),
@@ -33,6 +37,7 @@
 
 pub mod app;
 pub mod attachments;
+pub mod checkin;
 pub mod config;
 pub mod enroll;
 pub mod html;
@@ -48,6 +53,7 @@ pub mod portal;
 pub mod publish;
 pub mod store;
 pub mod store_id;
+pub mod symptom;
 pub mod triage;
 pub mod worklist;
 

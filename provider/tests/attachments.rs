@@ -50,6 +50,7 @@ fn data() -> SessionData {
     SessionData {
         context: fixtures::session(),
         readings: fixtures::heart_failure_week(),
+        symptoms: fixtures::symptom_week(),
         last_modified: Utc.with_ymd_and_hms(2026, 5, 8, 5, 36, 3).unwrap(),
     }
 }
@@ -266,4 +267,28 @@ async fn dashboard_renders_in_headless_chromium() {
         "{dom}"
     );
     assert!(dom.contains("<li data-rule=\"heart-rate-out-of-range\">"));
+    // The patient's severe breathlessness is a finding, and the answers have their table:
+    // newest first, those rated absent left out, a severe one marked.
+    assert!(
+        dom.contains(
+            "<li data-rule=\"severe-symptom\">Severe symptom reported: Shortness of breath: \
+             Severe 2026-05-06 08:00 \u{2192} Tiredness: Severe 2026-05-06 08:00</li>"
+        ),
+        "{dom}"
+    );
+    let table = &dom[dom
+        .find("<section id=\"symptoms\">")
+        .expect("the symptom table")..];
+    assert!(table.contains("Latest values: 2026-05-08 08:00"), "{table}");
+    let rows: Vec<&str> = table.split("<tr data-symptom=").skip(1).collect();
+    assert_eq!(rows.len(), 22, "25 answers, 3 rated absent");
+    assert!(rows[0].contains("2026-05-08 08:00"), "{}", rows[0]);
+    assert!(
+        table.contains(
+            "<tr data-symptom=\"267036007\"><td>2026-05-07 08:00</td><td>Shortness of breath</td>\
+             <td class=\"out\">Severe</td></tr>"
+        ),
+        "{table}"
+    );
+    assert!(table.contains("<td>Tickly cough</td><td>Mild</td>"));
 }

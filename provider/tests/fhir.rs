@@ -48,6 +48,7 @@ fn export() -> FhirExport {
     export_bundle(
         &fixtures::session(),
         &fixtures::heart_failure_week(),
+        &fixtures::symptom_week(),
         &options(),
     )
 }
@@ -65,10 +66,19 @@ fn resources(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The Observations of device readings (each names its device).
 fn observations(bundle: &Value) -> Vec<&Value> {
     resources(bundle)
         .into_iter()
-        .filter(|r| r["resourceType"] == "Observation")
+        .filter(|r| r["resourceType"] == "Observation" && r.get("device").is_some())
+        .collect()
+}
+
+/// The Observations of the patient's symptom answers.
+fn answers(bundle: &Value) -> Vec<&Value> {
+    resources(bundle)
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Observation" && r.get("valueCodeableConcept").is_some())
         .collect()
 }
 
@@ -214,7 +224,8 @@ fn subject_time_device_and_identifiers() {
     let export = export();
     let bundle = &export.bundle;
     assert_eq!(bundle["type"], "collection");
-    assert_eq!(bundle["timestamp"], "2026-05-08T05:36:03Z");
+    // The last check-in (08:00 CEST) came after the last reading.
+    assert_eq!(bundle["timestamp"], "2026-05-08T06:00:00Z");
     let full_urls: Vec<&str> = bundle["entry"]
         .as_array()
         .unwrap()
@@ -239,7 +250,8 @@ fn subject_time_device_and_identifiers() {
     assert_eq!(cuff["serialNumber"], "20260412-0042");
     let obs = observations(bundle);
     assert_eq!(obs.len(), 43, "42 vital signs and one glucose");
-    assert_eq!(export.observations, 43);
+    assert_eq!(answers(bundle).len(), 25, "the week's symptom answers");
+    assert_eq!(export.observations, 43 + 25);
     for o in &obs {
         assert_eq!(o["status"], "final");
         assert_eq!(
@@ -303,10 +315,10 @@ fn what_is_not_charted_is_reported_with_its_reason() {
 fn ids_are_stable_across_updates_and_input_order() {
     let ctx = fixtures::session();
     let mut readings = fixtures::heart_failure_week();
-    let all = export_bundle(&ctx, &readings, &options());
+    let all = export_bundle(&ctx, &readings, &[], &options());
     readings.reverse();
     assert_eq!(
-        export_bundle(&ctx, &readings, &options()).to_bytes(),
+        export_bundle(&ctx, &readings, &[], &options()).to_bytes(),
         all.to_bytes(),
         "input order must not change the bytes"
     );
@@ -318,7 +330,7 @@ fn ids_are_stable_across_updates_and_input_order() {
         .filter(|r| r.effective_time < fixtures::session().period.start + chrono::Duration::days(3))
         .cloned()
         .collect();
-    let before = export_bundle(&ctx, &early, &options());
+    let before = export_bundle(&ctx, &early, &[], &options());
     let later: Vec<_> = all.bundle["entry"].as_array().unwrap().clone();
     let earlier = before.bundle["entry"].as_array().unwrap();
     assert!(earlier.len() > 5 && earlier.len() < later.len());
@@ -391,4 +403,77 @@ fn the_independent_validator_accepts_every_bundle_and_catches_a_broken_one() {
     for fault in ["category", "expected number", "unexpected"] {
         assert!(output.contains(fault), "{fault} not reported:\n{output}");
     }
+}
+
+/// The week's symptom answers are Observations coded with the IG's ValueSets, in the shape of
+/// its symptom example, performed by the patient.
+#[test]
+fn symptoms_are_coded_with_the_igs_value_sets_and_performed_by_the_patient() {
+    use tm_provider::symptom::codes::{BELGIAN_EDITION, HEART_FAILURE_SYMPTOMS, SNOMED, Severity};
+    let export = export();
+    let answers = answers(&export.bundle);
+    let path = golden_dir().join("ig/symptom/ReducedAppetiteExample.json");
+    let example: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let shape = |o: &Value| {
+        json!({
+            "status": o["status"],
+            "code": o["code"]["coding"][0]["system"],
+            "value": o["valueCodeableConcept"]["coding"][0]["system"],
+            "subject": o["subject"]["identifier"]["system"],
+            "period": [o["effectivePeriod"]["start"].is_string(), o["effectivePeriod"]["end"].is_string()],
+        })
+    };
+    let patient = json!({"system": PATIENT_IDENTIFIER_SYSTEM, "value": "EFD5E060-9522-48BE-9ECC-3BFA54EA3666"});
+    let mut severities = std::collections::BTreeMap::new();
+    for o in &answers {
+        assert_eq!(shape(o), shape(&example), "{o}");
+        let code = &o["code"]["coding"][0];
+        let symptom = HEART_FAILURE_SYMPTOMS
+            .iter()
+            .find(|s| code["code"] == s.code)
+            .unwrap_or_else(|| panic!("not in heart-failure-symptoms: {code}"));
+        assert_eq!(code["display"], symptom.display);
+        assert_eq!(code["system"], SNOMED);
+        assert_eq!(code.get("version").and_then(Value::as_str), symptom.edition);
+        let value = &o["valueCodeableConcept"]["coding"][0];
+        let severity = Severity::ALL
+            .into_iter()
+            .find(|s| value["code"] == s.code())
+            .unwrap_or_else(|| panic!("not in symptom-severity: {value}"));
+        assert_eq!(value["display"], severity.display());
+        *severities.entry(severity).or_insert(0) += 1;
+        assert_eq!(
+            o["performer"],
+            json!([{"type": "Patient", "identifier": patient}])
+        );
+        assert_eq!(o["category"][0]["coding"][0]["code"], "survey");
+        assert_eq!(
+            o["identifier"][0]["system"],
+            "https://provider.example.org/fhir/reading"
+        );
+        let (start, end) = (&o["effectivePeriod"]["start"], &o["effectivePeriod"]["end"]);
+        assert!(start.as_str().unwrap() < end.as_str().unwrap());
+        assert!(end.as_str().unwrap().ends_with(":00:00+02:00"), "{end}");
+    }
+    // Every severity of the fixture, the Belgian extension's cough among the symptoms.
+    assert_eq!(severities.len(), 4, "{severities:?}");
+    assert!(
+        answers
+            .iter()
+            .any(|o| o["code"]["coding"][0]["version"] == BELGIAN_EDITION)
+    );
+    // Answers only: no device, no Organization for them.
+    let only = export_bundle(
+        &fixtures::session(),
+        &[],
+        &fixtures::symptom_week(),
+        &options(),
+    );
+    let kinds: Vec<&Value> = resources(&only.bundle)
+        .iter()
+        .map(|r| &r["resourceType"])
+        .collect();
+    assert_eq!(kinds.len(), 25);
+    assert!(kinds.iter().all(|k| *k == "Observation"));
+    assert_eq!(only.bundle["timestamp"], "2026-05-08T06:00:00Z");
 }

@@ -29,7 +29,13 @@ fn text_of(pdf: &[u8], dir: &Path, name: &str) -> String {
 fn every_language_reads_back_with_its_content() {
     let ctx = fixtures::session();
     let readings = fixtures::heart_failure_week();
-    let reports = render_reports(&ctx, &readings, &Ranges::heart_failure(), &Findings::none());
+    let reports = render_reports(
+        &ctx,
+        &readings,
+        &[],
+        &Ranges::heart_failure(),
+        &Findings::none(),
+    );
     assert_eq!(
         reports.iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![Language::En, Language::Nl, Language::Fr]
@@ -103,10 +109,24 @@ fn ranges_are_configurable_and_rendering_is_deterministic() {
         );
         r
     };
-    let a = render_report(&ctx, &readings, Language::En, &strict, &Findings::none());
+    let a = render_report(
+        &ctx,
+        &readings,
+        &[],
+        Language::En,
+        &strict,
+        &Findings::none(),
+    );
     assert_eq!(
         a,
-        render_report(&ctx, &readings, Language::En, &strict, &Findings::none())
+        render_report(
+            &ctx,
+            &readings,
+            &[],
+            Language::En,
+            &strict,
+            &Findings::none()
+        )
     );
     let tmp = tempfile::tempdir().unwrap();
     let text = text_of(&a, tmp.path(), "strict");
@@ -119,6 +139,7 @@ fn ranges_are_configurable_and_rendering_is_deterministic() {
         &render_report(
             &ctx,
             &readings,
+            &[],
             Language::En,
             &Ranges::heart_failure(),
             &Findings::none(),
@@ -138,6 +159,7 @@ fn page_one_renders_with_charts() {
     let pdf = render_report(
         &fixtures::session(),
         &fixtures::heart_failure_week(),
+        &fixtures::symptom_week(),
         Language::En,
         &Ranges::heart_failure(),
         &Findings::none(),
@@ -203,11 +225,17 @@ fn parse_ppm(data: &[u8]) -> (usize, usize, &[u8]) {
 fn the_report_lists_what_the_carepath_rules_found() {
     let tmp = tempfile::tempdir().unwrap();
     let (ctx, readings) = (fixtures::session(), fixtures::heart_failure_week());
+    let symptoms = fixtures::symptom_week();
     let rules = tm_provider::triage::rules::Rules::heart_failure();
-    let findings = Findings::of(&readings, Some(&rules), chrono_tz::Europe::Brussels);
+    let findings = Findings::of(
+        &readings,
+        &symptoms,
+        Some(&rules),
+        chrono_tz::Europe::Brussels,
+    );
     let rules_found: Vec<&str> = findings.list.iter().map(|f| f.rule.name()).collect();
     assert!(
-        rules_found.contains(&"systolic-out-of-range"),
+        rules_found.contains(&"systolic-out-of-range") && rules_found.contains(&"severe-symptom"),
         "{rules_found:?}"
     );
     for (lang, heading) in [
@@ -215,7 +243,14 @@ fn the_report_lists_what_the_carepath_rules_found() {
         (Language::Nl, "Alarmen van het zorgpad"),
         (Language::Fr, "Alertes du trajet de soins"),
     ] {
-        let pdf = render_report(&ctx, &readings, lang, &Ranges::heart_failure(), &findings);
+        let pdf = render_report(
+            &ctx,
+            &readings,
+            &symptoms,
+            lang,
+            &Ranges::heart_failure(),
+            &findings,
+        );
         let text = text_of(&pdf, tmp.path(), lang.tag());
         let at = text
             .find(heading)
@@ -230,4 +265,69 @@ fn the_report_lists_what_the_carepath_rules_found() {
         }
         assert!(text.find(heading) < text.find(Labels::of(lang).trends));
     }
+}
+
+/// The patient's answers have their own section in each language, after the trends: every
+/// check-in's symptoms with their severities, in the patient's words.
+#[test]
+fn the_report_lists_the_patients_symptoms_in_each_language() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, readings, symptoms) = (
+        fixtures::session(),
+        fixtures::heart_failure_week(),
+        fixtures::symptom_week(),
+    );
+    for (lang, heading, breath, severe) in [
+        (
+            Language::En,
+            "Symptoms reported by the patient",
+            "Shortness of breath",
+            "Severe",
+        ),
+        (
+            Language::Nl,
+            "Klachten gemeld door de patiënt",
+            "Kortademigheid",
+            "Ernstig",
+        ),
+        (
+            Language::Fr,
+            "Symptômes signalés par le patient",
+            "Essoufflement",
+            "Sévère",
+        ),
+    ] {
+        let pdf = render_report(
+            &ctx,
+            &readings,
+            &symptoms,
+            lang,
+            &Ranges::heart_failure(),
+            &Findings::none(),
+        );
+        let text = text_of(&pdf, tmp.path(), lang.tag());
+        let at = text
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading}:\n{text}"));
+        assert!(text.find(Labels::of(lang).trends) < Some(at));
+        let section = &text[at..];
+        // Day 6: breathlessness rated severe at the 08:00 check-in.
+        let line = section
+            .lines()
+            .find(|l| l.contains("2026-05-06 08:00") && l.contains(breath))
+            .unwrap_or_else(|| panic!("no day-6 {breath} line:\n{section}"));
+        assert!(line.trim_end().ends_with(severe), "{line}");
+        let answered = section.lines().filter(|l| l.contains(" 08:00 ")).count();
+        assert!(answered >= 25, "{answered} answer lines:\n{section}");
+    }
+    // Without answers there is no such section.
+    let pdf = render_report(
+        &ctx,
+        &readings,
+        &[],
+        Language::En,
+        &Ranges::heart_failure(),
+        &Findings::none(),
+    );
+    assert!(!text_of(&pdf, tmp.path(), "none").contains("Symptoms reported by the patient"));
 }

@@ -124,7 +124,9 @@ async fn a_weight_gain_is_raised_once_and_a_nurse_acknowledges_and_resolves_it()
 
     // Today's weight is still 2.2 kg above the lightest of the three days before: the same
     // episode goes on, and is not raised again.
-    let today = local(0, 7, 0).min(Utc::now().fixed_offset() - Duration::minutes(1));
+    // Before 07:00 it is a minute ago, to the second (the store keeps microseconds).
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now().fixed_offset(), 0);
+    let today = local(0, 7, 0).min(now - Duration::minutes(1));
     assert_eq!(
         fleet
             .readings(&gw, "b-2", vec![weight(today, 82_800)])

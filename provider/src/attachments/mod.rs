@@ -31,6 +31,7 @@ use crate::outputs::findings::Findings;
 use crate::outputs::pdf;
 use crate::outputs::series::Ranges;
 use crate::outputs::{Language, SessionContext};
+use crate::symptom::SymptomAnswer;
 pub use routes::routes;
 pub use token::UriSigner;
 
@@ -41,6 +42,8 @@ pub struct SessionData {
     pub context: SessionContext,
     /// Every reading of the session.
     pub readings: Vec<Reading>,
+    /// Every symptom answer of the session.
+    pub symptoms: Vec<SymptomAnswer>,
     /// When the session's data last changed (the attachments' `lastModified`).
     pub last_modified: DateTime<Utc>,
 }
@@ -137,17 +140,20 @@ impl AttachmentKind {
 
     /// Renders the attachment's bytes. CPU-bound (a few ms): run it off the async runtime.
     pub fn render(self, data: &SessionData, options: &OutputOptions) -> Vec<u8> {
-        let (ctx, readings) = (&data.context, &data.readings);
+        let (ctx, readings, symptoms) = (&data.context, &data.readings, &data.symptoms);
         let findings = || {
             let rules = options.triage.rules_for(&ctx.carepath.id, &ctx.patient_id);
-            Findings::of(readings, rules.as_ref(), options.time_zone)
+            Findings::of(readings, symptoms, rules.as_ref(), options.time_zone)
         };
         match self {
-            Self::Fhir => fhir::export_bundle(ctx, readings, &options.fhir).to_bytes(),
-            Self::Pdf(l) => pdf::render_report(ctx, readings, l, &options.ranges, &findings()),
+            Self::Fhir => fhir::export_bundle(ctx, readings, symptoms, &options.fhir).to_bytes(),
+            Self::Pdf(l) => {
+                pdf::render_report(ctx, readings, symptoms, l, &options.ranges, &findings())
+            }
             Self::Dashboard => {
                 let lang = ctx.languages.first().copied().unwrap_or(Language::En);
-                dashboard::render_dashboard(ctx, readings, lang, &options.ranges, &findings())
+                let (ranges, found) = (&options.ranges, &findings());
+                dashboard::render_dashboard(ctx, readings, symptoms, lang, ranges, found)
                     .into_bytes()
             }
         }

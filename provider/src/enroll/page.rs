@@ -9,12 +9,14 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::checkin::handover;
 use crate::html::escape;
 use crate::hub::contract::{CAREPATHS, Carepath, Status};
 use crate::portal::state::AppState;
 use crate::store::enrollment::{EnrollmentPage, IssuedCode};
 
-fn page(body: &str) -> String {
+/// The enrollment pages' frame around `body`.
+pub(crate) fn page(body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -69,7 +71,7 @@ fn form(patient_id: &str) -> String {
 
 /// `GET /enroll/{token}`.
 pub async fn show(State(app): State<AppState>, Path(token): Path<String>) -> Response {
-    match lookup(&app, token).await {
+    match lookup(&app, token.clone()).await {
         Err(r) => r,
         Ok(None) => not_found(),
         Ok(Some(EnrollmentPage {
@@ -78,15 +80,23 @@ pub async fn show(State(app): State<AppState>, Path(token): Path<String>) -> Res
             ..
         })) => Html(page(&form(&patient))).into_response(),
         Ok(Some(EnrollmentPage {
+            telemonitoring_id,
             patient_id: patient,
             status,
-            ..
-        })) => Html(page(&format!(
-            "<p>Patient: <strong>{}</strong></p><p>Enrollment is closed: the session is {}.</p>",
-            escape(&patient),
-            status.as_str()
-        )))
-        .into_response(),
+        })) => {
+            let mut body = format!(
+                "<p>Patient: <strong>{}</strong></p><p>Enrollment is closed: the session is {}.</p>",
+                escape(&patient),
+                status.as_str()
+            );
+            if handover::live(status) {
+                match app.store.checkin_issued_at(telemonitoring_id).await {
+                    Ok(issued) => body.push_str(&handover::section(&token, issued)),
+                    Err(e) => tracing::error!(error = %e, "store failure"),
+                }
+            }
+            Html(page(&body)).into_response()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use super::labels::{Labels, format_value};
 use super::series::{Chart, Flag, Ranges, overview};
 use super::{Language, SessionContext};
 use crate::html::escape as esc;
+use crate::symptom::{Severity, SymptomAnswer, sorted_answers};
 
 /// The attachment's content type at the HUB.
 pub const CONTENT_TYPE: &str = "x-tm-dashboard";
@@ -42,10 +43,11 @@ impl DashboardOptions {
     }
 }
 
-/// Renders the page in `lang`.
+/// Renders the page in `lang`: the readings' cards, then the patient's symptom answers.
 pub fn render_dashboard(
     ctx: &SessionContext,
     readings: &[Reading],
+    symptoms: &[SymptomAnswer],
     lang: Language,
     ranges: &Ranges,
     findings: &Findings,
@@ -101,8 +103,55 @@ pub fn render_dashboard(
     for chart in &view.charts {
         card(&mut html, chart, ranges, &l);
     }
-    html.push_str("</div></body></html>");
+    html.push_str("</div>");
+    symptom_table(&mut html, symptoms, &l);
+    html.push_str("</body></html>");
     html
+}
+
+/// Dashboard rows of the patient's answers at most.
+const SYMPTOM_ROWS: usize = 50;
+
+/// The patient's answers, newest first, those rated absent left out (the time of the last
+/// check-in says the patient answered); nothing without any answer.
+fn symptom_table(html: &mut String, symptoms: &[SymptomAnswer], l: &Labels) {
+    let sorted = sorted_answers(symptoms);
+    let Some(last) = sorted.last() else {
+        return;
+    };
+    let lang = l.language();
+    let [time, symptom, severity] = l.symptom_columns;
+    let _ = write!(
+        html,
+        "<section id=\"symptoms\"><h2>{}</h2><p class=\"meta\">{}: {}</p>\
+         <table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        esc(l.symptoms),
+        esc(l.latest),
+        last.end.format("%Y-%m-%d %H:%M"),
+        esc(time),
+        esc(symptom),
+        esc(severity)
+    );
+    let rated = sorted
+        .iter()
+        .rev()
+        .filter(|a| a.severity != Severity::Absent);
+    for a in rated.take(SYMPTOM_ROWS) {
+        let _ = write!(
+            html,
+            "<tr data-symptom=\"{}\"><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+            a.symptom.code,
+            a.end.format("%Y-%m-%d %H:%M"),
+            esc(lang.pick(a.symptom.words)),
+            if a.severity == Severity::Severe {
+                " class=\"out\""
+            } else {
+                ""
+            },
+            esc(lang.pick(a.severity.words()))
+        );
+    }
+    html.push_str("</table></section>");
 }
 
 fn card(html: &mut String, chart: &Chart, ranges: &Ranges, l: &Labels) {

@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 use tm_protocol::Reading;
 
 use super::labels::{Labels, format_value};
+use crate::symptom::SymptomAnswer;
 use crate::triage::rules::{self, Finding, Rules};
 
 /// The findings of a session's readings, with the time zone their days were taken in.
@@ -26,10 +27,18 @@ impl Findings {
         }
     }
 
-    /// What `rules` (`None`: the session's carepath has none) find in `readings`.
-    pub fn of(readings: &[Reading], rules: Option<&Rules>, tz: Tz) -> Self {
+    /// What `rules` (`None`: the session's carepath has none) find in `readings` and the
+    /// patient's `symptoms`.
+    pub fn of(
+        readings: &[Reading],
+        symptoms: &[SymptomAnswer],
+        rules: Option<&Rules>,
+        tz: Tz,
+    ) -> Self {
         Self {
-            list: rules.map_or_else(Vec::new, |r| rules::evaluate_readings(r, readings, tz)),
+            list: rules.map_or_else(Vec::new, |r| {
+                rules::evaluate_readings(r, readings, symptoms, tz)
+            }),
             tz,
         }
     }
@@ -46,12 +55,17 @@ impl Findings {
                     .evidence
                     .iter()
                     .map(|e| {
+                        let at = e.at.with_timezone(&self.tz).format("%Y-%m-%d %H:%M");
+                        if let Some((symptom, severity)) = e.symptom() {
+                            let lang = l.language();
+                            return format!(
+                                "{}: {} {at}",
+                                lang.pick(symptom.words),
+                                lang.pick(severity.words())
+                            );
+                        }
                         let unit = if e.unit == "mm[Hg]" { "mmHg" } else { e.unit };
-                        format!(
-                            "{} {unit} {}",
-                            format_value(e.value),
-                            e.at.with_timezone(&self.tz).format("%Y-%m-%d %H:%M")
-                        )
+                        format!("{} {unit} {at}", format_value(e.value))
                     })
                     .collect();
                 (

@@ -42,10 +42,19 @@ pub struct Labels {
     pub untrusted_note: &'static str,
     /// "Care path alerts": the triage rules' findings.
     pub findings: &'static str,
+    /// "Symptoms reported by the patient".
+    pub symptoms: &'static str,
+    /// The symptom table's columns: time, symptom, severity.
+    pub symptom_columns: [&'static str; 3],
     lang: Language,
 }
 
 impl Labels {
+    /// The labels' language.
+    pub fn language(&self) -> Language {
+        self.lang
+    }
+
     /// A triage rule's name.
     pub fn rule(&self, rule: RuleKind) -> &'static str {
         use RuleKind::*;
@@ -56,11 +65,13 @@ impl Labels {
             (Language::Nl, SystolicOutOfRange) => "Systolische druk buiten bereik",
             (Language::Nl, HeartRateOutOfRange) => "Hartslag buiten bereik",
             (Language::Nl, IrregularPulseRepeated) => "Herhaald onregelmatige pols",
+            (Language::Nl, SevereSymptom) => "Ernstige klacht gemeld",
             (Language::Fr, WeightGain) => "Prise de poids",
             (Language::Fr, OvernightWeightGain) => "Prise de poids depuis la veille",
             (Language::Fr, SystolicOutOfRange) => "Pression systolique hors limites",
             (Language::Fr, HeartRateOutOfRange) => "Fréquence cardiaque hors limites",
             (Language::Fr, IrregularPulseRepeated) => "Pouls irrégulier répété",
+            (Language::Fr, SevereSymptom) => "Symptôme sévère signalé",
         }
     }
 
@@ -84,6 +95,8 @@ impl Labels {
                 page: "page",
                 untrusted_note: "TIME UNKNOWN: the device clock was not set; the reading is not charted.",
                 findings: "Care path alerts",
+                symptoms: "Symptoms reported by the patient",
+                symptom_columns: ["Time", "Symptom", "Severity"],
                 lang,
             },
             Language::Nl => Labels {
@@ -103,6 +116,8 @@ impl Labels {
                 page: "pagina",
                 untrusted_note: "TIJD ONBEKEND: de klok van het toestel was niet ingesteld; de meting staat niet in de grafieken.",
                 findings: "Alarmen van het zorgpad",
+                symptoms: "Klachten gemeld door de patiënt",
+                symptom_columns: ["Tijdstip", "Klacht", "Ernst"],
                 lang,
             },
             Language::Fr => Labels {
@@ -128,6 +143,8 @@ impl Labels {
                 page: "page",
                 untrusted_note: "HEURE INCONNUE : l'horloge de l'appareil n'était pas réglée ; la mesure n'est pas dans les graphiques.",
                 findings: "Alertes du trajet de soins",
+                symptoms: "Symptômes signalés par le patient",
+                symptom_columns: ["Heure", "Symptôme", "Sévérité"],
                 lang,
             },
         }

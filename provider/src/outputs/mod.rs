@@ -63,6 +63,15 @@ impl Language {
     /// Every language the reports are translated into.
     pub const ALL: [Language; 3] = [Language::En, Language::Nl, Language::Fr];
 
+    /// `words` in this language.
+    pub fn pick(self, words: crate::symptom::codes::Words) -> &'static str {
+        match self {
+            Language::En => words.en,
+            Language::Nl => words.nl,
+            Language::Fr => words.fr,
+        }
+    }
+
     /// The BCP 47 tag, as `contentLanguage` carries it.
     pub fn tag(self) -> &'static str {
         match self {

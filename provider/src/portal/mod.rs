@@ -31,6 +31,14 @@ pub fn routes(state: AppState) -> Routes {
         .get(crate::enroll::PAGE_ROUTE, crate::enroll::page::show)
         .post(crate::enroll::PAGE_ROUTE, crate::enroll::page::issue)
         .post(
+            crate::checkin::handover::ISSUE_ROUTE,
+            crate::checkin::handover::issue,
+        )
+        .post(
+            crate::checkin::handover::REVOKE_ROUTE,
+            crate::checkin::handover::revoke,
+        )
+        .post(
             tm_protocol::routes::http::ENROLL,
             crate::enroll::api::enroll,
         )

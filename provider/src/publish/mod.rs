@@ -50,6 +50,7 @@ pub fn session_data(published: PublishedSession, languages: &[Language]) -> Sess
             },
         },
         readings: published.readings,
+        symptoms: published.symptoms,
         last_modified: published.snapshot.published_at,
     }
 }

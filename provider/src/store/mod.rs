@@ -18,6 +18,7 @@
 pub mod adherence;
 pub mod alerts;
 pub mod audit;
+pub mod checkin;
 pub mod commands;
 pub mod enrollment;
 pub mod fleet;

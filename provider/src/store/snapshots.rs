@@ -54,6 +54,8 @@ pub struct PublishedSession {
     pub snapshot: Snapshot,
     /// The snapshot's readings (rowid up to `published_through`), in rowid order.
     pub readings: Vec<Reading>,
+    /// The snapshot's symptom answers, in the same order.
+    pub symptoms: Vec<crate::symptom::SymptomAnswer>,
 }
 
 /// What a publishing transaction asks the publisher, about what it read: pure answers, no

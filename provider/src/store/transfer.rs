@@ -44,6 +44,7 @@ pub const TABLES: &[&str] = &[
     "ops_commands",
     "clinical_alerts",
     "triage_progress",
+    "checkin_links",
 ];
 
 /// Tables of each backend's own bookkeeping, not copied (the store id is carried separately).

@@ -26,6 +26,7 @@ use serde::Serialize;
 use tm_protocol::Reading;
 
 use super::{Backend, Store, StoreError, postgres, sqlite};
+use crate::symptom::Rows;
 
 /// What the rules get for one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +117,7 @@ pub enum AlertStep {
 
 /// The judgement [`Store::triage_session`] runs inside its transaction: the session and its
 /// readings (the new ones and their context, in store order) to the episodes found.
-pub type Judge = Box<dyn FnOnce(&TriageSubject, &[Reading]) -> Vec<Episode> + Send>;
+pub type Judge = Box<dyn FnOnce(&TriageSubject, &Rows) -> Vec<Episode> + Send>;
 
 impl Store {
     /// Sessions with readings no triage has judged yet, at most `limit`.

@@ -23,6 +23,7 @@ use chrono_tz::Tz;
 use tm_protocol::{Reading, ReadingKind, TimeQuality};
 
 use crate::normal_range::{Flag, Range};
+use crate::symptom::{Severity, Symptom, SymptomAnswer};
 
 /// LOINC body weight.
 pub const WEIGHT: &str = "29463-7";
@@ -46,16 +47,19 @@ pub enum RuleKind {
     HeartRateOutOfRange,
     /// Irregular pulse flagged by the cuff at least the configured times within the days.
     IrregularPulseRepeated,
+    /// A symptom the patient rated severe on the check-in page.
+    SevereSymptom,
 }
 
 impl RuleKind {
     /// Every rule.
-    pub const ALL: [RuleKind; 5] = [
+    pub const ALL: [RuleKind; 6] = [
         Self::WeightGain,
         Self::OvernightWeightGain,
         Self::SystolicOutOfRange,
         Self::HeartRateOutOfRange,
         Self::IrregularPulseRepeated,
+        Self::SevereSymptom,
     ];
 
     /// The rule's key (`weight-gain`).
@@ -66,6 +70,7 @@ impl RuleKind {
             Self::SystolicOutOfRange => "systolic-out-of-range",
             Self::HeartRateOutOfRange => "heart-rate-out-of-range",
             Self::IrregularPulseRepeated => "irregular-pulse-repeated",
+            Self::SevereSymptom => "severe-symptom",
         }
     }
 
@@ -82,15 +87,18 @@ impl RuleKind {
             Self::SystolicOutOfRange => "Systolic pressure out of range",
             Self::HeartRateOutOfRange => "Heart rate out of range",
             Self::IrregularPulseRepeated => "Irregular pulse, repeated",
+            Self::SevereSymptom => "Severe symptom reported",
         }
     }
 
-    /// The LOINC code of the values the rule judges (the pulse, for the irregular pulse).
-    pub fn code(self) -> &'static str {
+    /// The LOINC code of the values the rule judges (the pulse, for the irregular pulse);
+    /// `None` for the patient's answers, which are not charted.
+    pub fn code(self) -> Option<&'static str> {
         match self {
-            Self::WeightGain | Self::OvernightWeightGain => WEIGHT,
-            Self::SystolicOutOfRange => SYSTOLIC,
-            Self::HeartRateOutOfRange | Self::IrregularPulseRepeated => HEART_RATE,
+            Self::WeightGain | Self::OvernightWeightGain => Some(WEIGHT),
+            Self::SystolicOutOfRange => Some(SYSTOLIC),
+            Self::HeartRateOutOfRange | Self::IrregularPulseRepeated => Some(HEART_RATE),
+            Self::SevereSymptom => None,
         }
     }
 }
@@ -126,12 +134,15 @@ pub struct Rules {
     pub heart_rate: Option<Range>,
     /// [`RuleKind::IrregularPulseRepeated`].
     pub irregular_pulse: Option<Repeated>,
+    /// [`RuleKind::SevereSymptom`].
+    pub severe_symptom: bool,
 }
 
 impl Rules {
     /// Heart failure, as the usual self-care advice for patients words it: call when the
     /// weight is up 2 kg in 3 days or 1 kg overnight; systolic 90-140 mmHg and heart rate
-    /// 50-100 /min (the charted ranges); an irregular pulse twice within 7 days.
+    /// 50-100 /min (the charted ranges); an irregular pulse twice within 7 days; any symptom
+    /// the patient rates severe.
     pub fn heart_failure() -> Self {
         Self {
             weight_gain: Some(WeightGain { kg: 2.0, days: 3 }),
@@ -145,6 +156,7 @@ impl Rules {
                 high: Some(100.0),
             }),
             irregular_pulse: Some(Repeated { count: 2, days: 7 }),
+            severe_symptom: true,
         }
     }
 
@@ -164,12 +176,38 @@ impl Rules {
 pub struct Evidence {
     /// When it was measured.
     pub at: DateTime<Utc>,
-    /// LOINC code.
+    /// LOINC code; for a symptom, its SNOMED CT code.
     pub code: &'static str,
-    /// The value, in `unit`.
+    /// The value, in `unit`; for a symptom, its severity's rank ([`severity_rank`]).
     pub value: f64,
-    /// UCUM unit.
+    /// UCUM unit; [`SEVERITY`] for a symptom.
     pub unit: &'static str,
+}
+
+/// The unit of a symptom's evidence: its severity's rank, 0 (absent) to 3 (severe).
+pub const SEVERITY: &str = "{severity}";
+
+/// A severity's rank, as evidence carries it.
+pub fn severity_rank(s: Severity) -> f64 {
+    match s {
+        Severity::Absent => 0.0,
+        Severity::Mild => 1.0,
+        Severity::Moderate => 2.0,
+        Severity::Severe => 3.0,
+    }
+}
+
+impl Evidence {
+    /// The symptom and severity of a symptom's evidence.
+    pub fn symptom(&self) -> Option<(&'static Symptom, Severity)> {
+        if self.unit != SEVERITY {
+            return None;
+        }
+        let severity = Severity::ALL
+            .into_iter()
+            .find(|&s| severity_rank(s) == self.value)?;
+        Some((crate::symptom::codes::symptom(self.code)?, severity))
+    }
 }
 
 /// More days than this between two points of a rule end its episode.
@@ -227,9 +265,14 @@ impl Measured {
     }
 }
 
-/// Every episode the rules find in `readings` (any order), the days taken in `tz`: sorted by
-/// episode start, then rule.
-pub fn evaluate(rules: &Rules, readings: &[Measured], tz: Tz) -> Vec<Finding> {
+/// Every episode the rules find in `readings` and the patient's `symptoms` (any order), the
+/// days taken in `tz`: sorted by episode start, then rule.
+pub fn evaluate(
+    rules: &Rules,
+    readings: &[Measured],
+    symptoms: &[SymptomAnswer],
+    tz: Tz,
+) -> Vec<Finding> {
     let mut sorted: Vec<&Measured> = readings.iter().collect();
     sorted.sort_by_key(|m| m.at);
     let mut out = Vec::new();
@@ -262,14 +305,23 @@ pub fn evaluate(rules: &Rules, readings: &[Measured], tz: Tz) -> Vec<Finding> {
     if let Some(rep) = rules.irregular_pulse {
         out.extend(irregular_rule(&sorted, rep, tz));
     }
+    if rules.severe_symptom {
+        out.extend(severe_symptom_rule(symptoms));
+    }
     out.sort_by_key(|f| (f.episode, f.rule));
     out
 }
 
-/// [`evaluate`] over stored readings (those whose time cannot be trusted left out).
-pub fn evaluate_readings(rules: &Rules, readings: &[Reading], tz: Tz) -> Vec<Finding> {
+/// [`evaluate`] over stored readings (those whose time cannot be trusted left out) and
+/// answers.
+pub fn evaluate_readings(
+    rules: &Rules,
+    readings: &[Reading],
+    symptoms: &[SymptomAnswer],
+    tz: Tz,
+) -> Vec<Finding> {
     let measured: Vec<Measured> = readings.iter().filter_map(Measured::from_reading).collect();
-    evaluate(rules, &measured, tz)
+    evaluate(rules, &measured, symptoms, tz)
 }
 
 /// Turns a walk over points into episodes: each point comes with the finding it would raise,
@@ -457,6 +509,47 @@ fn irregular_rule(sorted: &[&Measured], rep: Repeated, tz: Tz) -> Vec<Finding> {
                     flagged.len(),
                     rep.days
                 ),
+            }),
+        );
+    }
+    episodes.out
+}
+
+/// At each check-in (the answers sent together): whether the patient rated a symptom severe.
+/// A check-in without a severe answer ends the episode; one answered again the same way
+/// continues it.
+fn severe_symptom_rule(symptoms: &[SymptomAnswer]) -> Vec<Finding> {
+    let mut checkins: BTreeMap<(DateTime<Utc>, &str), BTreeMap<&str, &SymptomAnswer>> =
+        BTreeMap::new();
+    for a in symptoms {
+        let at = a.end.with_timezone(&Utc);
+        let checkin = checkins.entry((at, &a.submission)).or_default();
+        checkin.insert(&a.answer_id, a);
+    }
+    let mut episodes = Episodes::new();
+    for ((at, _), answers) in checkins {
+        let mut severe: Vec<&SymptomAnswer> = answers
+            .into_values()
+            .filter(|a| a.severity == Severity::Severe)
+            .collect();
+        severe.sort_by_key(|a| a.symptom.code);
+        let names: Vec<&str> = severe.iter().map(|a| a.symptom.display).collect();
+        episodes.point(
+            at,
+            (!severe.is_empty()).then(|| Finding {
+                rule: RuleKind::SevereSymptom,
+                episode: at,
+                last: at,
+                evidence: severe
+                    .iter()
+                    .map(|a| Evidence {
+                        at,
+                        code: a.symptom.code,
+                        value: severity_rank(a.severity),
+                        unit: SEVERITY,
+                    })
+                    .collect(),
+                summary: format!("severe: {}", names.join(", ")),
             }),
         );
     }

@@ -53,6 +53,7 @@ fn only(rule: RuleKind) -> Rules {
         irregular_pulse: hf
             .irregular_pulse
             .filter(|_| rule == RuleKind::IrregularPulseRepeated),
+        severe_symptom: rule == RuleKind::SevereSymptom,
     }
 }
 
@@ -64,7 +65,7 @@ fn one_kilogram_overnight_fires_across_both_daylight_saving_changes() {
             weighed(local(before, 7, 0), 80.0),
             weighed(local(after, 7, 0), 81.0),
         ];
-        let found = evaluate(&rules, &readings, BRUSSELS);
+        let found = evaluate(&rules, &readings, &[], BRUSSELS);
         assert_eq!(found.len(), 1, "{before} -> {after}: {found:?}");
         let f = &found[0];
         assert_eq!(f.rule, RuleKind::OvernightWeightGain);
@@ -92,8 +93,8 @@ fn the_day_is_the_patients_day_not_utcs() {
     let evening = Utc.with_ymd_and_hms(2026, 1, 12, 6, 30, 0).unwrap();
     let night = Utc.with_ymd_and_hms(2026, 1, 12, 23, 30, 0).unwrap();
     let readings = [weighed(evening, 80.0), weighed(night, 81.2)];
-    assert_eq!(evaluate(&rules, &readings, BRUSSELS).len(), 1);
-    assert!(evaluate(&rules, &readings, chrono_tz::UTC).is_empty());
+    assert_eq!(evaluate(&rules, &readings, &[], BRUSSELS).len(), 1);
+    assert!(evaluate(&rules, &readings, &[], chrono_tz::UTC).is_empty());
 }
 
 #[test]
@@ -105,7 +106,7 @@ fn a_days_weight_is_its_first_and_a_lower_one_later_does_not_hide_the_gain() {
         // After the diuretic: the morning weight still counts.
         weighed(local("2026-02-03", 18, 0), 79.9),
     ];
-    let found = evaluate(&rules, &readings, BRUSSELS);
+    let found = evaluate(&rules, &readings, &[], BRUSSELS);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].evidence[1].value, 81.1);
 }
@@ -122,18 +123,26 @@ fn two_kilograms_within_three_days_fires_once_and_ends_when_the_gain_is_gone() {
         // 0.9 kg above 5 May, the lightest of the three days before: the episode ends.
         weighed(local("2026-05-08", 7, 0), 81.6),
     ];
-    let found = evaluate(&rules, &readings, BRUSSELS);
+    let found = evaluate(&rules, &readings, &[], BRUSSELS);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].episode, local("2026-05-07", 7, 0));
     assert_eq!(found[0].last, local("2026-05-07", 7, 0));
     assert_eq!(found[0].summary, "weight +2.0 kg in 3 days");
-    assert!(evaluate(&only(RuleKind::OvernightWeightGain), &readings, BRUSSELS).is_empty());
+    assert!(
+        evaluate(
+            &only(RuleKind::OvernightWeightGain),
+            &readings,
+            &[],
+            BRUSSELS
+        )
+        .is_empty()
+    );
     // Four days apart is outside the window.
     let slow = [
         weighed(local("2026-05-04", 7, 0), 80.0),
         weighed(local("2026-05-08", 7, 0), 82.5),
     ];
-    assert!(evaluate(&rules, &slow, BRUSSELS).is_empty());
+    assert!(evaluate(&rules, &slow, &[], BRUSSELS).is_empty());
 }
 
 #[test]
@@ -145,7 +154,7 @@ fn a_run_of_high_systolic_readings_is_one_episode_and_a_normal_one_ends_it() {
         cuff(local("2026-06-02", 8, 0), 138.0, 70.0, false),
         cuff(local("2026-06-02", 20, 0), 85.0, 70.0, false),
     ];
-    let found = evaluate(&rules, &readings, BRUSSELS);
+    let found = evaluate(&rules, &readings, &[], BRUSSELS);
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].episode, local("2026-06-01", 8, 0));
     assert_eq!(found[0].last, local("2026-06-01", 20, 0));
@@ -154,7 +163,7 @@ fn a_run_of_high_systolic_readings_is_one_episode_and_a_normal_one_ends_it() {
     // The same readings in another order give the same episodes.
     let mut shuffled = readings.to_vec();
     shuffled.reverse();
-    assert_eq!(evaluate(&rules, &shuffled, BRUSSELS), found);
+    assert_eq!(evaluate(&rules, &shuffled, &[], BRUSSELS), found);
 }
 
 #[test]
@@ -165,7 +174,7 @@ fn more_than_three_days_without_a_reading_ends_an_episode() {
         cuff(local("2026-06-04", 8, 0), 120.0, 112.0, false),
         cuff(local("2026-06-08", 8, 0), 120.0, 45.0, false),
     ];
-    let found = evaluate(&rules, &readings, BRUSSELS);
+    let found = evaluate(&rules, &readings, &[], BRUSSELS);
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].last, local("2026-06-04", 8, 0));
     assert_eq!(found[1].summary, "heart rate 45 /min, below 50");
@@ -178,7 +187,7 @@ fn an_irregular_pulse_twice_within_seven_days_fires() {
         cuff(local("2026-07-01", 8, 0), 120.0, 70.0, true),
         cuff(local("2026-07-08", 8, 0), 120.0, 72.0, true),
     ];
-    assert!(evaluate(&rules, &once_a_week, BRUSSELS).is_empty());
+    assert!(evaluate(&rules, &once_a_week, &[], BRUSSELS).is_empty());
     let twice = [
         cuff(local("2026-07-01", 8, 0), 120.0, 70.0, true),
         cuff(local("2026-07-03", 8, 0), 120.0, 70.0, false),
@@ -186,7 +195,7 @@ fn an_irregular_pulse_twice_within_seven_days_fires() {
         // Still two flagged within the 7 days ending today: the same episode.
         cuff(local("2026-07-07", 20, 0), 120.0, 70.0, false),
     ];
-    let found = evaluate(&rules, &twice, BRUSSELS);
+    let found = evaluate(&rules, &twice, &[], BRUSSELS);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].episode, local("2026-07-07", 8, 0));
     assert_eq!(found[0].last, local("2026-07-07", 20, 0));
@@ -202,6 +211,7 @@ fn a_rule_switched_off_finds_nothing_and_names_round_trip() {
         systolic: None,
         heart_rate: None,
         irregular_pulse: None,
+        severe_symptom: false,
     };
     let readings = [
         weighed(local("2026-02-02", 7, 0), 80.0),
@@ -209,12 +219,91 @@ fn a_rule_switched_off_finds_nothing_and_names_round_trip() {
         cuff(local("2026-02-03", 8, 0), 200.0, 150.0, true),
         cuff(local("2026-02-03", 9, 0), 200.0, 150.0, true),
     ];
-    assert!(evaluate(&off, &readings, BRUSSELS).is_empty());
+    assert!(evaluate(&off, &readings, &[], BRUSSELS).is_empty());
     assert_eq!(
-        evaluate(&Rules::heart_failure(), &readings, BRUSSELS).len(),
+        evaluate(&Rules::heart_failure(), &readings, &[], BRUSSELS).len(),
         5
     );
     for k in RuleKind::ALL {
         assert_eq!(RuleKind::from_name(k.name()), Some(k));
     }
+}
+
+fn checkin(at: &str, submission: &str, answers: &[(&str, Severity)]) -> Vec<SymptomAnswer> {
+    let end = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    answers
+        .iter()
+        .map(|&(code, severity)| {
+            let symptom = crate::symptom::codes::symptom(code).unwrap();
+            let start = end - chrono::Duration::minutes(3);
+            SymptomAnswer::new("tm-1", submission, symptom, severity, start, end)
+        })
+        .collect()
+}
+
+#[test]
+fn a_severe_symptom_fires_once_per_run_of_check_ins() {
+    const BREATH: &str = "267036007";
+    const FATIGUE: &str = "84229001";
+    let mut answers = Vec::new();
+    answers.extend(checkin(
+        "2026-03-27T08:00:00+01:00",
+        "a",
+        &[(BREATH, Severity::Moderate)],
+    ));
+    answers.extend(checkin(
+        "2026-03-28T08:00:00+01:00",
+        "b",
+        &[(BREATH, Severity::Severe), (FATIGUE, Severity::Severe)],
+    ));
+    // Across the change to summer time: the next morning is 23 hours later.
+    answers.extend(checkin(
+        "2026-03-29T08:00:00+02:00",
+        "c",
+        &[(BREATH, Severity::Severe)],
+    ));
+    answers.extend(checkin(
+        "2026-03-30T08:00:00+02:00",
+        "d",
+        &[(BREATH, Severity::Mild)],
+    ));
+    answers.extend(checkin(
+        "2026-03-31T08:00:00+02:00",
+        "e",
+        &[(FATIGUE, Severity::Severe)],
+    ));
+    let rules = only(RuleKind::SevereSymptom);
+    let found = evaluate(&rules, &[], &answers, BRUSSELS);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let first = &found[0];
+    assert_eq!(first.rule, RuleKind::SevereSymptom);
+    assert_eq!(first.episode.to_rfc3339(), "2026-03-28T07:00:00+00:00");
+    assert_eq!(first.last.to_rfc3339(), "2026-03-29T06:00:00+00:00");
+    assert_eq!(first.summary, "severe: Shortness of breath, Fatigue");
+    let named: Vec<_> = first
+        .evidence
+        .iter()
+        .map(|e| e.symptom().map(|(s, sev)| (s.code, sev)))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            Some((BREATH, Severity::Severe)),
+            Some((FATIGUE, Severity::Severe))
+        ]
+    );
+    assert_eq!(found[1].episode.to_rfc3339(), "2026-03-31T06:00:00+00:00");
+    // The same answers in another order, or sent twice, find the same episodes.
+    let mut again = answers.clone();
+    again.reverse();
+    again.extend(answers.clone());
+    assert_eq!(evaluate(&rules, &[], &again, BRUSSELS), found);
+    // Off, or no severe answer: nothing.
+    assert!(evaluate(&Rules::none(), &[], &answers, BRUSSELS).is_empty());
+    let mild = checkin(
+        "2026-03-28T08:00:00+01:00",
+        "x",
+        &[(BREATH, Severity::Moderate)],
+    );
+    assert!(evaluate(&rules, &[], &mild, BRUSSELS).is_empty());
 }

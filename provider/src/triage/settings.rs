@@ -13,6 +13,7 @@
 //! systolic = { low = 90, high = 140 }
 //! heart_rate = { low = 50, high = 100 }
 //! irregular_pulse = { count = 2, days = 7 }
+//! severe_symptom = true
 //! [triage.patients."PSEUDO-0042"]
 //! systolic = { low = 100, high = 160 }
 //! off = ["irregular-pulse-repeated"]
@@ -71,6 +72,8 @@ pub struct RulesSection {
     pub heart_rate: Option<Range>,
     /// Irregular pulse repeated.
     pub irregular_pulse: Option<RepeatedSection>,
+    /// A symptom the patient rates severe.
+    pub severe_symptom: Option<bool>,
     /// Rules switched off, by name (`weight-gain`, ...).
     #[serde(default)]
     pub off: Vec<String>,
@@ -182,6 +185,7 @@ impl Rules {
             systolic: None,
             heart_rate: None,
             irregular_pulse: None,
+            severe_symptom: false,
         }
     }
 }
@@ -252,6 +256,9 @@ impl RulesSection {
                 days: i.days,
             });
         }
+        if let Some(on) = self.severe_symptom {
+            r.severe_symptom = on;
+        }
         for name in &self.off {
             match RuleKind::from_name(name) {
                 Some(RuleKind::WeightGain) => r.weight_gain = None,
@@ -259,6 +266,7 @@ impl RulesSection {
                 Some(RuleKind::SystolicOutOfRange) => r.systolic = None,
                 Some(RuleKind::HeartRateOutOfRange) => r.heart_rate = None,
                 Some(RuleKind::IrregularPulseRepeated) => r.irregular_pulse = None,
+                Some(RuleKind::SevereSymptom) => r.severe_symptom = false,
                 None => {}
             }
         }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use tm_protocol::Reading;
 use tokio_util::sync::CancellationToken;
 
 use super::Triage;
@@ -18,6 +17,7 @@ use crate::lease::Leader;
 use crate::store::leases::Duty;
 use crate::store::triage::{Episode, TriageSubject};
 use crate::store::{Store, StoreError};
+use crate::symptom::Rows;
 
 /// Sessions asked for at a time.
 const BATCH: u32 = 100;
@@ -37,18 +37,13 @@ pub struct SweepReport {
     pub undecodable: usize,
 }
 
-/// The episodes `subject`'s rules find in `readings`.
-pub fn judge(
-    triage: &Triage,
-    tz: Tz,
-    subject: &TriageSubject,
-    readings: &[Reading],
-) -> Vec<Episode> {
+/// The episodes `subject`'s rules find in its stored readings and symptom answers.
+pub fn judge(triage: &Triage, tz: Tz, subject: &TriageSubject, stored: &Rows) -> Vec<Episode> {
     let carepath = subject.carepath_id.as_deref().unwrap_or("");
     let Some(rules) = triage.rules_for(carepath, &subject.patient_id) else {
         return Vec::new();
     };
-    rules::evaluate_readings(&rules, readings, tz)
+    rules::evaluate_readings(&rules, &stored.readings, &stored.symptoms, tz)
         .into_iter()
         .map(episode)
         .collect()
@@ -95,7 +90,7 @@ pub async fn run_once(
                     id,
                     triage.context_days(),
                     now,
-                    Box::new(move |subject, readings| judge(&t, tz, subject, readings)),
+                    Box::new(move |subject, stored| judge(&t, tz, subject, stored)),
                 )
                 .await?;
             report.sessions += 1;

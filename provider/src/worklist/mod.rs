@@ -119,8 +119,9 @@ async fn worklist_alerts(w: &Worklist) -> Result<Vec<ClinicalAlert>, Unavailable
 
 /// The chart of an alert's measurement over the week before its episode.
 async fn chart(w: &Worklist, a: &ClinicalAlert) -> Result<Option<String>, Unavailable> {
-    let (Some(rule), Ok(start), Ok(last)) = (
+    let (Some(rule), Some(code), Ok(start), Ok(last)) = (
         RuleKind::from_name(&a.rule),
+        RuleKind::from_name(&a.rule).and_then(RuleKind::code),
         chrono::DateTime::parse_from_rfc3339(&a.episode_start),
         chrono::DateTime::parse_from_rfc3339(&a.episode_last),
     ) else {
@@ -132,7 +133,6 @@ async fn chart(w: &Worklist, a: &ClinicalAlert) -> Result<Option<String>, Unavai
         .store
         .session_readings_between(a.telemonitoring_id.clone(), from, to, 2000)
         .await?;
-    let code = rule.code();
     let points: Vec<_> = readings
         .iter()
         .filter_map(crate::triage::rules::Measured::from_reading)

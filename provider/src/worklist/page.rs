@@ -90,10 +90,9 @@ fn section(html: &mut String, a: &ClinicalAlert, chart: Option<&String>, tz: Tz)
         let at = e["at"].as_str().unwrap_or("");
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{} {}</td></tr>",
+            "<tr><td>{}</td><td>{}</td></tr>",
             local(at, tz),
-            e["value"],
-            escape(e["unit"].as_str().unwrap_or(""))
+            escape(&evidence_value(e))
         );
     }
     html.push_str("</table>");
@@ -136,6 +135,22 @@ fn step_form(html: &mut String, id: i64, step: &str, button: &str) {
          <label>Note <textarea name=\"note\" required maxlength=\"1000\"></textarea></label>\
          <button type=\"submit\">{button}</button></form>"
     );
+}
+
+/// An evidence value as the nurse reads it: `82 kg`, or for a symptom the patient rated,
+/// `Shortness of breath: Severe`.
+fn evidence_value(e: &serde_json::Value) -> String {
+    let unit = e["unit"].as_str().unwrap_or("");
+    if unit == crate::triage::rules::SEVERITY {
+        let symptom = e["code"].as_str().and_then(crate::symptom::codes::symptom);
+        let severity = crate::symptom::Severity::ALL
+            .into_iter()
+            .find(|&s| Some(crate::triage::rules::severity_rank(s)) == e["value"].as_f64());
+        if let (Some(symptom), Some(severity)) = (symptom, severity) {
+            return format!("{}: {}", symptom.display, severity.display());
+        }
+    }
+    format!("{} {unit}", e["value"])
 }
 
 #[cfg(test)]

@@ -335,12 +335,14 @@ fn verified<T: tm_protocol::codec::Message>(stack: &Stack, frame: &[u8], kind: M
     tm_protocol::decode(&payload).unwrap()
 }
 
-/// Prescribes and enrolls `id`, waiting until the HUB shows it accepted.
-pub async fn accepted_session(stack: &Stack, id: &str) {
+/// Prescribes and enrolls `id`, waiting until the HUB shows it accepted; returns the
+/// enrollment page's URL.
+pub async fn accepted_session(stack: &Stack, id: &str) -> String {
     let answer = stack.prescribe(id, "rx-1").await;
     let url = answer["body"]["url"].as_str().unwrap().to_owned();
     let code = stack.issue_code(&url).await;
     let (status, _) = enroll_with(stack, &code).await;
     assert_eq!(status, 200);
     stack.wait_hub_status(id, "accepted").await;
+    url
 }

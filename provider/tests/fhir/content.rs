@@ -79,12 +79,27 @@ pub fn more_bundles() -> Vec<(&'static str, Value)> {
     vec![
         (
             "default",
-            export_bundle(&ctx, &fixtures::heart_failure_week(), &default_options()).bundle,
+            export_bundle(
+                &ctx,
+                &fixtures::heart_failure_week(),
+                &fixtures::symptom_week(),
+                &default_options(),
+            )
+            .bundle,
         ),
-        ("flagged", export_bundle(&ctx, &extra, &options()).bundle),
+        (
+            "flagged",
+            export_bundle(&ctx, &extra, &[], &options()).bundle,
+        ),
         (
             "empty",
-            export_bundle(&holter, &fixtures::heart_failure_week(), &default_options()).bundle,
+            export_bundle(
+                &holter,
+                &fixtures::heart_failure_week(),
+                &[],
+                &default_options(),
+            )
+            .bundle,
         ),
     ]
 }
@@ -113,6 +128,7 @@ fn every_observation_is_performed_by_the_provider_organization() {
     let plain = export_bundle(
         &fixtures::session(),
         &fixtures::heart_failure_week(),
+        &[],
         &default_options(),
     );
     let org = &plain.bundle["entry"][0]["resource"];
@@ -124,7 +140,7 @@ fn every_observation_is_performed_by_the_provider_organization() {
 fn values_the_report_flags_carry_interpretation_and_every_ranged_value_its_range() {
     let readings = fixtures::heart_failure_week();
     let opts = options();
-    let bundle = export_bundle(&fixtures::session(), &readings, &opts).bundle;
+    let bundle = export_bundle(&fixtures::session(), &readings, &[], &opts).bundle;
     // Every Observation or BP component that has a value of a ranged code.
     let mut assessed: Vec<&Value> = Vec::new();
     for o in observations(&bundle) {
@@ -192,7 +208,7 @@ fn values_the_report_flags_carry_interpretation_and_every_ranged_value_its_range
 fn cuff_status_flags_are_components_of_the_panel_and_of_its_pulse() {
     let reading = flagged_cuff_reading();
     assert_eq!(reading.flags, ["cuff-fit-loose", "irregular-pulse"]);
-    let bundle = export_bundle(&fixtures::session(), &[reading], &default_options()).bundle;
+    let bundle = export_bundle(&fixtures::session(), &[reading], &[], &default_options()).bundle;
     let obs = observations(&bundle);
     assert_eq!(obs.len(), 2, "the panel and the pulse");
     for o in obs {
@@ -239,7 +255,7 @@ fn cuff_status_flags_are_components_of_the_panel_and_of_its_pulse() {
 fn every_observation_states_its_time_source_and_when_it_was_issued() {
     let mut readings = fixtures::heart_failure_week();
     readings.push(flagged_cuff_reading());
-    let bundle = export_bundle(&fixtures::session(), &readings, &options()).bundle;
+    let bundle = export_bundle(&fixtures::session(), &readings, &[], &options()).bundle;
     for o in observations(&bundle) {
         let tags = o["meta"]["tag"].as_array().unwrap();
         assert_eq!(tags.len(), 1, "{o}");
@@ -314,7 +330,12 @@ fn integral_device_values_are_written_as_integers() {
 fn the_heart_failure_bundle_carries_only_its_carepath_by_default() {
     let ctx = fixtures::session();
     assert_eq!(ctx.carepath, Carepath::heart_failure());
-    let export = export_bundle(&ctx, &fixtures::heart_failure_week(), &default_options());
+    let export = export_bundle(
+        &ctx,
+        &fixtures::heart_failure_week(),
+        &[],
+        &default_options(),
+    );
     let bundle = &export.bundle;
     let obs = observations(bundle);
     // 8 BP panels, 8 weights, 16 heart rates (cuff and oximeter pulse).
@@ -358,7 +379,7 @@ fn the_heart_failure_bundle_carries_only_its_carepath_by_default() {
 #[test]
 fn glucose_codes_follow_the_meters_unit_and_control_solution_is_left_out() {
     let readings = glucose_readings();
-    let export = export_bundle(&fixtures::session(), &readings, &options());
+    let export = export_bundle(&fixtures::session(), &readings, &[], &options());
     let obs = observations(&export.bundle);
     assert_eq!(
         obs.len(),

@@ -45,6 +45,7 @@ pub mod provenance;
 pub mod rules;
 pub mod scope;
 pub mod status;
+mod symptom;
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,7 @@ use tm_protocol::{Reading, ReadingId, ReadingKind, TimeQuality};
 
 use super::SessionContext;
 use super::series::Ranges;
+use crate::symptom::{SymptomAnswer, sorted_answers};
 use device::{device_key, device_resource};
 pub use ids::stable_uuid;
 use observation::{BuiltObservation, Common, control_solution, observations_of};
@@ -142,11 +144,12 @@ impl FhirExport {
     }
 }
 
-/// Renders the session's Bundle. Pure: the same context and readings (in any order) give the
-/// same bytes.
+/// Renders the session's Bundle. Pure: the same context, readings and symptom answers (in any
+/// order) give the same bytes.
 pub fn export_bundle(
     ctx: &SessionContext,
     readings: &[Reading],
+    symptoms: &[SymptomAnswer],
     options: &FhirOptions,
 ) -> FhirExport {
     let mut sorted: Vec<&Reading> = readings.iter().collect();
@@ -203,13 +206,20 @@ pub fn export_bundle(
         }
     }
 
+    let answers = sorted_answers(symptoms);
+    observations.extend(answers.iter().map(|a| {
+        let (full_url, resource) =
+            symptom::observation(a, &ctx.patient_id, &options.observation_identifier_system);
+        BuiltObservation { full_url, resource }
+    }));
     let timestamp: DateTime<Utc> = sorted
         .iter()
         .map(|r| r.received_at)
+        .chain(answers.iter().map(|a| a.end.with_timezone(&Utc)))
         .max()
         .unwrap_or_else(|| ctx.period.start.with_timezone(&Utc));
     let mut entries = Vec::new();
-    if !observations.is_empty() {
+    if observations.len() > answers.len() {
         let org = &options.organization;
         entries
             .push(json!({"fullUrl": format!("urn:uuid:{}", org.id()), "resource": org.resource()}));

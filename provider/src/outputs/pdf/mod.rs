@@ -16,6 +16,7 @@ use super::findings::Findings;
 use super::labels::{Labels, component_label, display_unit, format_value};
 use super::series::{Chart, Flag, Overview, Ranges, Row, overview};
 use super::{Language, SessionContext};
+use crate::symptom::{Severity, SymptomAnswer, sorted_answers};
 use canvas::{BAND, BLUE, Canvas, GREY, HEIGHT, INK, LIGHT, MARGIN, RED, TEAL, WIDTH, fit};
 
 /// The attachment's content type.
@@ -25,10 +26,11 @@ const CHART_HEIGHT: f32 = 130.0;
 const ROW_HEIGHT: f32 = 12.0;
 const COLUMNS: [f32; 5] = [MARGIN, 115.0, 205.0, 433.0, 512.0];
 
-/// Renders the report of a session in `lang`.
+/// Renders the report of a session in `lang`: its readings and the patient's symptom answers.
 pub fn render_report(
     ctx: &SessionContext,
     readings: &[Reading],
+    symptoms: &[SymptomAnswer],
     lang: Language,
     ranges: &Ranges,
     findings: &Findings,
@@ -48,6 +50,7 @@ pub fn render_report(
         doc.ensure(CHART_HEIGHT);
         doc.chart(chart, ranges, t0, t1);
     }
+    doc.symptoms(symptoms);
     doc.section(labels.readings);
     doc.table(&view.rows);
     doc.footer();
@@ -118,6 +121,42 @@ impl Report {
             self.ensure(ROW_HEIGHT);
             let text = fit(&line, 9.0, WIDTH - 2.0 * MARGIN);
             self.canvas.text(MARGIN, self.y, 9.0, false, RED, &text);
+            self.y -= ROW_HEIGHT;
+        }
+    }
+
+    /// The patient's answers, newest last, a severe one in red; nothing without any.
+    fn symptoms(&mut self, symptoms: &[SymptomAnswer]) {
+        if symptoms.is_empty() {
+            return;
+        }
+        let l = self.labels;
+        let lang = l.language();
+        self.section(l.symptoms);
+        let columns = [COLUMNS[0], COLUMNS[1] + 10.0, COLUMNS[3]];
+        for (x, title) in columns.iter().zip(l.symptom_columns) {
+            self.canvas.text(*x, self.y, 8.0, true, INK, title);
+        }
+        self.y -= ROW_HEIGHT;
+        for a in sorted_answers(symptoms) {
+            self.ensure(ROW_HEIGHT);
+            let color = if a.severity == Severity::Severe {
+                RED
+            } else {
+                INK
+            };
+            let at = a.end.format("%Y-%m-%d %H:%M").to_string();
+            let symptom = fit(
+                lang.pick(a.symptom.words),
+                8.0,
+                columns[2] - columns[1] - 4.0,
+            );
+            self.canvas.text(columns[0], self.y, 8.0, false, INK, &at);
+            self.canvas
+                .text(columns[1], self.y, 8.0, false, INK, &symptom);
+            let severity = lang.pick(a.severity.words());
+            self.canvas
+                .text(columns[2], self.y, 8.0, false, color, severity);
             self.y -= ROW_HEIGHT;
         }
     }
@@ -368,11 +407,15 @@ impl Report {
 pub fn render_reports(
     ctx: &SessionContext,
     readings: &[Reading],
+    symptoms: &[SymptomAnswer],
     ranges: &Ranges,
     findings: &Findings,
 ) -> Vec<(Language, Vec<u8>)> {
     ctx.languages
         .iter()
-        .map(|&lang| (lang, render_report(ctx, readings, lang, ranges, findings)))
+        .map(|&lang| {
+            let report = render_report(ctx, readings, symptoms, lang, ranges, findings);
+            (lang, report)
+        })
         .collect()
 }

@@ -230,4 +230,15 @@ pub const MIGRATIONS: &[&str] = &[
         triaged_through   bigint NOT NULL
     );
     "#,
+    // 5: the patients' check-in links, as SQLite's migration 16.
+    r#"
+    CREATE TABLE checkin_links (
+        token_hash        text PRIMARY KEY,
+        telemonitoring_id text NOT NULL REFERENCES sessions(telemonitoring_id),
+        language          text NOT NULL,
+        issued_at         timestamptz NOT NULL,
+        revoked_at        timestamptz
+    );
+    CREATE INDEX checkin_links_session ON checkin_links(telemonitoring_id);
+    "#,
 ];

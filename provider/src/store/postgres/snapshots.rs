@@ -26,8 +26,8 @@
 //! to the millisecond, as the SQLite side writes its RFC 3339 text, so both backends hand back
 //! the same instants.
 
+use crate::symptom::Row;
 use chrono::{DateTime, FixedOffset, SubsecRound as _, Utc};
-use tm_protocol::Reading;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{FromSql, Type};
 
@@ -55,9 +55,9 @@ const PENDING_SESSIONS: &str = "SELECT s.telemonitoring_id FROM sessions s \
     WHERE s.status IN ('accepted', 'in-progress') AND EXISTS (SELECT 1 FROM readings r \
     WHERE r.telemonitoring_id = s.telemonitoring_id AND r.seq > COALESCE(o.published_through, 0))";
 
-/// A stored reading, decoded from its JSON `payload` (a failure is the column's conversion
-/// error).
-struct Payload(Reading);
+/// A stored row (a reading or a symptom answer), decoded from its JSON `payload` (a failure is
+/// the column's conversion error).
+struct Payload(Row);
 
 impl<'a> FromSql<'a> for Payload {
     fn from_sql(
@@ -65,7 +65,7 @@ impl<'a> FromSql<'a> for Payload {
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         let text = <&str as FromSql>::from_sql(ty, raw)?;
-        Ok(Self(serde_json::from_str(text)?))
+        Ok(Self(Row::from_payload(text)?))
     }
 
     fn accepts(ty: &Type) -> bool {
@@ -125,12 +125,16 @@ pub async fn published_session(
     let (Some(session), Some(snap)) = (sessions::find(c, id).await?, snapshot(c, id).await?) else {
         return Ok(None);
     };
-    let readings = c
+    let (mut readings, mut symptoms) = (Vec::new(), Vec::new());
+    for r in c
         .query(SNAPSHOT_READINGS, &[&id, &snap.published_through])
         .await?
-        .iter()
-        .map(|r| r.try_get::<_, Payload>(0).map(|p| p.0))
-        .collect::<Result<Vec<_>, _>>()?;
+    {
+        match r.try_get::<_, Payload>(0)?.0 {
+            Row::Reading(r) => readings.push(*r),
+            Row::Symptom(a) => symptoms.push(a),
+        }
+    }
     Ok(Some(PublishedSession {
         telemonitoring_id: session.telemonitoring_id,
         patient_id: session.patient_id,
@@ -138,6 +142,7 @@ pub async fn published_session(
         carepath: session.carepath,
         snapshot: snap,
         readings,
+        symptoms,
     }))
 }
 

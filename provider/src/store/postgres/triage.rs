@@ -3,6 +3,7 @@
 //! other, and the ingest's `FOR SHARE` holders have committed before the cursor is read.
 //! Times are `timestamptz`, handed back as RFC 3339 text as the SQLite side writes them.
 
+use crate::symptom::{KIND, Rows};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
@@ -88,21 +89,20 @@ pub async fn judge(
     let from = oldest - chrono::Duration::days(context_days);
     let rows = tx
         .query(
-            "SELECT payload FROM readings WHERE telemonitoring_id = $1 \
+            "SELECT kind, payload FROM readings WHERE telemonitoring_id = $1 \
              AND effective_time >= $2 ORDER BY seq",
             &[&telemonitoring_id, &from],
         )
         .await
         .map_err(pg.sql())?;
-    let mut readings = Vec::with_capacity(rows.len());
+    let mut stored = Rows::default();
     for r in &rows {
-        let payload: &str = r.try_get(0).map_err(pg.sql())?;
-        match serde_json::from_str(payload) {
-            Ok(r) => readings.push(r),
-            Err(_) => outcome.undecodable += 1,
-        }
+        let kind: &str = r.try_get(0).map_err(pg.sql())?;
+        let payload: &str = r.try_get(1).map_err(pg.sql())?;
+        stored.push(kind, payload);
     }
-    for e in judge(&subject, &readings) {
+    outcome.undecodable = stored.undecodable;
+    for e in judge(&subject, &stored) {
         record(&*tx, telemonitoring_id, &e, now, &mut outcome)
             .await
             .map_err(pg.sql())?;
@@ -260,9 +260,9 @@ pub async fn between(
     let client = pg.client().await?;
     let rows = client
         .query(
-            "SELECT payload FROM readings WHERE telemonitoring_id = $1 \
+            "SELECT payload FROM readings WHERE telemonitoring_id = $1 AND kind <> $5 \
              AND effective_time BETWEEN $2 AND $3 ORDER BY effective_time LIMIT $4",
-            &[&telemonitoring_id, &from, &to, &i64::from(limit)],
+            &[&telemonitoring_id, &from, &to, &i64::from(limit), &KIND],
         )
         .await
         .map_err(pg.sql())?;

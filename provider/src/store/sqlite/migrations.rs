@@ -310,6 +310,18 @@ pub const MIGRATIONS: &[&str] = &[
         triaged_through   INTEGER NOT NULL
     );
     "#,
+    // 16: the patients' check-in links (the token's SHA-256 only; see `store::checkin`). The
+    // answers they send are `readings` rows of kind `symptom`.
+    r#"
+    CREATE TABLE checkin_links (
+        token_hash        TEXT PRIMARY KEY,
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        language          TEXT NOT NULL,
+        issued_at         TEXT NOT NULL,
+        revoked_at        TEXT
+    );
+    CREATE INDEX checkin_links_session ON checkin_links(telemonitoring_id);
+    "#,
 ];
 
 pub(super) const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";

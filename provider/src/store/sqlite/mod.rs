@@ -13,6 +13,7 @@
 pub mod adherence;
 pub mod alerts;
 pub mod audit;
+pub mod checkin;
 pub mod commands;
 pub mod enrollment;
 pub mod fleet;

@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension as _, params};
-use tm_protocol::Reading;
 
 use super::sessions;
 use crate::hub::contract::{Carepath, Status};
 use crate::store::sessions::TransitionError;
 use crate::store::snapshots::{Announcer, PublishOutcome, PublishedSession, Snapshot};
+use crate::symptom::Row;
 
 const SNAPSHOT: &str = "SELECT published_through, published_at, period_start, period_end \
                         FROM session_outputs WHERE telemonitoring_id = ?1";
@@ -16,7 +16,7 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO session_outputs (telemonitoring_id, \
     ON CONFLICT(telemonitoring_id) DO UPDATE SET published_through = excluded.published_through, \
     published_at = excluded.published_at, period_end = excluded.period_end";
 const LATEST_READING: &str = "SELECT MAX(rowid) FROM readings WHERE telemonitoring_id = ?1";
-const SNAPSHOT_READINGS: &str = "SELECT payload FROM readings WHERE telemonitoring_id = ?1 \
+const SNAPSHOT_READINGS: &str = "SELECT kind, payload FROM readings WHERE telemonitoring_id = ?1 \
                                  AND rowid <= ?2 ORDER BY rowid";
 const FIRST_ENROLLMENT: &str = "SELECT MIN(enrolled_at) FROM gateways WHERE telemonitoring_id = ?1";
 const CREATED_AT: &str = "SELECT created_at FROM sessions WHERE telemonitoring_id = ?1";
@@ -78,14 +78,17 @@ pub fn published_session(
         return Ok(None);
     };
     let mut stmt = conn.prepare(SNAPSHOT_READINGS)?;
-    let readings = stmt
-        .query_map(params![id, snap.published_through], |r| {
-            let payload: String = r.get(0)?;
-            serde_json::from_str::<Reading>(&payload).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = stmt.query(params![id, snap.published_through])?;
+    let (mut readings, mut symptoms) = (Vec::new(), Vec::new());
+    while let Some(r) = rows.next()? {
+        let (kind, payload): (String, String) = (r.get(0)?, r.get(1)?);
+        match Row::decode(&kind, &payload).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        })? {
+            Row::Reading(r) => readings.push(*r),
+            Row::Symptom(a) => symptoms.push(a),
+        }
+    }
     Ok(Some(PublishedSession {
         telemonitoring_id: session.telemonitoring_id,
         patient_id: session.patient_id,
@@ -93,6 +96,7 @@ pub fn published_session(
         carepath: session.carepath,
         snapshot: snap,
         readings,
+        symptoms,
     }))
 }
 

@@ -8,6 +8,7 @@ use crate::store::time_text;
 use crate::store::triage::{
     AlertStep, ClinicalAlert, Episode, Judge, TriageOutcome, TriageSubject, sql,
 };
+use crate::symptom::{KIND, Rows};
 
 /// Sessions with readings after their cursor.
 pub fn pending(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<String>> {
@@ -67,22 +68,20 @@ pub fn judge(
         new_readings: usize::try_from(new_readings).unwrap_or(usize::MAX),
         ..TriageOutcome::default()
     };
-    let mut readings = Vec::new();
+    let mut stored = Rows::default();
     {
         let mut stmt = tx.prepare(
-            "SELECT payload FROM readings WHERE telemonitoring_id = ?1 \
+            "SELECT kind, payload FROM readings WHERE telemonitoring_id = ?1 \
              AND julianday(effective_time) >= ?2 ORDER BY rowid",
         )?;
         let mut rows = stmt.query(params![telemonitoring_id, oldest - context_days as f64])?;
         while let Some(row) = rows.next()? {
-            let payload: String = row.get(0)?;
-            match serde_json::from_str(&payload) {
-                Ok(r) => readings.push(r),
-                Err(_) => outcome.undecodable += 1,
-            }
+            let (kind, payload): (String, String) = (row.get(0)?, row.get(1)?);
+            stored.push(&kind, &payload);
         }
     }
-    for e in judge(&subject, &readings) {
+    outcome.undecodable = stored.undecodable;
+    for e in judge(&subject, &stored) {
         record(&tx, telemonitoring_id, &e, now, &mut outcome)?;
     }
     tx.execute(
@@ -218,13 +217,19 @@ pub fn between(
     limit: u32,
 ) -> rusqlite::Result<Vec<tm_protocol::Reading>> {
     let mut stmt = conn.prepare(
-        "SELECT payload FROM readings WHERE telemonitoring_id = ?1 \
+        "SELECT payload FROM readings WHERE telemonitoring_id = ?1 AND kind <> ?5 \
          AND julianday(effective_time) BETWEEN julianday(?2) AND julianday(?3) \
          ORDER BY julianday(effective_time) LIMIT ?4",
     )?;
     let payloads = stmt
         .query_map(
-            params![telemonitoring_id, time_text(from), time_text(to), limit],
+            params![
+                telemonitoring_id,
+                time_text(from),
+                time_text(to),
+                limit,
+                KIND
+            ],
             |r| r.get::<_, String>(0),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
