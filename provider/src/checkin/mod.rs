@@ -1,5 +1,6 @@
 //! The patient's daily check-in: a page on the patient's phone or tablet, reached through a
-//! personal link (or its QR code) the nurse hands over at setup ([`handover`]), with no login.
+//! personal link (or its QR code) the nurse hands over at setup ([`crate::enroll::checkin`]),
+//! with no login.
 //! It asks the carepath's symptoms ([`crate::symptom::codes`]) with their severities, in the
 //! patient's language (the one the nurse chose, or `?lang=nl|fr|en`), and stores each answer
 //! as a [`SymptomAnswer`] of the session ([`crate::store::checkin`]); the session updater then
@@ -19,7 +20,6 @@
 //!   run no script and load nothing from elsewhere.
 //! - Logs count answers; they never name the session, the patient or an answer.
 
-pub mod handover;
 pub mod page;
 
 use std::collections::HashSet;
@@ -76,7 +76,10 @@ impl Checkin {
 
 /// A fresh check-in id: 128 random bits, hex.
 fn new_submission() -> String {
-    crate::enroll::random_token()
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .expect("system randomness");
+    hex::encode(raw)
 }
 
 /// The page's headers: never cached, no referrer, not framed, nothing but inline style.
@@ -108,9 +111,16 @@ pub struct LangQuery {
     lang: Option<String>,
 }
 
+/// The language tag `tag` names, if it is one of the page's.
+fn language_of(tag: &str) -> Option<Language> {
+    Language::ALL.into_iter().find(|l| l.tag() == tag)
+}
+
+/// The page's language: the one asked for, else the link's, else English.
 fn language(tag: Option<&str>, link: &CheckinLink) -> Language {
-    tag.and_then(|t| Language::ALL.into_iter().find(|l| l.tag() == t))
-        .unwrap_or(link.language)
+    tag.and_then(language_of)
+        .or_else(|| language_of(&link.language))
+        .unwrap_or(Language::En)
 }
 
 async fn live_link(store: &Store, token: &str) -> Result<Option<CheckinLink>, Unavailable> {
@@ -208,7 +218,10 @@ async fn send(
     };
     if cross_site(&headers) {
         tracing::warn!("check-in refused: the form came from another site");
-        let html = page::refused(link.language, "This form was not sent from its page.");
+        let html = page::refused(
+            language(None, &link),
+            "This form was not sent from its page.",
+        );
         return Ok(respond(StatusCode::FORBIDDEN, html));
     }
     let posted = match parse(fields) {
@@ -217,7 +230,7 @@ async fn send(
             tracing::warn!(problem = %why, "check-in refused: malformed form");
             return Ok(respond(
                 StatusCode::BAD_REQUEST,
-                page::refused(link.language, &why),
+                page::refused(language(None, &link), &why),
             ));
         }
     };

@@ -9,23 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::checkin::handover;
+use super::{checkin, frame as page};
 use crate::html::escape;
 use crate::hub::contract::{CAREPATHS, Carepath, Status};
 use crate::portal::state::AppState;
 use crate::store::enrollment::{EnrollmentPage, IssuedCode};
-
-/// The enrollment pages' frame around `body`.
-pub(crate) fn page(body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Gateway enrollment</title><style>body{{font-family:sans-serif;margin:1em;\
-         max-width:32em}}select,button{{font-size:1.2em;width:100%;margin:.5em 0;padding:.4em}}\
-         .code{{font-size:2.4em;letter-spacing:.15em;font-family:monospace}}</style></head>\
-         <body><h1>Gateway enrollment</h1>{body}</body></html>"
-    )
-}
 
 #[tracing::instrument(name = "enroll", skip_all)]
 async fn lookup(app: &AppState, token: String) -> Result<Option<EnrollmentPage>, Response> {
@@ -89,9 +77,9 @@ pub async fn show(State(app): State<AppState>, Path(token): Path<String>) -> Res
                 escape(&patient),
                 status.as_str()
             );
-            if handover::live(status) {
+            if checkin::live(status) {
                 match app.store.checkin_issued_at(telemonitoring_id).await {
-                    Ok(issued) => body.push_str(&handover::section(&token, issued)),
+                    Ok(issued) => body.push_str(&checkin::section(&token, issued)),
                     Err(e) => tracing::error!(error = %e, "store failure"),
                 }
             }

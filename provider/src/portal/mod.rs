@@ -31,12 +31,12 @@ pub fn routes(state: AppState) -> Routes {
         .get(crate::enroll::PAGE_ROUTE, crate::enroll::page::show)
         .post(crate::enroll::PAGE_ROUTE, crate::enroll::page::issue)
         .post(
-            crate::checkin::handover::ISSUE_ROUTE,
-            crate::checkin::handover::issue,
+            crate::enroll::checkin::ISSUE_ROUTE,
+            crate::enroll::checkin::issue,
         )
         .post(
-            crate::checkin::handover::REVOKE_ROUTE,
-            crate::checkin::handover::revoke,
+            crate::enroll::checkin::REVOKE_ROUTE,
+            crate::enroll::checkin::revoke,
         )
         .post(
             tm_protocol::routes::http::ENROLL,

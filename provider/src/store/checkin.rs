@@ -15,7 +15,6 @@
 use chrono::{DateTime, Utc};
 
 use super::{Backend, Store, StoreError, postgres, sqlite};
-use crate::outputs::Language;
 use crate::symptom::SymptomAnswer;
 
 /// The store's form of a link's token: hex SHA-256.
@@ -28,8 +27,8 @@ pub fn token_hash(token: &str) -> String {
 pub struct CheckinLink {
     /// The session it reports to.
     pub telemonitoring_id: String,
-    /// The language the nurse chose for the page.
-    pub language: Language,
+    /// The language the nurse chose for the page (its tag: `nl`, `fr`, `en`).
+    pub language: String,
     /// When it was issued.
     pub issued_at: DateTime<Utc>,
 }
@@ -72,14 +71,6 @@ pub(crate) fn may_issue(session: Option<(String, Option<String>)>, carepaths: &[
     }
 }
 
-/// The language stored with a link.
-pub(crate) fn language_of(tag: &str) -> Language {
-    Language::ALL
-        .into_iter()
-        .find(|l| l.tag() == tag)
-        .unwrap_or(Language::En)
-}
-
 impl Store {
     /// Issues the link whose token hashes to `token_hash` for session `telemonitoring_id`
     /// in `language`, revoking its earlier ones, when the session is live and on one of
@@ -88,7 +79,7 @@ impl Store {
         &self,
         telemonitoring_id: String,
         token_hash: String,
-        language: Language,
+        language: &'static str,
         carepaths: &'static [&'static str],
         now: DateTime<Utc>,
     ) -> Result<Issue, StoreError> {

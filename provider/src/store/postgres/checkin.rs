@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use super::PgStore;
-use crate::outputs::Language;
 use crate::store::StoreError;
-use crate::store::checkin::{CheckinLink, Issue, LIVE, Saved, language_of, may_issue};
+use crate::store::checkin::{CheckinLink, Issue, LIVE, Saved, may_issue};
 use crate::symptom::{KIND, RECORD_ORDER, SymptomAnswer};
 
 const LIVE_LINK: &str = "SELECT l.telemonitoring_id, l.language, l.issued_at \
@@ -33,7 +32,7 @@ async fn find_on(
     let language: String = row.try_get(1)?;
     Ok(Some(CheckinLink {
         telemonitoring_id: row.try_get(0)?,
-        language: language_of(&language),
+        language,
         issued_at: row.try_get(2)?,
     }))
 }
@@ -41,7 +40,7 @@ async fn find_on(
 /// Issues a link (session, token hash, language), revoking the session's earlier ones.
 pub async fn issue(
     pg: &PgStore,
-    link: &(String, String, Language),
+    link: &(String, String, &'static str),
     carepaths: &[&str],
     now: DateTime<Utc>,
 ) -> Result<Issue, StoreError> {
@@ -68,7 +67,7 @@ pub async fn issue(
     tx.execute(
         "INSERT INTO checkin_links (token_hash, telemonitoring_id, language, issued_at) \
          VALUES ($1, $2, $3, $4)",
-        &[token_hash, telemonitoring_id, &language.tag(), &now],
+        &[token_hash, telemonitoring_id, &language, &now],
     )
     .await
     .map_err(pg.sql())?;

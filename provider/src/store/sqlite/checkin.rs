@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use crate::outputs::Language;
-use crate::store::checkin::{CheckinLink, Issue, LIVE, Saved, language_of, may_issue};
+use crate::store::checkin::{CheckinLink, Issue, LIVE, Saved, may_issue};
 use crate::store::time_text;
 use crate::symptom::{KIND, RECORD_ORDER, SymptomAnswer};
 
@@ -31,7 +30,7 @@ fn utc(text: &str) -> rusqlite::Result<DateTime<Utc>> {
 /// Issues a link (session, token hash, language), revoking the session's earlier ones.
 pub fn issue(
     conn: &mut Connection,
-    link: &(String, String, Language),
+    link: &(String, String, &'static str),
     carepaths: &[&str],
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Issue> {
@@ -52,12 +51,7 @@ pub fn issue(
     tx.execute(
         "INSERT INTO checkin_links (token_hash, telemonitoring_id, language, issued_at) \
          VALUES (?1, ?2, ?3, ?4)",
-        params![
-            token_hash,
-            telemonitoring_id,
-            language.tag(),
-            time_text(now)
-        ],
+        params![token_hash, telemonitoring_id, language, time_text(now)],
     )?;
     tx.commit()?;
     Ok(Issue::Issued)
@@ -82,7 +76,7 @@ pub fn find(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<Chec
     row.map(|(telemonitoring_id, language, issued)| {
         Ok(CheckinLink {
             telemonitoring_id,
-            language: language_of(&language),
+            language,
             issued_at: utc(&issued)?,
         })
     })

@@ -1,4 +1,5 @@
-//! The nurse's part of the check-in, on the enrollment page once the session is live: she
+//! The nurse's part of the patient's check-in ([`crate::checkin`]), on the enrollment page once
+//! the session is live: she
 //! creates the patient's personal link in the patient's language and hands it over as a QR
 //! code to scan (or print) and as text; she stops it there too, and creating a new one stops
 //! the old one (a lost phone). The link is shown once: the store keeps only its hash.
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 use qrcode::{Color, EcLevel, QrCode};
 use serde::Deserialize;
 
-use super::CAREPATHS;
+use crate::checkin::CAREPATHS;
 use crate::html::escape;
 use crate::http::access::cross_site;
 use crate::hub::contract::Status;
@@ -112,7 +113,7 @@ fn answer(status: StatusCode, body: &str) -> Response {
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        Html(crate::enroll::page::page(body)),
+        Html(super::frame(body)),
     )
         .into_response()
 }
@@ -174,21 +175,20 @@ pub async fn issue(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let secret = format!(
-        "{}{}",
-        crate::enroll::random_token(),
-        crate::enroll::random_token()
-    );
+    let secret = format!("{}{}", super::random_token(), super::random_token());
     let hash = token_hash(&secret);
     match app
         .store
-        .issue_checkin_link(session, hash, language, CAREPATHS, Utc::now())
+        .issue_checkin_link(session, hash, language.tag(), CAREPATHS, Utc::now())
         .await
     {
         Ok(Issue::Issued) => {
             tracing::info!(language = language.tag(), "check-in link issued");
             let base = app.portal.public_url.trim_end_matches('/');
-            let url = format!("{base}{}", super::PAGE_ROUTE.replace("{token}", &secret));
+            let url = format!(
+                "{base}{}",
+                crate::checkin::PAGE_ROUTE.replace("{token}", &secret)
+            );
             answer(StatusCode::OK, &issued(&url))
         }
         Ok(Issue::NotLive) => answer(StatusCode::CONFLICT, "<p>The session is not monitored.</p>"),
