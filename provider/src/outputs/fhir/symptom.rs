@@ -5,7 +5,8 @@
 //! example: `performer` is the patient (by the subject's identifier: the answer is
 //! self-reported), `category` survey, `identifier` in the provider's system and `issued` (when
 //! the provider received it). A code from the Belgian extension keeps SNOMED CT's system and
-//! names the edition in `version`.
+//! names the edition in `version`, as FHIR's rules for SNOMED CT want, and is repeated in a
+//! second coding under the edition URI as its system, as the IG's ValueSet includes it.
 
 use serde_json::{Value, json};
 
@@ -24,13 +25,20 @@ pub fn observation(
 ) -> (String, Value) {
     let id = stable_uuid("Observation", &answer.answer_id);
     let patient = json!({"system": PATIENT_IDENTIFIER_SYSTEM, "value": patient_id});
-    let mut code = json!({
+    let mut codings = vec![json!({
         "system": SNOMED,
         "code": answer.symptom.code,
         "display": answer.symptom.display,
-    });
+    })];
     if let Some(edition) = answer.symptom.edition {
-        code["version"] = json!(edition);
+        codings[0]["version"] = json!(edition);
+        // The same concept as the IG's ValueSet writes it, for an EHR that checks the code
+        // against that ValueSet's expansion.
+        codings.push(json!({
+            "system": edition,
+            "code": answer.symptom.code,
+            "display": answer.symptom.display,
+        }));
     }
     let resource = json!({
         "resourceType": "Observation",
@@ -40,7 +48,7 @@ pub fn observation(
         "category": [{"coding": [{
             "system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"
         }]}],
-        "code": {"coding": [code]},
+        "code": {"coding": codings},
         "subject": {"identifier": patient},
         "effectivePeriod": {
             "start": timestamp(&answer.start, false),
