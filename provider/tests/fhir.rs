@@ -457,11 +457,19 @@ fn symptoms_are_coded_with_the_igs_value_sets_and_performed_by_the_patient() {
     }
     // Every severity of the fixture, the Belgian extension's cough among the symptoms.
     assert_eq!(severities.len(), 4, "{severities:?}");
-    assert!(
-        answers
-            .iter()
-            .any(|o| o["code"]["coding"][0]["version"] == BELGIAN_EDITION)
+    let cough = answers
+        .iter()
+        .find(|o| o["code"]["coding"][0]["version"] == BELGIAN_EDITION)
+        .expect("the Belgian extension's cough");
+    // Also as the IG's ValueSet includes it: the edition URI as the system.
+    assert_eq!(
+        cough["code"]["coding"][1],
+        json!({"system": BELGIAN_EDITION, "code": "901000172101", "display": "Tickly cough"})
     );
+    for o in &answers {
+        let codings = o["code"]["coding"].as_array().unwrap().len();
+        assert_eq!(codings, if o == cough { 2 } else { 1 }, "{o}");
+    }
     // Answers only: no device, no Organization for them.
     let only = export_bundle(
         &fixtures::session(),
