@@ -27,16 +27,13 @@ async fn monitored(stack: &Stack, id: &str) -> String {
 
 /// Creates a check-in link in `language` from the enrollment page `page`; returns its URL.
 async fn create_link(stack: &Stack, page: &str, language: &str) -> String {
-    let r = stack
-        .http
-        .post(format!("{page}/checkin"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("language={language}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let html = r.text().await.unwrap();
+    let (status, html) = post(
+        stack,
+        &format!("{page}/checkin"),
+        &format!("language={language}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("<svg id=\"checkin-qr\""), "{html}");
     let marker = "id=\"checkin-link\" href=\"";
     let start = html.find(marker).expect("the link") + marker.len();
@@ -51,6 +48,12 @@ fn submission_of(form: &str) -> String {
     form[start..start + 32].to_owned()
 }
 
+async fn get(stack: &Stack, url: &str) -> (StatusCode, String) {
+    let r = stack.http.get(url).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// Posts a form (`application/x-www-form-urlencoded`).
 async fn post(stack: &Stack, link: &str, body: &str) -> (StatusCode, String) {
     let r = stack
         .http
@@ -76,30 +79,14 @@ async fn a_patient_reports_symptoms_through_the_link_the_nurse_handed_over() {
     let page = monitored(&stack, "tm-c1").await;
 
     // The enrollment page offers the check-in once the session is live.
-    let html = stack
-        .http
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get(&stack, &page).await.1;
     assert!(html.contains("No check-in link yet"), "{html}");
     let link = create_link(&stack, &page, "fr").await;
     assert!(
         link.starts_with(&format!("{}/checkin/", stack.provider)),
         "{link}"
     );
-    let html = stack
-        .http
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get(&stack, &page).await.1;
     assert!(
         html.contains("A check-in link was handed over on"),
         "{html}"
@@ -119,19 +106,8 @@ async fn a_patient_reports_symptoms_through_the_link_the_nurse_handed_over() {
     assert!(form.contains("<html lang=\"fr\">"));
     assert!(form.contains("Toux d&#39;irritation"));
     assert_eq!(form.matches("<fieldset").count(), 15);
-    let dutch = stack
-        .http
-        .get(format!("{link}?lang=nl"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        dutch
-            .text()
-            .await
-            .unwrap()
-            .contains("Hoe voelt u zich vandaag?")
-    );
+    let (_, dutch) = get(&stack, &format!("{link}?lang=nl")).await;
+    assert!(dutch.contains("Hoe voelt u zich vandaag?"));
 
     // Malformed or cross-site forms are refused and store nothing.
     let submission = submission_of(&form);
@@ -231,8 +207,7 @@ async fn a_patient_reports_symptoms_through_the_link_the_nurse_handed_over() {
     // A new link stops the old one; stopping it leaves none.
     let second = create_link(&stack, &page, "en").await;
     assert_ne!(second, link);
-    let old = stack.http.get(&link).send().await.unwrap();
-    assert_eq!(old.status(), StatusCode::GONE);
+    assert_eq!(get(&stack, &link).await.0, StatusCode::GONE);
     let (status, _) = post(
         &stack,
         &link,
@@ -240,40 +215,18 @@ async fn a_patient_reports_symptoms_through_the_link_the_nurse_handed_over() {
     )
     .await;
     assert_eq!(status, StatusCode::GONE);
-    assert_eq!(
-        stack.http.get(&second).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    let r = stack
-        .http
-        .post(format!("{page}/checkin/revoke"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        stack.http.get(&second).send().await.unwrap().status(),
-        StatusCode::GONE
-    );
-    let html = stack
-        .http
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(get(&stack, &second).await.0, StatusCode::OK);
+    let (status, _) = post(&stack, &format!("{page}/checkin/revoke"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get(&stack, &second).await.0, StatusCode::GONE);
+    let html = get(&stack, &page).await.1;
     assert!(html.contains("No check-in link yet"), "{html}");
 
     // When the monitoring ends, a live link stops too.
     let third = create_link(&stack, &page, "nl").await;
     stack.act("tm-c1", "stop").await;
     stack.wait_hub_status("tm-c1", "completed").await;
-    assert_eq!(
-        stack.http.get(&third).send().await.unwrap().status(),
-        StatusCode::GONE
-    );
+    assert_eq!(get(&stack, &third).await.0, StatusCode::GONE);
     assert_eq!(
         stored_answers(&stack, "tm-c1").await,
         3,
@@ -288,29 +241,13 @@ async fn a_link_is_offered_only_while_the_patient_is_monitored() {
     let stack = stack(tmp.path()).await;
     let answer = stack.prescribe("tm-c2", "rx-1").await;
     let page = answer["body"]["url"].as_str().unwrap().to_owned();
-    let html = stack
-        .http
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get(&stack, &page).await.1;
     assert!(!html.contains("checkin-issue"), "{html}");
-    let r = stack
-        .http
-        .post(format!("{page}/checkin"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("language=nl")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let (status, _) = post(&stack, &format!("{page}/checkin"), "language=nl").await;
+    assert_eq!(status, StatusCode::CONFLICT);
     let unknown = format!("{}/checkin/{}", stack.provider, "0".repeat(64));
-    let r = stack.http.get(&unknown).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::GONE);
-    let text = r.text().await.unwrap();
+    let (status, text) = get(&stack, &unknown).await;
+    assert_eq!(status, StatusCode::GONE);
     assert!(text.contains("Deze link werkt niet meer") && text.contains("Ce lien"));
     stack.stop().await;
 }
