@@ -10,16 +10,12 @@ use crate::outputs::Language;
 use crate::symptom::codes::{HEART_FAILURE_SYMPTOMS, Words};
 use crate::symptom::{Severity, SymptomAnswer};
 
-const fn w(en: &'static str, nl: &'static str, fr: &'static str) -> Words {
-    Words { en, nl, fr }
-}
-
-const TITLE: Words = w(
+const TITLE: Words = Words::new(
     "How are you today?",
     "Hoe voelt u zich vandaag?",
     "Comment allez-vous aujourd'hui ?",
 );
-const INTRO: Words = w(
+const INTRO: Words = Words::new(
     "For each complaint, tap how much you have had it since you last filled this in. \
      Skip what you are not sure about.",
     "Duid voor elke klacht aan hoeveel last u ervan had sinds u dit de vorige keer invulde. \
@@ -27,24 +23,24 @@ const INTRO: Words = w(
     "Pour chaque plainte, touchez à quel point vous l'avez eue depuis la dernière fois. \
      Passez ce dont vous n'êtes pas sûr.",
 );
-const NOT_URGENT: Words = w(
+const NOT_URGENT: Words = Words::new(
     "This page is not for emergencies. If you feel very unwell, call your doctor or 112.",
     "Deze pagina is niet voor noodgevallen. Voelt u zich erg onwel, bel dan uw arts of 112.",
     "Cette page n'est pas faite pour les urgences. Si vous vous sentez très mal, appelez \
      votre médecin ou le 112.",
 );
-const SEND: Words = w("Send", "Versturen", "Envoyer");
-const THANKS: Words = w(
+const SEND: Words = Words::new("Send", "Versturen", "Envoyer");
+const THANKS: Words = Words::new(
     "Thank you. Your answers reached your care team at",
     "Bedankt. Uw antwoorden zijn bij uw zorgteam aangekomen om",
     "Merci. Vos réponses sont arrivées chez votre équipe de soins à",
 );
-const ALREADY: Words = w(
+const ALREADY: Words = Words::new(
     "These answers had already arrived; nothing was sent twice.",
     "Deze antwoorden waren al aangekomen; er is niets dubbel verstuurd.",
     "Ces réponses étaient déjà arrivées ; rien n'a été envoyé deux fois.",
 );
-const SEVERE: Words = w(
+const SEVERE: Words = Words::new(
     "You reported a severe complaint. Your care team will look at it. If it cannot wait, \
      call your doctor or 112.",
     "U meldde een ernstige klacht. Uw zorgteam bekijkt die. Kan het niet wachten, bel dan \
@@ -52,8 +48,8 @@ const SEVERE: Words = w(
     "Vous avez signalé une plainte sévère. Votre équipe de soins va l'examiner. Si cela ne \
      peut pas attendre, appelez votre médecin ou le 112.",
 );
-const AGAIN: Words = w("Fill in again", "Opnieuw invullen", "Remplir à nouveau");
-const ANSWER_ONE: Words = w(
+const AGAIN: Words = Words::new("Fill in again", "Opnieuw invullen", "Remplir à nouveau");
+const ANSWER_ONE: Words = Words::new(
     "Please answer at least one question.",
     "Beantwoord minstens één vraag.",
     "Veuillez répondre à au moins une question.",

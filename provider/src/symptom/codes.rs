@@ -38,8 +38,15 @@ pub struct Words {
     pub fr: &'static str,
 }
 
+impl Words {
+    /// The text in English, Dutch and French.
+    pub const fn new(en: &'static str, nl: &'static str, fr: &'static str) -> Self {
+        Words { en, nl, fr }
+    }
+}
+
 const fn words([en, nl, fr]: [&'static str; 3]) -> Words {
-    Words { en, nl, fr }
+    Words::new(en, nl, fr)
 }
 
 /// `heart-failure-symptoms`, in the IG's order.

@@ -197,16 +197,27 @@ pub fn severity_rank(s: Severity) -> f64 {
     }
 }
 
+/// The symptom and severity an evidence value of `code`, `unit` and `value` stands for: `None`
+/// unless it is a symptom's evidence (unit [`SEVERITY`]). Also how the worklist reads the
+/// evidence it stored.
+pub fn symptom_evidence(
+    code: &str,
+    unit: &str,
+    value: f64,
+) -> Option<(&'static Symptom, Severity)> {
+    if unit != SEVERITY {
+        return None;
+    }
+    let severity = Severity::ALL
+        .into_iter()
+        .find(|&s| severity_rank(s) == value)?;
+    Some((crate::symptom::codes::symptom(code)?, severity))
+}
+
 impl Evidence {
     /// The symptom and severity of a symptom's evidence.
     pub fn symptom(&self) -> Option<(&'static Symptom, Severity)> {
-        if self.unit != SEVERITY {
-            return None;
-        }
-        let severity = Severity::ALL
-            .into_iter()
-            .find(|&s| severity_rank(s) == self.value)?;
-        Some((crate::symptom::codes::symptom(self.code)?, severity))
+        symptom_evidence(self.code, self.unit, self.value)
     }
 }
 

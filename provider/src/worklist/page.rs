@@ -141,16 +141,12 @@ fn step_form(html: &mut String, id: i64, step: &str, button: &str) {
 /// `Shortness of breath: Severe`.
 fn evidence_value(e: &serde_json::Value) -> String {
     let unit = e["unit"].as_str().unwrap_or("");
-    if unit == crate::triage::rules::SEVERITY {
-        let symptom = e["code"].as_str().and_then(crate::symptom::codes::symptom);
-        let severity = crate::symptom::Severity::ALL
-            .into_iter()
-            .find(|&s| Some(crate::triage::rules::severity_rank(s)) == e["value"].as_f64());
-        if let (Some(symptom), Some(severity)) = (symptom, severity) {
-            return format!("{}: {}", symptom.display, severity.display());
-        }
+    let code = e["code"].as_str().unwrap_or("");
+    let value = e["value"].as_f64().unwrap_or(f64::NAN);
+    match crate::triage::rules::symptom_evidence(code, unit, value) {
+        Some((symptom, severity)) => format!("{}: {}", symptom.display, severity.display()),
+        None => format!("{} {unit}", e["value"]),
     }
-    format!("{} {unit}", e["value"])
 }
 
 #[cfg(test)]
