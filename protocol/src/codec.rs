@@ -174,7 +174,36 @@ impl Message for Heartbeat {
             ));
         }
         check_text(Self::NAME, "MAX_TEXT_BYTES (version)", &self.version)?;
-        check_opt_text(Self::NAME, "MAX_TEXT_BYTES (last error)", &self.last_error)
+        check_opt_text(Self::NAME, "MAX_TEXT_BYTES (last error)", &self.last_error)?;
+        if let Some(setup) = &self.setup {
+            use crate::setup::{MAX_NEARBY, MAX_PAIRINGS};
+            if setup.nearby.len() > MAX_NEARBY {
+                return Err(limit(
+                    Self::NAME,
+                    "MAX_NEARBY",
+                    setup.nearby.len(),
+                    MAX_NEARBY,
+                ));
+            }
+            if setup.pairings.len() > MAX_PAIRINGS {
+                return Err(limit(
+                    Self::NAME,
+                    "MAX_PAIRINGS",
+                    setup.pairings.len(),
+                    MAX_PAIRINGS,
+                ));
+            }
+            for d in &setup.nearby {
+                check_text(Self::NAME, "MAX_TEXT_BYTES (address)", &d.address)?;
+                check_opt_text(Self::NAME, "MAX_TEXT_BYTES (name)", &d.name)?;
+                check_opt_text(Self::NAME, "MAX_TEXT_BYTES (model)", &d.model_id)?;
+            }
+            for p in &setup.pairings {
+                check_text(Self::NAME, "MAX_TEXT_BYTES (address)", &p.address)?;
+                check_opt_text(Self::NAME, "MAX_TEXT_BYTES (pairing error)", &p.error)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -182,10 +211,22 @@ impl Message for Command {
     const NAME: &'static str = "command";
 
     fn check_limits(&self) -> Result<(), DecodeError> {
-        if let CommandAction::SetLogLevel { level } = &self.action {
-            check_text(Self::NAME, "MAX_TEXT_BYTES (level)", level)?;
+        match &self.action {
+            CommandAction::SetLogLevel { level } => {
+                check_text(Self::NAME, "MAX_TEXT_BYTES (level)", level)
+            }
+            CommandAction::Pair { address } | CommandAction::Unpair { address } => {
+                check_text(Self::NAME, "MAX_TEXT_BYTES (address)", address)
+            }
+            CommandAction::PairSecret { address, secret } => {
+                check_text(Self::NAME, "MAX_TEXT_BYTES (address)", address)?;
+                check_text(Self::NAME, "MAX_TEXT_BYTES (secret)", secret)
+            }
+            CommandAction::ResyncNow
+            | CommandAction::RereadDevices
+            | CommandAction::Setup { .. }
+            | CommandAction::Release => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -216,6 +257,18 @@ impl Message for EnrollmentRequest {
 
 impl Message for EnrollmentResponse {
     const NAME: &'static str = "enrollment response";
+}
+
+impl Message for crate::setup::ClaimHello {
+    const NAME: &'static str = "claim hello";
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        check_text(
+            Self::NAME,
+            "MAX_TEXT_BYTES (agent version)",
+            &self.agent_version,
+        )
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -45,6 +45,8 @@ pub enum MessageKind {
     CommandResult = 7,
     /// A [`crate::Status`] (MQTT liveness), signed by the gateway.
     Status = 8,
+    /// A [`crate::setup::ClaimHello`], signed by the unenrolled gateway's key.
+    ClaimHello = 9,
 }
 
 impl MessageKind {
@@ -58,6 +60,7 @@ impl MessageKind {
             6 => Self::EnrollmentResponse,
             7 => Self::CommandResult,
             8 => Self::Status,
+            9 => Self::ClaimHello,
             _ => return None,
         })
     }

@@ -13,6 +13,8 @@
 //! - [`frame`]: the signed frame that carries every message over MQTT and HTTPS; the signature
 //!   covers the exact bytes sent.
 //! - [`routes`]: MQTT topic names and HTTP routes, defined once.
+//! - [`setup`]: the claim hello of an unenrolled gateway and the setup state it reports to
+//!   the nurse's page.
 //!
 //! Besides the wire, what both binaries (and the simulators) would otherwise write twice:
 //! - [`backoff`]: the one retry policy of every loop that retries.
@@ -41,6 +43,7 @@ pub mod reading_id;
 pub mod received;
 pub mod report;
 pub mod routes;
+pub mod setup;
 
 pub use codec::{DecodeError, decode, encode};
 pub use frame::{Frame, FrameError, MessageKind, seal};

@@ -446,6 +446,10 @@ pub struct Heartbeat {
     /// The raised alarms (`kind +kind ...: message of the most severe`), else the last sync
     /// error; at most 1 KiB, no values, no patient data. `None`: nothing to report.
     pub last_error: Option<String>,
+    /// Sent only in setup mode: the devices in range and the pairings under way, for the
+    /// nurse's page ([`crate::setup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<crate::setup::SetupState>,
 }
 
 /// Whether a gateway's MQTT connection is up, as carried by [`Status`].
@@ -493,6 +497,36 @@ pub enum CommandAction {
     },
     /// Reconnect to every paired device and fetch its stored records again.
     RereadDevices,
+    /// Enter (or stay in) setup mode until `until`: scan, poll commands every second and
+    /// report [`crate::setup::SetupState`] in a heartbeat every two seconds. An `until` in
+    /// the past ends setup mode.
+    Setup {
+        /// When setup mode ends (provider clock; a few minutes ahead).
+        until: DateTime<Utc>,
+    },
+    /// Pair the device at `address` and identify it (maker, battery, clock), reporting each
+    /// step in the setup heartbeats; answered at once, the pairing runs on.
+    Pair {
+        /// Bluetooth address, upper case.
+        address: String,
+    },
+    /// The PIN, passkey or confirmation a pairing in progress waits for.
+    PairSecret {
+        /// The device being paired.
+        address: String,
+        /// Digits as the nurse typed them, or `yes` to confirm a shown number. Never logged,
+        /// never stored by the gateway.
+        secret: String,
+    },
+    /// Remove the bond and stop collecting from the device.
+    Unpair {
+        /// Bluetooth address, upper case.
+        address: String,
+    },
+    /// Operations released this gateway from its session: forget the enrollment (kept aside
+    /// as `enrollment.json.released`) and go back to announcing itself unclaimed, with the
+    /// same key and claim code. Readings not yet confirmed stay in the outbox.
+    Release,
 }
 
 /// A command from the provider to one gateway, signed with the provider's key. The agent

@@ -82,6 +82,9 @@ pub mod http {
 
     /// POST an enrollment request frame; the answer is an enrollment response frame.
     pub const ENROLL: &str = "/api/v1/enroll";
+    /// POST a claim hello frame of an unenrolled gateway; 202 while it is unclaimed, else an
+    /// enrollment response frame.
+    pub const CLAIM_HELLO: &str = "/api/v1/claims/hello";
     /// POST a reading batch frame; the answer is a receipt frame.
     pub const READINGS: &str = "/api/v1/readings";
     /// POST a heartbeat frame.

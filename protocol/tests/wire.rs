@@ -113,6 +113,7 @@ fn heartbeat() -> Heartbeat {
             quota_bytes: 256 << 20,
         },
         last_error: None,
+        setup: None,
     }
 }
 
@@ -328,6 +329,49 @@ fn size_limits_name_the_limit_hit() {
         err.to_string().contains("MAX_TEXT_BYTES (last error)"),
         "{err}"
     );
+
+    let nearby = setup::NearbyDevice {
+        address: "C0:FF:EE:00:00:01".into(),
+        name: None,
+        model_id: None,
+        rssi_dbm: None,
+        paired: false,
+    };
+    let mut crowded = heartbeat();
+    crowded.setup = Some(setup::SetupState {
+        until: at(600),
+        nearby: vec![nearby.clone(); setup::MAX_NEARBY],
+        pairings: Vec::new(),
+    });
+    round_trip(&crowded);
+    if let Some(s) = crowded.setup.as_mut() {
+        s.nearby.push(nearby);
+    }
+    let err = decode::<Heartbeat>(&encode(&crowded)).unwrap_err();
+    assert!(err.to_string().contains("MAX_NEARBY"), "{err}");
+
+    let long_secret = Command {
+        v: PROTOCOL_VERSION,
+        command_id: CommandId::new("cmd-1").unwrap(),
+        gateway_id: GatewayId::new("gw-7f3a").unwrap(),
+        issued_at: at(0),
+        expires_at: at(120),
+        action: CommandAction::PairSecret {
+            address: "C0:FF:EE:00:00:03".into(),
+            secret: "1".repeat(MAX_TEXT_BYTES + 1),
+        },
+    };
+    let err = decode::<Command>(&encode(&long_secret)).unwrap_err();
+    assert!(err.to_string().contains("MAX_TEXT_BYTES (secret)"), "{err}");
+
+    let hello = setup::ClaimHello {
+        v: PROTOCOL_VERSION,
+        public_key: vec![7; 32],
+        agent_version: "x".repeat(MAX_TEXT_BYTES + 1),
+        sent_at: at(0),
+    };
+    let err = decode::<setup::ClaimHello>(&encode(&hello)).unwrap_err();
+    assert!(err.to_string().contains("claim hello"), "{err}");
 
     let huge = vec![b' '; MAX_FRAME_BYTES + 1];
     let err = decode::<ReadingBatch>(&huge).unwrap_err();
