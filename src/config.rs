@@ -3,7 +3,9 @@
 //! start, not discovered in the field); [`Config`] is the validated runtime value.
 //!
 //! Settings the provider hands over at enrollment (gateway id, sync transport and URLs) are not
-//! here: they live in the state directory, written by `tm-gateway enroll`.
+//! here: they live in the state directory, written by `tm-gateway enroll` or received by the
+//! claim hello ([`crate::claim`]). `[provider] url` names the provider an unenrolled gateway
+//! announces itself to; without it an unenrolled `run` stops with "not enrolled".
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,20 @@ pub struct ConfigFile {
     /// URLs come from the enrollment).
     #[serde(default)]
     pub sync: SyncConfig,
+    /// `[provider]`: where an unenrolled gateway announces itself to be claimed.
+    #[serde(default)]
+    pub provider: ProviderFile,
+}
+
+/// Provider section of the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// The provider's base URL (`https://provider.example.org`). When set, an unenrolled
+    /// `tm-gateway run` posts a claim hello there every few seconds until a nurse claims it;
+    /// its certificate is checked against the system roots and `[sync] ca_file`. Unset: an
+    /// unenrolled `run` refuses to start (enroll with `tm-gateway enroll` instead).
+    pub url: Option<String>,
 }
 
 /// Bluetooth section of the file.
@@ -115,6 +131,10 @@ pub struct Config {
     /// `[sync]`, validated (batch, window, timeouts and backoff in range; the client
     /// certificate and key given together).
     pub sync: SyncConfig,
+    /// `[provider] url` without a trailing `/`, checked to be an `https://` (or, for tests on
+    /// loopback, `http://`) URL with a host; `None`: an unenrolled gateway does not announce
+    /// itself.
+    pub provider_url: Option<String>,
 }
 
 impl Config {
@@ -171,13 +191,37 @@ impl TryFrom<ConfigFile> for Config {
         })?;
         f.store.validate().map_err(ConfigError::Invalid)?;
         f.sync.validate().map_err(ConfigError::Invalid)?;
+        let provider_url = f
+            .provider
+            .url
+            .as_deref()
+            .map(provider_url)
+            .transpose()
+            .map_err(ConfigError::Invalid)?;
         Ok(Self {
             state_dir: f.state_dir,
             log_level: f.log_level,
             adapter: f.ble.adapter,
             store: f.store,
             sync: f.sync,
+            provider_url,
         })
+    }
+}
+
+/// Checks `[provider] url`; the URL without its trailing `/`.
+fn provider_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let host = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match host {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' ') => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(format!(
+            "provider.url must be the provider's https:// URL with a host, got {url:?}"
+        )),
     }
 }
 
@@ -247,6 +291,27 @@ mod tests {
         assert!(err.to_string().contains("ble.adapter"), "{err}");
         let err = Config::parse("log_level = \"[[\"").unwrap_err();
         assert!(err.to_string().contains("log_level"), "{err}");
+    }
+
+    #[test]
+    fn the_provider_url_is_checked_and_trimmed() {
+        assert_eq!(Config::parse("").unwrap().provider_url, None);
+        let c = Config::parse("[provider]\nurl = \"https://provider.example.org/\"").unwrap();
+        assert_eq!(
+            c.provider_url.as_deref(),
+            Some("https://provider.example.org")
+        );
+        for bad in [
+            "provider.example.org",
+            "https://",
+            "ftp://x",
+            "https:///path",
+        ] {
+            let err = Config::parse(&format!("[provider]\nurl = \"{bad}\"")).unwrap_err();
+            assert!(err.to_string().contains("provider.url"), "{bad}: {err}");
+        }
+        let err = Config::parse("[provider]\nurl = \"https://x\"\nca = \"y\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `ca`"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,18 @@
-//! The gateway's enrollment: what `tm-gateway enroll` received from the provider, kept in the
-//! state directory as `enrollment.json` (mode 0600, written atomically). Its presence means the
-//! gateway is enrolled; the agent reads its gateway id, the provider's public key and the sync
-//! settings from it. It holds no patient data.
+//! The gateway's enrollment: what the provider answered, kept in the state directory as
+//! `enrollment.json` (mode 0600, written atomically). Its presence means the gateway is
+//! enrolled; the agent reads its gateway id, the provider's public key and the sync settings
+//! from it. It holds no patient data.
+//!
+//! Two ways lead to it, and both check the provider's answer with [`Enrollment::from_answer`]:
+//! `tm-gateway enroll` (the nurse's one-time code) and the claim hello of an unenrolled
+//! `tm-gateway run` ([`crate::claim`]). The answer is a frame signed by `provider` that
+//! carries the provider's public key; it must verify under that very key, so a corrupted or
+//! substituted answer is refused. (Trust in the key itself comes from the TLS connection to the
+//! configured provider.)
+//!
+//! A `release` command ([`Enrollment::release`]) moves the file aside as
+//! `enrollment.json.released`: the gateway is then unenrolled, keeps its key (and so its claim
+//! code) and its outbox, and announces itself again.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +21,31 @@ use tm_protocol::{GatewayId, SyncSettings, VerifyingKey};
 
 /// File name inside the state directory.
 pub const FILE_NAME: &str = "enrollment.json";
+/// Where a released enrollment is kept (the newest release replaces an older one), for an
+/// operator who wants to know what the gateway was enrolled as.
+pub const RELEASED_FILE_NAME: &str = "enrollment.json.released";
+/// The signer id of the provider's frames.
+pub const PROVIDER_SIGNER: &str = "provider";
+
+/// Why the provider's enrollment answer is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The body is not a signed frame.
+    #[error("the provider's answer is not a frame: {0}")]
+    NotAFrame(String),
+    /// Signed by someone else than `provider`.
+    #[error("the answer is not signed by the provider (signer {0:?})")]
+    WrongSigner(String),
+    /// The payload is not an enrollment response.
+    #[error("the provider's answer is not an enrollment response: {0}")]
+    Malformed(String),
+    /// The key the answer carries is not an Ed25519 public key.
+    #[error("the provider's answer carries no valid provider key")]
+    BadKey,
+    /// The signature does not verify under the key the answer carries.
+    #[error("the provider's answer does not verify: {0}")]
+    Forged(String),
+}
 
 /// Why the enrollment file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +100,50 @@ pub struct Enrollment {
 }
 
 impl Enrollment {
+    /// Checks the provider's answer `body` (an `EnrollmentResponse` frame, signed by
+    /// `provider` under the key it carries) and builds the enrollment it grants, as enrolled
+    /// with the provider at `provider_url` at `now`. Nothing is saved.
+    pub fn from_answer(
+        body: &[u8],
+        provider_url: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Self, AnswerError> {
+        let frame =
+            tm_protocol::Frame::parse(body).map_err(|e| AnswerError::NotAFrame(e.to_string()))?;
+        if frame.signer() != PROVIDER_SIGNER {
+            return Err(AnswerError::WrongSigner(frame.signer().to_owned()));
+        }
+        let response: tm_protocol::EnrollmentResponse =
+            tm_protocol::decode(frame.unverified_payload())
+                .map_err(|e| AnswerError::Malformed(e.to_string()))?;
+        let provider_key = VerifyingKey::from_bytes(&response.provider_public_key)
+            .map_err(|_| AnswerError::BadKey)?;
+        frame
+            .verify(tm_protocol::MessageKind::EnrollmentResponse, &provider_key)
+            .map_err(|e| AnswerError::Forged(e.to_string()))?;
+        Ok(Self {
+            gateway_id: response.gateway_id,
+            provider_url: provider_url.trim_end_matches('/').to_owned(),
+            provider_public_key: response.provider_public_key,
+            sync: response.sync,
+            enrolled_at: now,
+        })
+    }
+
+    /// Moves the enrollment of `state_dir` aside to [`RELEASED_FILE_NAME`] (atomically, over
+    /// an older one): from then on the gateway is not enrolled. Returns the new path.
+    pub fn release(state_dir: &Path) -> Result<PathBuf, EnrollmentError> {
+        let from = Self::path(state_dir);
+        let to = state_dir.join(RELEASED_FILE_NAME);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(to),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(EnrollmentError::NotEnrolled { path: from })
+            }
+            Err(source) => Err(EnrollmentError::Io { path: from, source }),
+        }
+    }
+
     /// The path of the enrollment file in `state_dir`.
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join(FILE_NAME)
@@ -132,6 +212,69 @@ mod tests {
         assert!(matches!(
             Enrollment::load(dir.path()),
             Err(EnrollmentError::Corrupt { .. })
+        ));
+        // Released: moved aside, and the gateway is no longer enrolled.
+        let aside = Enrollment::release(dir.path()).unwrap();
+        assert_eq!(aside, dir.path().join(RELEASED_FILE_NAME));
+        assert!(matches!(
+            Enrollment::load(dir.path()),
+            Err(EnrollmentError::NotEnrolled { .. })
+        ));
+        assert!(matches!(
+            Enrollment::release(dir.path()),
+            Err(EnrollmentError::NotEnrolled { .. })
+        ));
+    }
+
+    fn answer(
+        signer: &str,
+        carried: &tm_protocol::SigningKey,
+        signing: &tm_protocol::SigningKey,
+    ) -> Vec<u8> {
+        let response = tm_protocol::EnrollmentResponse {
+            v: tm_protocol::PROTOCOL_VERSION,
+            gateway_id: GatewayId::new("gw-claimed").unwrap(),
+            provider_public_key: carried.verifying_key().as_bytes().to_vec(),
+            sync: SyncSettings {
+                transport: Transport::Https,
+                https_url: "https://provider.example".into(),
+                mqtt_url: None,
+                heartbeat_interval_s: 60,
+            },
+        };
+        tm_protocol::seal(
+            tm_protocol::MessageKind::EnrollmentResponse,
+            signer,
+            &tm_protocol::encode(&response),
+            signing,
+        )
+    }
+
+    #[test]
+    fn an_answer_is_accepted_only_under_the_key_it_carries() {
+        let (provider, _) = tm_protocol::SigningKey::generate().unwrap();
+        let (other, _) = tm_protocol::SigningKey::generate().unwrap();
+        let now = chrono::Utc::now();
+        let ok = Enrollment::from_answer(
+            &answer("provider", &provider, &provider),
+            "https://provider.example/",
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.gateway_id.as_str(), "gw-claimed");
+        assert_eq!(ok.provider_url, "https://provider.example");
+        assert_eq!(ok.provider_key(), Some(provider.verifying_key()));
+        assert!(matches!(
+            Enrollment::from_answer(&answer("provider", &provider, &other), "x", now),
+            Err(AnswerError::Forged(_))
+        ));
+        assert!(matches!(
+            Enrollment::from_answer(&answer("gw-1", &provider, &provider), "x", now),
+            Err(AnswerError::WrongSigner(_))
+        ));
+        assert!(matches!(
+            Enrollment::from_answer(b"{\"status\":\"unclaimed\"}", "x", now),
+            Err(AnswerError::NotAFrame(_))
         ));
     }
 }

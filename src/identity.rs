@@ -32,6 +32,11 @@ impl Identity {
         &self.key
     }
 
+    /// The signing key, owned (the agent shares it between its actors).
+    pub fn into_signing_key(self) -> SigningKey {
+        self.key
+    }
+
     /// The public key.
     pub fn public_key(&self) -> VerifyingKey {
         self.key.verifying_key()

@@ -45,6 +45,8 @@ async fn forged_unsigned_expired_foreign_and_replayed_commands_are_refused() {
     let exec = Executor {
         resync: resync.clone(),
         reread: None,
+        setup: None,
+        release: None,
     };
     let now = Utc::now();
     let ok = command(
@@ -247,6 +249,8 @@ async fn commands_issued_through_the_ops_api_reach_the_gateway_poll_and_run_once
     let exec = Executor {
         resync: resync.clone(),
         reread: None,
+        setup: None,
+        release: None,
     };
     let executed = handle(&mut guard, &exec, &frames[0], Utc::now(), Delivery::Poll)
         .await

@@ -103,6 +103,26 @@ async fn doctor_names_each_problem_and_its_fix() {
     );
     assert_eq!(check(&report, "identity")["verdict"], "ok");
 
+    // Not enrolled but naming its provider: waiting to be claimed, a warning only.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[provider]\nurl = \"https://provider.example.org\"\n");
+    std::fs::write(&config, text).unwrap();
+    let (_, report) = tokio::task::spawn_blocking({
+        let (config, bus) = (config.clone(), bus.address().to_owned());
+        move || doctor(&config, &bus)
+    })
+    .await
+    .unwrap();
+    let waiting = check(&report, "enrollment");
+    assert_eq!(waiting["verdict"], "warn", "{waiting}");
+    assert!(
+        waiting["detail"]
+            .as_str()
+            .unwrap()
+            .contains("to be claimed"),
+        "{waiting}"
+    );
+
     // The right adapter, enrolled, but the provider is unreachable.
     let config = setup(dir.path(), "hci0");
     let port = closed_port();

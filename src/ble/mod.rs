@@ -10,12 +10,16 @@
 //! - [`capture`]: bytes to readings (tm-devices) with the time policy; pure.
 //! - [`pairing`]: our `org.bluez.Agent1` and the bond procedure; [`paired`]: the paired-devices
 //!   file; [`paired_watch`]: notice of its changes from the kernel.
+//! - [`pair_device`]: the whole pairing of one device (find, bond, identify, record), step by
+//!   step; behind both `tm-gateway pair` and the pairing the nurse drives from her phone
+//!   ([`crate::setup`]).
 //! - [`supervisor`]: the actor of `tm-gateway run`: keeps the central running, retries with
 //!   backoff while BlueZ or the adapter is missing, and raises the `ble-unavailable` alarm.
 
 pub mod capture;
 pub mod central;
 pub mod link;
+pub mod pair_device;
 pub mod paired;
 pub mod paired_watch;
 pub mod pairing;
@@ -97,6 +101,32 @@ pub async fn find_peripheral(
         .await?
         .into_iter()
         .find(|p| p.address().to_string().eq_ignore_ascii_case(address)))
+}
+
+/// The catalog entry a device's advertisement matches (name, advertised services and service
+/// data), as `scan`, `pair` and the setup scanner recognise health devices.
+pub fn catalog_entry(
+    props: &btleplug::api::PeripheralProperties,
+) -> Option<&'static tm_devices::catalog::Entry> {
+    let catalog = tm_devices::Catalog::embedded().ok()?;
+    let services = short_list(props.services.iter());
+    let data = short_list(props.service_data.keys());
+    let s: Vec<&str> = services.iter().map(String::as_str).collect();
+    let d: Vec<&str> = data.iter().map(String::as_str).collect();
+    catalog.match_advert(&tm_devices::catalog::Advert {
+        name: props.local_name.as_deref(),
+        service_uuids: &s,
+        service_data_uuids: &d,
+        manufacturer_ids: &[],
+    })
+}
+
+/// The 16-bit SIG UUIDs among `uuids`, as four hex digits (`181d`).
+fn short_list<'a>(uuids: impl Iterator<Item = &'a uuid::Uuid>) -> Vec<String> {
+    uuids
+        .filter_map(short_uuid)
+        .map(|s| format!("{s:04x}"))
+        .collect()
 }
 
 /// The device identity readings carry.

@@ -3,7 +3,8 @@
 //! CCCD write), read Device Information and battery, read the device clock, set it as the
 //! catalog says, subscribe, and ask a RACP device for the records after the last one seen.
 //!
-//! Pairing uses [`identify`]: the same connection without the subscription. A device pushes its
+//! Pairing uses [`identify`] (or [`identify_reporting`], which tells each step as it begins):
+//! the same connection without the subscription. A device pushes its
 //! stored records as soon as a measurement is subscribed and deletes them once indicated, so a
 //! subscription where nothing stashes the records would lose them.
 
@@ -124,24 +125,30 @@ async fn connect(p: &Peripheral) -> Result<Vec<Characteristic>, BleError> {
     Ok(p.characteristics().into_iter().collect())
 }
 
+async fn read_dis(p: &Peripheral, chars: &[Characteristic]) -> Dis {
+    Dis {
+        manufacturer: read_string(p, chars, 0x2A29).await,
+        model: read_string(p, chars, 0x2A24).await,
+        serial: read_string(p, chars, 0x2A25).await,
+        firmware: read_string(p, chars, 0x2A26).await,
+    }
+}
+
+async fn read_battery(p: &Peripheral, chars: &[Characteristic]) -> Option<u8> {
+    let c = find(chars, 0x2A19)?;
+    p.read(c).await.ok().and_then(|v| v.first().copied())
+}
+
 /// Reads Device Information, the clock and the battery, and sets the clock.
 async fn read_and_set_clock(
     p: &Peripheral,
     chars: &[Characteristic],
     clock: ClockSetting,
 ) -> Result<Identified, BleError> {
-    let dis = Dis {
-        manufacturer: read_string(p, chars, 0x2A29).await,
-        model: read_string(p, chars, 0x2A24).await,
-        serial: read_string(p, chars, 0x2A25).await,
-        firmware: read_string(p, chars, 0x2A26).await,
-    };
+    let dis = read_dis(p, chars).await;
     let clock_obs = read_clock(p, chars).await;
     set_clock(p, chars, clock).await?;
-    let battery_pct = match find(chars, 0x2A19) {
-        Some(c) => p.read(c).await.ok().and_then(|v| v.first().copied()),
-        None => None,
-    };
+    let battery_pct = read_battery(p, chars).await;
     Ok(Identified {
         dis,
         battery_pct,
@@ -149,11 +156,45 @@ async fn read_and_set_clock(
     })
 }
 
+/// What [`identify_reporting`] starts on, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifyStep {
+    /// Connecting and reading Device Information.
+    DeviceInformation,
+    /// Reading the battery level.
+    Battery,
+    /// Reading and setting the clock; the battery level read just before.
+    Clock {
+        /// Percent, `None` without a battery service.
+        battery_pct: Option<u8>,
+    },
+}
+
 /// Connects for pairing: Device Information, battery, clock read and set, and no
 /// subscription, so the device keeps its stored records for the agent's link.
 pub async fn identify(p: &Peripheral, clock: ClockSetting) -> Result<Identified, BleError> {
+    identify_reporting(p, clock, &|_| {}).await
+}
+
+/// [`identify`], telling `step` as each part begins (the steps a nurse's page shows).
+pub async fn identify_reporting(
+    p: &Peripheral,
+    clock: ClockSetting,
+    step: &(dyn Fn(IdentifyStep) + Send + Sync),
+) -> Result<Identified, BleError> {
+    step(IdentifyStep::DeviceInformation);
     let chars = connect(p).await?;
-    read_and_set_clock(p, &chars, clock).await
+    let dis = read_dis(p, &chars).await;
+    step(IdentifyStep::Battery);
+    let battery_pct = read_battery(p, &chars).await;
+    step(IdentifyStep::Clock { battery_pct });
+    let clock_obs = read_clock(p, &chars).await;
+    set_clock(p, &chars, clock).await?;
+    Ok(Identified {
+        dis,
+        battery_pct,
+        clock: clock_obs,
+    })
 }
 
 /// Connects and prepares the link. `racp_from` is the first sequence number to fetch.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use btleplug::api::{Central as _, Peripheral as _, ScanFilter};
 use serde::Serialize;
 
-use crate::ble::paired::{PairedDevice, PairedStore};
-use crate::ble::{open_adapter, pairing, session, short_uuid};
+use crate::ble::paired::PairedStore;
+use crate::ble::{open_adapter, pair_device, pairing};
 
 /// `scan` options.
 #[derive(Debug, clap::Args)]
@@ -67,28 +67,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn catalog_match(
-    name: Option<&str>,
-    services: &[String],
-    sd: &[String],
-) -> Option<&'static tm_devices::catalog::Entry> {
-    let catalog = tm_devices::Catalog::embedded().ok()?;
-    let s: Vec<&str> = services.iter().map(String::as_str).collect();
-    let d: Vec<&str> = sd.iter().map(String::as_str).collect();
-    catalog.match_advert(&tm_devices::catalog::Advert {
-        name,
-        service_uuids: &s,
-        service_data_uuids: &d,
-        manufacturer_ids: &[],
-    })
-}
-
-fn short_list(u: impl Iterator<Item = uuid::Uuid>) -> Vec<String> {
-    u.filter_map(|u| short_uuid(&u))
-        .map(|s| format!("{s:04x}"))
-        .collect()
-}
-
 /// `tm-gateway scan`.
 pub fn scan(config: &crate::config::Config, args: &ScanArgs) -> anyhow::Result<i32> {
     let found = runtime()?.block_on(async {
@@ -101,9 +79,7 @@ pub fn scan(config: &crate::config::Config, args: &ScanArgs) -> anyhow::Result<i
             let Some(props) = p.properties().await? else {
                 continue;
             };
-            let services = short_list(props.services.iter().copied());
-            let sd = short_list(props.service_data.keys().copied());
-            let Some(entry) = catalog_match(props.local_name.as_deref(), &services, &sd) else {
+            let Some(entry) = crate::ble::catalog_entry(&props) else {
                 continue;
             };
             out.push(Nearby {
@@ -158,61 +134,34 @@ fn ask_on_terminal(prompt: pairing::Prompt) -> Option<String> {
     Some(line.trim().to_string())
 }
 
-/// `tm-gateway pair`.
+/// `tm-gateway pair`: the shared procedure ([`pair_device`]) with the secrets from `--pin` or
+/// the terminal.
 pub fn pair(config: &crate::config::Config, args: &PairArgs) -> anyhow::Result<i32> {
-    let address = args.address.to_ascii_uppercase();
     let store = PairedStore::in_state_dir(&config.state_dir);
-    let device = runtime()?.block_on(async {
+    let paired = runtime()?.block_on(async {
         let adapter = open_adapter(&config.adapter).await?;
         adapter.start_scan(ScanFilter::default()).await?;
-        let mut peripheral = None;
-        for _ in 0..150 {
-            peripheral = crate::ble::find_peripheral(&adapter, &address).await?;
-            if peripheral.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = adapter.stop_scan().await;
-        let p = peripheral.ok_or_else(|| {
-            anyhow::anyhow!("{address} not found; put it in pairing mode and retry")
-        })?;
-        let props = p.properties().await?.unwrap_or_default();
-        let entry = catalog_match(
-            props.local_name.as_deref(),
-            &short_list(props.services.iter().copied()),
-            &short_list(props.service_data.keys().copied()),
-        );
         let secrets: pairing::Secrets = match args.pin.clone() {
             Some(pin) => Arc::new(move |_| Some(pin.clone())),
             None => Arc::new(ask_on_terminal),
         };
-        let advert_only = entry.is_some_and(|e| e.model.advertisement_only);
-        if !advert_only
-            && entry.is_none_or(|e| e.model.bonding != tm_devices::catalog::Bonding::None)
-        {
-            pairing::pair(&config.adapter, &address, secrets).await?;
-        }
-        let mut d = PairedDevice::new(&address);
-        d.name = props.local_name.clone();
-        d.model_id = entry.map(|e| e.model.id.clone());
-        if !advert_only {
-            let clock = entry.map_or(tm_devices::catalog::ClockSetting::Cts, |e| e.model.clock);
-            // No subscription here: the device would push its stored records into a
-            // connection that does not keep them.
-            let s = session::identify(&p, clock).await?;
-            d.manufacturer = s.dis.manufacturer;
-            d.model = s.dis.model;
-            d.serial = s.dis.serial;
-            d.firmware = s.dis.firmware;
-            d.battery_pct = s.battery_pct;
-            let _ = p.disconnect().await;
-        }
-        d.last_seen = Some(chrono::Utc::now());
-        anyhow::Ok((d, entry.is_some_and(|e| e.model.single_bond)))
+        let quiet: pair_device::Reporter = Arc::new(|_| {});
+        let paired = pair_device::pair_device(
+            &adapter,
+            &config.adapter,
+            &args.address,
+            &store,
+            secrets,
+            quiet,
+        )
+        .await;
+        let _ = adapter.stop_scan().await;
+        anyhow::Ok(paired?)
     })?;
-    let (device, single_bond) = device;
-    store.upsert(device.clone())?;
+    let pair_device::Paired {
+        device,
+        single_bond,
+    } = paired;
     if args.json {
         println!(
             "{}",

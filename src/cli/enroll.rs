@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tm_protocol::routes::http::{ENROLL, FRAME_CONTENT_TYPE};
-use tm_protocol::{EnrollmentRequest, EnrollmentResponse, Frame, MessageKind, VerifyingKey};
+use tm_protocol::{EnrollmentRequest, MessageKind};
 
 use crate::config::Config;
 use crate::enrollment::Enrollment;
@@ -20,8 +20,6 @@ use crate::identity::Identity;
 
 /// The signer id of an enrollment request (the gateway has no id yet).
 const ENROLL_SIGNER: &str = "enroll";
-/// The signer id of the provider's frames.
-const PROVIDER_SIGNER: &str = "provider";
 /// How long the enrollment request may take (connect and answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,27 +72,12 @@ pub(super) fn run(config_path: &Path, args: &Args) -> anyhow::Result<i32> {
         eprintln!("enrollment refused ({status}): {message}");
         return Ok(if status.is_client_error() { 2 } else { 1 });
     }
-    let frame = Frame::parse(&body).context("the provider's answer is not a frame")?;
-    anyhow::ensure!(
-        frame.signer() == PROVIDER_SIGNER,
-        "the answer is not signed by the provider"
-    );
-    let payload = frame.unverified_payload();
-    let response: EnrollmentResponse = tm_protocol::decode(payload)?;
-    let provider_key = VerifyingKey::from_bytes(&response.provider_public_key)?;
-    frame
-        .verify(MessageKind::EnrollmentResponse, &provider_key)
-        .context("the provider's answer does not verify")?;
-    let enrollment = Enrollment {
-        gateway_id: response.gateway_id.clone(),
-        provider_url: base,
-        provider_public_key: response.provider_public_key,
-        sync: response.sync,
-        enrolled_at: chrono::Utc::now(),
-    };
+    let enrollment = Enrollment::from_answer(&body, &base, chrono::Utc::now())?;
     enrollment.save(&config.state_dir)?;
-    println!("enrolled as {}", response.gateway_id);
-    println!("provider key: {}", provider_key.fingerprint());
+    println!("enrolled as {}", enrollment.gateway_id);
+    if let Some(key) = enrollment.provider_key() {
+        println!("provider key: {}", key.fingerprint());
+    }
     Ok(0)
 }
 

@@ -74,6 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("state_dir = {}", config.state_dir.display());
             println!("adapter   = {}", config.adapter);
             println!("log_level = {}", config.log_level);
+            if let Some(url) = &config.provider_url {
+                println!("provider  = {url} (an unenrolled gateway waits to be claimed there)");
+            }
             Ok(0)
         }
     }

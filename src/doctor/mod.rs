@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::enrollment::Enrollment;
+use crate::enrollment::{Enrollment, EnrollmentError};
 
 mod bluez;
 mod network;
@@ -104,6 +104,15 @@ pub async fn run_checks(config_path: &Path) -> Vec<Check> {
         Ok(e) => Check::ok(
             "enrollment",
             format!("enrolled as {} with {}", e.gateway_id, e.provider_url),
+        ),
+        // Waiting to be claimed is where a gateway on its way to a home is meant to be.
+        Err(EnrollmentError::NotEnrolled { .. }) if config.provider_url.is_some() => Check::warn(
+            "enrollment",
+            format!(
+                "not enrolled yet: `tm-gateway run` announces it to {} to be claimed",
+                config.provider_url.as_deref().unwrap_or_default()
+            ),
+            "claim it from the nurse's enrollment page with the code of `tm-gateway identity`",
         ),
         Err(err) => Check::fail(
             "enrollment",

@@ -5,6 +5,12 @@
 //! it. The devices come from the paired-devices file ([`crate::ble::paired`]), read afresh for
 //! each heartbeat. Every raised alarm kind is named in the heartbeat's `last_error`
 //! ([`alarm_summary`]); the provider turns the ones an operator must act on into alerts.
+//!
+//! **Setup mode** ([`crate::setup`]): while it is on, a heartbeat goes every
+//! [`crate::setup::SETUP_HEARTBEAT`], at once when a pairing reaches a new step or a `setup`
+//! command changes the mode, and each carries the [`tm_protocol::setup::SetupState`] (devices
+//! in range, pairings) for the nurse's page. When it ends, one more heartbeat goes without it
+//! (the page sees setup is over) and the interval is the normal one again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +94,7 @@ pub fn build(
             quota_bytes: status.quota_bytes,
         },
         last_error,
+        setup: None,
     }
 }
 
@@ -122,9 +129,11 @@ fn clock_state() -> ClockState {
     }
 }
 
-/// Sends a heartbeat every `interval` (the first at once; a late tick delays the next ones
-/// rather than bunching them) until `cancel`, or until the outbox writer is gone. One whose
-/// status cannot be read, or that the link cannot send, is skipped, not queued.
+/// Sends a heartbeat every `interval` (the first at once; a late one delays the next ones
+/// rather than bunching them), or at the setup rhythm while `setup` mode is on, until `cancel`
+/// or until the outbox writer is gone. One whose status cannot be read, or that the link
+/// cannot send, is skipped, not queued.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     outbox: OutboxHandle,
     paired: PairedStore,
@@ -132,32 +141,58 @@ pub async fn run(
     gateway: GatewayId,
     key: Arc<SigningKey>,
     interval: Duration,
+    setup: Option<crate::setup::SetupMode>,
     cancel: CancellationToken,
 ) {
     let started = Instant::now();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut until = setup.as_ref().map(crate::setup::SetupMode::watch_until);
+    let mut pairings = setup.as_ref().map(crate::setup::SetupMode::watch_pairings);
+    let mut next = Instant::now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
+            () = changed(&mut until) => {}
+            () = changed(&mut pairings) => {}
         }
         let status = match outbox.status().await {
             Ok(status) => status,
             Err(crate::store::StoreError::Closed) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox status unreadable; heartbeat skipped");
+                next = Instant::now() + period(setup.as_ref(), interval);
                 continue;
             }
         };
         let devices = paired_devices(&paired).await;
-        let heartbeat = build(&gateway, started.elapsed(), &status, devices);
+        let mut heartbeat = build(&gateway, started.elapsed(), &status, devices);
+        heartbeat.setup = setup.as_ref().and_then(|s| s.state(chrono::Utc::now()));
         let payload = tm_protocol::encode(&heartbeat);
         let frame = tm_protocol::seal(MessageKind::Heartbeat, gateway.as_str(), &payload, &key);
         if let Err(e) = link.send_heartbeat(frame).await {
             tracing::debug!(error = %e, "heartbeat not sent");
         }
+        next = Instant::now() + period(setup.as_ref(), interval);
     }
+}
+
+/// The time to the next heartbeat: the setup rhythm (never past the end of setup mode, so the
+/// heartbeat that says it ended goes at once) or `interval`.
+fn period(setup: Option<&crate::setup::SetupMode>, interval: Duration) -> Duration {
+    setup.map_or(interval, |s| {
+        s.period(interval, crate::setup::SETUP_HEARTBEAT, chrono::Utc::now())
+    })
+}
+
+/// The next change seen on `rx`; never without one (or once its sender is gone).
+async fn changed<T>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+        *rx = None;
+    }
+    std::future::pending().await
 }
 
 #[cfg(test)]

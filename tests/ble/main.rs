@@ -4,6 +4,7 @@
 //!
 //! - [`devices`]: every scripted device read with correct values, time quality and clock;
 //! - [`pairing`]: passkey, numeric comparison and displayed passkey bonds;
+//! - [`remote`]: pairing driven by the nurse's phone through the command executor;
 //! - [`faults`]: connect failures, StartNotify failure, slow ServicesResolved, the discovery
 //!   watchdog, link loss and removal without leaking link tasks;
 //! - [`signals`]: the adverts of a device that is not watched never reach the agent.
@@ -11,6 +12,7 @@
 mod devices;
 mod faults;
 mod pairing;
+mod remote;
 mod signals;
 
 use std::collections::HashSet;

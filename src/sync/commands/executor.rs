@@ -1,14 +1,23 @@
-//! What an admitted command does: wake the syncer, change the log filter, or have the BLE side
-//! read every paired device again. Each ends in an [`Outcome`] that is reported to the
-//! provider.
+//! What an admitted command does: wake the syncer, change the log filter, have the BLE side
+//! read every paired device again, drive setup mode and the nurse's pairings
+//! ([`crate::setup::SetupControl`]), or release the gateway. Each ends in an [`Outcome`] that
+//! is reported to the provider.
+//!
+//! Every command answers promptly: `pair` only starts the pairing (its steps travel in the
+//! setup heartbeats), so the `pair-secret` the pairing then waits for can run while it waits.
+//! A `release` moves the enrollment aside here; the command actor reports it and then ends
+//! the enrolled run ([`Release::released`]), and the agent goes back to waiting to be claimed.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tm_protocol::{CommandAction, CommandStatus};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::ble::supervisor::RereadHandle;
+use crate::setup::SetupControl;
 
 /// Longest a `reread-devices` waits for the BLE side to run again before it reports a
 /// failure. Stopping the links is bounded by their disconnects; starting again is a few D-Bus
@@ -74,6 +83,21 @@ pub struct Executor {
     /// Asks the BLE supervisor to reconnect to every paired device, waiting up to
     /// [`REREAD_LIMIT`]. `None` where no BLE side runs: `reread-devices` is then not available.
     pub reread: Option<RereadHandle>,
+    /// Setup mode and the nurse's pairings. `None` where no BLE side runs: the setup commands
+    /// are then not available.
+    pub setup: Option<SetupControl>,
+    /// What a `release` needs. `None`: `release` is not available.
+    pub release: Option<Release>,
+}
+
+/// How a `release` is carried out.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// The state directory whose `enrollment.json` is moved aside.
+    pub state_dir: PathBuf,
+    /// Cancelled by the command actor once the result is reported: the enrolled run stops
+    /// and the agent waits to be claimed again.
+    pub released: CancellationToken,
 }
 
 impl Executor {
@@ -101,6 +125,51 @@ impl Executor {
                 },
                 None => Outcome::NotAvailable("the BLE side is not running in this agent".into()),
             },
+            CommandAction::Setup { until } => match &self.setup {
+                Some(setup) => match setup.enter(*until) {
+                    Some(until) => Outcome::Done(format!("setup mode until {until}")),
+                    None => Outcome::Done("setup mode off".into()),
+                },
+                None => no_setup(),
+            },
+            CommandAction::Pair { address } => match &self.setup {
+                Some(setup) if setup.pair(address) => Outcome::Done("pairing started".into()),
+                Some(_) => Outcome::Done("pairing already under way".into()),
+                None => no_setup(),
+            },
+            CommandAction::PairSecret { address, secret } => match &self.setup {
+                Some(setup) => match setup.secret(address, secret) {
+                    Ok(()) => Outcome::Done("secret handed to the pairing".into()),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+                None => no_setup(),
+            },
+            CommandAction::Unpair { address } => match &self.setup {
+                Some(setup) => match setup.unpair(address).await {
+                    Ok(true) => Outcome::Done("unpaired".into()),
+                    Ok(false) => Outcome::Done("was not paired; bond removed if any".into()),
+                    Err(e) => Outcome::Failed(format!("unpairing failed: {e}")),
+                },
+                None => no_setup(),
+            },
+            CommandAction::Release => match &self.release {
+                Some(release) => match crate::enrollment::Enrollment::release(&release.state_dir) {
+                    Ok(_) | Err(crate::enrollment::EnrollmentError::NotEnrolled { .. }) => {
+                        Outcome::Done("released: announcing itself unclaimed again".into())
+                    }
+                    Err(e) => Outcome::Failed(format!("the enrollment cannot be released: {e}")),
+                },
+                None => Outcome::NotAvailable("release is not available in this agent".into()),
+            },
         }
     }
+
+    /// The token a reported `release` cancels, when release is available.
+    pub fn released(&self) -> Option<&CancellationToken> {
+        self.release.as_ref().map(|r| &r.released)
+    }
+}
+
+fn no_setup() -> Outcome {
+    Outcome::NotAvailable("the BLE side is not running in this agent".into())
 }

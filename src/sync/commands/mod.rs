@@ -3,7 +3,9 @@
 //! back to the provider.
 //!
 //! - **HTTPS poll**, whatever the transport: `GET {https_url}/api/v1/gateways/{gateway_id}/commands`
-//!   (JSON `{"frames": [base64, ...]}`) every heartbeat interval. For an MQTT gateway it is the
+//!   (JSON `{"frames": [base64, ...]}`) every heartbeat interval, and every
+//!   [`crate::setup::COMMAND_POLL`] while setup mode is on (the nurse's page waits for each
+//!   tap; a `setup` command pushed over MQTT switches the rhythm at once). For an MQTT gateway it is the
 //!   fallback for a push that never came (the broker held no session for the gateway, or the
 //!   provider was not connected when the command was issued).
 //! - **MQTT push** (MQTT transport): the event loop forwards each frame published on the
@@ -20,6 +22,11 @@
 //! The provider keeps the first report and stops serving the command to the poll. A report
 //! that cannot be sent is kept in memory (at most [`UNSENT_CAPACITY`]) and sent again at each
 //! poll tick until its command expires. Refused frames are not reported.
+//!
+//! The actions: `resync-now`, `set-log-level`, `reread-devices`, and those of the nurse's
+//! setup page (`setup`, `pair`, `pair-secret`, `unpair`) and of operations (`release`), all in
+//! [`Executor`]. A `release` is reported first; then the actor cancels the run's release token
+//! and stops.
 
 mod executor;
 mod guard;
@@ -37,7 +44,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use executor::{
-    Executor, LOG_ENV, Outcome, REREAD_LIMIT, apply_configured_log_level, set_log_reloader,
+    Executor, LOG_ENV, Outcome, REREAD_LIMIT, Release, apply_configured_log_level, set_log_reloader,
 };
 pub use guard::{CommandGuard, CommandRefused, SEEN_FILE};
 
@@ -86,6 +93,11 @@ fn action_name(action: &CommandAction) -> &'static str {
         CommandAction::ResyncNow => "resync-now",
         CommandAction::SetLogLevel { .. } => "set-log-level",
         CommandAction::RereadDevices => "reread-devices",
+        CommandAction::Setup { .. } => "setup",
+        CommandAction::Pair { .. } => "pair",
+        CommandAction::PairSecret { .. } => "pair-secret",
+        CommandAction::Unpair { .. } => "unpair",
+        CommandAction::Release => "release",
     }
 }
 
@@ -128,10 +140,15 @@ pub struct Poll {
     pub client: reqwest::Client,
     /// `{https_url}/api/v1/gateways/{gateway_id}/commands`, from the enrollment's HTTPS URL.
     pub url: String,
-    /// Time between two polls, the first one at once: the heartbeat interval. Reports not yet
-    /// sent are retried at the same ticks.
+    /// Time between two polls, the first one at once: the heartbeat interval
+    /// ([`crate::setup::COMMAND_POLL`] in setup mode). Reports not yet sent are retried at the
+    /// same ticks.
     pub interval: Duration,
 }
+
+/// Pause between the report of a `release` and the end of the run: the MQTT client gets the
+/// time to publish the result it queued.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(1);
 
 /// Sends signed results over the gateway's transport.
 #[derive(Debug, Clone)]
@@ -198,15 +215,22 @@ pub struct CommandActor {
 }
 
 impl CommandActor {
-    /// Runs until `cancel`.
+    /// Runs until `cancel`, or until a `release` was executed and reported.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.poll.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let setup = self.executor.setup.as_ref().map(|s| s.mode.clone());
+        let mut setup_changes = setup.as_ref().map(crate::setup::SetupMode::watch_until);
         let mut unsent: VecDeque<Unsent> = VecDeque::new();
+        // The first poll at once.
+        let mut last_poll: Option<tokio::time::Instant> = None;
         loop {
+            let period = setup.as_ref().map_or(self.poll.interval, |s| {
+                s.period(self.poll.interval, crate::setup::COMMAND_POLL, Utc::now())
+            });
+            let due = last_poll.map_or_else(tokio::time::Instant::now, |t| t + period);
             let (frames, via) = tokio::select! {
                 () = cancel.cancelled() => return,
-                _ = tick.tick() => {
+                () = tokio::time::sleep_until(due) => {
+                    last_poll = Some(tokio::time::Instant::now());
                     self.send_again(&mut unsent).await;
                     match fetch(&self.poll.client, &self.poll.url).await {
                         Ok(frames) => (frames, Delivery::Poll),
@@ -217,6 +241,8 @@ impl CommandActor {
                     }
                 }
                 frame = next_pushed(&mut self.pushed) => (vec![frame], Delivery::Mqtt),
+                // Setup mode changed: the poll's period is computed again.
+                () = changed(&mut setup_changes) => continue,
             };
             for frame in frames {
                 let Ok(done) =
@@ -224,6 +250,8 @@ impl CommandActor {
                 else {
                     continue;
                 };
+                let released = matches!(done.command.action, CommandAction::Release)
+                    && matches!(done.outcome, Outcome::Done(_));
                 let report = Unsent {
                     frame: self
                         .reporter
@@ -242,6 +270,15 @@ impl CommandActor {
                         unsent.pop_front();
                     }
                     unsent.push_back(report);
+                }
+                if released && let Some(token) = self.executor.released() {
+                    tracing::info!("released by the provider: leaving the enrolled run");
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(RELEASE_GRACE) => {}
+                    }
+                    token.cancel();
+                    return;
                 }
             }
         }
@@ -269,6 +306,17 @@ impl CommandActor {
             }
         }
     }
+}
+
+/// The next change seen on `rx`; never without one (or once its sender is gone).
+async fn changed<T>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+        *rx = None;
+    }
+    std::future::pending().await
 }
 
 /// The next frame pushed over MQTT; never resolves without MQTT or once the event loop ended.

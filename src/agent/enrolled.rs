@@ -1,15 +1,19 @@
-//! `tm-gateway run`: the agent. Every long-running part is an actor in one [`JoinSet`] sharing
-//! one [`CancellationToken`] (cancelled by SIGTERM/SIGINT or by the first actor that fails):
+//! The enrolled run of `tm-gateway run`. Every long-running part is an actor in one
+//! [`JoinSet`] sharing the run's [`CancellationToken`] (a child of the agent's, cancelled by
+//! SIGTERM/SIGINT, by the first actor that fails, or by a `release` command):
 //!
 //! - the outbox writer thread (owns SQLite) and the stash forwarder (capture -> writer);
 //! - the MQTT event loop (MQTT transport only);
 //! - the syncer (lease, seal, send, settle) and the heartbeat;
 //! - the command actor ([`crate::sync::commands`]): signed provider commands (re-sync now, log
-//!   level, re-read devices) from the HTTPS poll and, on MQTT, the gateway's command topic;
-//!   results reported over the link;
+//!   level, re-read devices, the setup page's commands, release) from the HTTPS poll and, on
+//!   MQTT, the gateway's command topic; results reported over the link;
 //! - the BLE side ([`crate::ble::supervisor`]): discovery, one link per paired device, stashing
 //!   every reading; while BlueZ or the adapter is missing it retries and keeps an alarm raised,
 //!   and everything else carries on; a `reread-devices` command restarts it;
+//! - the setup scanner ([`crate::setup::scanner`]), scanning only while setup mode is on; the
+//!   one [`crate::setup::SetupMode`] of the run is shared with the heartbeat and the command
+//!   actor, and pairing jobs started by `pair` commands run under the run's token;
 //! - the systemd watchdog ([`crate::health`]), pinged only while both the BLE and the sync
 //!   loops turn;
 //! - SIMULATOR ONLY, in builds with the `simulator` feature and when asked: a synthetic device
@@ -19,6 +23,8 @@
 //! reset at the next start. An outbox error is not such a failure: the actors log it and retry
 //! (a full disk raises the `disk-full` alarm, see [`crate::store::diskfull`]); only the outbox
 //! writer being gone stops them. A disk too full to open the outbox at start is waited out.
+//! After a `release` the run drains like a stop (the outbox writer is joined) and returns
+//! [`RunEnd::Released`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +34,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::RunEnd;
 use crate::ble::central::BleOptions;
 use crate::ble::paired::PairedStore;
 use crate::ble::supervisor::{BleActor, reread_channel};
 use crate::config::Config;
 use crate::enrollment::Enrollment;
+use crate::setup::scanner::{Radio, Scanner};
+use crate::setup::{SetupControl, SetupMode};
 use crate::stash::StashHandle;
 use crate::store::{Outbox, OutboxHandle, writer};
 use crate::sync::{HttpsLink, Link, MqttParts, Syncer, commands, heartbeat};
@@ -46,20 +55,24 @@ pub struct Simulation {
     pub per_second: u32,
 }
 
-/// Runs the agent until `cancel` (or an actor fails).
-pub async fn run(
-    config: Config,
+/// Runs the enrolled agent until `agent` is cancelled, an actor fails, or a `release`
+/// command was carried out. Setup mode is on until `setup_until`, when given.
+#[allow(clippy::too_many_lines)]
+pub(super) async fn run(
+    config: &Config,
+    key: Arc<tm_protocol::SigningKey>,
+    enrollment: Enrollment,
+    setup_until: Option<chrono::DateTime<chrono::Utc>>,
     simulation: Option<Simulation>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    let (key, _) = tm_protocol::SigningKey::load_or_create(&config.key_path())?;
-    let key = Arc::new(key);
-    let enrollment = Enrollment::load(&config.state_dir)?;
+    agent: &CancellationToken,
+) -> anyhow::Result<RunEnd> {
+    let cancel = agent.child_token();
+    let released = CancellationToken::new();
     let provider_key = enrollment
         .provider_key()
         .context("the enrollment holds no valid provider key: enroll again")?;
-    let Some((outbox, report)) = open_outbox(&config, &cancel).await? else {
-        return Ok(());
+    let Some((outbox, report)) = open_outbox(config, &cancel).await? else {
+        return Ok(RunEnd::Stopped);
     };
     if let Some(aside) = report.moved_aside {
         tracing::error!(moved_to = %aside.display(), "outbox was corrupt; a fresh one is in use");
@@ -68,6 +81,38 @@ pub async fn run(
     let (stash, stash_rx) = StashHandle::channel();
 
     let mut actors: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    {
+        // A reported `release` ends this run (not the agent).
+        let (released, cancel) = (released.clone(), cancel.clone());
+        actors.spawn(async move {
+            tokio::select! {
+                () = released.cancelled() => cancel.cancel(),
+                () = cancel.cancelled() => {}
+            }
+            Ok("release")
+        });
+    }
+    let setup = SetupMode::new();
+    if let Some(until) = setup_until {
+        setup.set_until(until, chrono::Utc::now());
+        tracing::info!(%until, "setup mode on: the nurse's phone can pair the devices");
+    }
+    let radio = Radio::new(&config.adapter);
+    {
+        let scanner = Scanner {
+            mode: setup.clone(),
+            radio: radio.clone(),
+            store: PairedStore::in_state_dir(&config.state_dir),
+        };
+        let cancel = cancel.clone();
+        actors.spawn(
+            async move {
+                scanner.run(cancel).await;
+                Ok("setup-scanner")
+            }
+            .instrument(tracing::info_span!("setup")),
+        );
+    }
     {
         let outbox = outbox.clone();
         let cancel = cancel.clone();
@@ -153,6 +198,7 @@ pub async fn run(
             enrollment.gateway_id.clone(),
             key.clone(),
             Duration::from_secs(u64::from(interval)),
+            setup.clone(),
             cancel.clone(),
         )
         .instrument(tracing::info_span!("heartbeat")),
@@ -171,6 +217,16 @@ pub async fn run(
             executor: commands::Executor {
                 resync,
                 reread: Some(reread),
+                setup: Some(SetupControl::new(
+                    setup.clone(),
+                    radio.clone(),
+                    PairedStore::in_state_dir(&config.state_dir),
+                    cancel.clone(),
+                )),
+                release: Some(commands::Release {
+                    state_dir: config.state_dir.clone(),
+                    released: released.clone(),
+                }),
             },
             poll: commands::Poll {
                 client: poll_link.client(),
@@ -252,10 +308,16 @@ pub async fn run(
             cancel.cancel();
         }
     }
-    notifier.notify("STOPPING=1");
+    let ended = if released.is_cancelled() && failure.is_none() {
+        notifier.notify("STATUS=released by the provider");
+        RunEnd::Released
+    } else {
+        notifier.notify("STOPPING=1");
+        RunEnd::Stopped
+    };
     drop((stash, outbox));
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    failure.map_or(Ok(()), Err)
+    failure.map_or(Ok(ended), Err)
 }
 
 /// Opens the outbox. A disk too full even for that (after the reserve was released) is waited
@@ -293,6 +355,7 @@ async fn open_outbox(
 /// Pause between attempts to open the outbox on a full disk.
 const OPEN_RETRY: Duration = Duration::from_secs(10);
 
+#[allow(clippy::too_many_arguments)]
 async fn heartbeat_actor(
     outbox: OutboxHandle,
     paired: crate::ble::paired::PairedStore,
@@ -300,9 +363,20 @@ async fn heartbeat_actor(
     gateway: tm_protocol::GatewayId,
     key: Arc<tm_protocol::SigningKey>,
     interval: Duration,
+    setup: SetupMode,
     cancel: CancellationToken,
 ) -> anyhow::Result<&'static str> {
-    heartbeat::run(outbox, paired, link, gateway, key, interval, cancel).await;
+    heartbeat::run(
+        outbox,
+        paired,
+        link,
+        gateway,
+        key,
+        interval,
+        Some(setup),
+        cancel,
+    )
+    .await;
     Ok("heartbeat")
 }
 
