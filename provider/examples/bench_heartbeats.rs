@@ -62,6 +62,7 @@ fn heartbeat(id: &GatewayId, round: u32) -> Heartbeat {
             quota_bytes: 100 << 20,
         },
         last_error: None,
+        setup: None,
     }
 }
 

@@ -228,6 +228,8 @@ pub async fn assemble(config: Config) -> Result<Assembly, StartError> {
         wake_outbox: wake,
         provider_key,
         publisher,
+        mqtt: ingest.mqtt_publisher(),
+        tz,
     });
     Ok(Assembly {
         state: AppState { store, portal },

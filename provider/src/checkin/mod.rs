@@ -111,16 +111,15 @@ pub struct LangQuery {
     lang: Option<String>,
 }
 
-/// The language tag `tag` names, if it is one of the page's.
-fn language_of(tag: &str) -> Option<Language> {
-    Language::ALL.into_iter().find(|l| l.tag() == tag)
-}
-
-/// The page's language: the one asked for, else the link's, else English.
+/// The page's language: the one asked for, else the link's, else English
+/// ([`crate::http::language::negotiate`]; the patient's browser is not asked: the nurse chose).
 fn language(tag: Option<&str>, link: &CheckinLink) -> Language {
-    tag.and_then(language_of)
-        .or_else(|| language_of(&link.language))
-        .unwrap_or(Language::En)
+    crate::http::language::negotiate(
+        &Language::ALL,
+        &[tag, Some(&link.language)],
+        None,
+        Language::En,
+    )
 }
 
 async fn live_link(store: &Store, token: &str) -> Result<Option<CheckinLink>, Unavailable> {

@@ -23,15 +23,11 @@ use crate::store::enrollment::{EnrollmentOutcome, now_ms};
 /// The signer id of provider frames.
 pub const PROVIDER_SIGNER: &str = "provider";
 
-fn bad(message: impl Into<String>) -> Refusal {
+pub(super) fn bad(message: impl Into<String>) -> Refusal {
     Refusal::new(StatusCode::BAD_REQUEST, message)
 }
 
-/// The gateway id derived from its public key (stable, so a retried enrollment is detected).
-pub fn gateway_id_for(key: &VerifyingKey) -> GatewayId {
-    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    GatewayId::new(format!("gw-{}", hex::encode(&d.as_ref()[..8]))).expect("a valid slug")
-}
+pub use crate::store::gateways::gateway_id_for;
 
 /// `POST /api/v1/enroll`.
 pub async fn enroll(State(app): State<AppState>, body: Body) -> Response {
@@ -42,7 +38,7 @@ pub async fn enroll(State(app): State<AppState>, body: Body) -> Response {
 }
 
 /// A store failure: 500, logged.
-fn store_failure(e: crate::store::StoreError) -> Refusal {
+pub(super) fn store_failure(e: crate::store::StoreError) -> Refusal {
     tracing::error!(error = %e, "store failure");
     Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,29 +89,35 @@ async fn handle(app: &AppState, body: Body) -> Result<Vec<u8>, Refusal> {
         EnrollmentOutcome::Enrolled => {
             portal.wake_outbox.notify_one();
             tracing::info!(gateway = %gateway_id, "gateway enrolled");
-            let settings = &portal.enrollment;
-            let response = EnrollmentResponse {
-                v: tm_protocol::PROTOCOL_VERSION,
-                gateway_id,
-                provider_public_key: portal.provider_key.verifying_key().as_bytes().to_vec(),
-                sync: SyncSettings {
-                    transport: if settings.transport == "mqtt" {
-                        Transport::Mqtt
-                    } else {
-                        Transport::Https
-                    },
-                    https_url: portal.public_url.clone(),
-                    mqtt_url: settings.mqtt_url.clone(),
-                    heartbeat_interval_s: settings.heartbeat_interval_s,
-                },
-            };
-            let payload = tm_protocol::encode(&response);
-            Ok(tm_protocol::seal(
-                MessageKind::EnrollmentResponse,
-                PROVIDER_SIGNER,
-                &payload,
-                &portal.provider_key,
-            ))
+            Ok(enrollment_response(portal, gateway_id))
         }
     }
+}
+
+/// The signed `EnrollmentResponse` frame for `gateway_id`: what `/api/v1/enroll` answers, and
+/// what a claimed gateway's next hello gets ([`super::hello`]).
+pub fn enrollment_response(portal: &crate::portal::Portal, gateway_id: GatewayId) -> Vec<u8> {
+    let settings = &portal.enrollment;
+    let response = EnrollmentResponse {
+        v: tm_protocol::PROTOCOL_VERSION,
+        gateway_id,
+        provider_public_key: portal.provider_key.verifying_key().as_bytes().to_vec(),
+        sync: SyncSettings {
+            transport: if settings.transport == "mqtt" {
+                Transport::Mqtt
+            } else {
+                Transport::Https
+            },
+            https_url: portal.public_url.clone(),
+            mqtt_url: settings.mqtt_url.clone(),
+            heartbeat_interval_s: settings.heartbeat_interval_s,
+        },
+    };
+    let payload = tm_protocol::encode(&response);
+    tm_protocol::seal(
+        MessageKind::EnrollmentResponse,
+        PROVIDER_SIGNER,
+        &payload,
+        &portal.provider_key,
+    )
 }

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use qrcode::{Color, EcLevel, QrCode};
 use serde::Deserialize;
@@ -107,15 +107,7 @@ fn qr_svg(url: &str) -> String {
 }
 
 fn answer(status: StatusCode, body: &str) -> Response {
-    (
-        status,
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(super::frame(body)),
-    )
-        .into_response()
+    super::view::respond(status, super::frame(body))
 }
 
 /// The live session behind the enrollment page `token`, or the answer to give.

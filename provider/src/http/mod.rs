@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod body;
+pub mod language;
 pub mod linger;
 pub mod routes;
 pub mod server;

@@ -4,7 +4,8 @@
 //!
 //! For every reading batch, in this order:
 //! 1. parse the frame structure (size, magic, kind) and look its signer up in the gateway
-//!    registry ([`crate::store::gateways`]); unknown, revoked or unbound gateways are refused;
+//!    registry ([`crate::store::gateways`]); unknown, revoked, unbound or released gateways are
+//!    refused (a released one as unknown);
 //! 2. verify the Ed25519 signature over the exact bytes received, *before* parsing the JSON;
 //! 3. decode the batch strictly (limits, unknown fields) and check it names its signer; each
 //!    reading's JSON text is kept as received, and is what its row stores;
@@ -158,6 +159,8 @@ impl Ingest {
             GatewayState::Active => {}
             GatewayState::Revoked => return Err(IngestError::NotActive("revoked")),
             GatewayState::Unbound => return Err(IngestError::NotActive("unbound")),
+            // Released for another home: its key is nobody's until it is claimed again.
+            GatewayState::Released => return Err(IngestError::UnknownGateway),
         }
         let payload = frame
             .verify(kind, &gateway.public_key)

@@ -15,6 +15,9 @@
 //! - `GET /ops/api/gateways/{id}/commands`: the gateway's latest commands, newest first, each
 //!   with its `state` (`pending`, `expired`, or the gateway's report: `done`, `not-available`,
 //!   `failed`) and `detail`;
+//! - `POST /ops/api/gateways/{id}/release` (`{"force": bool}` optional): release the gateway
+//!   from its session with a signed `Release` command ([`super::release`]); a `release` is
+//!   refused as a plain command;
 //! - `GET /ops/api/audit[?gateway=ID]`: the audit log, newest first;
 //! - `GET /ops/api/hub-updates`, `POST /ops/api/hub-updates/{seq}/requeue`: HUB status updates
 //!   not delivered, and the re-queueing of a held one ([`super::hub_updates`]).
@@ -43,6 +46,10 @@ pub fn routes(ops: Ops) -> Routes {
         .get("/ops/api/gateways/{gateway_id}", one_gateway)
         .post("/ops/api/gateways/{gateway_id}/commands", issue_command)
         .get("/ops/api/gateways/{gateway_id}/commands", list_commands)
+        .post(
+            "/ops/api/gateways/{gateway_id}/release",
+            super::release::release,
+        )
         .get("/ops/api/alerts", list_alerts)
         .post("/ops/api/alerts/{alert_id}/ack", ack)
         .get("/ops/api/audit", list_audit)
@@ -158,6 +165,12 @@ async fn issue_command(
             ));
         }
     };
+    if action == CommandAction::Release {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "a release is not a plain command: POST /ops/api/gateways/{id}/release",
+        ));
+    }
     if let CommandAction::SetLogLevel { level } = &action
         && (level.is_empty() || level.len() > 200)
     {

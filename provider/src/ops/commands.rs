@@ -50,17 +50,15 @@ fn new_command_id() -> CommandId {
     CommandId::new(format!("cmd-{}", hex::encode(b))).expect("a valid slug")
 }
 
-/// Signs and stores a command for `gateway`; returns it with its frame.
-#[tracing::instrument(name = "ops", skip_all)]
-pub async fn issue(
-    store: &Store,
+/// A new command for `gateway`, valid `ttl` from `now`, signed with `key`: the command and
+/// its sealed frame (stored by the caller).
+pub fn sign(
     key: &SigningKey,
     gateway: GatewayId,
     action: CommandAction,
     ttl: chrono::Duration,
-    issued_by: &str,
     now: DateTime<Utc>,
-) -> Result<(Command, Vec<u8>), CommandError> {
+) -> (Command, Vec<u8>) {
     let command = Command {
         v: tm_protocol::PROTOCOL_VERSION,
         command_id: new_command_id(),
@@ -75,6 +73,22 @@ pub async fn issue(
         &tm_protocol::encode(&command),
         key,
     );
+    (command, frame)
+}
+
+/// Signs and stores a command for `gateway` (active); returns it with its frame. The log
+/// line names the gateway and the command, never the action's fields (a pairing secret).
+#[tracing::instrument(name = "ops", skip_all)]
+pub async fn issue(
+    store: &Store,
+    key: &SigningKey,
+    gateway: GatewayId,
+    action: CommandAction,
+    ttl: chrono::Duration,
+    issued_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(Command, Vec<u8>), CommandError> {
+    let (command, frame) = sign(key, gateway, action, ttl, now);
     let stored = store
         .store_issued_command(command.clone(), frame.clone(), issued_by.to_owned())
         .await?;

@@ -16,6 +16,8 @@
 //!   ([`auth`]), never the Portal's headers.
 //! - [`commands`]: remote commands signed with the provider key, pushed over MQTT and served to
 //!   the gateway's poll; the gateways' reports of what each command did.
+//! - [`release`]: an operator releases a gateway from its session (a signed `Release`), so a
+//!   nurse can claim it for another home.
 
 pub mod adherence;
 pub mod alerts;
@@ -27,6 +29,7 @@ pub mod evaluator;
 pub mod health;
 pub mod hub_updates;
 pub mod metrics;
+pub mod release;
 pub mod settings;
 pub mod views;
 

@@ -82,6 +82,12 @@ impl Language {
     }
 }
 
+impl crate::http::language::Tagged for Language {
+    fn tag(self) -> &'static str {
+        Language::tag(self)
+    }
+}
+
 /// The monitoring period of a session: from acceptance until stop (open while in progress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Period {

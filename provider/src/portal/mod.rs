@@ -23,7 +23,8 @@ use crate::http::Routes;
 use crate::store::sessions::{NewPrescription, PrescriptionOutcome, SessionActionOutcome};
 use request::Refusal;
 
-/// The Portal endpoints and the enrollment page and API, sharing `state`.
+/// The Portal endpoints, the enrollment page and API, the claim hello and the setup pages,
+/// sharing `state`.
 pub fn routes(state: AppState) -> Routes {
     Routes::new()
         .post(PRESCRIPTION_ROUTE, prescription)
@@ -41,6 +42,29 @@ pub fn routes(state: AppState) -> Routes {
         .post(
             tm_protocol::routes::http::ENROLL,
             crate::enroll::api::enroll,
+        )
+        .post(
+            tm_protocol::routes::http::CLAIM_HELLO,
+            crate::enroll::hello::hello,
+        )
+        .post(crate::enroll::claim::ROUTE, crate::enroll::claim::claim)
+        .get(
+            crate::enroll::setup::STATE_ROUTE,
+            crate::enroll::setup::state,
+        )
+        .post(crate::enroll::setup::PAIR_ROUTE, crate::enroll::setup::pair)
+        .post(
+            crate::enroll::setup::SECRET_ROUTE,
+            crate::enroll::setup::relay_secret,
+        )
+        .post(
+            crate::enroll::setup::UNPAIR_ROUTE,
+            crate::enroll::setup::unpair,
+        )
+        .post(crate::enroll::setup::DONE_ROUTE, crate::enroll::setup::done)
+        .get(
+            crate::enroll::assets::SCRIPT_ROUTE,
+            crate::enroll::assets::script,
         )
         .map_router(|router| router.with_state(state))
 }

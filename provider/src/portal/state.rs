@@ -32,4 +32,9 @@ pub struct Portal {
     pub provider_key: Arc<tm_protocol::SigningKey>,
     /// Announces attachment sets (a stop sends the final set with `completed`).
     pub publisher: Arc<crate::publish::Publisher>,
+    /// The provider's MQTT connection (while it runs): the setup page's commands are pushed
+    /// over it too, besides the gateway's poll.
+    pub mqtt: crate::ingest::mqtt::publisher::MqttPublisher,
+    /// The patients' time zone (`[ops] patient_time_zone`): the times the setup page shows.
+    pub tz: chrono_tz::Tz,
 }

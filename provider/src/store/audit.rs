@@ -1,5 +1,7 @@
-//! The audit log: who enrolled, paired, unpaired or replaced which device on which gateway for
-//! which session, which operator re-queued which held HUB update, and when. Append-only: the
+//! The audit log: who enrolled or claimed which gateway, paired, unpaired or replaced which
+//! device on which gateway for which session, each step of a setup from the nurse's page
+//! (pairing asked, secret relayed without its value, first reading shown, setup completed),
+//! which operator re-queued which held HUB update or released which gateway, and when. Append-only: the
 //! table's triggers refuse every UPDATE and DELETE, so not even a bug in this crate can rewrite
 //! history.
 //!
@@ -27,6 +29,20 @@ pub enum AuditAction {
     Replaced,
     /// An operator re-queued a HUB status update that was held.
     HubUpdateRequeued,
+    /// A nurse's page claimed an unclaimed gateway by its claim code (and enrolled it).
+    Claimed,
+    /// The setup page asked the gateway to pair a device.
+    PairRequested,
+    /// The setup page relayed a pairing's PIN, passkey or confirmation (never its value).
+    SecretRelayed,
+    /// The setup page asked the gateway to unpair a device.
+    UnpairRequested,
+    /// The setup page showed the first reading of a device.
+    FirstReadingShown,
+    /// The nurse finished the setup on her page.
+    SetupCompleted,
+    /// An operator released the gateway from its session (claimable again).
+    Released,
 }
 
 impl AuditAction {
@@ -38,6 +54,13 @@ impl AuditAction {
             Self::Unpaired => "unpaired",
             Self::Replaced => "replaced",
             Self::HubUpdateRequeued => "hub-update-requeued",
+            Self::Claimed => "claimed",
+            Self::PairRequested => "pair-requested",
+            Self::SecretRelayed => "secret-relayed",
+            Self::UnpairRequested => "unpair-requested",
+            Self::FirstReadingShown => "first-reading-shown",
+            Self::SetupCompleted => "setup-completed",
+            Self::Released => "released",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tm_protocol::{Command, CommandResult};
+use tm_protocol::{Command, CommandAction, CommandResult};
 
 use super::{Backend, Store, StoreError, postgres, sqlite};
 
@@ -24,7 +24,8 @@ pub enum Recorded {
 pub struct CommandView {
     /// Id.
     pub command_id: String,
-    /// The action as issued (`{"type": "reread-devices"}`).
+    /// The action as issued (`{"type": "reread-devices"}`); a `pair-secret` without its
+    /// secret ([`stored_action`]).
     pub action: serde_json::Value,
     /// Who issued it.
     pub issued_by: String,
@@ -41,6 +42,18 @@ pub struct CommandView {
     pub finished_at: Option<String>,
     /// When its result reached the provider.
     pub reported_at: Option<String>,
+}
+
+/// A command's action as the store keeps it and operators read it: the action's JSON, with
+/// the secret of a `pair-secret` left out (the signed frame carries it to the gateway; nobody
+/// reads it back here).
+pub fn stored_action(action: &CommandAction) -> String {
+    match action {
+        CommandAction::PairSecret { address, .. } => {
+            serde_json::json!({ "type": "pair-secret", "address": address }).to_string()
+        }
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
 }
 
 impl Store {
@@ -110,5 +123,28 @@ impl Store {
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_secret_is_stored_without_its_secret() {
+        let action = CommandAction::PairSecret {
+            address: "C0:FF:EE:00:00:03".into(),
+            secret: "123456".into(),
+        };
+        let stored = stored_action(&action);
+        assert_eq!(
+            stored,
+            r#"{"address":"C0:FF:EE:00:00:03","type":"pair-secret"}"#
+        );
+        assert!(!stored.contains("123456"));
+        assert_eq!(
+            stored_action(&CommandAction::ResyncNow),
+            r#"{"type":"resync-now"}"#
+        );
     }
 }

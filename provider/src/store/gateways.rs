@@ -3,7 +3,17 @@
 //! Enrollment inserts a row (key, session binding); ingest looks a frame's signer up here and
 //! verifies the signature against the stored key. A gateway is `active` while bound to a
 //! session, `unbound` when its session ended (its frames are refused, its identity kept for
-//! audit) and `revoked` when operations withdrew it.
+//! audit), `revoked` when operations withdrew it, and `released` when operations released it
+//! for another home (see [`crate::store::claims`]): a released gateway is bound to nothing,
+//! its frames are refused as an unknown gateway's, and its row is bound again, to a new
+//! session, when the gateway is claimed or enrolled again. Binding (`sqlite::gateways::bind`,
+//! `postgres::gateways::insert`) is one upsert on both backends: a new key is inserted as
+//! `active`; a `released` row is bound again (active, the new session, enrolled now, its setup
+//! not done); any other row is left alone and the enrollment refused.
+//!
+//! A gateway's id and its claim code are both derived from its public key
+//! ([`gateway_id_for`], [`tm_protocol::claim::ClaimCode::of`]), so a key is one gateway
+//! whichever way it was enrolled, and its claim code finds it.
 
 use tm_protocol::{GatewayId, VerifyingKey};
 
@@ -18,6 +28,15 @@ pub enum GatewayState {
     Unbound,
     /// Withdrawn by operations: frames refused.
     Revoked,
+    /// Released by operations from its session: bound to nothing, frames refused as an
+    /// unknown gateway's; claimable again with the same claim code.
+    Released,
+}
+
+/// The gateway id derived from its public key (stable, so a retried enrollment is detected).
+pub fn gateway_id_for(key: &VerifyingKey) -> GatewayId {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    GatewayId::new(format!("gw-{}", hex::encode(&d.as_ref()[..8]))).expect("a valid slug")
 }
 
 impl GatewayState {
@@ -27,6 +46,7 @@ impl GatewayState {
             Self::Active => "active",
             Self::Unbound => "unbound",
             Self::Revoked => "revoked",
+            Self::Released => "released",
         }
     }
 
@@ -35,6 +55,7 @@ impl GatewayState {
         match s {
             "active" => Self::Active,
             "unbound" => Self::Unbound,
+            "released" => Self::Released,
             _ => Self::Revoked,
         }
     }

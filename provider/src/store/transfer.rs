@@ -45,6 +45,9 @@ pub const TABLES: &[&str] = &[
     "clinical_alerts",
     "triage_progress",
     "checkin_links",
+    "unclaimed_gateways",
+    "claim_failures",
+    "setup_first_readings",
 ];
 
 /// Tables of each backend's own bookkeeping, not copied (the store id is carried separately).

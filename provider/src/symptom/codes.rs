@@ -27,7 +27,8 @@ pub struct Symptom {
     pub words: Words,
 }
 
-/// A text in each language the pages are written in.
+/// A text in each language the pages are written in: English, Dutch and French everywhere,
+/// and German on the pages that offer it (the nurse's setup pages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Words {
     /// English.
@@ -36,12 +37,27 @@ pub struct Words {
     pub nl: &'static str,
     /// French.
     pub fr: &'static str,
+    /// German, where a page offers it.
+    pub de: Option<&'static str>,
 }
 
 impl Words {
     /// The text in English, Dutch and French.
     pub const fn new(en: &'static str, nl: &'static str, fr: &'static str) -> Self {
-        Words { en, nl, fr }
+        Words {
+            en,
+            nl,
+            fr,
+            de: None,
+        }
+    }
+
+    /// The same text with its German.
+    pub const fn with_de(self, de: &'static str) -> Self {
+        Words {
+            de: Some(de),
+            ..self
+        }
     }
 }
 

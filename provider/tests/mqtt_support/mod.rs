@@ -437,6 +437,7 @@ impl Gateway {
                 quota_bytes: 100,
             },
             last_error: None,
+            setup: None,
         };
         tm_protocol::seal(
             MessageKind::Heartbeat,

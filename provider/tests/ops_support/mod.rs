@@ -216,6 +216,7 @@ pub fn healthy(id: &GatewayId) -> Heartbeat {
             quota_bytes: 100 << 20,
         },
         last_error: None,
+        setup: None,
     }
 }
 

@@ -120,6 +120,7 @@ pub fn heartbeat(gateway: &GatewayId, sent_at: DateTime<Utc>, depth: u64) -> Hea
             quota_bytes: 100 << 20,
         },
         last_error: None,
+        setup: None,
     }
 }
 

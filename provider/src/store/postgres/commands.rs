@@ -26,6 +26,8 @@ const INSERT: &str = "INSERT INTO ops_commands (command_id, gateway_id, action, 
     issued_at, expires_at_ms, frame) \
     SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::bigint, $7::bytea \
     WHERE EXISTS (SELECT 1 FROM gateways WHERE gateway_id = $2 AND state = 'active')";
+const INSERT_ROW: &str = "INSERT INTO ops_commands (command_id, gateway_id, action, issued_by, \
+    issued_at, expires_at_ms, frame) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const PENDING: &str = "SELECT frame FROM ops_commands WHERE gateway_id = $1 \
     AND expires_at_ms > $2 AND result_status IS NULL ORDER BY issued_at LIMIT 32";
 /// The first report wins; says whether it was stored and whether the command exists.
@@ -39,6 +41,31 @@ const LIST: &str = "SELECT command_id, action, issued_by, issued_at, expires_at_
     result_status, result_detail, finished_at, reported_at FROM ops_commands \
     WHERE gateway_id = $1 ORDER BY issued_at DESC, command_id COLLATE \"C\" LIMIT $2";
 
+/// Stores `command` and its sealed `frame` whatever its gateway's state, on the caller's
+/// transaction (the release of a gateway, which locks the gateway row first).
+pub async fn insert_row(
+    c: &impl tokio_postgres::GenericClient,
+    command: &Command,
+    frame: &[u8],
+    issued_by: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let action = crate::store::commands::stored_action(&command.action);
+    c.execute(
+        INSERT_ROW,
+        &[
+            &command.command_id.as_str(),
+            &command.gateway_id.as_str(),
+            &action,
+            &issued_by,
+            &command.issued_at,
+            &command.expires_at.timestamp_millis(),
+            &frame,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Stores `command` and its sealed `frame` when its gateway is active; false, storing nothing,
 /// when it is not.
 pub async fn insert(
@@ -47,7 +74,7 @@ pub async fn insert(
     frame: &[u8],
     issued_by: &str,
 ) -> Result<bool, StoreError> {
-    let action = serde_json::to_string(&command.action).unwrap_or_default();
+    let action = crate::store::commands::stored_action(&command.action);
     let client = pg.client().await?;
     let n = client
         .execute(

@@ -26,6 +26,7 @@ use crate::store::StoreError;
 use crate::store::enrollment::{
     CodeRefusal, EnrollmentOutcome, EnrollmentPage, IssuedCode, digest, new_code, now_ms,
 };
+use crate::store::gateways::GatewayState;
 
 const COUNT_RECENT: &str =
     "SELECT COUNT(*) FROM enrollment_codes WHERE telemonitoring_id = $1 AND issued_at_ms > $2";
@@ -140,7 +141,10 @@ pub async fn allows(pg: &PgStore, limit: u32, now_ms: i64) -> Result<bool, Store
 
 /// Records a failed attempt at `now_ms` (in the caller's transaction); minutes before the last
 /// one are dropped.
-async fn record_failure(c: &impl GenericClient, now_ms: i64) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn record_failure(
+    c: &impl GenericClient,
+    now_ms: i64,
+) -> Result<(), tokio_postgres::Error> {
     let minute = now_ms.div_euclid(MINUTE_MS);
     c.execute(COUNT_FAILURE, &[&minute]).await?;
     c.execute(DROP_OLD_FAILURES, &[&(minute - 1)]).await?;
@@ -178,7 +182,7 @@ pub async fn enroll(
     if gateways::find(&*tx, gw.as_str())
         .await
         .map_err(pg.sql())?
-        .is_some()
+        .is_some_and(|g| g.state != GatewayState::Released)
     {
         return Ok(EnrollmentOutcome::AlreadyEnrolled);
     }

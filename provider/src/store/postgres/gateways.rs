@@ -4,8 +4,9 @@
 //! session's row lock: see [`super::enrollment`]) and changed by single statements: a state
 //! change is one `UPDATE`, and the gateways of an ending session are unbound by one `UPDATE`
 //! in the transaction of the session's final move. The registration is an
-//! `INSERT ... ON CONFLICT (gateway_id) DO NOTHING`: when two instances enroll the same
-//! gateway id at once, the second finds it registered instead of failing on the key. A key
+//! `INSERT ... ON CONFLICT (gateway_id) DO UPDATE ... WHERE state = 'released'`: when two
+//! instances enroll the same gateway id at once, the second finds it registered instead of
+//! failing on the key, and a released gateway is bound again by exactly one of them. A key
 //! registered under another id still fails, as on SQLite (the key is unique).
 //!
 //! Records are the SQLite side's: a row whose id or key does not parse is not a gateway.
@@ -17,8 +18,14 @@ use super::PgStore;
 use crate::store::StoreError;
 use crate::store::gateways::{Gateway, GatewayState};
 
+/// Binds a gateway to a session: a new key is inserted, a released gateway bound again (the
+/// conflicting row is locked and re-checked first, so two instances cannot both bind it);
+/// any other row is left alone (no row changed).
 const INSERT: &str = "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, \
-    enrolled_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gateway_id) DO NOTHING";
+    enrolled_at, claim_code) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (gateway_id) \
+    DO UPDATE SET state = 'active', telemonitoring_id = excluded.telemonitoring_id, \
+    enrolled_at = excluded.enrolled_at, revoked_at = NULL, setup_done_at = NULL, \
+    claim_code = excluded.claim_code WHERE gateways.state = 'released'";
 const SELECT_ONE: &str =
     "SELECT gateway_id, public_key, telemonitoring_id, state FROM gateways WHERE gateway_id = $1";
 const SET_STATE: &str = "UPDATE gateways SET state = $2::text, revoked_at = CASE WHEN \
@@ -26,8 +33,9 @@ const SET_STATE: &str = "UPDATE gateways SET state = $2::text, revoked_at = CASE
 const UNBIND_SESSION: &str = "UPDATE gateways SET state = 'unbound' \
     WHERE telemonitoring_id = $1 AND state = 'active'";
 
-/// Registers a gateway bound to `telemonitoring_id` (which must exist in `sessions`); false
-/// when a gateway of that id is registered already (nothing changed).
+/// Registers a gateway bound to `telemonitoring_id` (which must exist in `sessions`), or binds
+/// a released one again; false when a gateway of that id is registered and not released
+/// (nothing changed).
 pub async fn insert(
     c: &impl GenericClient,
     gateway_id: &GatewayId,
@@ -43,6 +51,7 @@ pub async fn insert(
                 &telemonitoring_id,
                 &GatewayState::Active.as_str(),
                 &chrono::Utc::now(),
+                &tm_protocol::claim::ClaimCode::of(key).compact(),
             ],
         )
         .await?;

@@ -241,4 +241,32 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX checkin_links_session ON checkin_links(telemonitoring_id);
     "#,
+    // 6: the nurse's setup from her phone, as SQLite's migration 17.
+    r#"
+    ALTER TABLE gateways ADD COLUMN claim_code text;
+    ALTER TABLE gateways ADD COLUMN setup_done_at timestamptz;
+    CREATE INDEX gateways_claim_code ON gateways(claim_code);
+    CREATE TABLE unclaimed_gateways (
+        public_key     bytea PRIMARY KEY,
+        claim_code     text NOT NULL,
+        agent_version  text NOT NULL,
+        first_hello_ms bigint NOT NULL,
+        last_hello_ms  bigint NOT NULL
+    );
+    CREATE INDEX unclaimed_gateways_code ON unclaimed_gateways(claim_code, last_hello_ms);
+    CREATE INDEX unclaimed_gateways_age ON unclaimed_gateways(last_hello_ms);
+    CREATE TABLE claim_failures (
+        telemonitoring_id text NOT NULL,
+        at_ms             bigint NOT NULL
+    );
+    CREATE INDEX claim_failures_session ON claim_failures(telemonitoring_id, at_ms);
+    CREATE TABLE setup_first_readings (
+        telemonitoring_id text NOT NULL REFERENCES sessions(telemonitoring_id),
+        gateway_id        text NOT NULL,
+        address           text NOT NULL,
+        reading_id        text NOT NULL,
+        shown_at          timestamptz NOT NULL,
+        PRIMARY KEY (telemonitoring_id, gateway_id, address)
+    );
+    "#,
 ];

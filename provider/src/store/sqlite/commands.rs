@@ -23,20 +23,32 @@ pub fn insert(
     if !active {
         return Ok(false);
     }
+    insert_row(conn, command, frame, issued_by)?;
+    Ok(true)
+}
+
+/// Stores `command` and its sealed `frame` whatever its gateway's state (the release of a
+/// gateway, in the transaction that releases it).
+pub fn insert_row(
+    conn: &Connection,
+    command: &Command,
+    frame: &[u8],
+    issued_by: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO ops_commands (command_id, gateway_id, action, issued_by, issued_at, \
          expires_at_ms, frame) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             command.command_id.as_str(),
             command.gateway_id.as_str(),
-            serde_json::to_string(&command.action).unwrap_or_default(),
+            crate::store::commands::stored_action(&command.action),
             issued_by,
             time_text(command.issued_at),
             command.expires_at.timestamp_millis(),
             frame
         ],
     )?;
-    Ok(true)
+    Ok(())
 }
 
 /// The unexpired command frames for `gateway` that have no result yet, oldest first (at most

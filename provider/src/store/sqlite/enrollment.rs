@@ -8,6 +8,7 @@ use crate::hub::contract::{Carepath, Status};
 use crate::store::enrollment::{
     CodeRefusal, EnrollmentOutcome, EnrollmentPage, IssuedCode, digest, new_code, now_ms,
 };
+use crate::store::gateways::GatewayState;
 
 const COUNT_RECENT: &str =
     "SELECT COUNT(*) FROM enrollment_codes WHERE telemonitoring_id = ?1 AND issued_at_ms > ?2";
@@ -119,14 +120,16 @@ pub fn enroll(
         tx.commit()?;
         return Ok(EnrollmentOutcome::BadCode);
     };
-    if super::gateways::find(&tx, gw.as_str())?.is_some() {
+    if super::gateways::find(&tx, gw.as_str())?.is_some_and(|g| g.state != GatewayState::Released) {
         return Ok(EnrollmentOutcome::AlreadyEnrolled);
     }
     match super::sessions::find(&tx, &session_id)? {
         Some(s) if s.status == Status::Requested => {}
         _ => return Ok(EnrollmentOutcome::NotWaiting),
     }
-    super::gateways::insert(&tx, gw, key, &session_id)?;
+    if !super::gateways::bind(&tx, gw, key, &session_id)? {
+        return Ok(EnrollmentOutcome::AlreadyEnrolled);
+    }
     super::audit::record_enrollment(&tx, gw.as_str(), &session_id, &carepath.id)?;
     if let Err(e) =
         super::sessions::transition(&tx, &session_id, Status::Accepted, Some(carepath), None)?

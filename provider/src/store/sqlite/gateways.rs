@@ -5,31 +5,54 @@ use tm_protocol::{GatewayId, VerifyingKey};
 
 use crate::store::gateways::{Gateway, GatewayState};
 
-const INSERT: &str = "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, enrolled_at) \
-                      VALUES (?1, ?2, ?3, ?4, ?5)";
+/// Binds a gateway to a session: a new key is inserted, a released gateway bound again; any
+/// other row is left alone (no row changed).
+const BIND: &str = "INSERT INTO gateways (gateway_id, public_key, telemonitoring_id, state, \
+    enrolled_at, claim_code) VALUES (?1, ?2, ?3, 'active', ?4, ?5) \
+    ON CONFLICT (gateway_id) DO UPDATE SET state = 'active', \
+    telemonitoring_id = excluded.telemonitoring_id, enrolled_at = excluded.enrolled_at, \
+    revoked_at = NULL, setup_done_at = NULL, claim_code = excluded.claim_code \
+    WHERE gateways.state = 'released'";
 const SELECT_ONE: &str =
     "SELECT gateway_id, public_key, telemonitoring_id, state FROM gateways WHERE gateway_id = ?1";
 const SET_STATE: &str = "UPDATE gateways SET state = ?2, revoked_at = CASE WHEN ?2 = 'revoked' \
                          THEN ?3 ELSE revoked_at END WHERE gateway_id = ?1";
 
-/// Registers a gateway bound to `telemonitoring_id` (which must exist in `sessions`).
+/// Registers a gateway bound to `telemonitoring_id` (which must exist in `sessions`), or
+/// binds a released one again; false when a gateway of that id is registered and not
+/// released (nothing changed).
+pub fn bind(
+    conn: &rusqlite::Connection,
+    gateway_id: &GatewayId,
+    key: &VerifyingKey,
+    telemonitoring_id: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        BIND,
+        params![
+            gateway_id.as_str(),
+            key.as_bytes().as_slice(),
+            telemonitoring_id,
+            chrono::Utc::now().to_rfc3339(),
+            tm_protocol::claim::ClaimCode::of(key).compact()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Registers a new gateway bound to `telemonitoring_id` (tests and tools; enrollment binds
+/// with [`bind`]).
 pub fn insert(
     conn: &rusqlite::Connection,
     gateway_id: &GatewayId,
     key: &VerifyingKey,
     telemonitoring_id: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        INSERT,
-        params![
-            gateway_id.as_str(),
-            key.as_bytes().as_slice(),
-            telemonitoring_id,
-            GatewayState::Active.as_str(),
-            chrono::Utc::now().to_rfc3339()
-        ],
-    )?;
-    Ok(())
+    if bind(conn, gateway_id, key, telemonitoring_id)? {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::StatementChangedRows(0))
+    }
 }
 
 /// Looks a gateway up by id.

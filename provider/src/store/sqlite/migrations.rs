@@ -322,6 +322,37 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX checkin_links_session ON checkin_links(telemonitoring_id);
     "#,
+    // 17: the nurse's setup from her phone (see `store::claims` and `store::setup`): the
+    // unclaimed gateways that announced themselves (by key; found by claim code), the wrong
+    // claim codes of each session (the per-session rate limit), the claim code and the end of
+    // setup of each enrolled gateway, and the first reading the setup page showed per device.
+    r#"
+    ALTER TABLE gateways ADD COLUMN claim_code TEXT;
+    ALTER TABLE gateways ADD COLUMN setup_done_at TEXT;
+    CREATE INDEX gateways_claim_code ON gateways(claim_code);
+    CREATE TABLE unclaimed_gateways (
+        public_key     BLOB PRIMARY KEY,
+        claim_code     TEXT NOT NULL,
+        agent_version  TEXT NOT NULL,
+        first_hello_ms INTEGER NOT NULL,
+        last_hello_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX unclaimed_gateways_code ON unclaimed_gateways(claim_code, last_hello_ms);
+    CREATE INDEX unclaimed_gateways_age ON unclaimed_gateways(last_hello_ms);
+    CREATE TABLE claim_failures (
+        telemonitoring_id TEXT NOT NULL,
+        at_ms             INTEGER NOT NULL
+    );
+    CREATE INDEX claim_failures_session ON claim_failures(telemonitoring_id, at_ms);
+    CREATE TABLE setup_first_readings (
+        telemonitoring_id TEXT NOT NULL REFERENCES sessions(telemonitoring_id),
+        gateway_id        TEXT NOT NULL,
+        address           TEXT NOT NULL,
+        reading_id        TEXT NOT NULL,
+        shown_at          TEXT NOT NULL,
+        PRIMARY KEY (telemonitoring_id, gateway_id, address)
+    );
+    "#,
 ];
 
 pub(super) const SELECT_STORE_ID: &str = "SELECT store_id FROM store_identity";
