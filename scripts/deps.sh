@@ -118,3 +118,12 @@ need_fhir_validator() {
     echo "==> npm ci in $dir (FHIR validator)"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
+
+# Installs the accessibility checker the browser tests inject into the pages (axe-core, pinned
+# in testkit/axe/package-lock.json) when it is missing.
+need_axe() {
+    local dir=testkit/axe
+    [ -f "$dir/node_modules/axe-core/axe.min.js" ] && return 0
+    echo "==> npm ci in $dir (axe-core accessibility checker)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}

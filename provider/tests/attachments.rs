@@ -3,7 +3,7 @@
 //! URIs refused when tampered, expired, foreign or for a session that does not exist; and the
 //! dashboard loaded in headless Chromium.
 
-mod browser;
+use tm_testkit::browser;
 mod fixtures;
 
 use std::collections::HashMap;

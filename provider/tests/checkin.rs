@@ -5,7 +5,7 @@
 //! ends. Malformed and cross-site forms store nothing. A headless Chromium at a phone's size
 //! fills the page in as a patient would.
 
-mod browser;
+use tm_testkit::browser;
 mod common;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! Portal's headers are not accepted), a command must be sent as JSON (415 otherwise), headless Chromium renders the dashboard with the fleet's
 //! counts, gateways and alerts, and `/metrics` reports the same fleet.
 
-mod browser;
+use tm_testkit::browser;
 mod ops_support;
 
 use chrono::{Duration, Utc};

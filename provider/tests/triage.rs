@@ -3,7 +3,7 @@
 //! sweep runs again, after a restart, or twice at once), and the worklist's token, JSON API,
 //! forms, page and metrics.
 
-mod browser;
+use tm_testkit::browser;
 mod fixtures;
 mod ops_support;
 

@@ -26,6 +26,8 @@
 //!   directory, an ephemeral loopback port, an unprivileged user), dropped afterwards.
 //! - [`balancer`]: a TCP load balancer on loopback in front of several instances of a server
 //!   (round robin, dead backends skipped, TLS passed through).
+//! - [`browser`]: headless Chromium driven over the DevTools protocol, with the axe-core
+//!   accessibility check run inside the page.
 //! - [`backend`]: the store a provider test runs on (`TM_TEST_STORE=postgres` or SQLite), its
 //!   `[database]` setting, and queries both backends answer.
 //! - [`store`]: rows of the provider's SQLite store that tests write or read directly (a
@@ -34,6 +36,7 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod browser;
 pub mod mosquitto;
 pub mod net;
 pub mod pki;

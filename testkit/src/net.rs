@@ -1,4 +1,4 @@
-//! Loopback ports.
+//! Loopback ports, and the form encoding of a test's requests.
 
 use std::time::{Duration, Instant};
 
@@ -23,4 +23,18 @@ pub fn wait_for_port_within(port: u16, limit: Duration) {
         assert!(Instant::now() < deadline, "port {port} never opened");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value, as a browser sends a
+/// form.
+pub fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -28,7 +28,8 @@
 //! - [`configs`]: the processes' configuration files;
 //! - [`stack`]: starting the chain and talking to each part ([`web`]: its HTTP client);
 //! - [`story`]: the steps and the checks;
-//! - [`readme`]: the README's command examples, run as written with the same binaries.
+//! - [`readme`]: the README's command examples, run as written with the same binaries;
+//! - [`setup`]: the nurse's setup from her phone, in headless Chromium.
 //!
 //! The same story runs on two instances of the provider sharing one PostgreSQL database behind
 //! a load balancer (`tm_testkit::balancer`), the broker's shared subscription splitting MQTT
@@ -42,6 +43,7 @@
 mod configs;
 mod procs;
 mod readme;
+mod setup;
 mod stack;
 mod story;
 mod web;
@@ -74,4 +76,16 @@ fn two_instances_on_postgresql_over_https_lose_nothing_when_one_dies() {
 fn two_instances_on_postgresql_over_mqtt_lose_nothing_when_one_dies() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     story::play(Transport::Mqtt, Stop::Kill, Topology::TwoOnPostgres);
+}
+
+#[test]
+fn over_https_the_nurse_sets_the_home_up_from_her_phone() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    setup::play(Transport::Https);
+}
+
+#[test]
+fn over_mqtt_the_nurse_sets_the_home_up_from_her_phone() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    setup::play(Transport::Mqtt);
 }

@@ -138,26 +138,54 @@ pub struct Proc {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    /// Its stdin, when started with [`Proc::spawn_controlled`].
+    control: Option<std::process::ChildStdin>,
 }
 
 impl Proc {
     /// Starts `cmd` with stdin closed and stdout and stderr appended to `<log_dir>/<name>.log`
     /// (a restarted process continues the same log).
-    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Self {
+    pub fn spawn(name: &str, cmd: Command, log_dir: &Path) -> Self {
+        Self::start(name, cmd, log_dir, false)
+    }
+
+    /// Like [`Proc::spawn`], with stdin kept open for [`Proc::send_line`] (the BlueZ
+    /// simulator's control commands).
+    pub fn spawn_controlled(name: &str, cmd: Command, log_dir: &Path) -> Self {
+        Self::start(name, cmd, log_dir, true)
+    }
+
+    /// Writes one line to the process's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self
+            .control
+            .as_mut()
+            .expect("started with spawn_controlled");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn start(name: &str, mut cmd: Command, log_dir: &Path, controlled: bool) -> Self {
         let log = log_dir.join(format!("{name}.log"));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
+        let mut child = cmd
+            .stdin(if controlled {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self {
             name: name.to_owned(),
+            control: child.stdin.take(),
             child: Some(child),
             log,
         }

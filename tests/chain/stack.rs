@@ -441,7 +441,7 @@ impl Chain {
         let mut cmd = Command::new(&bins().bluez);
         cmd.args(["--household", "demo", "--print-address"])
             .env("TM_LOG", "warn");
-        let mut p = Proc::spawn("tm-sim-bluez", cmd, &self.logs);
+        let mut p = Proc::spawn_controlled("tm-sim-bluez", cmd, &self.logs);
         let log = p.log().to_owned();
         let bus = wait_for("the BlueZ simulator", Duration::from_secs(20), || {
             p.assert_running();
@@ -459,6 +459,29 @@ impl Chain {
         self.bus = Some(bus);
     }
 
+    /// One control line to the BlueZ simulator (`record ADDR HEX`, `indicate ...`).
+    pub fn bluez_control(&mut self, line: &str) {
+        self.bluez.as_mut().expect("bluez runs").send_line(line);
+    }
+
+    /// The gateway as it leaves the warehouse: its configuration names the provider, it is
+    /// not enrolled, and it has the normal one-minute rhythm (setup mode must make it quick).
+    /// Returns its claim code, as `tm-gateway identity` prints it for the box's label.
+    pub fn unclaimed_gateway(&mut self) -> String {
+        let text = std::fs::read_to_string(&self.gateway_config).unwrap();
+        let text = text.replace("heartbeat_interval_s = 2\n", "heartbeat_interval_s = 60\n");
+        let text = format!("{text}[provider]\nurl = \"{}\"\n", self.provider_url);
+        std::fs::write(&self.gateway_config, text).unwrap();
+        let identity: Value =
+            serde_json::from_str(&self.gateway_cli(&["identity", "--json"])).unwrap();
+        identity["claim_code"].as_str().unwrap().to_owned()
+    }
+
+    /// The directory the chain's logs and screenshots go to (kept when a test fails).
+    pub fn logs(&self) -> &std::path::Path {
+        &self.logs
+    }
+
     /// Starts `tm-gateway run` on the simulator's bus with the simulated device feeding
     /// `count` readings at `rate` a second besides the paired devices.
     pub fn start_gateway(&mut self, count: u32, rate: u32) {
@@ -474,6 +497,27 @@ impl Chain {
             )
             .env("TM_LOG", log_filter());
         self.gateway = Some(Proc::spawn("tm-gateway", cmd, &self.logs));
+    }
+
+    /// Starts `tm-gateway run` on the simulator's bus with nothing but its configuration:
+    /// the gateway as the nurse finds it, plugged in.
+    pub fn start_gateway_plain(&mut self) {
+        assert!(self.gateway.is_none(), "the gateway is running");
+        let mut cmd = Command::new(&bins().gateway);
+        cmd.arg("--config")
+            .arg(&self.gateway_config)
+            .arg("run")
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                self.bus.as_ref().expect("bluez runs"),
+            )
+            .env("TM_LOG", log_filter());
+        self.gateway = Some(Proc::spawn("tm-gateway", cmd, &self.logs));
+    }
+
+    /// The nurse's form post of `fields` to `url`: the status and the page.
+    pub fn post_page(&self, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        self.web.post_form_status(url, fields)
     }
 
     /// SIGKILL to the gateway agent.

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use tm_testkit::net::form_encode;
 
 #[derive(Debug)]
 pub struct Web {
@@ -61,6 +62,13 @@ impl Web {
 
     /// POSTs an HTML form; returns the page.
     pub fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> String {
+        let (status, page) = self.post_form_status(url, fields);
+        assert!((200..300).contains(&status), "POST {url}: {status}\n{page}");
+        page
+    }
+
+    /// POSTs an HTML form; returns the status and the page, whatever the status.
+    pub fn post_form_status(&self, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
@@ -75,8 +83,7 @@ impl Web {
                 .send()
                 .await
                 .unwrap();
-            assert!(r.status().is_success(), "POST {url}: {}", r.status());
-            r.text().await.unwrap()
+            (r.status().as_u16(), r.text().await.unwrap())
         })
     }
 
@@ -92,17 +99,4 @@ impl Web {
             r.bytes().await.unwrap().to_vec()
         })
     }
-}
-
-/// `application/x-www-form-urlencoded` encoding of one name or value.
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -174,6 +174,11 @@ impl FakeBluez {
         self.with(address, |d| d.spec.stored.push(record))
     }
 
+    /// Empties the device's memory: it has measured nothing yet.
+    pub fn clear_records(&self, address: &str) -> Result<(), SimError> {
+        self.with(address, |d| d.spec.stored.clear())
+    }
+
     /// Replaces the device's injected faults.
     pub fn set_faults(&self, address: &str, faults: Faults) -> Result<(), SimError> {
         self.with(address, |d| d.faults = faults)

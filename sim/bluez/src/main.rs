@@ -6,7 +6,7 @@
 //!
 //! Control from the shell: each line on stdin is a command:
 //! `indicate ADDR UUID HEX`, `drop ADDR`, `remove ADDR`, `advertise ADDR on|off`,
-//! `record ADDR HEX`, `fail-connect ADDR N`, `fail-notify ADDR N`, `slow-resolve ADDR MS`,
+//! `record ADDR HEX`, `forget ADDR` (the device's memory emptied), `fail-connect ADDR N`, `fail-notify ADDR N`, `slow-resolve ADDR MS`,
 //! `stall` (discovery goes quiet until restarted), `written ADDR`.
 
 use clap::Parser;
@@ -74,6 +74,7 @@ async fn control(sim: &FakeBluez, line: &str) -> anyhow::Result<String> {
         ["remove", a] => sim.remove_device(a).await.map(|_| "ok".into())?,
         ["advertise", a, on] => sim.set_advertising(a, *on == "on").map(|_| "ok".into())?,
         ["record", a, h] => sim.queue_record(a, hex(h)?).map(|_| "ok".into())?,
+        ["forget", a] => sim.clear_records(a).map(|_| "ok".into())?,
         ["fail-connect", a, n] => sim
             .set_faults(
                 a,

@@ -1,8 +1,10 @@
 //! Headless Chromium (Debian's `chromium` package) for the page tests: [`dump_dom`] loads a URL
 //! with a fresh profile and no background networking and returns the DOM after scripts ran;
-//! [`Browser`] drives a page over the DevTools protocol (navigate, fill in, click, read).
-
-#![allow(dead_code)]
+//! [`Browser`] drives a page over the DevTools protocol as a user would: navigate, type and
+//! press keys (keyboard only, when a test wants to prove the page needs no pointer), click,
+//! read the DOM, take screenshots, and run the axe-core accessibility checker inside the page
+//! ([`Browser::accessibility_violations`]; `scripts/test` installs axe-core from
+//! `testkit/axe/package-lock.json`).
 
 use std::time::Duration;
 
@@ -54,10 +56,17 @@ impl Browser {
     /// Starts Chromium with a fresh profile and opens one blank page of `width` x `height`
     /// CSS pixels.
     pub async fn launch(width: u32, height: u32) -> Self {
+        Self::launch_with(width, height, &[]).await
+    }
+
+    /// [`Browser::launch`] with more command-line switches (`--ignore-certificate-errors`
+    /// for a server whose certificate a test's own CA signed).
+    pub async fn launch_with(width: u32, height: u32, switches: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new("chromium")
             .args(HEADLESS)
+            .args(switches)
             .args([
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
@@ -199,6 +208,118 @@ impl Browser {
             "location.href === {target} && document.readyState === 'complete'"
         ))
         .await;
+    }
+}
+
+/// Where `scripts/test` (npm ci in `testkit/axe`) puts the axe-core checker.
+pub fn axe_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js")
+}
+
+impl Browser {
+    /// Types `text` into the focused element, as a keyboard would (input events fire).
+    pub async fn type_text(&mut self, text: &str) {
+        self.call("Input.insertText", serde_json::json!({ "text": text }))
+            .await;
+    }
+
+    /// Presses and releases one key: `Tab`, `Enter`, `Space` (its DOM `key` and `code`; Tab
+    /// with `shift` goes backwards).
+    pub async fn press(&mut self, key: &str, shift: bool) {
+        let (key_name, code, vk, text) = match key {
+            "Tab" => ("Tab", "Tab", 9, ""),
+            "Enter" => ("Enter", "Enter", 13, "\r"),
+            "Space" => (" ", "Space", 32, " "),
+            other => panic!("no key mapping for {other}"),
+        };
+        let modifiers = if shift { 8 } else { 0 };
+        let mut down = serde_json::json!({
+            "type": "keyDown", "key": key_name, "code": code,
+            "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk, "modifiers": modifiers,
+        });
+        if !text.is_empty() {
+            down["text"] = text.into();
+        }
+        self.call("Input.dispatchKeyEvent", down).await;
+        self.call(
+            "Input.dispatchKeyEvent",
+            serde_json::json!({
+                "type": "keyUp", "key": key_name, "code": code,
+                "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk, "modifiers": modifiers,
+            }),
+        )
+        .await;
+    }
+
+    /// Presses Tab until the focused element matches CSS `selector` (at most 40 presses):
+    /// the element is reachable from the keyboard, in the page's tab order.
+    pub async fn tab_to(&mut self, selector: &str) {
+        let probe = format!(
+            "document.activeElement && document.activeElement.matches({})",
+            serde_json::to_string(selector).unwrap()
+        );
+        for _ in 0..40 {
+            if self.eval(&probe).await == serde_json::Value::Bool(true) {
+                return;
+            }
+            self.press("Tab", false).await;
+        }
+        panic!(
+            "{selector} is not reachable with the Tab key\n{}",
+            self.eval("document.documentElement.outerHTML").await
+        );
+    }
+
+    /// A PNG screenshot of the viewport, written to `path`.
+    pub async fn screenshot(&mut self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({ "format": "png" }),
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 screenshot");
+        std::fs::write(path, png).expect("screenshot written");
+    }
+
+    /// Runs axe-core (WCAG 2.1 A and AA rules) on the current page; each violation as
+    /// `rule-id: help (target selectors)`. Panics when axe-core is not installed, naming the
+    /// command that installs it.
+    pub async fn accessibility_violations(&mut self) -> Vec<String> {
+        let path = axe_script();
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; install it with (cd testkit/axe && npm ci), which scripts/test does",
+                path.display()
+            )
+        });
+        // DevTools evaluation is not subject to the page's Content-Security-Policy.
+        self.eval(&format!("{source};true")).await;
+        let result = self
+            .eval(
+                "axe.run(document, { runOnly: { type: 'tag', values: \
+                 ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }).then(r => \
+                 r.violations.map(v => v.id + ': ' + v.help + ' (' + \
+                 v.nodes.map(n => n.target.join(' ')).join(', ') + ')'))",
+            )
+            .await;
+        result
+            .as_array()
+            .expect("axe answers a list")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
     }
 }
 
