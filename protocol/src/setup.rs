@@ -84,8 +84,11 @@ pub struct PairingProgress {
     /// A number to show the nurse: the passkey to type on the device
     /// ([`PairingStep::TypeOnDevice`]) or to compare ([`PairingStep::ConfirmNumber`]).
     pub shown: Option<u32>,
-    /// Why it failed, in plain words (no values, no patient data).
+    /// Why it failed, in plain words (no values, no patient data), in English.
     pub error: Option<String>,
+    /// Why it failed, as a kind the page says in the nurse's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PairingFailure>,
     /// The device's battery in percent, once read.
     pub battery_pct: Option<u8>,
     /// When the step was reached (gateway clock).
@@ -123,6 +126,24 @@ pub enum PairingStep {
     Unpaired,
 }
 
+/// Why a pairing failed, each with what the nurse should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairingFailure {
+    /// The gateway does not hear the device: pairing mode, closer, again.
+    NotFound,
+    /// The PIN, passkey or confirmation did not come in time.
+    NoAnswer,
+    /// The device refused the PIN, passkey or number it was given: check it, again.
+    WrongSecret,
+    /// The device refused to pair without asking for anything: pairing mode, again.
+    Refused,
+    /// Paired, but the device could not be read: keep it awake next to the gateway, again.
+    Unreadable,
+    /// The gateway itself failed (Bluetooth, its storage): restart it or call support.
+    Gateway,
+}
+
 impl PairingStep {
     /// Whether the pairing has ended at this step.
     pub fn is_final(self) -> bool {
@@ -151,12 +172,18 @@ mod tests {
                 step: PairingStep::NeedsPasskey,
                 shown: None,
                 error: None,
+                failure: None,
                 battery_pct: None,
                 at,
             }],
         };
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["pairings"][0]["step"], "needs-passkey");
+        assert!(json["pairings"][0].get("failure").is_none());
+        assert_eq!(
+            serde_json::to_value(PairingFailure::WrongSecret).unwrap(),
+            "wrong-secret"
+        );
         assert_eq!(json["nearby"][0]["rssi_dbm"], -61);
         let back: SetupState = serde_json::from_value(json).unwrap();
         assert_eq!(back, state);

@@ -24,7 +24,9 @@ use common::{Stack, stack_edited};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tm_protocol::claim::ClaimCode;
-use tm_protocol::setup::{ClaimHello, NearbyDevice, PairingProgress, PairingStep, SetupState};
+use tm_protocol::setup::{
+    ClaimHello, NearbyDevice, PairingFailure, PairingProgress, PairingStep, SetupState,
+};
 use tm_protocol::{
     Backlog, ClockState, Command, CommandAction, DeviceHealth, DiskUse, EnrollmentResponse, Frame,
     GatewayId, Heartbeat, MessageKind, ReadingBatch, SigningKey, TimeQuality,
@@ -472,6 +474,7 @@ fn pairing(step: PairingStep, shown: Option<u32>) -> PairingProgress {
         step,
         shown,
         error: (step == PairingStep::Failed).then(|| "the device did not answer".into()),
+        failure: (step == PairingStep::Failed).then_some(PairingFailure::WrongSecret),
         battery_pct: None,
         at: Utc::now(),
     }
@@ -582,6 +585,35 @@ async fn the_setup_page_follows_the_gateway_and_relays_its_commands() {
     assert_eq!(
         st["pairings"][0]["text"],
         "Type the passkey the device shows."
+    );
+    // A refused passkey: the reason in the page's language, not in the gateway's English.
+    gw.heartbeat(&s, |hb| {
+        hb.setup = setup(
+            vec![nearby(false)],
+            vec![pairing(PairingStep::Failed, None)],
+        )
+    })
+    .await;
+    let (_, st) = state(&s, &page).await;
+    assert_eq!(
+        st["pairings"][0]["error"],
+        "The device refused the code: check the number on its screen and try again."
+    );
+    let dutch: Value = s
+        .http
+        .get(format!("{page}/setup/state?lang=nl"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        dutch["pairings"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Het toestel weigerde de code"),
+        "{dutch}"
     );
     let (status, _) = act(
         &s,

@@ -30,7 +30,7 @@ use std::time::Duration;
 use btleplug::api::Peripheral as _;
 use btleplug::platform::{Adapter, Peripheral};
 use tm_devices::catalog::{Bonding, ClockSetting};
-use tm_protocol::setup::PairingStep;
+use tm_protocol::setup::{PairingFailure, PairingStep};
 
 use super::paired::{PairedDevice, PairedStore};
 use super::pairing::{self, PairError, Prompt, Secrets};
@@ -125,6 +125,20 @@ pub enum PairDeviceError {
     /// The paired-devices file cannot be written.
     #[error("The gateway could not record the device ({0}): call support")]
     Store(String),
+}
+
+impl PairDeviceError {
+    /// The kind of failure the page says in the nurse's language.
+    pub fn failure(&self) -> PairingFailure {
+        match self {
+            Self::NotFound => PairingFailure::NotFound,
+            Self::NoAnswer(_) => PairingFailure::NoAnswer,
+            Self::Refused(Some(_)) => PairingFailure::WrongSecret,
+            Self::Refused(None) => PairingFailure::Refused,
+            Self::Identify(_) => PairingFailure::Unreadable,
+            Self::Bluetooth(_) | Self::Store(_) => PairingFailure::Gateway,
+        }
+    }
 }
 
 fn no_answer(asked: Asked) -> &'static str {

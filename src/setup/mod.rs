@@ -165,21 +165,26 @@ impl SetupMode {
         self.report_at(address, progress, None, Utc::now());
     }
 
-    /// Records that the pairing of `address` failed because of `error` (plain words).
-    pub fn report_failed(&self, address: &str, error: &str) {
+    /// Records that the pairing of `address` failed because of `error`.
+    pub fn report_failed(&self, address: &str, error: &crate::ble::pair_device::PairDeviceError) {
         let failed = crate::ble::pair_device::Progress {
             step: tm_protocol::setup::PairingStep::Failed,
             shown: None,
             battery_pct: None,
         };
-        self.report_at(address, &failed, Some(error.to_owned()), Utc::now());
+        self.report_at(
+            address,
+            &failed,
+            Some((error.to_string(), error.failure())),
+            Utc::now(),
+        );
     }
 
     fn report_at(
         &self,
         address: &str,
         progress: &crate::ble::pair_device::Progress,
-        error: Option<String>,
+        error: Option<(String, tm_protocol::setup::PairingFailure)>,
         at: DateTime<Utc>,
     ) {
         let address = address.to_ascii_uppercase();
@@ -195,7 +200,8 @@ impl SetupMode {
                 address: address.clone(),
                 step: progress.step,
                 shown: progress.shown,
-                error,
+                failure: error.as_ref().map(|(_, kind)| *kind),
+                error: error.map(|(text, _)| text),
                 battery_pct,
                 at,
             };
@@ -324,10 +330,20 @@ mod tests {
         );
         assert!(mode.pairing_under_way("c0:ff:ee:00:00:03"));
         assert!(!mode.pairing_under_way("C0:FF:EE:00:00:01"));
-        mode.report_failed("C0:FF:EE:00:00:03", "No passkey was typed in time");
+        mode.report_failed(
+            "C0:FF:EE:00:00:03",
+            &crate::ble::pair_device::PairDeviceError::NoAnswer(
+                crate::ble::pair_device::Asked::Passkey,
+            ),
+        );
+        let failed = &mode.state(now).unwrap().pairings[0];
         assert_eq!(
-            mode.state(now).unwrap().pairings[0].error.as_deref(),
+            failed.error.as_deref(),
             Some("No passkey was typed in time")
+        );
+        assert_eq!(
+            failed.failure,
+            Some(tm_protocol::setup::PairingFailure::NoAnswer)
         );
         // A new setup after this one ended forgets the finished pairings.
         mode.set_until(now, now);

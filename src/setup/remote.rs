@@ -156,7 +156,7 @@ impl SetupControl {
                 tracing::warn!(error = %e, "pairing: cannot scan");
                 self.mode.report_failed(
                     address,
-                    &pair_device::PairDeviceError::Bluetooth(e.to_string()).to_string(),
+                    &pair_device::PairDeviceError::Bluetooth(e.to_string()),
                 );
                 return;
             }
@@ -185,7 +185,7 @@ impl SetupControl {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pairing failed");
-                self.mode.report_failed(address, &e.to_string());
+                self.mode.report_failed(address, &e);
             }
         }
     }

@@ -149,6 +149,10 @@ async fn the_oximeter_waits_for_its_passkey_and_a_wrong_one_fails_plainly() {
         failed.error.as_deref(),
         Some("The device refused the passkey: check the number on its screen and try again")
     );
+    assert_eq!(
+        failed.failure,
+        Some(tm_protocol::setup::PairingFailure::WrongSecret)
+    );
     assert!(!agent.fake.is_paired(OXI).unwrap());
     assert!(agent.store.load().unwrap().is_empty());
 

@@ -206,6 +206,18 @@ pub fn play(transport: Transport) {
         device(OXIMETER)
     ));
     phone.check_screen("3-passkey-refused", "#pairings");
+    let refused = phone.eval(&format!(
+        "document.querySelector('#pairings {} .error').textContent",
+        device(OXIMETER)
+    ));
+    // In the phone's language, not in the gateway's English.
+    assert!(
+        refused
+            .as_str()
+            .unwrap()
+            .starts_with("Het toestel weigerde de code"),
+        "{refused}"
+    );
     phone.activate(&format!(
         "#pairings {} button[data-action=\"retry\"]",
         device(OXIMETER)

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 use tm_devices::catalog::{Catalog, Entry};
-use tm_protocol::setup::{PairingProgress, PairingStep};
+use tm_protocol::setup::{PairingFailure, PairingProgress, PairingStep};
 use tm_protocol::{Reading, ReadingKind};
 
 use super::words::{self, PageLanguage};
@@ -114,6 +114,19 @@ pub fn step_words(step: PairingStep) -> crate::symptom::codes::Words {
     }
 }
 
+/// Why a pairing failed, in the page's words; the gateway's own English text is the fallback
+/// for a gateway that names no kind.
+pub fn failure_words(failure: PairingFailure) -> crate::symptom::codes::Words {
+    match failure {
+        PairingFailure::NotFound => words::FAILED_NOT_FOUND,
+        PairingFailure::NoAnswer => words::FAILED_NO_ANSWER,
+        PairingFailure::WrongSecret => words::FAILED_WRONG_SECRET,
+        PairingFailure::Refused => words::FAILED_REFUSED,
+        PairingFailure::Unreadable => words::FAILED_UNREADABLE,
+        PairingFailure::Gateway => words::FAILED_GATEWAY,
+    }
+}
+
 /// What a pairing waits for from the nurse.
 fn input(step: PairingStep) -> Value {
     match step {
@@ -131,7 +144,10 @@ fn pairing(p: &PairingProgress, model_name: Option<&str>, lang: PageLanguage) ->
         "step": p.step,
         "text": lang.pick(step_words(p.step)),
         "shown": p.shown,
-        "error": p.error,
+        "error": p.failure.map_or_else(
+            || p.error.clone(),
+            |f| Some(lang.pick(failure_words(f)).to_owned())
+        ),
         "battery_pct": p.battery_pct,
         "at": p.at,
         "input": input(p.step),

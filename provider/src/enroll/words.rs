@@ -375,6 +375,42 @@ pub const STEP_FAILED: Words = w(
     "L'association a échoué :",
     "Kopplung fehlgeschlagen:",
 );
+pub const FAILED_NOT_FOUND: Words = w(
+    "The gateway cannot hear the device: put it in pairing mode next to the gateway and try again.",
+    "De gateway hoort het toestel niet: zet het in koppelmodus naast de gateway en probeer opnieuw.",
+    "La passerelle n'entend pas l'appareil : mettez-le en mode d'association à côté de la passerelle et réessayez.",
+    "Das Gateway hört das Gerät nicht: Gerät neben dem Gateway in den Kopplungsmodus versetzen und erneut versuchen.",
+);
+pub const FAILED_NO_ANSWER: Words = w(
+    "No code was sent in time: try again and type the code the device shows.",
+    "Er werd niet op tijd een code verstuurd: probeer opnieuw en typ de code die het toestel toont.",
+    "Aucun code n'a été envoyé à temps : réessayez et tapez le code affiché par l'appareil.",
+    "Es wurde nicht rechtzeitig ein Code gesendet: erneut versuchen und den Code des Geräts eingeben.",
+);
+pub const FAILED_WRONG_SECRET: Words = w(
+    "The device refused the code: check the number on its screen and try again.",
+    "Het toestel weigerde de code: controleer het getal op het scherm en probeer opnieuw.",
+    "L'appareil a refusé le code : vérifiez le nombre sur son écran et réessayez.",
+    "Das Gerät hat den Code abgelehnt: Zahl auf seinem Bildschirm prüfen und erneut versuchen.",
+);
+pub const FAILED_REFUSED: Words = w(
+    "The device refused to pair: put it in pairing mode and try again.",
+    "Het toestel weigerde te koppelen: zet het in koppelmodus en probeer opnieuw.",
+    "L'appareil a refusé l'association : mettez-le en mode d'association et réessayez.",
+    "Das Gerät hat die Kopplung abgelehnt: in den Kopplungsmodus versetzen und erneut versuchen.",
+);
+pub const FAILED_UNREADABLE: Words = w(
+    "The device paired but could not be read: keep it awake next to the gateway and try again.",
+    "Het toestel is gekoppeld maar kon niet gelezen worden: houd het wakker naast de gateway en probeer opnieuw.",
+    "L'appareil est associé mais n'a pas pu être lu : gardez-le allumé à côté de la passerelle et réessayez.",
+    "Das Gerät ist gekoppelt, konnte aber nicht gelesen werden: wach neben dem Gateway halten und erneut versuchen.",
+);
+pub const FAILED_GATEWAY: Words = w(
+    "The gateway's Bluetooth failed: unplug the gateway, plug it in again and try again; if it happens again, call support.",
+    "Bluetooth van de gateway faalde: trek de stekker uit, steek hem terug in en probeer opnieuw; gebeurt het weer, bel de ondersteuning.",
+    "Le Bluetooth de la passerelle a échoué : débranchez-la, rebranchez-la et réessayez ; si cela se reproduit, appelez le support.",
+    "Das Bluetooth des Gateways ist ausgefallen: Stecker ziehen, wieder einstecken und erneut versuchen; bei Wiederholung den Support anrufen.",
+);
 pub const STEP_UNPAIRED: Words = w("Unpaired.", "Ontkoppeld.", "Dissocié.", "Entkoppelt.");
 pub const STEP_MEASURE: Words = w(
     "Step 4 of 5: take a measurement",
