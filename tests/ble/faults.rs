@@ -245,3 +245,60 @@ async fn a_device_paired_while_the_agent_runs_is_linked_at_once_and_unpaired_rel
         .await;
     agent.stop().await;
 }
+
+/// Discovery is per client, as in BlueZ: one client stopping its scan (the setup scanner when
+/// setup mode ends) leaves another client's (the agent's central) running; a client that never
+/// started one cannot stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_stopped_discovery_leaves_anothers_running() {
+    let _g = SERIAL.lock().await;
+    let bus = tm_sim_bluez::bus::PrivateBus::start().expect("dbus-daemon");
+    let _sim = tm_sim_bluez::FakeBluez::start(bus.address(), vec![])
+        .await
+        .expect("simulator");
+    let connect = || async {
+        zbus::connection::Builder::address(bus.address())
+            .build()
+            .await
+            .unwrap()
+    };
+    let (central, scanner, other) = (connect().await, connect().await, connect().await);
+    async fn adapter(c: &zbus::Connection, method: &str) -> zbus::Result<zbus::Message> {
+        c.call_method(
+            Some("org.bluez"),
+            "/org/bluez/hci0",
+            Some("org.bluez.Adapter1"),
+            method,
+            &(),
+        )
+        .await
+    }
+    async fn discovering(c: &zbus::Connection) -> bool {
+        let answer = c
+            .call_method(
+                Some("org.bluez"),
+                "/org/bluez/hci0",
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.bluez.Adapter1", "Discovering"),
+            )
+            .await
+            .unwrap();
+        let value: zbus::OwnedVariant = answer.body().deserialize().unwrap();
+        bool::try_from(value).unwrap()
+    }
+    adapter(&central, "StartDiscovery").await.unwrap();
+    adapter(&scanner, "StartDiscovery").await.unwrap();
+    adapter(&scanner, "StopDiscovery").await.unwrap();
+    assert!(
+        discovering(&central).await,
+        "the central's discovery goes on"
+    );
+    let refused = adapter(&other, "StopDiscovery").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("No discovery started"),
+        "{refused}"
+    );
+    adapter(&central, "StopDiscovery").await.unwrap();
+    assert!(!discovering(&central).await);
+}

@@ -103,6 +103,10 @@ pub struct Inner {
     pub devices: BTreeMap<String, DeviceState>,
     pub powered: bool,
     pub discovering: bool,
+    /// The D-Bus clients (unique names) whose discovery session is open: as in BlueZ, the
+    /// adapter discovers while at least one client has a session, and one client stopping
+    /// its own does not stop another's.
+    pub discovery_clients: std::collections::BTreeSet<String>,
     pub filter_uuids: Vec<String>,
     pub agents: Vec<AgentRef>,
     pub default_agent: Option<AgentRef>,

@@ -9,6 +9,11 @@ use super::BluezError;
 use crate::ops;
 use crate::state::{ADAPTER_PATH, AgentRef, Shared, device_path};
 
+/// The D-Bus client that sent a call (its unique name).
+fn client_of(hdr: &Header<'_>) -> String {
+    hdr.sender().map(|s| s.to_string()).unwrap_or_default()
+}
+
 /// `org.bluez.Adapter1`.
 #[derive(Debug)]
 pub struct Adapter {
@@ -29,9 +34,10 @@ impl Adapter {
         Ok(())
     }
 
-    async fn start_discovery(&self) -> Result<(), BluezError> {
+    async fn start_discovery(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), BluezError> {
         {
             let mut g = self.core.lock();
+            g.discovery_clients.insert(client_of(&hdr));
             g.discovering = true;
             g.stalled = false;
             g.discovery_starts += 1;
@@ -47,10 +53,17 @@ impl Adapter {
         Ok(())
     }
 
-    async fn stop_discovery(&self) -> Result<(), BluezError> {
-        let was = std::mem::replace(&mut self.core.lock().discovering, false);
-        if !was {
-            return Err(BluezError::Failed("No discovery started".into()));
+    async fn stop_discovery(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), BluezError> {
+        {
+            let mut g = self.core.lock();
+            if !g.discovery_clients.remove(&client_of(&hdr)) {
+                return Err(BluezError::Failed("No discovery started".into()));
+            }
+            if !g.discovery_clients.is_empty() {
+                // Another client still discovers: the adapter goes on.
+                return Ok(());
+            }
+            g.discovering = false;
         }
         self.core
             .changed(
