@@ -409,11 +409,7 @@ pub async fn done(
     (
         StatusCode::SEE_OTHER,
         [
-            // Relative to `/enroll/{token}/setup/done`: two levels up is the page.
-            (
-                header::LOCATION,
-                format!("../{}", Here::action(&token).to_page),
-            ),
+            (header::LOCATION, Here::levels_below(&token, 2).to_page),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
     )

@@ -55,15 +55,19 @@ pub struct Here {
 impl Here {
     /// Rendered at `/enroll/{token}`.
     pub fn page(token: &str) -> Self {
-        Self {
-            to_page: escape(token),
-        }
+        Self::levels_below(token, 0)
     }
 
     /// Rendered at `/enroll/{token}/{action}`.
     pub fn action(token: &str) -> Self {
+        Self::levels_below(token, 1)
+    }
+
+    /// Rendered (or redirecting) at a path `levels` segments below `/enroll/{token}`:
+    /// `/enroll/{token}/setup/done` is 2.
+    pub fn levels_below(token: &str, levels: usize) -> Self {
         Self {
-            to_page: format!("../{}", escape(token)),
+            to_page: format!("{}{}", "../".repeat(levels), escape(token)),
         }
     }
 

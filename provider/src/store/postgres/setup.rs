@@ -72,12 +72,16 @@ async fn view_on(
         .collect::<Result<_, _>>()?;
     let commanded_until = latest_setup_until(actions.iter().map(String::as_str));
     let mut readings = Vec::new();
+    // Once the setup is finished only the recorded first readings are shown: the page no
+    // longer waits for one, and a long session's readings are not searched on every poll.
+    let finished = setup_done_at.is_some();
     let devices = heartbeat.as_ref().map(|(_, h)| h.devices.as_slice());
     for d in devices.unwrap_or_default() {
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&telemonitoring_id, &gateway_id.as_str(), &d.address];
         let (payload, recorded) = match c.query_opt(RECORDED, &key).await? {
             Some(r) => (Some(r.try_get::<_, String>(0)?), true),
+            None if finished => (None, false),
             None => (
                 c.query_opt(NEWEST, &key)
                     .await?

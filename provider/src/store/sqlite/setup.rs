@@ -71,12 +71,16 @@ pub fn view(
         .collect::<rusqlite::Result<_>>()?;
     let commanded_until = latest_setup_until(actions.iter().map(String::as_str));
     let mut readings = Vec::new();
+    // Once the setup is finished only the recorded first readings are shown: the page no
+    // longer waits for one, and a long session's readings are not searched on every poll.
+    let finished = done.is_some();
     let devices = heartbeat.as_ref().map(|(_, h)| h.devices.as_slice());
     for d in devices.unwrap_or_default() {
         let key = params![telemonitoring_id, gateway_id.as_str(), d.address];
         let recorded: Option<String> = conn.query_row(RECORDED, key, |r| r.get(0)).optional()?;
         let (payload, was_recorded) = match recorded {
             Some(p) => (Some(p), true),
+            None if finished => (None, false),
             None => (conn.query_row(NEWEST, key, |r| r.get(0)).optional()?, false),
         };
         if let Some(reading) = payload.and_then(|p| serde_json::from_str::<Reading>(&p).ok()) {
