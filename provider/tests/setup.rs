@@ -568,6 +568,8 @@ async fn the_setup_page_follows_the_gateway_and_relays_its_commands() {
             .contains("-P-")
     );
     assert_eq!(st["nearby"][0]["rssi_dbm"], -58);
+    assert_eq!(st["nearby"][0]["profile"], "blood-pressure");
+    assert_eq!(st["nearby"][0]["profile_text"], "Blood pressure monitor");
 
     // Pair, then the passkey it asks for, then unpair: signed commands on the poll.
     let (status, _) = act(&s, &page, "pair", json!({"address": CUFF.to_lowercase()})).await;
@@ -737,6 +739,14 @@ async fn the_setup_page_follows_the_gateway_and_relays_its_commands() {
     let (_, st) = state(&s, &page).await;
     assert_eq!(st["step"], "done");
     assert_eq!(st["completed"], true);
+    // The first reading recorded stays on the summary.
+    assert!(
+        st["devices"][0]["reading"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Blood pressure 128/82 mmHg, "),
+        "{st}"
+    );
     let ended = gw
         .poll(&s)
         .await

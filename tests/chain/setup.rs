@@ -179,6 +179,11 @@ pub fn play(transport: Transport) {
         device(OXIMETER)
     ));
     phone.check_screen("3-pair", "#nearby");
+    let card = phone.eval(&format!(
+        "document.querySelector('#nearby {}').textContent",
+        device(SCALE)
+    ));
+    assert!(card.as_str().unwrap().contains("Weegschaal"), "{card}");
     phone.activate(&format!(
         "#nearby {} button[data-action=\"pair\"]",
         device(SCALE)

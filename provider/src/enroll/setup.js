@@ -176,7 +176,7 @@
     function nearbyItem(n) {
       const li = el("li", { class: "device", "data-address": n.address });
       li.append(el("strong", { text: nameOf(n) }), " ", el("span", { text: n.address }));
-      if (n.profile) li.append(el("p", { class: "hint", text: n.profile }));
+      if (n.profile_text) li.append(el("p", { class: "hint", text: n.profile_text }));
       if (n.rssi_dbm !== null && n.rssi_dbm !== undefined) {
         li.append(el("p", { class: "hint", text: words.signal + " " + n.rssi_dbm + " dBm" }));
       }

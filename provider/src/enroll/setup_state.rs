@@ -8,11 +8,11 @@
 //! ```json
 //! {"status": "accepted", "step": "connect|pair|measure|summary|done", "completed": false,
 //!  "gateway": null | {"id", "online", "last_seen", "version", "setup_until"},
-//!  "nearby": [{"address", "name", "model_id", "model_name", "profile", "pairing_hint",
+//!  "nearby": [{"address", "name", "model_id", "model_name", "profile", "profile_text", "pairing_hint",
 //!              "rssi_dbm", "paired"}],
 //!  "pairings": [{"address", "model_name", "step", "text", "shown", "error", "battery_pct",
 //!                "at", "input": null | "pin" | "passkey" | "confirm"}],
-//!  "devices": [{"address", "model_id", "model_name", "profile", "battery_pct",
+//!  "devices": [{"address", "model_id", "model_name", "profile", "profile_text", "battery_pct",
 //!               "reading": null | {"text", "at"}}]}
 //! ```
 
@@ -93,6 +93,23 @@ fn catalog_entry(model_id: Option<&str>) -> Option<&'static Entry> {
 fn profile(entry: Option<&Entry>) -> Value {
     entry.map_or(Value::Null, |e| {
         serde_json::to_value(e.model.profile).unwrap_or(Value::Null)
+    })
+}
+
+/// What kind of device a catalog entry is, in the page's words.
+fn profile_text(entry: Option<&Entry>, lang: PageLanguage) -> Value {
+    use tm_devices::catalog::Profile;
+    entry.map_or(Value::Null, |e| {
+        let w = match e.model.profile {
+            Profile::BloodPressure => words::PROFILE_BLOOD_PRESSURE,
+            Profile::WeightScale | Profile::XiaomiScaleAdvert => words::PROFILE_SCALE,
+            Profile::BodyComposition => words::PROFILE_BODY_COMPOSITION,
+            Profile::Thermometer => words::PROFILE_THERMOMETER,
+            Profile::Glucose => words::PROFILE_GLUCOSE,
+            Profile::PulseOximeter => words::PROFILE_OXIMETER,
+            Profile::HeartRate => words::PROFILE_HEART_RATE,
+        };
+        json!(lang.pick(w))
     })
 }
 
@@ -257,6 +274,7 @@ pub fn state_json(
                     "model_id": n.model_id,
                     "model_name": entry.map(|e| e.model.name.clone()),
                     "profile": profile(entry),
+                    "profile_text": profile_text(entry, lang),
                     "pairing_hint": entry.and_then(|e| e.model.pairing_hint.clone()),
                     "rssi_dbm": n.rssi_dbm,
                     "paired": n.paired,
@@ -292,6 +310,7 @@ pub fn state_json(
                 "model_id": d.model,
                 "model_name": entry.map(|e| e.model.name.clone()),
                 "profile": profile(entry),
+                    "profile_text": profile_text(entry, lang),
                 "battery_pct": d.battery_pct,
                 "reading": reading,
             })

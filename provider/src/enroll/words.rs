@@ -375,6 +375,39 @@ pub const STEP_FAILED: Words = w(
     "L'association a échoué :",
     "Kopplung fehlgeschlagen:",
 );
+pub const PROFILE_BLOOD_PRESSURE: Words = w(
+    "Blood pressure monitor",
+    "Bloeddrukmeter",
+    "Tensiomètre",
+    "Blutdruckmessgerät",
+);
+pub const PROFILE_SCALE: Words = w("Scale", "Weegschaal", "Balance", "Waage");
+pub const PROFILE_BODY_COMPOSITION: Words = w(
+    "Body composition scale",
+    "Lichaamsanalyseweegschaal",
+    "Balance impédancemètre",
+    "Körperanalysewaage",
+);
+pub const PROFILE_THERMOMETER: Words =
+    w("Thermometer", "Thermometer", "Thermomètre", "Thermometer");
+pub const PROFILE_GLUCOSE: Words = w(
+    "Glucose meter",
+    "Glucosemeter",
+    "Glucomètre",
+    "Blutzuckermessgerät",
+);
+pub const PROFILE_OXIMETER: Words = w(
+    "Pulse oximeter",
+    "Saturatiemeter",
+    "Oxymètre de pouls",
+    "Pulsoximeter",
+);
+pub const PROFILE_HEART_RATE: Words = w(
+    "Heart rate monitor",
+    "Hartslagmeter",
+    "Cardiofréquencemètre",
+    "Herzfrequenzmesser",
+);
 pub const FAILED_NOT_FOUND: Words = w(
     "The gateway cannot hear the device: put it in pairing mode next to the gateway and try again.",
     "De gateway hoort het toestel niet: zet het in koppelmodus naast de gateway en probeer opnieuw.",
